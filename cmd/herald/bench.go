@@ -1,0 +1,12 @@
+package main
+
+import "github.com/spf13/cobra"
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure Herald's performance",
+	}
+	cmd.AddCommand(newBenchLogCmd())
+	return cmd
+}

@@ -70,20 +70,28 @@ func (l *Log) enforceRetention(now time.Time, rep *CleanReport) error {
 		a.imu.RLock()
 		expired := a.size.Load() > segHeaderSize && a.maxTs < cutoff
 		a.imu.RUnlock()
+		var r *syncRound
 		if expired && !l.mu.closed && l.mu.failed == nil {
 			if err := l.rollLocked(); err != nil {
 				l.mu.Unlock()
 				return err
 			}
+			r = l.mu.round // the round that settles the sealed segment
 		}
 		l.mu.Unlock()
+		if r != nil {
+			<-r.done
+			if r.err != nil {
+				return r.err
+			}
+		}
 	}
 	segs := *l.segs.Load()
 	total := l.Size()
 	drop := 0
 	for _, s := range segs[:len(segs)-1] {
-		if s.synced.Load() < s.size.Load() {
-			break // not yet durable: let the flusher finish first
+		if !s.settled.Load() {
+			break // the flusher still owns it
 		}
 		expired := false
 		if age > 0 {
@@ -130,7 +138,7 @@ func (l *Log) compact(now time.Time, rep *CleanReport) error {
 	segs := *l.segs.Load()
 	var sealed []*segment
 	for _, s := range segs[:len(segs)-1] {
-		if s.synced.Load() < s.size.Load() {
+		if !s.settled.Load() {
 			break
 		}
 		sealed = append(sealed, s)
@@ -215,6 +223,7 @@ func (l *Log) rewriteSegment(s *segment, latest map[string]int64, tombCutoff int
 	ns := l.newSegment(s.base, newFileID())
 	ns.idx, ns.tidx = &offsetIndex{}, &timeIndex{}
 	ns.sealed.Store(true)
+	ns.settled.Store(true)
 	out := fileHeader{magic: segMagic, version: formatVersion, base: s.base, fileID: ns.fileID}.encode()
 	var (
 		it      batch.Iter

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,7 +103,6 @@ type rec struct {
 func readAll(t testing.TB, l *Log, from int64) []rec {
 	t.Helper()
 	var out []rec
-	var it batch.Iter
 	ctx := context.Background()
 	var buf []byte
 	for off := from; off < l.HighWatermark(); {
@@ -112,31 +113,66 @@ func readAll(t testing.TB, l *Log, from int64) []rec {
 		if len(b) == 0 {
 			break
 		}
-		for p := 0; p < len(b); {
-			h, err := batch.ParseHeader(b[p:])
-			if err != nil {
-				t.Fatalf("parse: %v", err)
-			}
-			if err := it.Reset(b[p : p+h.Size()]); err != nil {
-				t.Fatalf("iter: %v", err)
-			}
-			for it.Next() {
-				if it.Offset() < off {
-					continue
-				}
-				r := it.Record()
-				out = append(out, rec{off: it.Offset(), ts: it.Timestamp(), key: string(r.Key), value: string(r.Value), null: r.Value == nil})
-			}
-			if err := it.Err(); err != nil {
-				t.Fatalf("iter: %v", err)
-			}
-			off = h.LastOffset() + 1
-			p += h.Size()
+		recs, next, err := decodeBatches(b, off)
+		if err != nil {
+			t.Fatal(err)
 		}
+		out = append(out, recs...)
+		off = next
 		buf = b
 	}
 	return out
 }
+
+// decodeBatches decodes the records at or after from in b and returns the
+// offset after the last batch.
+func decodeBatches(b []byte, from int64) ([]rec, int64, error) {
+	var out []rec
+	var it batch.Iter
+	next := from
+	for p := 0; p < len(b); {
+		h, err := batch.ParseHeader(b[p:])
+		if err != nil {
+			return out, next, fmt.Errorf("parse: %w", err)
+		}
+		if err := it.Reset(b[p : p+h.Size()]); err != nil {
+			return out, next, fmt.Errorf("iter: %w", err)
+		}
+		for it.Next() {
+			if it.Offset() < from {
+				continue
+			}
+			r := it.Record()
+			out = append(out, rec{off: it.Offset(), ts: it.Timestamp(), key: string(r.Key), value: string(r.Value), null: r.Value == nil})
+		}
+		if err := it.Err(); err != nil {
+			return out, next, fmt.Errorf("iter: %w", err)
+		}
+		next = h.LastOffset() + 1
+		p += h.Size()
+	}
+	return out, next, nil
+}
+
+func decodeAll(b []byte, from int64) ([]rec, int64) {
+	recs, next, _ := decodeBatches(b, from)
+	return recs, next
+}
+
+func mustReadDir(t testing.TB, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func hasSuffix(s, suffix string) bool { return strings.HasSuffix(s, suffix) }
 
 func mustAppend(t testing.TB, l *Log, b []byte) int64 {
 	t.Helper()

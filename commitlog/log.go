@@ -431,6 +431,7 @@ func (l *Log) flushRound(final bool) bool {
 	for _, o := range sealed {
 		o.synced.Store(o.size.Load())
 		o.readLimit.Store(o.size.Load())
+		o.settled.Store(true)
 	}
 	s.synced.Store(size)
 	if l.opts.Durability.Mode == SyncAlways {

@@ -82,6 +82,7 @@ func (st *Store) openLog(name, dir string, opts Options, rp recoveryPoint, hasRP
 		s.readLimit.Store(fi.Size())
 		s.synced.Store(fi.Size())
 		s.sealed.Store(i < len(bases)-1)
+		s.settled.Store(i < len(bases)-1)
 		segs[i] = s
 	}
 	l.segs.Store(&segs)
@@ -120,6 +121,7 @@ func (st *Store) openLog(name, dir string, opts Options, rp recoveryPoint, hasRP
 			}
 			segs = segs[:i+1]
 			segs[i].sealed.Store(false)
+			segs[i].settled.Store(false)
 			l.segs.Store(&segs)
 			break
 		}

@@ -32,6 +32,9 @@ type segment struct {
 	readLimit atomic.Int64 // bytes readers may see (at a batch boundary)
 	synced    atomic.Int64 // bytes known to be on stable storage
 	sealed    atomic.Bool
+	// settled is set once a sealed segment is synced and its indexes are
+	// written; only settled segments may be deleted or rewritten.
+	settled atomic.Bool
 
 	fmu  sync.Mutex
 	file vfs.File

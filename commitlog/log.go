@@ -155,23 +155,60 @@ func (l *Log) segmentEnd(s *segment) int64 {
 // durable. After an fsync error the log refuses further appends with an
 // error matching ErrLogFailed.
 func (l *Log) Append(ctx context.Context, b []byte) (int64, error) {
-	if err := ctx.Err(); err != nil {
+	p, err := l.AppendAsync(ctx, b)
+	if err != nil {
 		return -1, err
+	}
+	if err := p.Wait(ctx); err != nil {
+		return -1, err
+	}
+	return p.BaseOffset, nil
+}
+
+// Pending is an append that is written but may not be durable yet.
+type Pending struct {
+	// BaseOffset is the offset of the append's first record.
+	BaseOffset int64
+	round      *syncRound // nil when the append is already durable under the mode
+}
+
+// Wait returns once the append is durable under the log's mode, with the
+// sync error if that failed, or ctx.Err() if ctx ends first (the append may
+// then still become durable).
+func (p Pending) Wait(ctx context.Context) error {
+	if p.round == nil {
+		return nil
+	}
+	select {
+	case <-p.round.done:
+		return p.round.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// AppendAsync is Append without the wait: it returns once the batches are
+// written and offsets assigned; Pending.Wait waits for durability. Callers
+// appending to many logs at once (a produce request over many partitions)
+// use it to wait for all their fsyncs together.
+func (l *Log) AppendAsync(ctx context.Context, b []byte) (Pending, error) {
+	if err := ctx.Err(); err != nil {
+		return Pending{}, err
 	}
 	records, err := l.check(b)
 	if err != nil {
-		return -1, err
+		return Pending{}, err
 	}
 
 	l.mu.Lock()
 	if err := l.writableLocked(); err != nil {
 		l.mu.Unlock()
-		return -1, err
+		return Pending{}, err
 	}
 	if l.needsRollLocked(len(b)) {
 		if err := l.rollLocked(); err != nil {
 			l.mu.Unlock()
-			return -1, err
+			return Pending{}, err
 		}
 	}
 	s := l.mu.active
@@ -186,7 +223,7 @@ func (l *Log) Append(ctx context.Context, b []byte) (int64, error) {
 	}
 	if err := l.writeLocked(s, b); err != nil {
 		l.mu.Unlock()
-		return -1, err
+		return Pending{}, err
 	}
 	if s.size.Load() == int64(segHeaderSize+len(b)) {
 		l.mu.created = time.Now()
@@ -200,14 +237,7 @@ func (l *Log) Append(ctx context.Context, b []byte) (int64, error) {
 		r := l.mu.round
 		l.kickLocked()
 		l.mu.Unlock()
-		select {
-		case <-r.done:
-			if r.err != nil {
-				return -1, r.err
-			}
-		case <-ctx.Done():
-			return -1, ctx.Err()
-		}
+		return Pending{BaseOffset: base, round: r}, nil
 	case SyncInterval:
 		s.readLimit.Store(s.size.Load())
 		l.publishLocked(next)
@@ -215,13 +245,12 @@ func (l *Log) Append(ctx context.Context, b []byte) (int64, error) {
 			l.mu.timerArmed = true
 			l.mu.timer = time.AfterFunc(l.opts.Durability.Interval, l.intervalTick)
 		}
-		l.mu.Unlock()
 	default:
 		s.readLimit.Store(s.size.Load())
 		l.publishLocked(next)
-		l.mu.Unlock()
 	}
-	return base, nil
+	l.mu.Unlock()
+	return Pending{BaseOffset: base}, nil
 }
 
 // check validates every batch in b and returns the record count.
@@ -518,6 +547,22 @@ func (l *Log) Wait(ctx context.Context, offset int64) error {
 	}
 }
 
+// Watch returns a channel that is closed when the high-water mark may have
+// passed offset (at once if it already has), for callers that wait on many
+// logs at once. Spurious wake-ups are possible: re-check HighWatermark. The
+// caller must call stop when done watching.
+func (l *Log) Watch(offset int64) (ch <-chan struct{}, stop func()) {
+	l.waiters.Add(1)
+	stop = func() { l.waiters.Add(-1) }
+	c := *l.notify.Load()
+	if l.hwm.Load() > offset || l.isClosed() {
+		return closedChan, stop
+	}
+	return c, stop
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // Read appends to dst[:0] whole batches starting with the one that holds
 // offset, at most maxBytes of them unless the first batch alone is larger (it
 // is then returned whole, so a reader always progresses). Batches come from
@@ -656,13 +701,22 @@ func (s *segment) locate(f vfs.File, pos, limit, offset, end int64) (int64, batc
 		if err != nil {
 			return 0, h, false, &CorruptionError{Path: s.path, Pos: pos, Reason: "bad batch header", Err: err}
 		}
-		if pos+int64(h.Size()) > limit || h.BaseOffset >= end {
+		if h.BaseOffset >= end {
 			return 0, h, false, nil
+		}
+		if pos+int64(h.Size()) > limit {
+			// NB: limit is always at a batch boundary (a sealed segment's
+			// size, or the active one's durable end), so a batch that
+			// crosses it is damage, not a tail still being written.
+			return 0, h, false, &CorruptionError{Path: s.path, Pos: pos, Reason: fmt.Sprintf("batch of %d bytes but the segment has only %d more", h.Size(), limit-pos)}
 		}
 		if h.LastOffset() >= offset {
 			return pos, h, true, nil
 		}
 		pos += int64(h.Size())
+	}
+	if pos < limit {
+		return 0, batch.Header{}, false, &CorruptionError{Path: s.path, Pos: pos, Reason: fmt.Sprintf("%d trailing bytes are shorter than a batch header", limit-pos)}
 	}
 	return 0, batch.Header{}, false, nil
 }

@@ -254,7 +254,13 @@ func (l *Log) AppendAsync(ctx context.Context, b []byte) (Pending, error) {
 }
 
 // check validates every batch in b and returns the record count.
-func (l *Log) check(b []byte) (int, error) {
+func (l *Log) check(b []byte) (int, error) { return CheckBatches(b, l.opts.MaxBatchBytes) }
+
+// CheckBatches validates b as Append does (whole v2 batches, each with a good
+// CRC, at least one record, dense offset deltas and at most maxBatch bytes)
+// and returns the record count. Other log implementations use it to accept
+// exactly what a Log accepts.
+func CheckBatches(b []byte, maxBatch int) (int, error) {
 	if len(b) == 0 {
 		return 0, fmt.Errorf("%w: no batches", ErrInvalidBatch)
 	}
@@ -268,12 +274,12 @@ func (l *Log) check(b []byte) (int, error) {
 			return 0, fmt.Errorf("batch at byte %d: %w", p, err)
 		}
 		if h.Size() > len(b)-p {
-			if h.Size() > l.opts.MaxBatchBytes {
-				return 0, &batch.TooLargeError{Size: h.Size(), Limit: l.opts.MaxBatchBytes}
+			if h.Size() > maxBatch {
+				return 0, &batch.TooLargeError{Size: h.Size(), Limit: maxBatch}
 			}
 			return 0, fmt.Errorf("%w: batch at byte %d claims %d bytes but %d remain", ErrInvalidBatch, p, h.Size(), len(b)-p)
 		}
-		if _, err := batch.Validate(b[p:p+h.Size()], l.opts.MaxBatchBytes); err != nil {
+		if _, err := batch.Validate(b[p:p+h.Size()], maxBatch); err != nil {
 			return 0, fmt.Errorf("batch at byte %d: %w", p, err)
 		}
 		if h.NumRecords <= 0 || int64(h.LastOffsetDelta) != int64(h.NumRecords)-1 {
@@ -833,6 +839,7 @@ func (l *Log) Close() error {
 	}
 	l.mu.Unlock()
 	close(l.closedCh)
+	close(*l.notify.Swap(&closedChan)) // wakes Watch callers; later ones see it closed
 	l.wg.Wait()
 	for l.flushRound(true) {
 	}

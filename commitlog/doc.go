@@ -57,14 +57,18 @@
 //	| i64         | i32         | i32            | i8=2  | u32 | (CRC-covered)
 //	+-------------+-------------+----------------+-------+-----+------------
 //
-// The offset index holds 8-byte entries (offset - base as u32, file position
-// as u32), one per IndexIntervalBytes of segment; the time index holds
-// 12-byte entries (timestamp i64, offset - base u32) recording where the
-// segment's running maximum timestamp rose, at most one per four intervals,
-// plus the exact maximum when the segment is sealed. Entries strictly
-// increase; a reader stops at the first that does not, so a torn index end is
-// harmless. Indexes are hints: any that is missing, stale or inconsistent is
-// rebuilt by scanning its segment.
+// The offset index holds 12-byte entries (offset - base u32, file position
+// u32, CRC-32C of those 8 bytes), one per IndexIntervalBytes of segment; the
+// time index holds 16-byte entries (timestamp i64, offset - base u32, CRC-32C
+// of those 12 bytes) recording where the segment's running maximum timestamp
+// rose, at most one per four intervals, plus the exact maximum when the
+// segment is sealed. Entries strictly increase; a loader stops at the first
+// that fails its checksum or does not increase, so a torn end of the active
+// segment's index is harmless, and a sealed segment's index with any bad
+// entry is rebuilt. In memory an entry costs 8 (offset) or 12 (time) bytes.
+// Indexes are hints: any that is missing, stale or inconsistent is rebuilt by
+// scanning its segment, and a reader checks that an entry points at the
+// batch it names before trusting it.
 //
 // The recovery-points file is written whole by the atomic helper (temp file,
 // fsync, rename, fsync directory):
@@ -86,7 +90,9 @@
 // after it, batch by batch (length bounds, dense offsets, leader epoch, CRC):
 // a torn or corrupt tail is truncated at the last good batch, any later
 // segments are removed, and the loss is reported in Log.Recovery, a log line
-// and a metric. Corruption before the recovery point, or found later in a
+// and a metric. Without a recovery point (a new log, or a lost checkpoint
+// file) the last two segments are validated: older ones were synced when
+// they were sealed. Corruption before the recovery point, or found later in a
 // sealed segment by a read, is a *CorruptionError, never a panic or a silent
 // skip. Opening therefore costs time proportional to the unsynced tail.
 //

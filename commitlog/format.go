@@ -22,8 +22,8 @@ const (
 	ckptMagic     = "HERALDRP"
 	segHeaderSize = 32 // also the header size of both index files
 
-	offIdxEntrySize  = 8  // relative offset u32, position u32
-	timeIdxEntrySize = 12 // timestamp i64, relative offset u32
+	offIdxEntrySize  = 12 // relative offset u32, position u32, CRC-32C u32
+	timeIdxEntrySize = 16 // timestamp i64, relative offset u32, CRC-32C u32
 
 	segSuffix     = ".log"
 	offIdxSuffix  = ".idx"

@@ -104,11 +104,15 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 // panic and must only return strictly increasing entries inside the segment.
 func FuzzLoadIndex(f *testing.F) {
 	valid := fileHeader{magic: offIdxMagic, version: formatVersion, base: 100, fileID: 5}.encode()
-	valid = binary.BigEndian.AppendUint64(valid, 1<<32|64)
-	valid = binary.BigEndian.AppendUint64(valid, 9<<32|900)
+	valid = appendOffEntry(valid, 1, 64)
+	valid = appendOffEntry(valid, 9, 900)
 	f.Add(valid)
 	f.Add(valid[:40])
-	f.Add(append(valid, 0, 0, 0, 0, 0, 0, 0, 0))
+	f.Add(append(valid, make([]byte, offIdxEntrySize)...))
+	tvalid := fileHeader{magic: timeIdxMagic, version: formatVersion, base: 100, fileID: 5}.encode()
+	tvalid = appendTimeEntry(tvalid, 1000, 1)
+	tvalid = appendTimeEntry(tvalid, 2000, 7)
+	f.Add(tvalid)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "x")

@@ -2,7 +2,9 @@ package commitlog
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"sort"
 
 	"github.com/heraldhq/herald/internal/vfs"
@@ -28,14 +30,16 @@ func (x *offsetIndex) last() (rel, pos uint32, ok bool) {
 	return uint32(e >> 32), uint32(e), true
 }
 
-// lookup returns the position of the last indexed batch whose base offset is
-// at most rel, or 0 when there is none (the caller starts at the header).
-func (x *offsetIndex) lookup(rel uint32) uint32 {
+// lookup returns the relative offset and position of the last indexed batch
+// whose base offset is at most rel, or ok false when there is none (the caller
+// starts at the header).
+func (x *offsetIndex) lookup(rel uint32) (erel, pos uint32, ok bool) {
 	i := sort.Search(len(x.ents), func(i int) bool { return uint32(x.ents[i]>>32) > rel })
 	if i == 0 {
-		return 0
+		return 0, 0, false
 	}
-	return uint32(x.ents[i-1])
+	e := x.ents[i-1]
+	return uint32(e >> 32), uint32(e), true
 }
 
 // timeIndex maps a running maximum timestamp to the batch at which the
@@ -73,7 +77,7 @@ func (x *timeIndex) lookup(ts int64) (uint32, bool) {
 func (x *offsetIndex) encodeFrom(i int) []byte {
 	b := make([]byte, 0, (len(x.ents)-i)*offIdxEntrySize)
 	for _, e := range x.ents[i:] {
-		b = binary.BigEndian.AppendUint64(b, e)
+		b = appendOffEntry(b, uint32(e>>32), uint32(e))
 	}
 	return b
 }
@@ -81,32 +85,68 @@ func (x *offsetIndex) encodeFrom(i int) []byte {
 func (x *timeIndex) encodeFrom(i int) []byte {
 	b := make([]byte, 0, (len(x.ts)-i)*timeIdxEntrySize)
 	for j := i; j < len(x.ts); j++ {
-		b = binary.BigEndian.AppendUint64(b, uint64(x.ts[j]))
-		b = binary.BigEndian.AppendUint32(b, x.rel[j])
+		b = appendTimeEntry(b, x.ts[j], x.rel[j])
 	}
 	return b
 }
 
-// loadOffsetIndex reads an offset index file. Entries are kept while they
-// are strictly increasing and point inside the segment's first size bytes;
+// appendOffEntry appends an offset index entry with its checksum.
+func appendOffEntry(b []byte, rel, pos uint32) []byte {
+	at := len(b)
+	b = binary.BigEndian.AppendUint32(b, rel)
+	b = binary.BigEndian.AppendUint32(b, pos)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[at:], castagnoli))
+}
+
+// appendTimeEntry appends a time index entry with its checksum.
+func appendTimeEntry(b []byte, ts int64, rel uint32) []byte {
+	at := len(b)
+	b = binary.BigEndian.AppendUint64(b, uint64(ts))
+	b = binary.BigEndian.AppendUint32(b, rel)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[at:], castagnoli))
+}
+
+// entryOK checks the checksum that ends an index entry.
+func entryOK(e []byte) bool {
+	n := len(e) - 4
+	return binary.BigEndian.Uint32(e[n:]) == crc32.Checksum(e[:n], castagnoli)
+}
+
+// loadOffsetIndex reads an offset index file. Entries are kept while their
+// checksums hold, they are strictly increasing and they point inside the
+// segment's first size bytes;
 // the rest of the file (a stale or torn end) is ignored. It fails when the
 // file is missing, or belongs to another segment file.
 func loadOffsetIndex(fsys vfs.FS, path string, base int64, fileID uint64, size int64) (*offsetIndex, error) {
+	x, _, err := loadOffsetIndexPrefix(fsys, path, base, fileID, size)
+	return x, err
+}
+
+// errIndexIncomplete reports an index file with bytes after its last good
+// entry: fine for the active segment (a torn end), damage for a sealed one.
+var errIndexIncomplete = errors.New("index has damaged or stale entries")
+
+// loadOffsetIndexPrefix is loadOffsetIndex that also says whether every
+// byte of the file was a good entry.
+func loadOffsetIndexPrefix(fsys vfs.FS, path string, base int64, fileID uint64, size int64) (*offsetIndex, bool, error) {
 	b, err := vfs.ReadFile(fsys, path)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	h, err := decodeFileHeader(b, offIdxMagic, path)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if h.base != base || h.fileID != fileID {
-		return nil, fmt.Errorf("%s indexes another segment file", path)
+		return nil, false, fmt.Errorf("%s indexes another segment file", path)
 	}
 	b = b[segHeaderSize:]
 	x := &offsetIndex{ents: make([]uint64, 0, len(b)/offIdxEntrySize)}
 	var prev uint64
 	for i := 0; i+offIdxEntrySize <= len(b); i += offIdxEntrySize {
+		if !entryOK(b[i : i+offIdxEntrySize]) {
+			break
+		}
 		e := binary.BigEndian.Uint64(b[i:])
 		rel, pos := uint32(e>>32), uint32(e)
 		if pos < segHeaderSize || int64(pos) >= size || (len(x.ents) > 0 && (rel <= uint32(prev>>32) || pos <= uint32(prev))) {
@@ -116,27 +156,35 @@ func loadOffsetIndex(fsys vfs.FS, path string, base int64, fileID uint64, size i
 		prev = e
 	}
 	x.persisted = len(x.ents)
-	return x, nil
+	return x, len(x.ents)*offIdxEntrySize == len(b), nil
 }
 
 // loadTimeIndex is loadOffsetIndex for the time index; maxRel bounds the
 // relative offsets it accepts.
 func loadTimeIndex(fsys vfs.FS, path string, base int64, fileID uint64, maxRel uint32) (*timeIndex, error) {
+	x, _, err := loadTimeIndexPrefix(fsys, path, base, fileID, maxRel)
+	return x, err
+}
+
+func loadTimeIndexPrefix(fsys vfs.FS, path string, base int64, fileID uint64, maxRel uint32) (*timeIndex, bool, error) {
 	b, err := vfs.ReadFile(fsys, path)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	h, err := decodeFileHeader(b, timeIdxMagic, path)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if h.base != base || h.fileID != fileID {
-		return nil, fmt.Errorf("%s indexes another segment file", path)
+		return nil, false, fmt.Errorf("%s indexes another segment file", path)
 	}
 	b = b[segHeaderSize:]
 	n := len(b) / timeIdxEntrySize
 	x := &timeIndex{ts: make([]int64, 0, n), rel: make([]uint32, 0, n)}
 	for i := 0; i+timeIdxEntrySize <= len(b); i += timeIdxEntrySize {
+		if !entryOK(b[i : i+timeIdxEntrySize]) {
+			break
+		}
 		ts := int64(binary.BigEndian.Uint64(b[i:]))
 		rel := binary.BigEndian.Uint32(b[i+8:])
 		if rel > maxRel || (len(x.ts) > 0 && (ts <= x.ts[len(x.ts)-1] || rel < x.rel[len(x.rel)-1])) {
@@ -145,5 +193,5 @@ func loadTimeIndex(fsys vfs.FS, path string, base int64, fileID uint64, maxRel u
 		x.add(ts, rel)
 	}
 	x.persisted = len(x.ts)
-	return x, nil
+	return x, len(x.ts)*timeIdxEntrySize == len(b), nil
 }

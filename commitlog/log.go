@@ -647,12 +647,19 @@ func (s *segment) read(offset, end int64, maxBytes int, dst []byte) ([]byte, err
 	}
 	defer s.release()
 	s.imu.RLock()
-	pos := int64(s.idx.lookup(uint32(offset - s.base)))
+	erel, epos, indexed := s.idx.lookup(uint32(offset - s.base))
 	s.imu.RUnlock()
-	if pos == 0 {
-		pos = segHeaderSize
+	pos, h, ok, err := int64(segHeaderSize), batch.Header{}, false, error(nil)
+	if indexed {
+		pos, h, ok, err = s.locate(f, int64(epos), limit, offset, end, s.base+int64(erel))
+		if errors.Is(err, errBadIndexEntry) {
+			s.distrustIndex(err)
+			indexed = false
+		}
 	}
-	pos, h, ok, err := s.locate(f, pos, limit, offset, end)
+	if !indexed {
+		pos, h, ok, err = s.locate(f, segHeaderSize, limit, offset, end, -1)
+	}
 	if err != nil || !ok {
 		return dst[:0], err
 	}
@@ -686,9 +693,15 @@ func (s *segment) read(offset, end int64, maxBytes int, dst []byte) ([]byte, err
 	return dst[:p], nil
 }
 
+// errBadIndexEntry is returned by locate when an index entry does not point
+// at the batch it names.
+var errBadIndexEntry = errors.New("index entry does not match the segment")
+
 // locate walks batch headers from pos to the first batch whose last offset
-// is at least offset and whose base is below end.
-func (s *segment) locate(f vfs.File, pos, limit, offset, end int64) (int64, batch.Header, bool, error) {
+// is at least offset and whose base is below end. When pos came from an
+// index entry, want is the base offset the entry claims for the batch there
+// (else -1); a mismatch returns errBadIndexEntry.
+func (s *segment) locate(f vfs.File, pos, limit, offset, end, want int64) (int64, batch.Header, bool, error) {
 	bp := headerBufPool.Get().(*[]byte)
 	defer headerBufPool.Put(bp)
 	buf := *bp
@@ -704,6 +717,12 @@ func (s *segment) locate(f vfs.File, pos, limit, offset, end int64) (int64, batc
 			bufPos, n = pos, m
 		}
 		h, err := batch.ParseHeader(buf[pos-bufPos:])
+		if want >= 0 {
+			if err != nil || h.BaseOffset != want {
+				return 0, h, false, fmt.Errorf("%w: %s entry for offset %d at byte %d", errBadIndexEntry, s.path, want, pos)
+			}
+			want = -1
+		}
 		if err != nil {
 			return 0, h, false, &CorruptionError{Path: s.path, Pos: pos, Reason: "bad batch header", Err: err}
 		}
@@ -768,10 +787,11 @@ func (l *Log) offsetForTime(ctx context.Context, segs []*segment, ts, hwm int64)
 		}
 		s.imu.RLock()
 		maxTs := s.maxTs
-		rel, ok := s.tidx.lookup(ts)
-		pos := int64(segHeaderSize)
-		if ok {
-			pos = max(pos, int64(s.idx.lookup(rel)))
+		pos, want := int64(segHeaderSize), int64(-1)
+		if rel, ok := s.tidx.lookup(ts); ok {
+			if erel, epos, ok := s.idx.lookup(rel); ok {
+				pos, want = int64(epos), s.base+int64(erel)
+			}
 		}
 		s.imu.RUnlock()
 		if maxTs < ts {
@@ -781,7 +801,11 @@ func (l *Log) offsetForTime(ctx context.Context, segs []*segment, ts, hwm int64)
 		if i+1 < len(segs) {
 			end = min(end, segs[i+1].base)
 		}
-		off, found, err := s.scanForTime(&it, pos, end, ts)
+		off, found, err := s.scanForTime(&it, pos, end, ts, want)
+		if errors.Is(err, errBadIndexEntry) {
+			s.distrustIndex(err)
+			off, found, err = s.scanForTime(&it, segHeaderSize, end, ts, -1)
+		}
 		if err != nil || found {
 			return off, err
 		}
@@ -789,7 +813,7 @@ func (l *Log) offsetForTime(ctx context.Context, segs []*segment, ts, hwm int64)
 	return hwm, nil
 }
 
-func (s *segment) scanForTime(it *batch.Iter, pos, end, ts int64) (int64, bool, error) {
+func (s *segment) scanForTime(it *batch.Iter, pos, end, ts, want int64) (int64, bool, error) {
 	f, err := s.acquire()
 	if err != nil {
 		return -1, false, err
@@ -803,6 +827,12 @@ func (s *segment) scanForTime(it *batch.Iter, pos, end, ts int64) (int64, bool, 
 				return -1, false, nil
 			}
 			return -1, false, scanCorruption(s.path, err)
+		}
+		if want >= 0 {
+			if h.BaseOffset != want {
+				return -1, false, fmt.Errorf("%w: %s entry for offset %d at byte %d", errBadIndexEntry, s.path, want, p)
+			}
+			want = -1
 		}
 		if h.BaseOffset >= end {
 			return -1, false, nil

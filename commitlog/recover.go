@@ -100,7 +100,13 @@ func (st *Store) openLog(name, dir string, opts Options, rp recoveryPoint, hasRP
 		}
 	}
 	if !hasRP {
-		rp = recoveryPoint{seg: segs[0].base, pos: segHeaderSize, next: segs[0].base, maxTs: -1}
+		// Without a recovery point, validate the last two segments: a crash
+		// can tear the tail of the active one, and of the one sealed just
+		// before it if its sync had not finished. Older segments were synced
+		// when they were sealed; damage in them is corruption, reported by
+		// reads, never truncated away with everything after it.
+		from = max(0, len(segs)-2)
+		rp = recoveryPoint{seg: segs[from].base, pos: segHeaderSize, next: segs[from].base, maxTs: -1}
 	}
 
 	next := rp.next
@@ -208,22 +214,24 @@ func (l *Log) recoverSegment(s *segment, rp recoveryPoint, last bool) (next int6
 	// Start from the persisted indexes up to the recovery point.
 	scanFrom := int64(segHeaderSize)
 	s.idx, s.tidx = &offsetIndex{}, &timeIndex{}
-	s.maxTs, s.maxTsRel = rp.maxTs, rp.maxTsRel
+	s.maxTs, s.maxTsRel = -1, 0
 	next = s.base
 	if rp.pos > segHeaderSize {
+		// Resume from the last index entry at or below the recovery point,
+		// if the index files hold one that points at its batch. Otherwise
+		// scan (and index) the segment from its start.
 		idx, err1 := loadOffsetIndex(l.fs, s.idxPath(), s.base, s.fileID, rp.pos)
 		tidx, err2 := loadTimeIndex(l.fs, s.tidxPath(), s.base, s.fileID, uint32(rp.next-1-s.base))
 		if err1 == nil && err2 == nil {
-			s.idx, s.tidx = idx, tidx
-			if rel, pos, ok := idx.last(); ok {
+			if rel, pos, ok := idx.last(); ok && batchAt(f, int64(pos), s.base+int64(rel)) {
+				s.idx, s.tidx = idx, tidx
 				scanFrom, next = int64(pos), s.base+int64(rel)
-				s.lastIdxPos = scanFrom
-			}
-			if len(tidx.rel) > 0 {
-				s.lastTidxPos = scanFrom
-			}
-			if ts, ok := tidx.lastTs(); ok && ts > s.maxTs {
-				s.maxTs, s.maxTsRel = ts, tidx.rel[len(tidx.rel)-1]
+				s.lastIdxPos, s.lastTidxPos = scanFrom, scanFrom
+				// The batches skipped are covered by the recovery point's max.
+				s.maxTs, s.maxTsRel = rp.maxTs, rp.maxTsRel
+				if ts, ok := tidx.lastTs(); ok && ts > s.maxTs {
+					s.maxTs, s.maxTsRel = ts, tidx.rel[len(tidx.rel)-1]
+				}
 			}
 		}
 	}
@@ -265,6 +273,16 @@ func (l *Log) recoverSegment(s *segment, rp recoveryPoint, last bool) (next int6
 		}
 	}
 	return next, nil, nil
+}
+
+// batchAt reports whether a batch with base offset want starts at pos.
+func batchAt(r io.ReaderAt, pos, want int64) bool {
+	var hb [batch.HeaderSize]byte
+	if _, err := r.ReadAt(hb[:], pos); err != nil {
+		return false
+	}
+	h, err := batch.ParseHeader(hb[:])
+	return err == nil && h.BaseOffset == want
 }
 
 // truncateTail cuts s at pos and records the loss.

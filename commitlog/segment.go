@@ -261,13 +261,21 @@ func (s *segment) loadIndexes() error {
 		return err
 	}
 	size := s.size.Load()
-	idx, err := loadOffsetIndex(s.l.fs, s.idxPath(), s.base, s.fileID, size)
+	// A sealed segment's indexes were written whole and fsynced: any entry
+	// that fails its checks means damage, and the index is rebuilt.
+	idx, complete, err := loadOffsetIndexPrefix(s.l.fs, s.idxPath(), s.base, s.fileID, size)
+	if err == nil && !complete {
+		err = errIndexIncomplete
+	}
 	if err == nil {
 		err = s.checkIndexEntry(idx)
 	}
 	var tidx *timeIndex
 	if err == nil {
-		tidx, err = loadTimeIndex(s.l.fs, s.tidxPath(), s.base, s.fileID, uint32(s.l.segmentEnd(s)-1-s.base))
+		tidx, complete, err = loadTimeIndexPrefix(s.l.fs, s.tidxPath(), s.base, s.fileID, uint32(s.l.segmentEnd(s)-1-s.base))
+		if err == nil && !complete {
+			err = errIndexIncomplete
+		}
 	}
 	if err == nil && len(tidx.ts) == 0 && size > segHeaderSize {
 		err = errors.New("time index empty")
@@ -306,6 +314,24 @@ func (s *segment) readHeader() error {
 	}
 	s.fileID = h.fileID
 	return nil
+}
+
+// distrustIndex drops an index that sent a reader to the wrong place. A
+// sealed segment's is rebuilt from the segment on next use. The active
+// segment's is emptied: lookups of what it covered scan from the segment
+// start, and later appends index as usual. (Rebuilding it here would need
+// Log.mu, which ranks above imu.)
+func (s *segment) distrustIndex(why error) {
+	s.l.logger.Warn("dropping a damaged segment index", "segment", s.path, "reason", why)
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	if s.sealed.Load() {
+		s.idx, s.tidx = nil, nil
+		_ = s.l.fs.Remove(s.idxPath())
+		_ = s.l.fs.Remove(s.tidxPath())
+		return
+	}
+	s.idx, s.tidx = &offsetIndex{}, &timeIndex{}
 }
 
 // checkIndexEntry verifies that the last entry of a loaded offset index
@@ -351,9 +377,16 @@ func (s *segment) rebuildIndexesLocked() error {
 			s.idx, s.tidx = nil, nil
 			return scanCorruption(s.path, err)
 		}
-		if h.BaseOffset < next || h.LastOffset() >= end {
+		if h.BaseOffset < next {
 			s.idx, s.tidx = nil, nil
-			return &CorruptionError{Path: s.path, Pos: pos, Reason: fmt.Sprintf("batch offsets [%d, %d] outside the expected range [%d, %d)", h.BaseOffset, h.LastOffset(), next, end)}
+			return &CorruptionError{Path: s.path, Pos: pos, Reason: fmt.Sprintf("batch offset %d does not follow %d", h.BaseOffset, next-1)}
+		}
+		if h.BaseOffset >= end {
+			// This segment overlaps the next one. Reads clip by base offset,
+			// so these batches are never served; the next segment's own
+			// checks report whatever is wrong there.
+			s.l.logger.Warn("segment holds offsets of the next segment", "segment", s.path, "offset", h.BaseOffset, "next_segment_base", end)
+			break
 		}
 		next = h.LastOffset() + 1
 		s.indexBatchLocked(pos, h, s.l.opts.IndexIntervalBytes)

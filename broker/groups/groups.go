@@ -1,10 +1,3 @@
-// Package groups is Herald's consumer-group coordinator (Kafka's classic
-// group protocol): membership (join, sync, heartbeat, leave), rebalances
-// with session and rebalance timeouts, static membership, the leader's
-// assignment relayed to members, and committed offsets, stored durably in a
-// Store (the broker backs it with an internal compacted topic) and restored
-// on start. It has no protocol code: the Kafka adapter translates requests
-// to these calls.
 package groups
 
 import (

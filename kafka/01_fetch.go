@@ -1,0 +1,165 @@
+package kafka
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/heraldhq/herald/broker"
+)
+
+// fetch reads every partition asked for and, while fewer than MinBytes
+// are ready, waits on broker.Watch for all of them at once until one may
+// have more or MaxWaitMillis passes. Fetch sessions are not kept: a
+// request to create one is answered with session id 0 (which clients take
+// as "no session") and a request naming a session gets
+// FETCH_SESSION_ID_NOT_FOUND, after which clients fetch sessionless.
+func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) {
+	resp := r.ResponseKind().(*kmsg.FetchResponse)
+	if r.Version >= 7 {
+		switch {
+		case r.SessionID != 0:
+			resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+			return resp, nil
+		case r.SessionEpoch > 0:
+			resp.ErrorCode = kerr.InvalidFetchSessionEpoch.Code
+			return resp, nil
+		}
+	}
+	type fpart struct {
+		topic  string
+		rp     *kmsg.FetchResponseTopicPartition
+		offset int64
+		max    int
+		err    error // fixed for the request (unknown topic id)
+		hwm    int64 // as of the last read
+	}
+	var parts []*fpart
+	resp.Topics = make([]kmsg.FetchResponseTopic, len(r.Topics))
+	for i, t := range r.Topics {
+		rt := &resp.Topics[i]
+		*rt = kmsg.NewFetchResponseTopic()
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
+		name := t.Topic
+		var terr error
+		if r.Version >= 13 {
+			info, err := c.s.b.TopicByID(t.TopicID)
+			if err != nil {
+				terr = kerr.UnknownTopicID
+			}
+			name = info.Name
+		}
+		rt.Partitions = make([]kmsg.FetchResponseTopicPartition, len(t.Partitions))
+		for j, p := range t.Partitions {
+			rp := &rt.Partitions[j]
+			*rp = kmsg.NewFetchResponseTopicPartition()
+			rp.Partition = p.Partition
+			parts = append(parts, &fpart{topic: name, rp: rp, offset: p.FetchOffset, max: int(p.PartitionMaxBytes), err: terr})
+		}
+	}
+	maxBytes := int(r.MaxBytes)
+	if r.Version < 3 || maxBytes <= 0 {
+		maxBytes = 50 << 20
+	}
+	wait := min(time.Duration(r.MaxWaitMillis)*time.Millisecond, c.s.maxWait)
+	deadline := time.Now().Add(wait)
+	for {
+		total, failed := 0, false
+		for _, fp := range parts {
+			rp := fp.rp
+			rp.ErrorCode, rp.RecordBatches = 0, nil
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+			if fp.err != nil {
+				rp.ErrorCode, failed = errCode(fp.err), true
+				continue
+			}
+			budget := min(fp.max, maxBytes-total)
+			if fp.max <= 0 {
+				budget = 0
+			}
+			if total > 0 && budget <= 0 {
+				// The response is full: report the offsets only.
+				start, hwm, err := c.s.b.Offsets(fp.topic, rp.Partition)
+				if err != nil {
+					rp.ErrorCode, failed = errCode(err), true
+					continue
+				}
+				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hwm, hwm, start
+				fp.hwm = hwm
+				continue
+			}
+			start, hwm, err := c.s.b.Offsets(fp.topic, rp.Partition)
+			if err == nil && (fp.offset < start || fp.offset > hwm) {
+				err = broker.ErrOffsetOutOfRange
+			}
+			if err != nil {
+				rp.ErrorCode, failed = errCode(err), true
+				if start >= 0 {
+					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hwm, hwm, start
+				}
+				continue
+			}
+			fp.hwm = hwm
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hwm, hwm, start
+			if fp.offset == hwm {
+				continue
+			}
+			f, err := c.s.b.Fetch(c.ctx, fp.topic, rp.Partition, fp.offset, max(budget, 1), nil)
+			if err != nil {
+				// Retention may have moved the start past the offset
+				// meanwhile: OFFSET_OUT_OF_RANGE, as for any error.
+				rp.ErrorCode, failed = errCode(err), true
+				continue
+			}
+			fp.hwm = f.HighWatermark
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = f.HighWatermark, f.HighWatermark, f.LogStartOffset
+			if total > 0 && len(f.Records) > maxBytes-total {
+				// Only the first partition with data may exceed MaxBytes.
+				continue
+			}
+			rp.RecordBatches = f.Records
+			total += len(f.Records)
+		}
+		if failed || total >= int(r.MinBytes) || !time.Now().Before(deadline) || c.ctx.Err() != nil {
+			return resp, nil
+		}
+		// Wait until any partition's high-water mark may move past what
+		// was read, without spinning.
+		wake := make(chan struct{}, 1)
+		done := make(chan struct{}) // ends the watching goroutines
+		var stops []func()
+		for _, fp := range parts {
+			ch, stop, err := c.s.b.Watch(fp.topic, fp.rp.Partition, max(fp.offset, fp.hwm))
+			if err != nil {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			stops = append(stops, stop)
+			go func() {
+				select {
+				case <-ch:
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
+				case <-done:
+				}
+			}()
+		}
+		timer := time.NewTimer(time.Until(deadline))
+		select {
+		case <-wake:
+		case <-timer.C:
+		case <-c.ctx.Done():
+		}
+		timer.Stop()
+		close(done)
+		for _, stop := range stops {
+			stop()
+		}
+	}
+}

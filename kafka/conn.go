@@ -1,0 +1,363 @@
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"reflect"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// conn serves one client connection. Its goroutine reads and handles
+// requests one at a time, in order, as Kafka brokers do; a writer goroutine
+// sends the responses in the same order. A handler may finish its response
+// later (produce waiting for durability), so a slow fsync does not stop
+// the next request from being read and appended.
+type conn struct {
+	s      *Server
+	nc     net.Conn
+	logger *slog.Logger
+	host   string // the client's host, as group descriptions show it
+
+	ctx    context.Context // canceled when the connection ends
+	cancel context.CancelFunc
+
+	out chan *reply    // responses in request order, to the writer
+	wg  sync.WaitGroup // the writer and deferred handlers
+}
+
+// reply is one response slot in the write queue.
+type reply struct {
+	done chan struct{} // closed once buf is set
+	buf  []byte        // the whole frame; nil: nothing to send
+}
+
+// request is one parsed request.
+type request struct {
+	key, version int16
+	corrID       int32
+	clientID     string
+	msg          kmsg.Request
+
+	// later, when a handler sets it and returns no response, runs in its
+	// own goroutine and gives the response.
+	later func() kmsg.Response
+}
+
+var errMalformed = errors.New("malformed request")
+
+func (s *Server) newConn(nc net.Conn) *conn {
+	c := &conn{s: s, nc: nc, out: make(chan *reply, 64)}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	c.logger = s.logger.With("remote", nc.RemoteAddr().String())
+	host, _, err := net.SplitHostPort(nc.RemoteAddr().String())
+	if err != nil {
+		host = nc.RemoteAddr().String()
+	}
+	c.host = "/" + host
+	return c
+}
+
+func (c *conn) serve() {
+	c.s.m.connections.Inc()
+	c.s.m.accepted.Inc()
+	defer c.s.m.connections.Dec()
+	c.wg.Add(1)
+	go c.writeLoop()
+	defer func() {
+		close(c.out)
+		c.wg.Wait()
+		c.cancel()
+		c.nc.Close()
+	}()
+	for {
+		body, err := c.readFrame()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
+				c.logger.Info("kafka: closing connection", "err", err)
+			}
+			return
+		}
+		r := &reply{done: make(chan struct{})}
+		if !c.handleFrame(body, r) {
+			c.s.m.errors.WithLabelValues("malformed").Inc()
+			// Stop the writer too: responses still queued are dropped
+			// with the connection.
+			c.cancel()
+			return
+		}
+		select {
+		case c.out <- r:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// readFrame reads one size-prefixed request.
+func (c *conn) readFrame() ([]byte, error) {
+	if c.s.cfg.IdleTimeout > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+	}
+	var sz [4]byte
+	if _, err := io.ReadFull(c.nc, sz[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("truncated frame size: %w", err)
+		}
+		return nil, err
+	}
+	n := int32(binary.BigEndian.Uint32(sz[:]))
+	if n < 0 || int(n) > c.s.cfg.MaxRequestBytes {
+		c.s.m.errors.WithLabelValues("frame_size").Inc()
+		return nil, fmt.Errorf("request frame of %d bytes: want 0 to %d (max request bytes)", n, c.s.cfg.MaxRequestBytes)
+	}
+	// Grow with the data rather than trusting the size: a client claiming
+	// a large frame and sending nothing costs little.
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, c.nc, int64(n)); err != nil {
+		return nil, fmt.Errorf("truncated frame of %d bytes: %w", n, err)
+	}
+	c.s.m.bytesIn.Add(float64(4 + n))
+	return buf.Bytes(), nil
+}
+
+// writeLoop writes the replies in order.
+func (c *conn) writeLoop() {
+	defer c.wg.Done()
+	for r := range c.out {
+		select {
+		case <-r.done:
+		case <-c.ctx.Done():
+			// Drain so serve's close(out) and deferred handlers finish.
+			for range c.out {
+			}
+			return
+		}
+		if r.buf == nil {
+			continue
+		}
+		if _, err := c.nc.Write(r.buf); err != nil {
+			if c.ctx.Err() == nil {
+				c.logger.Info("kafka: write failed; closing connection", "err", err)
+			}
+			c.cancel()
+			c.nc.Close()
+			for range c.out {
+			}
+			return
+		}
+		c.s.m.bytesOut.Add(float64(len(r.buf)))
+	}
+}
+
+// handleFrame parses and handles one request frame and fills r (now or,
+// for deferred responses, later). It returns false if the connection must
+// close: the request is malformed, or its handler panicked.
+func (c *conn) handleFrame(body []byte, r *reply) (ok bool) {
+	start := time.Now()
+	req, err := parseRequest(body)
+	if err != nil {
+		c.logger.Info("kafka: malformed request; closing connection", "err", err)
+		return false
+	}
+	if req.msg == nil {
+		// Unknown key or a version kmsg cannot encode: an error in the
+		// shape every response starts with.
+		r.buf = unsupportedResponse(req)
+		close(r.done)
+		return true
+	}
+	api := kmsg.NameForKey(req.key)
+	defer func() {
+		if p := recover(); p != nil {
+			c.logger.Error("kafka: request handler panicked; closing connection", "api", api, "version", req.version,
+				"client", req.clientID, "panic", p, "stack", string(debug.Stack()))
+			c.s.m.errors.WithLabelValues("panic").Inc()
+			ok = false
+		}
+	}()
+	c.s.m.requests.WithLabelValues(api).Inc()
+	resp, err := c.dispatch(req)
+	if err != nil {
+		c.logger.Info("kafka: bad request; closing connection", "api", api, "version", req.version, "client", req.clientID, "err", err)
+		return false
+	}
+	if resp == nil && req.later != nil {
+		later := req.later
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer func() {
+				if p := recover(); p != nil {
+					c.logger.Error("kafka: deferred handler panicked; closing connection", "api", api, "panic", p, "stack", string(debug.Stack()))
+					c.cancel()
+					c.nc.Close()
+				}
+			}()
+			resp := later()
+			c.s.m.latency.WithLabelValues(api).Observe(time.Since(start).Seconds())
+			r.buf = encodeResponse(req, resp)
+			close(r.done)
+		}()
+		return true
+	}
+	c.s.m.latency.WithLabelValues(api).Observe(time.Since(start).Seconds())
+	if resp != nil {
+		r.buf = encodeResponse(req, resp)
+	}
+	close(r.done)
+	return true
+}
+
+// dispatch runs the handler of a parsed request. A nil response without
+// req.later means none is sent (acks=0 produce).
+func (c *conn) dispatch(req *request) (kmsg.Response, error) {
+	a := apis[req.key]
+	if req.key == kmsg.ApiVersions.Int16() && (req.version < a.min || req.version > a.max) {
+		return apiVersionsUnsupported(req), nil
+	}
+	if a.handle == nil || req.version < a.min || req.version > a.max {
+		resp := req.msg.ResponseKind()
+		resp.SetVersion(req.version)
+		setErrorCodes(resp, kerr.UnsupportedVersion.Code)
+		return resp, nil
+	}
+	return a.handle(c, req)
+}
+
+// parseRequest parses the header and, for known keys and versions, the
+// body. req.msg is nil for an unknown key or a version kmsg cannot parse.
+func parseRequest(body []byte) (*request, error) {
+	if len(body) < 10 {
+		return nil, fmt.Errorf("%w: %d bytes is too short for a request header", errMalformed, len(body))
+	}
+	req := &request{
+		key:     int16(binary.BigEndian.Uint16(body)),
+		version: int16(binary.BigEndian.Uint16(body[2:])),
+		corrID:  int32(binary.BigEndian.Uint32(body[4:])),
+	}
+	n := int16(binary.BigEndian.Uint16(body[8:]))
+	rest := body[10:]
+	if n > 0 {
+		if int(n) > len(rest) {
+			return nil, fmt.Errorf("%w: client id of %d bytes overruns the frame", errMalformed, n)
+		}
+		req.clientID, rest = string(rest[:n]), rest[n:]
+	} else if n < -1 {
+		return nil, fmt.Errorf("%w: client id length %d", errMalformed, n)
+	}
+	if _, known := apis[req.key]; !known {
+		return req, nil
+	}
+	msg := kmsg.RequestForKey(req.key)
+	if req.key == kmsg.ApiVersions.Int16() && (req.version < 0 || req.version > apis[req.key].max) {
+		// Answered with the supported range whatever the body says, even
+		// for versions kmsg does not know.
+		req.msg = msg
+		return req, nil
+	}
+	if msg == nil || req.version < 0 || req.version > msg.MaxVersion() {
+		return req, nil
+	}
+	msg.SetVersion(req.version)
+	if msg.IsFlexible() {
+		var err error
+		if rest, err = skipTags(rest); err != nil {
+			return nil, err
+		}
+	}
+	if err := msg.ReadFrom(rest); err != nil {
+		return nil, fmt.Errorf("%w: %s v%d: %v", errMalformed, kmsg.NameForKey(req.key), req.version, err)
+	}
+	req.msg = msg
+	return req, nil
+}
+
+// skipTags skips a header's tagged fields.
+func skipTags(b []byte) ([]byte, error) {
+	n, l := binary.Uvarint(b)
+	if l <= 0 || n > uint64(len(b)) {
+		return nil, fmt.Errorf("%w: bad header tag count", errMalformed)
+	}
+	b = b[l:]
+	for range n {
+		_, l := binary.Uvarint(b)
+		if l <= 0 {
+			return nil, fmt.Errorf("%w: bad header tag", errMalformed)
+		}
+		b = b[l:]
+		sz, l := binary.Uvarint(b)
+		if l <= 0 || sz > uint64(len(b)-l) {
+			return nil, fmt.Errorf("%w: bad header tag size", errMalformed)
+		}
+		b = b[l+int(sz):]
+	}
+	return b, nil
+}
+
+// encodeResponse frames a response: size, correlation id, tagged fields
+// for flexible versions (never for ApiVersions, whose response header is
+// always v0 so that a client can read it before it knows the versions).
+func encodeResponse(req *request, resp kmsg.Response) []byte {
+	resp.SetVersion(req.version)
+	buf := make([]byte, 8, 64)
+	binary.BigEndian.PutUint32(buf[4:], uint32(req.corrID))
+	if resp.IsFlexible() && req.key != kmsg.ApiVersions.Int16() {
+		buf = append(buf, 0)
+	}
+	buf = resp.AppendTo(buf)
+	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
+	return buf
+}
+
+// unsupportedResponse answers an unknown API key or a version kmsg cannot
+// encode: the correlation id and UNSUPPORTED_VERSION, which is how a v0
+// ApiVersions response starts and what a client that sent it can read.
+func unsupportedResponse(req *request) []byte {
+	buf := make([]byte, 10)
+	binary.BigEndian.PutUint32(buf, 6)
+	binary.BigEndian.PutUint32(buf[4:], uint32(req.corrID))
+	binary.BigEndian.PutUint16(buf[8:], uint16(kerr.UnsupportedVersion.Code))
+	return buf
+}
+
+// setErrorCodes sets the top-level ErrorCode of a response struct, if it
+// has one, for requests refused before their handler runs.
+func setErrorCodes(resp kmsg.Response, code int16) {
+	v := reflect.ValueOf(resp)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return
+	}
+	if f := v.Elem().FieldByName("ErrorCode"); f.IsValid() && f.CanSet() && f.Kind() == reflect.Int16 {
+		f.SetInt(int64(code))
+	}
+}
+
+// advertised returns the host and port clients should connect to.
+func (c *conn) advertised() (string, int32) {
+	host, port := c.s.cfg.AdvertisedHost, c.s.cfg.AdvertisedPort
+	if host == "" || port == 0 {
+		h, p, err := net.SplitHostPort(c.nc.LocalAddr().String())
+		if err == nil {
+			if host == "" {
+				host = h
+			}
+			if port == 0 {
+				n, _ := strconv.Atoi(p)
+				port = int32(n)
+			}
+		}
+	}
+	return host, port
+}

@@ -79,7 +79,10 @@ func quietLogger(t *testing.T) *slog.Logger {
 
 type tWriter struct{ t *testing.T }
 
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 func newEnv(t *testing.T, mod func(*Config)) *env {
 	t.Helper()
@@ -317,4 +320,12 @@ func (e *env) rebalance(group string, ids []string) []JoinResponse {
 func (e *env) settle() {
 	e.t.Helper()
 	e.waitFor("store writes", func(s *state) bool { return len(s.queue) == 0 && len(s.inflight) == 0 })
+}
+
+// slogTo logs to w (nil: nowhere).
+func slogTo(w io.Writer) *slog.Logger {
+	if w == nil {
+		w = io.Discard
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
 }

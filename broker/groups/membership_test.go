@@ -3,6 +3,7 @@ package groups
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -404,5 +405,84 @@ func TestCloseUnblocksWaiters(t *testing.T) {
 	}
 	if err := e.c.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// A static member restarting while the group rebalances: during
+// PreparingRebalance it takes part under its new id (a join parked under
+// the old id is fenced); during CompletingRebalance a new rebalance starts.
+func TestStaticReplaceDuringRebalance(t *testing.T) {
+	static := func(inst, member string, protos ...string) JoinRequest {
+		r := joinReq("g", member, protos...)
+		r.InstanceID = inst
+		return r
+	}
+	e := newEnv(t, nil)
+	a := e.c.Join(e.ctx, static("i1", ""))
+	bch := e.joinAsync(e.ctx, static("i2", ""))
+	e.waitFor("rebalance", func(s *state) bool { return s.groups["g"].state == statePreparing })
+	old := e.joinAsync(e.ctx, static("i1", a.MemberID))
+	b := recv(t, bch)
+	recv(t, old)
+	gen := b.Generation
+	e.syncAll("g", []string{a.MemberID, b.MemberID}, gen)
+
+	// PreparingRebalance: i2 rejoins with other protocols (a rebalance);
+	// before the leader rejoins, i2 restarts.
+	parkedOld := e.joinAsync(e.ctx, static("i2", b.MemberID, "range", "other"))
+	e.waitParked("g", 1)
+	nb := e.joinAsync(e.ctx, static("i2", ""))
+	wantErr(t, "old id's parked join", recv(t, parkedOld).Err, ErrFencedInstanceID)
+	e.waitParked("g", 1)
+	l := e.joinAsync(e.ctx, static("i1", a.MemberID))
+	r1, r2 := recv(t, l), recv(t, nb)
+	if r1.Err != nil || r2.Err != nil || r2.MemberID == b.MemberID || r2.Generation != gen+1 || len(r1.Members) != 2 {
+		t.Fatalf("rebalance with a replaced member: %+v %+v", r1, r2)
+	}
+	if !slices.ContainsFunc(r1.Members, func(m Member) bool { return m.MemberID == r2.MemberID }) {
+		t.Fatalf("leader does not see the new id: %+v", r1.Members)
+	}
+
+	// CompletingRebalance: i2's sync is parked; i2 restarts: its old sync
+	// is fenced and the group rebalances again.
+	s := e.syncAsync(e.ctx, SyncRequest{Group: "g", MemberID: r2.MemberID, InstanceID: "i2", Generation: gen + 1})
+	e.waitSyncParked("g", 1)
+	nb2 := e.joinAsync(e.ctx, static("i2", ""))
+	wantErr(t, "old id's parked sync", recv(t, s).Err, ErrFencedInstanceID)
+	e.waitFor("rebalance", func(s *state) bool { return s.groups["g"].state == statePreparing })
+	l2 := e.c.Join(e.ctx, static("i1", a.MemberID))
+	r3 := recv(t, nb2)
+	if l2.Generation != gen+2 || r3.Generation != gen+2 || r3.Err != nil {
+		t.Fatalf("after replacement in CompletingRebalance: %+v %+v", l2, r3)
+	}
+	e.syncAll("g", []string{a.MemberID, r3.MemberID}, gen+2)
+
+	// Stable: a restart whose metadata changed but whose protocols do not
+	// change the group's choice keeps the group Stable (Kafka's rule; the
+	// consumer's metadata differs after every restart).
+	req := static("i2", "")
+	req.Protocols[0].Metadata = consumerMeta("t1", "t2")
+	if r := e.c.Join(e.ctx, req); r.Err != nil || r.Generation != gen+2 || e.state("g") != "Stable" {
+		t.Fatalf("static restart with new metadata: %+v (%s)", r, e.state("g"))
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no store", Config{}, "Store is required"},
+		{"bounds", Config{Store: NewMemoryStore(), MinSessionTimeout: time.Minute, MaxSessionTimeout: time.Second}, "session timeout bounds"},
+		{"delay", Config{Store: NewMemoryStore(), InitialRebalanceDelay: -1}, "initial rebalance delay"},
+		{"metadata", Config{Store: NewMemoryStore(), MaxMetadataBytes: -1}, "max metadata bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(t.Context(), tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -329,6 +329,9 @@ func (s *state) join(req JoinRequest, w *joinWaiter) (resp JoinResponse, parked 
 		resp, parked = s.joinCurrent(g, req, w)
 	}
 	s.tryCompleteJoin(g)
+	if g.generation == 0 && len(g.members) == 0 && len(g.pending) == 0 && len(g.offsets) == 0 && s.inflight[g.id] == 0 {
+		delete(s.groups, g.id) // a refused first join leaves nothing behind
+	}
 	return resp, parked
 }
 

@@ -110,8 +110,11 @@ func (m *memLog) Read(ctx context.Context, offset int64, maxBytes int, dst []byt
 	if offset < m.start || offset > m.next {
 		return dst[:0], &commitlog.OffsetOutOfRangeError{Offset: offset, Start: m.start, End: m.next}
 	}
-	i := sort.Search(len(m.bases), func(i int) bool { return m.bases[i] > offset }) - 1
 	out := dst[:0]
+	if offset == m.next {
+		return out, nil
+	}
+	i := sort.Search(len(m.bases), func(i int) bool { return m.bases[i] > offset }) - 1
 	for ; i >= 0 && i < len(m.batches); i++ {
 		if len(out) > 0 && len(out)+len(m.batches[i]) > maxBytes {
 			break

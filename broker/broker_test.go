@@ -425,4 +425,3 @@ func TestAlterConfigsApplies(t *testing.T) {
 		t.Fatalf("after resetting to the default: %v", err)
 	}
 }
-

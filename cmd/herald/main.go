@@ -31,7 +31,7 @@ protocol, an HTTP API, and the services built on them.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newBenchCmd())
+	root.AddCommand(newServeCmd(), newBenchCmd())
 	return root
 }
 

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/broker/groups"
+	"github.com/heraldhq/herald/commitlog"
+	"github.com/heraldhq/herald/kafka"
+)
+
+type serveOptions struct {
+	data             string
+	kafkaAddr        string
+	httpAddr         string
+	advertised       string
+	durability       string
+	autoCreate       bool
+	defaultParts     int
+	logLevel         string
+	logFormat        string
+	configFile       string
+	shutdownDeadline time.Duration
+}
+
+func newServeCmd() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Herald server (Kafka protocol, HTTP API, embedded storage)",
+		Long: `Run the Herald server: topics on embedded storage in --data, the Kafka wire
+protocol on --kafka-addr, and HTTP (/healthz, /readyz, /metrics) on --http-addr.
+
+Every flag can also be set by an environment variable HERALD_<FLAG> (for
+example HERALD_KAFKA_ADDR=:9093) or by a line "flag = value" in the file named
+by --config. A flag on the command line wins over the environment, which wins
+over the file.
+
+SIGTERM or SIGINT stop the server cleanly: listeners close, in-flight requests
+finish, every log is flushed. Acknowledged writes also survive SIGKILL.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnvAndFile(cmd.Flags(), o.configFile); err != nil {
+				return err
+			}
+			return runServe(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.data, "data", "./herald-data", "data directory")
+	f.StringVar(&o.kafkaAddr, "kafka-addr", ":9092", "Kafka protocol listen address")
+	f.StringVar(&o.httpAddr, "http-addr", ":8080", "HTTP listen address")
+	f.StringVar(&o.advertised, "advertised-addr", "", "HOST:PORT clients are told to connect to (default: the address they used)")
+	f.StringVar(&o.durability, "durability", "always", "default topic durability: always, interval=DURATION, unsafe-none or memory")
+	f.BoolVar(&o.autoCreate, "auto-create-topics", false, "create topics on first produce or metadata request")
+	f.IntVar(&o.defaultParts, "default-partitions", 1, "partitions of auto-created topics")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.configFile, "config", "", "config file of \"flag = value\" lines")
+	f.DurationVar(&o.shutdownDeadline, "shutdown-timeout", 30*time.Second, "how long a clean shutdown may take")
+	return cmd
+}
+
+// applyEnvAndFile fills flags not given on the command line from HERALD_*
+// variables, then from the config file.
+func applyEnvAndFile(fs *pflag.FlagSet, file string) error {
+	fromFile := map[string]string{}
+	if file != "" {
+		var err error
+		if fromFile, err = readConfigFile(file, fs); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "config" {
+			return
+		}
+		env := "HERALD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		src, v, ok := env, "", false
+		if v, ok = os.LookupEnv(env); !ok {
+			src = file
+			v, ok = fromFile[f.Name]
+		}
+		if ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: --%s %q: %v", src, f.Name, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func readConfigFile(path string, fs *pflag.FlagSet) (map[string]string, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	defer fh.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(fh)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		k, v = strings.TrimSpace(k), strings.Trim(strings.TrimSpace(v), `"`)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s:%d: want \"flag = value\", got %q", path, n, line)
+		}
+		if fs.Lookup(k) == nil || k == "config" {
+			return nil, fmt.Errorf("%s:%d: unknown setting %q (the settings are serve's flags)", path, n, k)
+		}
+		out[k] = v
+	}
+	return out, sc.Err()
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	ho := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, ho)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, ho)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func runServe(ctx context.Context, o serveOptions) error {
+	logger, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(logger)
+	dur, err := commitlog.ParseDurability(o.durability)
+	if err != nil {
+		return fmt.Errorf("--durability: %w", err)
+	}
+	var advHost string
+	var advPort int32
+	if o.advertised != "" {
+		h, p, err := net.SplitHostPort(o.advertised)
+		n, perr := strconv.ParseUint(p, 10, 16)
+		if err != nil || perr != nil || h == "" {
+			return fmt.Errorf("--advertised-addr %q: want HOST:PORT", o.advertised)
+		}
+		advHost, advPort = h, int32(n)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	start := time.Now()
+	b, err := broker.Open(broker.Config{
+		DataDir: o.data, Durability: dur, AutoCreateTopics: o.autoCreate, DefaultPartitions: o.defaultParts,
+		Logger: logger, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := b.Close(); err != nil {
+			logger.Error("closing storage", "err", err)
+		}
+	}()
+	gstore, err := b.GroupStore()
+	if err != nil {
+		return err
+	}
+	coord, err := groups.New(ctx, groups.Config{
+		Store: gstore, Logger: logger, Registerer: reg,
+		TopicExists: b.PartitionExists, HighWatermark: b.HighWatermark,
+	})
+	if err != nil {
+		return fmt.Errorf("start group coordinator: %w", err)
+	}
+	defer coord.Close()
+
+	kln, err := net.Listen("tcp", o.kafkaAddr)
+	if err != nil {
+		return fmt.Errorf("--kafka-addr: %w", err)
+	}
+	hln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		kln.Close()
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	ks := kafka.New(kafka.Config{Broker: b, Groups: coord, AdvertisedHost: advHost, AdvertisedPort: advPort, Logger: logger, Registerer: reg})
+
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() { errc <- ks.Serve(kln) }()
+	go func() { errc <- hs.Serve(hln) }()
+	ready.Store(true)
+	logger.Info("herald serving", "kafka", kln.Addr().String(), "http", hln.Addr().String(), "data", o.data,
+		"durability", dur.String(), "topics", len(b.Topics()), "startup", time.Since(start).Round(time.Millisecond))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case serveErr = <-errc:
+		logger.Error("listener failed", "err", serveErr)
+	}
+	ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownDeadline)
+	defer cancel()
+	hs.Shutdown(sctx)
+	ks.Close()
+	return serveErr
+}

@@ -24,6 +24,8 @@ fuzz FuzzIter ./commitlog/batch
 fuzz FuzzRecoverTail ./commitlog
 fuzz FuzzDecodeCheckpoint ./commitlog
 fuzz FuzzLoadIndex ./commitlog
+fuzz FuzzDecodeRecord ./broker/groups
+fuzz FuzzRequest ./kafka
 
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...

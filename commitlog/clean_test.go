@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -197,11 +198,15 @@ func TestCompactionWhileAppendingAndReading(t *testing.T) {
 	var mu sync.Mutex
 	last := map[string]string{}
 	const total = 1500
+	var removedLive atomic.Int64
 	wg.Add(1)
 	go func() { // appender
 		defer wg.Done()
 		defer cancel()
-		for i := 0; i < total; i++ {
+		// NB: keep appending until compaction has removed something while
+		// appends run: on a loaded machine sealed segments may take a while
+		// to be synced and so eligible.
+		for i := 0; i < total || (removedLive.Load() == 0 && i < 50*total); i++ {
 			k, v := fmt.Sprintf("k%d", rand.IntN(30)), fmt.Sprintf("v%d", i)
 			b := keyed(t, time.Now().UnixMilli(), k, v)
 			mu.Lock()
@@ -238,6 +243,7 @@ func TestCompactionWhileAppendingAndReading(t *testing.T) {
 		}
 		passes++
 		removed += rep.RemovedRecords
+		removedLive.Add(int64(rep.RemovedRecords))
 	}
 	wg.Wait()
 	if _, err := l.Clean(time.Now()); err != nil {

@@ -25,8 +25,8 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/groups"
-	"github.com/heraldhq/herald/commitlog/batch"
 	"github.com/heraldhq/herald/eventlog"
+	"github.com/heraldhq/herald/eventlog/internal/recbatch"
 )
 
 // Config configures a Log.
@@ -201,7 +201,7 @@ func (l *Log) Append(ctx context.Context, topic string, partition int32, recs []
 	if !l.b.PartitionExists(topic, partition) {
 		return -1, fmt.Errorf("%w: %s/%d", eventlog.ErrUnknownTopic, topic, partition)
 	}
-	raw, err := EncodeBatch(recs, time.Now())
+	raw, err := recbatch.Encode(recs, time.Now())
 	if err != nil {
 		return -1, err
 	}
@@ -210,31 +210,6 @@ func (l *Log) Append(ctx context.Context, topic string, partition int32, recs []
 		return -1, l.mapErr(ctx, err)
 	}
 	return res.BaseOffset, nil
-}
-
-// EncodeBatch encodes recs as one uncompressed Kafka record batch, zero
-// timestamps set to now. The kafkalog implementation shares it.
-func EncodeBatch(recs []eventlog.Record, now time.Time) ([]byte, error) {
-	rs := make([]batch.Rec, len(recs))
-	for i, r := range recs {
-		ts := r.Timestamp
-		if ts.IsZero() {
-			ts = now
-		}
-		rs[i] = batch.Rec{Timestamp: ts.UnixMilli(), Key: r.Key, Value: r.Value}
-		if len(r.Headers) > 0 {
-			hs := make([]batch.RecordHeader, len(r.Headers))
-			for j, h := range r.Headers {
-				hs[j] = batch.RecordHeader{Key: []byte(h.Key), Value: h.Value}
-			}
-			rs[i].Headers = hs
-		}
-	}
-	raw, err := batch.Encode(nil, batch.BuildOptions{}, rs)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", eventlog.ErrInvalidArgument, err)
-	}
-	return raw, nil
 }
 
 // Read implements eventlog.Log.
@@ -303,7 +278,7 @@ func (l *Log) fetch(ctx context.Context, topic string, partition int32, offset i
 	if err != nil {
 		return nil, offset, l.mapErr(ctx, err)
 	}
-	recs, next, err := DecodeBatches(f.Records, topic, partition, offset)
+	recs, next, err := recbatch.Decode(f.Records, topic, partition, offset)
 	if err != nil {
 		return nil, offset, fmt.Errorf("embedded: read %s/%d at %d: %w", topic, partition, offset, err)
 	}
@@ -311,54 +286,6 @@ func (l *Log) fetch(ctx context.Context, topic string, partition int32, offset i
 		// Nothing decodable although offset < end: should not happen;
 		// never spin.
 		return nil, offset, fmt.Errorf("embedded: read %s/%d at %d: no progress", topic, partition, offset)
-	}
-	return recs, next, nil
-}
-
-// DecodeBatches decodes the records at or after offset in raw (whole
-// record batches), skipping control batches, and copies them out. next is
-// the offset after the last batch.
-func DecodeBatches(raw []byte, topic string, partition int32, offset int64) (recs []eventlog.Record, next int64, err error) {
-	next = offset
-	var it batch.Iter
-	for len(raw) > 0 {
-		h, err := batch.ParseHeader(raw)
-		if err != nil || h.Size() > len(raw) {
-			break // a partial batch at the end of a fetch
-		}
-		one := raw[:h.Size()]
-		raw = raw[h.Size():]
-		next = max(next, h.LastOffset()+1)
-		if h.Control() {
-			continue
-		}
-		if err := it.Reset(one); err != nil {
-			return nil, next, err
-		}
-		for it.Next() {
-			if it.Offset() < offset {
-				continue
-			}
-			r := it.Record()
-			rec := eventlog.Record{
-				Key:       clone(r.Key),
-				Value:     clone(r.Value),
-				Timestamp: time.UnixMilli(it.Timestamp()),
-				Topic:     topic,
-				Partition: partition,
-				Offset:    it.Offset(),
-			}
-			if len(r.Headers) > 0 {
-				rec.Headers = make([]eventlog.Header, len(r.Headers))
-				for i, h := range r.Headers {
-					rec.Headers[i] = eventlog.Header{Key: string(h.Key), Value: clone(h.Value)}
-				}
-			}
-			recs = append(recs, rec)
-		}
-		if err := it.Err(); err != nil {
-			return nil, next, err
-		}
 	}
 	return recs, next, nil
 }
@@ -372,13 +299,6 @@ func isSentinel(err error) bool {
 		}
 	}
 	return false
-}
-
-func clone(b []byte) []byte {
-	if b == nil {
-		return nil
-	}
-	return append(make([]byte, 0, len(b)), b...)
 }
 
 // Offsets implements eventlog.Log.

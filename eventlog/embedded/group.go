@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/broker/groups"
 	"github.com/heraldhq/herald/eventlog"
+	"github.com/heraldhq/herald/eventlog/internal/recbatch"
 )
 
 // JoinGroup implements eventlog.Log.
@@ -409,7 +410,7 @@ func (m *member) fetch(ctx context.Context, targets []pollTarget) ([]eventlog.Re
 			}
 			continue
 		}
-		recs, after, err := DecodeBatches(f.Records, t.tp.Topic, t.tp.Partition, next)
+		recs, after, err := recbatch.Decode(f.Records, t.tp.Topic, t.tp.Partition, next)
 		if err != nil {
 			return nil, fmt.Errorf("embedded: poll %s/%d at %d: %w", t.tp.Topic, t.tp.Partition, next, err)
 		}

@@ -50,6 +50,7 @@ func TestConformance(t *testing.T) {
 	logtest.Run(t, newLog, logtest.Features{
 		TopicConfigs:        true,
 		ValidatesTopicNames: true,
+		ValidatesConfigs:    true,
 		MaxMessageBytes:     true,
 		GroupActiveCommits:  true,
 		SessionTimeout:      time.Second,

@@ -72,6 +72,7 @@ func TestHerald(t *testing.T) {
 	logtest.Run(t, func(t *testing.T) eventlog.Log { return newLog(t, addr) }, logtest.Features{
 		TopicConfigs:        true,
 		ValidatesTopicNames: true,
+		ValidatesConfigs:    true,
 		MaxMessageBytes:     true,
 		GroupActiveCommits:  true,
 		SessionTimeout:      time.Second,

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestProcesses builds the binary and runs herald serve, then the client
+// commands against it, as real processes: stdin, stdout, stderr and exit
+// codes as a shell sees them.
+func TestProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "herald")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	kafkaAddr, httpAddr := freeAddr(t), freeAddr(t)
+	var serveLog bytes.Buffer
+	serve := exec.Command(bin, "serve", "--data", filepath.Join(dir, "data"), "--kafka-addr", kafkaAddr, "--http-addr", httpAddr)
+	serve.Stdout, serve.Stderr = &serveLog, &serveLog
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- serve.Wait() }()
+	t.Cleanup(func() {
+		serve.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("herald serve: %v\n%s", err, serveLog.String())
+			}
+		case <-time.After(30 * time.Second):
+			serve.Process.Kill()
+			t.Errorf("herald serve did not stop on SIGTERM")
+		}
+	})
+	waitFor(t, "herald serve to be ready", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+
+	run := func(stdin string, args ...string) (stdout, stderr string, code int) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "HERALD_BROKERS="+kafkaAddr)
+		cmd.Stdin = strings.NewReader(stdin)
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			code = ee.ExitCode()
+		case err != nil:
+			t.Fatalf("herald %v: %v", args, err)
+		}
+		return o.String(), e.String(), code
+	}
+
+	if out, errOut, code := run("", "topic", "create", "events", "--partitions", "2"); code != 0 || out != "created topic events (2 partitions)\n" {
+		t.Fatalf("topic create: exit %d, %q %q", code, out, errOut)
+	}
+	if _, errOut, code := run("", "topic", "create", "events"); code != exitConflict || errOut != "herald: topic create: topic \"events\" already exists\n" {
+		t.Errorf("topic create again: exit %d, stderr %q", code, errOut)
+	}
+	_, errOut, code := run("alice:hello\nbob:world\n", "produce", "events", "--key-separator", ":", "--header", "via=process")
+	if code != 0 || !strings.HasPrefix(errOut, "produced 2 records (") {
+		t.Fatalf("produce: exit %d, stderr %q", code, errOut)
+	}
+	out, errOut, code := run("", "consume", "events", "--group", "proc", "-o", "json")
+	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, `"key":"alice","value":"hello","headers":[{"key":"via","value":"process"}]`) {
+		t.Errorf("consume: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if out, _, code := run("", "consume", "events", "--group", "proc"); code != 0 || out != "" {
+		t.Errorf("second consume of the group: exit %d, %q", code, out)
+	}
+	if out, _, code := run("", "group", "describe", "proc"); code != 0 || !strings.Contains(out, "Total lag: 0") {
+		t.Errorf("group describe: exit %d\n%s", code, out)
+	}
+	if _, errOut, code := run("", "consume", "nope"); code != exitNotFound || errOut != "herald: consume: topic \"nope\" not found\n" {
+		t.Errorf("consume of an unknown topic: exit %d, stderr %q", code, errOut)
+	}
+	if _, errOut, code := run("", "consume", "events", "--from", "soon"); code != exitUsage || !strings.Contains(errOut, `--from "soon"`) {
+		t.Errorf("bad --from: exit %d, stderr %q", code, errOut)
+	}
+}

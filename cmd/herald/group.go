@@ -423,6 +423,21 @@ when members join between the check and the commit.
 	return cmd
 }
 
+// resetCommitError explains a partition's error in the commit of a reset.
+func resetCommitError(group string, r kadm.OffsetResponse) error {
+	switch {
+	case r.Err == nil:
+		return nil
+	// NB: the coordinator takes a commit without a member only while the
+	// group is empty; a member that joined since the state check makes it
+	// answer UNKNOWN_MEMBER_ID (or a rebalance error) for every partition.
+	case errors.Is(r.Err, kerr.UnknownMemberID), errors.Is(r.Err, kerr.RebalanceInProgress),
+		errors.Is(r.Err, kerr.IllegalGeneration):
+		return cliError(exitConflict, "%s has live members now; offsets can be reset only while it is empty: stop its consumers first", groupRef(group))
+	}
+	return kafkaError(fmt.Sprintf("partition %s/%d", r.Topic, r.Partition), r.Err, "")
+}
+
 type resetRow struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
@@ -636,19 +651,8 @@ func runGroupReset(cmd *cobra.Command, cf *clientFlags, o *resetOptions, group s
 		}
 		var first error
 		rs.Each(func(r kadm.OffsetResponse) {
-			if r.Err == nil || first != nil {
-				return
-			}
-			switch {
-			// NB: the coordinator takes a commit without a member only
-			// while the group is empty; a member that joined since the
-			// check above makes it answer UNKNOWN_MEMBER_ID (or a
-			// rebalance error) for every partition.
-			case errors.Is(r.Err, kerr.UnknownMemberID), errors.Is(r.Err, kerr.RebalanceInProgress),
-				errors.Is(r.Err, kerr.IllegalGeneration):
-				first = cliError(exitConflict, "%s has live members now; offsets can be reset only while it is empty: stop its consumers first", groupRef(group))
-			default:
-				first = kafkaError(fmt.Sprintf("partition %s/%d", r.Topic, r.Partition), r.Err, "")
+			if first == nil {
+				first = resetCommitError(group, r)
 			}
 		})
 		if first != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -166,4 +168,33 @@ func TestGroupRefusedWhileLive(t *testing.T) {
 		t.Errorf("group delete -o json: %s", out)
 	}
 	s.fails(t, exitNotFound, `herald: group delete: group "g" not found`, "", "group", "delete", "g")
+}
+
+// TestResetCommitRefused: a member joining between the state check and
+// the commit makes the coordinator refuse the commit; that is the same
+// conflict as a live group.
+func TestResetCommitRefused(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+		want string
+	}{
+		{nil, 0, ""},
+		{kerr.UnknownMemberID, exitConflict, `group "g" has live members now`},
+		{kerr.RebalanceInProgress, exitConflict, `group "g" has live members now`},
+		{kerr.UnknownTopicOrPartition, exitNotFound, "partition t/1 not found"},
+		{kerr.CoordinatorNotAvailable, exitFailure, "partition t/1: "},
+	} {
+		err := resetCommitError("g", kadm.OffsetResponse{Offset: kadm.Offset{Topic: "t", Partition: 1}, Err: tc.err})
+		if tc.err == nil {
+			if err != nil {
+				t.Errorf("no error: got %v", err)
+			}
+			continue
+		}
+		// commandError gives every command's error its code this way.
+		if got := exitCodeOf(commandError(newRootCmd(), err)); got != tc.code || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: exit %d, %v; want exit %d and %q", tc.err, got, err, tc.code, tc.want)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,7 +70,7 @@ latency is the consumer's clock at receipt minus that stamp.`,
 }
 
 type benchKafkaFlags struct {
-	brokers, topic, recordSize, acks, durability, batchBytes, output, dir, compression string
+	brokers, topic, recordSize, acks, durability, batchBytes, output, dir, compression, cpuProfile string
 	partitions, producers, rate, rssPID                                                int
 	records                                                                            int64
 	duration, linger                                                                   time.Duration
@@ -97,6 +98,7 @@ type benchKafkaPlan struct {
 	json        bool
 	dir         string
 	rssPID      int
+	cpuProfile  string
 	consumeFill bool // consume: produce --records before reading
 }
 
@@ -146,6 +148,7 @@ bytes).`,
 	}
 	fl.IntVar(&f.rssPID, "rss-pid", 0, "report the peak VmRSS of this process (e.g. a herald serve) during the run")
 	fl.StringVar(&f.dir, "dir", "", "in-process server's data directory (default: a temporary directory, removed afterwards)")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase (this process: clients and an in-process server) to this file")
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	return cmd
 }
@@ -153,7 +156,7 @@ bytes).`,
 func (f *benchKafkaFlags) parse(mode string, recordsSet, durationSet bool) (*benchKafkaPlan, error) {
 	p := &benchKafkaPlan{mode: mode, topic: f.topic, topicGiven: f.topic != "", partitions: f.partitions,
 		records: f.records, duration: f.duration, producers: f.producers, linger: f.linger, rate: f.rate,
-		dir: f.dir, rssPID: f.rssPID}
+		dir: f.dir, rssPID: f.rssPID, cpuProfile: f.cpuProfile}
 	var errs []error
 	bad := func(flag, v, want string) {
 		errs = append(errs, fmt.Errorf("invalid --%s %q: want %s", flag, v, want))
@@ -398,9 +401,35 @@ func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ 
 	}
 	defer func() { rep.Load1 = bkLoadAvg1() }()
 
+	// startProfile starts the CPU profile, if asked for, at the start of
+	// the measured phase; the deferred stop ends it.
+	stopProfile := func() {}
+	defer func() { stopProfile() }()
+	startProfile := func() error {
+		if p.cpuProfile == "" {
+			return nil
+		}
+		pf, err := os.Create(p.cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			pf.Close()
+			return err
+		}
+		stopProfile = func() {
+			pprof.StopCPUProfile()
+			pf.Close()
+		}
+		return nil
+	}
+
 	switch p.mode {
 	case bkModeProduce:
 		progress("produce: %d producers, %s records, acks=%s, %d partitions ...", p.producers, bkSize(p.recordSize), p.acksName, parts)
+		if err := startProfile(); err != nil {
+			return nil, err
+		}
 		st, err := bkRunProducers(ctx, seeds, p, false, progress)
 		if err != nil {
 			return nil, err
@@ -426,6 +455,9 @@ func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ 
 			}
 		}
 		progress("consume: reading %s records from %d partitions ...", fmtInt(float64(total)), len(ends))
+		if err := startProfile(); err != nil {
+			return nil, err
+		}
 		n, secs, err := bkRunConsumer(ctx, seeds, p.topic, starts, ends, total, nil, progress)
 		if err != nil {
 			return nil, err
@@ -457,6 +489,9 @@ func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ 
 		select { // let the consumer connect and issue its first fetch
 		case <-ready:
 		case <-time.After(10 * time.Second):
+		}
+		if err := startProfile(); err != nil {
+			return nil, err
 		}
 		st, err := bkRunProducers(ctx, seeds, p, true, progress)
 		if err != nil {

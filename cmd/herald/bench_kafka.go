@@ -71,9 +71,9 @@ latency is the consumer's clock at receipt minus that stamp.`,
 
 type benchKafkaFlags struct {
 	brokers, topic, recordSize, acks, durability, batchBytes, output, dir, compression, cpuProfile string
-	partitions, producers, rate, rssPID                                                int
-	records                                                                            int64
-	duration, linger                                                                   time.Duration
+	partitions, producers, rate, rssPID                                                            int
+	records                                                                                        int64
+	duration, linger                                                                               time.Duration
 }
 
 // benchKafkaPlan is a parsed, validated benchmark run.

@@ -139,10 +139,10 @@ type scanner struct {
 
 const scanChunk = 1 << 20
 
+// newScanner scans r from from to to. NB: buf may be nil; fill allocates no
+// more than the bytes there are to scan, so scanning an empty tail (every
+// log at a clean restart) costs no allocation.
 func newScanner(r io.ReaderAt, from, to int64, verify bool, maxBatch int, buf []byte) *scanner {
-	if cap(buf) < scanChunk {
-		buf = make([]byte, 0, scanChunk)
-	}
 	return &scanner{r: r, pos: from, end: to, verify: verify, maxBatch: maxBatch, buf: buf[:0], bufStart: from}
 }
 

@@ -16,6 +16,7 @@ import (
 type offsetIndex struct {
 	ents      []uint64 // rel<<32 | pos
 	persisted int      // entries already written to the file
+	written   bool     // the file holds the header and the first persisted entries
 }
 
 func (x *offsetIndex) add(rel, pos uint32) {
@@ -49,6 +50,7 @@ type timeIndex struct {
 	ts        []int64
 	rel       []uint32
 	persisted int
+	written   bool
 }
 
 func (x *timeIndex) add(ts int64, rel uint32) {
@@ -155,8 +157,9 @@ func loadOffsetIndexPrefix(fsys vfs.FS, path string, base int64, fileID uint64, 
 		x.ents = append(x.ents, e)
 		prev = e
 	}
-	x.persisted = len(x.ents)
-	return x, len(x.ents)*offIdxEntrySize == len(b), nil
+	complete := len(x.ents)*offIdxEntrySize == len(b)
+	x.persisted, x.written = len(x.ents), complete
+	return x, complete, nil
 }
 
 // loadTimeIndex is loadOffsetIndex for the time index; maxRel bounds the
@@ -192,6 +195,7 @@ func loadTimeIndexPrefix(fsys vfs.FS, path string, base int64, fileID uint64, ma
 		}
 		x.add(ts, rel)
 	}
-	x.persisted = len(x.ts)
-	return x, len(x.ts)*timeIdxEntrySize == len(b), nil
+	complete := len(x.ts)*timeIdxEntrySize == len(b)
+	x.persisted, x.written = len(x.ts), complete
+	return x, complete, nil
 }

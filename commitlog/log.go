@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +54,7 @@ type Log struct {
 		timer      *time.Timer
 		unsynced   []*segment // sealed segments whose tail is not yet synced
 		dirSync    bool       // a segment file was created since the last round
+		parentSync bool       // the log's directory was created: sync its parents too
 		rp         recoveryPoint
 		created    time.Time // when the active segment got its first batch
 	}
@@ -439,8 +442,8 @@ func (l *Log) flushRound(final bool) bool {
 	l.mu.round = newRound()
 	sealed := l.mu.unsynced
 	l.mu.unsynced = nil
-	dirSync := l.mu.dirSync
-	l.mu.dirSync = false
+	dirSync, parentSync := l.mu.dirSync, l.mu.parentSync
+	l.mu.dirSync, l.mu.parentSync = false, false
 	next := l.mu.next
 	s.imu.RLock()
 	rp := recoveryPoint{seg: s.base, fileID: s.fileID, pos: size, next: next, maxTs: s.maxTs, maxTsRel: s.maxTsRel}
@@ -448,7 +451,7 @@ func (l *Log) flushRound(final bool) bool {
 	l.mu.Unlock()
 
 	start := time.Now()
-	err := l.syncFiles(sealed, s, dirSync)
+	err := l.syncFiles(sealed, s, dirSync, parentSync)
 	took := time.Since(start)
 	l.m.fsyncSeconds.Observe(took.Seconds())
 	if took > slowSync {
@@ -482,7 +485,7 @@ func (l *Log) flushRound(final bool) bool {
 
 const slowSync = time.Second
 
-func (l *Log) syncFiles(sealed []*segment, active *segment, dirSync bool) error {
+func (l *Log) syncFiles(sealed []*segment, active *segment, dirSync, parentSync bool) error {
 	for _, o := range sealed {
 		if err := syncSegment(o); err != nil {
 			return err
@@ -497,6 +500,19 @@ func (l *Log) syncFiles(sealed []*segment, active *segment, dirSync bool) error 
 	if dirSync {
 		if err := l.fs.SyncDir(l.dir); err != nil {
 			return fmt.Errorf("sync dir %s: %w", l.dir, err)
+		}
+	}
+	if parentSync {
+		// The directories from the log's up to the store's logs directory
+		// may all be new (MkdirAll).
+		root := filepath.Join(l.store.dir, logsDir)
+		for d := filepath.Dir(l.dir); strings.HasPrefix(d, root); d = filepath.Dir(d) {
+			if err := l.fs.SyncDir(d); err != nil {
+				return fmt.Errorf("sync dir %s: %w", d, err)
+			}
+			if d == root {
+				break
+			}
 		}
 	}
 	return nil
@@ -878,7 +894,9 @@ func (l *Log) Close() error {
 	active := l.mu.active
 	l.mu.Unlock()
 	if err == nil {
-		err = active.persistIndexes(true)
+		// NB: not fsynced: indexes are hints that recovery checks, and
+		// skipping the fsyncs keeps closing thousands of logs fast.
+		err = active.persistIndexes(false)
 	}
 	for _, s := range *l.segs.Load() {
 		s.markGone()

@@ -64,9 +64,9 @@ func (st *Store) openLog(name, dir string, opts Options, rp recoveryPoint, hasRP
 		if err := createSegmentFile(l.fs, filepath.Join(dir, segmentName(0)+segSuffix), 0, newFileID()); err != nil {
 			return nil, err
 		}
-		if err := l.fs.SyncDir(dir); err != nil {
-			return nil, fmt.Errorf("sync log dir: %w", err)
-		}
+		// The first flush round makes the new file, its directory and the
+		// directories above durable (once, not per log created).
+		l.mu.dirSync, l.mu.parentSync = true, true
 		bases = []int64{0}
 		hasRP = false
 	}
@@ -152,11 +152,15 @@ func (st *Store) openLog(name, dir string, opts Options, rp recoveryPoint, hasRP
 			"segment", l.recovery.Segment, "position", l.recovery.Position,
 			"bytes", l.recovery.TruncatedBytes, "batches", l.recovery.DroppedBatches, "reason", l.recovery.Reason)
 	}
-	// Make the recovered state durable before anything is appended to it.
-	if err := syncSegment(active); err != nil {
-		return nil, err
+	// Make a recovered tail durable before anything is appended after it.
+	// A clean reopen (nothing after the recovery point) needs no fsync,
+	// which keeps a restart with thousands of logs fast.
+	if l.recovery.ScannedBytes > 0 || l.recovery.Lost() {
+		if err := syncSegment(active); err != nil {
+			return nil, err
+		}
 	}
-	if err := active.persistIndexes(true); err != nil {
+	if err := active.persistIndexes(false); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -220,9 +224,13 @@ func (l *Log) recoverSegment(s *segment, rp recoveryPoint, last bool) (next int6
 		// Resume from the last index entry at or below the recovery point,
 		// if the index files hold one that points at its batch. Otherwise
 		// scan (and index) the segment from its start.
-		idx, err1 := loadOffsetIndex(l.fs, s.idxPath(), s.base, s.fileID, rp.pos)
-		tidx, err2 := loadTimeIndex(l.fs, s.tidxPath(), s.base, s.fileID, uint32(rp.next-1-s.base))
+		idx, c1, err1 := loadOffsetIndexPrefix(l.fs, s.idxPath(), s.base, s.fileID, rp.pos)
+		tidx, c2, err2 := loadTimeIndexPrefix(l.fs, s.tidxPath(), s.base, s.fileID, uint32(rp.next-1-s.base))
 		if err1 == nil && err2 == nil {
+			// NB: a file with entries past the recovery point (or damaged
+			// ones) is not written (loaded with c false): it is rewritten
+			// whole on the next persist.
+			_, _ = c1, c2
 			if rel, pos, ok := idx.last(); ok && batchAt(f, int64(pos), s.base+int64(rel)) {
 				s.idx, s.tidx = idx, tidx
 				scanFrom, next = int64(pos), s.base+int64(rel)
@@ -235,7 +243,6 @@ func (l *Log) recoverSegment(s *segment, rp recoveryPoint, last bool) (next int6
 			}
 		}
 	}
-	s.idx.persisted, s.tidx.persisted = 0, 0 // rewrite them whole
 
 	sc := newScanner(f, scanFrom, size, true, MaxBatchBytesLimit, nil)
 	for {

@@ -137,8 +137,10 @@ func (s *segment) tryEvict() bool {
 	return true
 }
 
-// createSegmentFile creates a new, empty segment file with its header and
-// fsyncs it. The caller fsyncs the directory.
+// createSegmentFile creates a new, empty segment file with its header. NB:
+// nothing is fsynced here: the flush round that first makes data in the file
+// durable syncs the file and its directory, and recovery rewrites a torn
+// header of an empty last segment.
 func createSegmentFile(fsys vfs.FS, path string, base int64, fileID uint64) error {
 	f, err := fsys.Create(path)
 	if err != nil {
@@ -148,10 +150,6 @@ func createSegmentFile(fsys vfs.FS, path string, base int64, fileID uint64) erro
 	if _, err := f.WriteAt(hdr, 0); err != nil {
 		f.Close()
 		return fmt.Errorf("write segment header %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync segment %s: %w", path, err)
 	}
 	return f.Close()
 }
@@ -194,24 +192,30 @@ func (s *segment) persistIndexes(sync bool) error {
 	if s.idx == nil {
 		return nil
 	}
-	if err := s.appendIndexFile(s.idxPath(), offIdxMagic, s.idx.persisted, offIdxEntrySize, s.idx.encodeFrom(s.idx.persisted), sync); err != nil {
+	if err := s.appendIndexFile(s.idxPath(), offIdxMagic, s.idx.written, s.idx.persisted, offIdxEntrySize, s.idx.encodeFrom, sync); err != nil {
 		return err
 	}
-	s.idx.persisted = len(s.idx.ents)
-	if err := s.appendIndexFile(s.tidxPath(), timeIdxMagic, s.tidx.persisted, timeIdxEntrySize, s.tidx.encodeFrom(s.tidx.persisted), sync); err != nil {
+	s.idx.written, s.idx.persisted = true, len(s.idx.ents)
+	if err := s.appendIndexFile(s.tidxPath(), timeIdxMagic, s.tidx.written, s.tidx.persisted, timeIdxEntrySize, s.tidx.encodeFrom, sync); err != nil {
 		return err
 	}
-	s.tidx.persisted = len(s.tidx.ts)
+	s.tidx.written, s.tidx.persisted = true, len(s.tidx.ts)
 	return nil
 }
 
-func (s *segment) appendIndexFile(path, magic string, persisted, entSize int, ents []byte, sync bool) error {
-	if len(ents) == 0 && persisted > 0 && !sync {
+// appendIndexFile brings an index file up to date: when written, by
+// appending the entries after persisted; otherwise by writing it whole.
+func (s *segment) appendIndexFile(path, magic string, written bool, persisted, entSize int, encodeFrom func(int) []byte, sync bool) error {
+	if !written {
+		persisted = 0
+	}
+	ents := encodeFrom(persisted)
+	if written && len(ents) == 0 && !sync {
 		return nil
 	}
 	var f vfs.File
 	var err error
-	if persisted == 0 {
+	if !written {
 		// Start over: whatever the file held is stale.
 		_ = s.l.fs.Remove(path)
 		f, err = s.l.fs.Create(path)
@@ -392,7 +396,7 @@ func (s *segment) rebuildIndexesLocked() error {
 		s.indexBatchLocked(pos, h, s.l.opts.IndexIntervalBytes)
 	}
 	s.finishTimeIndexLocked()
-	s.idx.persisted, s.tidx.persisted = 0, 0
+	s.idx.written, s.tidx.written = false, false
 	s.imu.Unlock()
 	err = s.persistIndexes(true)
 	s.imu.Lock()

@@ -115,6 +115,10 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		lock.Close()
 		return nil, fmt.Errorf("create logs dir: %w", err)
 	}
+	if err := st.fs.SyncDir(dir); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("sync data dir: %w", err)
+	}
 	rps, err := readCheckpoint(st.fs, filepath.Join(dir, checkpointFile))
 	if err != nil {
 		st.logger.Warn("ignoring unreadable recovery points; logs will be validated whole", "err", err)

@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -204,10 +205,14 @@ func (b *Broker) loadMetadata() error {
 	}
 	sort.Strings(names)
 	start := time.Now()
-	nparts := 0
+	type job struct {
+		t *topic
+		i int32
+	}
+	var jobs []job
 	for _, n := range names {
 		tj := md.Topics[n]
-		t := &topic{name: n, configs: tj.Configs, internal: tj.Internal}
+		t := &topic{name: n, configs: tj.Configs, internal: tj.Internal, parts: make([]*partition, tj.Partitions)}
 		if t.configs == nil {
 			t.configs = map[string]string{}
 		}
@@ -216,15 +221,50 @@ func (b *Broker) loadMetadata() error {
 		}
 		t.tc = b.parseTopicConfig(t.configs)
 		for i := 0; i < tj.Partitions; i++ {
-			p, err := b.openPartition(t, int32(i))
-			if err != nil {
-				return err
-			}
-			t.parts = append(t.parts, p)
+			jobs = append(jobs, job{t, int32(i)})
 		}
-		nparts += tj.Partitions
 		b.mu.topics[n] = t
 	}
+	// Opening a partition is a handful of small file operations: run many at
+	// once so that a restart with thousands of partitions is quick.
+	var (
+		wg      sync.WaitGroup
+		next    atomic.Int64
+		errMu   sync.Mutex
+		openErr error
+	)
+	for w := 0; w < min(len(jobs), 16); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := next.Add(1) - 1
+				if k >= int64(len(jobs)) {
+					return
+				}
+				j := jobs[k]
+				p, err := b.openPartition(j.t, j.i)
+				if err != nil {
+					errMu.Lock()
+					openErr = errors.Join(openErr, err)
+					errMu.Unlock()
+					continue
+				}
+				j.t.parts[j.i] = p // each job writes its own slot
+			}
+		}()
+	}
+	wg.Wait()
+	if openErr != nil {
+		for _, j := range jobs {
+			if p := j.t.parts[j.i]; p != nil {
+				p.log.Close()
+			}
+		}
+		b.mu.topics = map[string]*topic{} // nothing for closeAll to close
+		return openErr
+	}
+	nparts := len(jobs)
 	if nparts > 0 {
 		b.logger.Info("opened topics", "topics", len(names), "partitions", nparts, "took", time.Since(start).Round(time.Millisecond))
 	}

@@ -68,7 +68,10 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 		total, failed := 0, false
 		for _, fp := range parts {
 			rp := fp.rp
-			rp.ErrorCode, rp.RecordBatches = 0, nil
+			// NB: empty, not nil. kmsg encodes nil as null records (-1),
+			// which Kafka never sends and sarama cannot decode before
+			// v12 (kafka: error decoding packet: invalid byteslice length).
+			rp.ErrorCode, rp.RecordBatches = 0, []byte{}
 			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
 			if fp.err != nil {
 				rp.ErrorCode, failed = errCode(fp.err), true
@@ -118,7 +121,9 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 				// Only the first partition with data may exceed MaxBytes.
 				continue
 			}
-			rp.RecordBatches = f.Records
+			if len(f.Records) > 0 {
+				rp.RecordBatches = f.Records
+			}
 			total += len(f.Records)
 		}
 		if failed || total >= int(r.MinBytes) || !time.Now().Before(deadline) || c.ctx.Err() != nil {

@@ -274,6 +274,15 @@ func TestFetchOffsetOutOfRangeAndTopicIDs(t *testing.T) {
 	if p := fetch(11, 5, [16]byte{}); p.ErrorCode != kerr.OffsetOutOfRange.Code || p.HighWatermark != 2 {
 		t.Errorf("offset 5: code %d hwm %d", p.ErrorCode, p.HighWatermark)
 	}
+	// A partition without records carries empty records, never null: the
+	// records field is not nullable for sarama's decoder before v12.
+	for _, v := range []int16{4, 10, 11, 12} {
+		for _, off := range []int64{2, 5} {
+			if p := fetch(v, off, [16]byte{}); p.RecordBatches == nil {
+				t.Errorf("v%d offset %d: null records, want empty", v, off)
+			}
+		}
+	}
 	if p := fetch(13, 0, info.ID); p.ErrorCode != 0 || len(p.RecordBatches) == 0 {
 		t.Errorf("v13 by topic id: code %d, %d bytes", p.ErrorCode, len(p.RecordBatches))
 	}

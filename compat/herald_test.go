@@ -22,7 +22,8 @@ import (
 )
 
 // heraldBin is the herald binary TestMain builds once from the repository
-// root; every test runs its own server process from it.
+// root (with -race when the suite runs with -race); every test runs its
+// own server process from it.
 var heraldBin string
 
 func TestMain(m *testing.M) {
@@ -37,7 +38,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	heraldBin = filepath.Join(dir, "herald")
-	build := exec.Command("go", "build", "-o", heraldBin, "./cmd/herald")
+	args := []string{"build", "-o", heraldBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/herald")...)
 	build.Dir = ".." // the Herald module, via the replace in go.mod
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "compat: go build ./cmd/herald: %v\n%s", err, out)
@@ -94,6 +99,7 @@ func startServer(t *testing.T, extra ...string) *server {
 		if running {
 			s.kill()
 		}
+		s.checkLog()
 		if t.Failed() {
 			s.dumpLog()
 		}
@@ -211,6 +217,22 @@ func (s *server) restart() {
 		time.Sleep(200 * time.Millisecond)
 	}
 	s.t.Fatalf("restart herald: %v", err)
+}
+
+// checkLog fails the test if the server's log shows a data race (the
+// binary is built with -race under -race) or a panicking handler: clients
+// may recover from either, so the test itself might not notice.
+func (s *server) checkLog() {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		s.t.Errorf("read herald log: %v", err)
+		return
+	}
+	for _, bad := range []string{"WARNING: DATA RACE", "panicked", "panic:"} {
+		if bytes.Contains(b, []byte(bad)) {
+			s.t.Errorf("herald's log contains %q", bad)
+		}
+	}
 }
 
 func (s *server) dumpLog() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh runs every Herald test: formatting, go vet, the whole suite under the
-# race detector, and short fuzz runs of every decoder of untrusted bytes.
+# race detector, short fuzz runs of every decoder of untrusted bytes, and the
+# client compatibility suite in compat/ against a real herald serve.
 # Set FUZZTIME (default 10s per target) to fuzz longer.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -26,6 +27,13 @@ fuzz FuzzDecodeCheckpoint ./commitlog
 fuzz FuzzLoadIndex ./commitlog
 fuzz FuzzDecodeRecord ./broker/groups
 fuzz FuzzRequest ./kafka
+
+step "client compatibility (compat/: franz-go, sarama, kafka-go, kcat, kafkajs)"
+# A separate module, so the clients it tests never enter Herald's go.mod.
+# Its tests fail, never skip, when kcat or kafkajs is missing.
+command -v kcat || { apt-get update && apt-get install -y kcat; }
+(cd compat/js && npm ci --no-audit --no-fund)
+(cd compat && go vet ./... && go test -race -count=1 -timeout 10m ./...)
 
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -231,6 +232,30 @@ func TestFranzIdempotentProducerSurvivesServerKill(t *testing.T) {
 	}
 	requireSameRecords(t, "records after SIGKILL and restart", acked, got, true)
 	requireOrderedByPartition(t, "records after SIGKILL and restart", all, got)
+}
+
+// TestFranzTransactionsRefused pins a documented limitation
+// (docs/compatibility.md): Herald has no transactions, so a transactional
+// producer is refused when it asks for a producer id, with
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED, and nothing is written.
+func TestFranzTransactionsRefused(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	const topic = "franz-txn"
+	s.createTopic(t, topic, 1)
+	cl := s.client(t, kgo.TransactionalID("compat-txn"))
+	err := cl.BeginTransaction()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("x")}).FirstErr()
+	}
+	if err == nil || !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		t.Fatalf("transactional producer: got %v, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", err)
+	}
+	if end := s.endOffsets(t, topic); end[0] != 0 {
+		t.Fatalf("end offset %d after a refused transactional producer, want 0", end[0])
+	}
 }
 
 // produceSync produces recs in order and fails the test on any error.

@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"net"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -41,6 +41,7 @@ type conn struct {
 type reply struct {
 	done chan struct{} // closed once buf is set
 	buf  []byte        // the whole frame; nil: nothing to send
+	held int64         // request bytes taken from the server's budget
 }
 
 // request is one parsed request.
@@ -82,15 +83,16 @@ func (c *conn) serve() {
 		c.nc.Close()
 	}()
 	for {
-		body, err := c.readFrame()
+		body, held, err := c.readFrame()
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
 				c.logger.Info("kafka: closing connection", "err", err)
 			}
 			return
 		}
-		r := &reply{done: make(chan struct{})}
+		r := &reply{done: make(chan struct{}), held: held}
 		if !c.handleFrame(body, r) {
+			c.release(r)
 			c.s.m.errors.WithLabelValues("malformed").Inc()
 			// Stop the writer too: responses still queued are dropped
 			// with the connection.
@@ -100,37 +102,76 @@ func (c *conn) serve() {
 		select {
 		case c.out <- r:
 		case <-c.ctx.Done():
+			c.release(r)
 			return
 		}
 	}
 }
 
-// readFrame reads one size-prefixed request.
-func (c *conn) readFrame() ([]byte, error) {
+// release gives r's request bytes back to the server's budget; the request
+// is handled or abandoned.
+func (c *conn) release(r *reply) {
+	if c.s.inflight != nil {
+		c.s.inflight.release(r.held)
+		r.held = 0
+	}
+}
+
+// readFrame reads one size-prefixed request, first taking its size from the
+// server's budget of request bytes; held is what it took.
+func (c *conn) readFrame() (body []byte, held int64, err error) {
 	if c.s.cfg.IdleTimeout > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
 	}
 	var sz [4]byte
 	if _, err := io.ReadFull(c.nc, sz[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("truncated frame size: %w", err)
+			return nil, 0, fmt.Errorf("truncated frame size: %w", err)
 		}
-		return nil, err
+		return nil, 0, err
 	}
 	n := int32(binary.BigEndian.Uint32(sz[:]))
 	if n < 0 || int(n) > c.s.cfg.MaxRequestBytes {
 		c.s.m.errors.WithLabelValues("frame_size").Inc()
-		return nil, fmt.Errorf("request frame of %d bytes: want 0 to %d (max request bytes)", n, c.s.cfg.MaxRequestBytes)
+		return nil, 0, fmt.Errorf("request frame of %d bytes: want 0 to %d (max request bytes)", n, c.s.cfg.MaxRequestBytes)
 	}
-	// Grow with the data rather than trusting the size: a client claiming
-	// a large frame and sending nothing costs little.
-	var buf bytes.Buffer
-	if _, err := io.CopyN(&buf, c.nc, int64(n)); err != nil {
-		return nil, fmt.Errorf("truncated frame of %d bytes: %w", n, err)
+	if c.s.inflight != nil {
+		if held, err = c.s.inflight.acquire(c.ctx, int64(n)); err != nil {
+			return nil, 0, err
+		}
+		defer func() {
+			if err != nil {
+				c.s.inflight.release(held)
+				held = 0
+			}
+		}()
+	}
+	// Trust the size up to frameTrustBytes and grow with the data beyond
+	// it: a client claiming a large frame and sending nothing costs
+	// little, and a frame of ordinary size is read into one allocation
+	// (growing a bytes.Buffer from empty copied each produce request
+	// about twice and doubled its garbage).
+	buf := make([]byte, 0, min(int(n), frameTrustBytes))
+	for len(buf) < int(n) {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(int(n)-len(buf), cap(buf)))
+		}
+		m, err := c.nc.Read(buf[len(buf):min(int(n), cap(buf))])
+		buf = buf[:len(buf)+m]
+		if err != nil && len(buf) < int(n) {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, held, fmt.Errorf("truncated frame of %d bytes: %w", n, err)
+		}
 	}
 	c.s.m.bytesIn.Add(float64(4 + n))
-	return buf.Bytes(), nil
+	return buf, held, nil
 }
+
+// frameTrustBytes is how much of a request frame's claimed size is
+// allocated before its bytes arrive.
+const frameTrustBytes = 8 << 20
 
 // writeLoop writes the replies in order.
 func (c *conn) writeLoop() {
@@ -140,10 +181,14 @@ func (c *conn) writeLoop() {
 		case <-r.done:
 		case <-c.ctx.Done():
 			// Drain so serve's close(out) and deferred handlers finish.
-			for range c.out {
+			c.release(r)
+			for r := range c.out {
+				c.release(r)
 			}
 			return
 		}
+		// The request is handled: its bytes are no longer needed.
+		c.release(r)
 		if r.buf == nil {
 			continue
 		}
@@ -153,7 +198,8 @@ func (c *conn) writeLoop() {
 			}
 			c.cancel()
 			c.nc.Close()
-			for range c.out {
+			for r := range c.out {
+				c.release(r)
 			}
 			return
 		}

@@ -41,6 +41,13 @@ type Config struct {
 	// MaxRequestBytes bounds one request frame (default 100 MiB); a larger
 	// frame closes the connection.
 	MaxRequestBytes int
+	// MaxInflightRequestBytes bounds the bytes of request frames the
+	// server holds at once, across connections (Kafka's
+	// queued.max.request.bytes; default 64 MiB, <0: unbounded). A
+	// connection whose next frame does not fit waits before reading it, so
+	// producers with many requests in flight are slowed instead of growing
+	// the server's memory.
+	MaxInflightRequestBytes int64
 	// IdleTimeout closes a connection that sends nothing for that long
 	// (default 10 minutes, Kafka's connections.max.idle.ms; <0: never).
 	IdleTimeout time.Duration
@@ -56,6 +63,9 @@ func (c *Config) setDefaults() {
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = 100 << 20
 	}
+	if c.MaxInflightRequestBytes == 0 {
+		c.MaxInflightRequestBytes = 64 << 20
+	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 10 * time.Minute
 	}
@@ -69,6 +79,9 @@ type Server struct {
 	g      *groups.Coordinator
 	logger *slog.Logger
 	m      *metrics
+
+	// inflight bounds held request bytes; nil: unbounded.
+	inflight *byteBudget
 
 	// maxWait caps a fetch's long poll (tests lower it).
 	maxWait time.Duration
@@ -94,6 +107,9 @@ func New(cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, b: cfg.Broker, g: cfg.Groups, logger: cfg.Logger, maxWait: 5 * time.Minute}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if cfg.MaxInflightRequestBytes > 0 {
+		s.inflight = newByteBudget(cfg.MaxInflightRequestBytes)
+	}
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.conns = map[*conn]struct{}{}
 	s.m = newMetrics()

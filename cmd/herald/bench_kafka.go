@@ -10,13 +10,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -66,6 +69,7 @@ was produced (the Kafka record timestamp has only millisecond precision);
 latency is the consumer's clock at receipt minus that stamp.`,
 			`  herald bench e2e --rate 10000 --duration 10s --durability interval=5ms
   herald bench e2e --rate 10000 --duration 10s --durability always --acks all`),
+		newBenchPartitionsCmd(),
 	}
 }
 
@@ -916,4 +920,293 @@ func bkWrite(w io.Writer, asJSON bool, r *benchKafkaReport) error {
 		fmt.Fprintf(w, "\npeak VmRSS of the watched process: %.1f MiB\n", r.PeakRSSMiB)
 	}
 	return nil
+}
+
+// herald bench partitions: many partitions on one herald serve process, and
+// how long that server takes to restart.
+
+type bkPartitionsReport struct {
+	Date            time.Time `json:"date"`
+	GoVersion       string    `json:"go_version"`
+	CPUs            int       `json:"cpus"`
+	Load1           float64   `json:"load_avg_1m"`
+	Topics          int       `json:"topics"`
+	Partitions      int       `json:"partitions"`
+	FirstStartSec   float64   `json:"first_start_seconds"`
+	CreateSec       float64   `json:"create_seconds"`
+	ProduceSec      float64   `json:"produce_seconds"`
+	OpenFDs         int       `json:"open_fds"`
+	FDLimit         string    `json:"fd_limit"`
+	RSSMiB          float64   `json:"rss_mib"`
+	ShutdownSec     float64   `json:"shutdown_seconds"`
+	RestartReadySec float64   `json:"restart_ready_seconds"`
+	OpenFDsRestart  int       `json:"open_fds_after_restart"`
+	RecordsAfter    int64     `json:"records_after_restart"`
+}
+
+func newBenchPartitionsCmd() *cobra.Command {
+	var (
+		topics, perTopic int
+		herald, dir, out string
+	)
+	cmd := &cobra.Command{
+		Use:   "partitions",
+		Short: "Open many partitions on one herald serve, then time its restart",
+		Long: `Starts herald serve (this binary, or --herald) on a scratch directory,
+creates --topics topics of --partitions-per-topic partitions, produces one
+record (acks=all) to each partition, counts the server's open file
+descriptors, stops it with SIGTERM, starts it again and times how long it
+takes until /readyz answers 200. It then checks every record is still there.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out != "table" && out != "json" {
+				return fmt.Errorf("invalid --output %q: want table or json", out)
+			}
+			if topics < 1 || perTopic < 1 {
+				return errors.New("--topics and --partitions-per-topic must be positive")
+			}
+			rep, err := bkRunPartitions(cmd.Context(), herald, dir, topics, perTopic, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if out == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "herald bench partitions  %s  %s  %d CPUs  load %.2f\n\n", rep.Date.Format(time.RFC3339), rep.GoVersion, rep.CPUs, rep.Load1)
+			fmt.Fprintf(w, "%d topics, %d partitions: created in %.2fs, one record each produced in %.2fs\n", rep.Topics, rep.Partitions, rep.CreateSec, rep.ProduceSec)
+			fmt.Fprintf(w, "serve process: %d open fds (limit %s), VmRSS %.1f MiB\n", rep.OpenFDs, rep.FDLimit, rep.RSSMiB)
+			fmt.Fprintf(w, "SIGTERM to exit: %.2fs; restart to /readyz: %.3fs; %d open fds after restart; %s records found\n",
+				rep.ShutdownSec, rep.RestartReadySec, rep.OpenFDsRestart, fmtInt(float64(rep.RecordsAfter)))
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&topics, "topics", 1000, "topics to create")
+	fl.IntVar(&perTopic, "partitions-per-topic", 10, "partitions of each topic")
+	fl.StringVar(&herald, "herald", "", "herald binary to run as the server (default: this one)")
+	fl.StringVar(&dir, "dir", "", "server's data directory (default: a temporary directory, removed afterwards)")
+	fl.StringVarP(&out, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+// bkServeProc is a herald serve child process.
+type bkServeProc struct {
+	cmd      *exec.Cmd
+	exited   chan error
+	kafka    string
+	readyURL string
+}
+
+func bkFreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// bkStartServe starts herald serve on dir and returns once /readyz answers
+// 200, with the time that took.
+func bkStartServe(ctx context.Context, bin, dir string, stderr io.Writer) (*bkServeProc, time.Duration, error) {
+	kp, err := bkFreePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	hp, err := bkFreePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	p := &bkServeProc{kafka: fmt.Sprintf("127.0.0.1:%d", kp), readyURL: fmt.Sprintf("http://127.0.0.1:%d/readyz", hp), exited: make(chan error, 1)}
+	p.cmd = exec.Command(bin, "serve", "--data", dir, "--kafka-addr", p.kafka, "--http-addr", fmt.Sprintf("127.0.0.1:%d", hp),
+		"--durability", "always", "--log-level", "warn")
+	p.cmd.Stdout, p.cmd.Stderr = stderr, stderr
+	start := time.Now()
+	if err := p.cmd.Start(); err != nil {
+		return nil, 0, fmt.Errorf("start %s serve: %w", bin, err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	hc := &http.Client{Timeout: time.Second}
+	for {
+		if resp, err := hc.Get(p.readyURL); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, time.Since(start), nil
+			}
+		}
+		select {
+		case err := <-p.exited:
+			return nil, 0, fmt.Errorf("herald serve exited before ready: %v", err)
+		case <-ctx.Done():
+			p.cmd.Process.Kill()
+			<-p.exited
+			return nil, 0, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Since(start) > 2*time.Minute {
+			p.cmd.Process.Kill()
+			<-p.exited
+			return nil, 0, errors.New("herald serve not ready after 2 minutes")
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for the process to exit.
+func (p *bkServeProc) stop() (time.Duration, error) {
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return 0, err
+	}
+	select {
+	case err := <-p.exited:
+		return time.Since(start), err
+	case <-time.After(2 * time.Minute):
+		p.cmd.Process.Kill()
+		<-p.exited
+		return 0, errors.New("herald serve did not exit within 2 minutes of SIGTERM")
+	}
+}
+
+func bkOpenFDs(pid int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}
+
+func bkFDLimit(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "Max open files") {
+			f := strings.Fields(line)
+			if len(f) >= 5 {
+				return f[3] + " soft, " + f[4] + " hard"
+			}
+		}
+	}
+	return "?"
+}
+
+func bkRunPartitions(ctx context.Context, bin, dir string, topics, perTopic int, stderr io.Writer) (_ *bkPartitionsReport, err error) {
+	progress := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
+	if bin == "" {
+		if bin, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "herald-bench-partitions-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+	}
+	rep := &bkPartitionsReport{Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Topics: topics, Partitions: topics * perTopic}
+	srv, took, err := bkStartServe(ctx, bin, dir, stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if srv != nil {
+			srv.stop()
+		}
+	}()
+	rep.FirstStartSec = took.Seconds()
+	names := make([]string, topics)
+	for i := range names {
+		names[i] = fmt.Sprintf("parts-%04d", i)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(srv.kafka), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	progress("creating %d topics of %d partitions ...", topics, perTopic)
+	start := time.Now()
+	for i := 0; i < len(names); i += 100 {
+		resp, err := adm.CreateTopics(ctx, int32(perTopic), 1, nil, names[i:min(i+100, len(names))]...)
+		if err != nil {
+			return nil, fmt.Errorf("create topics: %w", err)
+		}
+		if err := resp.Error(); err != nil {
+			return nil, fmt.Errorf("create topics: %w", err)
+		}
+	}
+	rep.CreateSec = time.Since(start).Seconds()
+	progress("    %.2fs; producing one record to each of %d partitions ...", rep.CreateSec, rep.Partitions)
+	start = time.Now()
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	for _, t := range names {
+		for p := 0; p < perTopic; p++ {
+			cl.Produce(ctx, &kgo.Record{Topic: t, Partition: int32(p), Value: []byte("x")}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+			})
+		}
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return nil, err
+	}
+	if n := failed.Load(); n > 0 {
+		return nil, fmt.Errorf("produce: %d records failed, first: %v", n, firstErr.Load())
+	}
+	rep.ProduceSec = time.Since(start).Seconds()
+	cl.Close()
+	pid := srv.cmd.Process.Pid
+	rep.OpenFDs, rep.FDLimit = bkOpenFDs(pid), bkFDLimit(pid)
+	if kb, err := bkVmRSSKiB(pid); err == nil {
+		rep.RSSMiB = float64(kb) / 1024
+	}
+	progress("    %.2fs; %d open fds; SIGTERM ...", rep.ProduceSec, rep.OpenFDs)
+	d, err := srv.stop()
+	srv = nil
+	if err != nil {
+		return nil, fmt.Errorf("stop herald serve: %w", err)
+	}
+	rep.ShutdownSec = d.Seconds()
+	progress("    exited in %.2fs; restarting ...", rep.ShutdownSec)
+	srv, took, err = bkStartServe(ctx, bin, dir, stderr)
+	if err != nil {
+		return nil, err
+	}
+	rep.RestartReadySec = took.Seconds()
+	rep.OpenFDsRestart = bkOpenFDs(srv.cmd.Process.Pid)
+	progress("    ready in %.3fs; checking the records ...", rep.RestartReadySec)
+
+	cl2, err := kgo.NewClient(kgo.SeedBrokers(srv.kafka))
+	if err != nil {
+		return nil, err
+	}
+	defer cl2.Close()
+	ends, err := kadm.NewClient(cl2).ListEndOffsets(ctx, names...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list end offsets after restart: %w", err)
+	}
+	var bad []string
+	ends.Each(func(o kadm.ListedOffset) {
+		rep.RecordsAfter += o.Offset
+		if o.Offset != 1 && len(bad) < 5 {
+			bad = append(bad, fmt.Sprintf("%s/%d at %d", o.Topic, o.Partition, o.Offset))
+		}
+	})
+	if rep.RecordsAfter != int64(rep.Partitions) || len(bad) > 0 {
+		return rep, fmt.Errorf("after restart: %d records in %d partitions, want one each (%s)", rep.RecordsAfter, rep.Partitions, strings.Join(bad, ", "))
+	}
+	rep.Load1 = bkLoadAvg1()
+	return rep, nil
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -87,5 +90,33 @@ func TestBenchKafkaFlags(t *testing.T) {
 		if err := cmd.Execute(); err == nil {
 			t.Errorf("herald bench %v: no error", args)
 		}
+	}
+}
+
+// TestBenchPartitionsLong opens 10,000 partitions across 1,000 topics on a
+// real herald serve process, produces a record to each, restarts it with
+// SIGTERM and demands it be ready again within 5 s with every record there.
+// It takes about a minute: set HERALD_LONG=1 to run it.
+func TestBenchPartitionsLong(t *testing.T) {
+	if os.Getenv("HERALD_LONG") == "" {
+		t.Skip("set HERALD_LONG=1 to run (about a minute)")
+	}
+	bin := filepath.Join(t.TempDir(), "herald")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	rep, err := bkRunPartitions(ctx, bin, t.TempDir(), 1000, 10, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	t.Logf("%+v", *rep)
+	if rep.RestartReadySec >= 5 {
+		t.Errorf("restart with %d partitions ready in %.2fs, want under 5s", rep.Partitions, rep.RestartReadySec)
+	}
+	if rep.RecordsAfter != 10000 {
+		t.Errorf("%d records after restart, want 10000", rep.RecordsAfter)
 	}
 }

@@ -1,0 +1,106 @@
+package client
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/event"
+)
+
+// ProcessedStore remembers which event ids a consumer group has handled.
+// Implementations are safe for concurrent use.
+type ProcessedStore interface {
+	// Seen reports whether id was handled within the store's TTL. ctx is
+	// a handler's context (DeliveryFrom works on it).
+	Seen(ctx context.Context, id string) (bool, error)
+	// Mark records id as handled. Under a subscriber the mark becomes
+	// durable, and visible to Seen, together with the event's outputs and
+	// offset commit; a failed handler or an aborted transaction leaves no
+	// mark.
+	Mark(ctx context.Context, id string) error
+}
+
+// Idempotent skips events whose ID store has seen, and marks each event it
+// lets through once the handler succeeds. Duplicates come from producers
+// that retried a publish, from upstream replays, and from redelivery after a
+// crash between handling and committing (AtLeastOnce). Put it outermost
+// (outside DeadLetter) so a dead-lettered event is marked too.
+//
+// WithIdempotency installs it with a store kept in a compacted topic.
+func Idempotent(store ProcessedStore) Middleware {
+	return func(next HandlerFunc) HandlerFunc {
+		return func(ctx context.Context, e *event.Event) error {
+			seen, err := store.Seen(ctx, e.ID)
+			if err != nil {
+				return err
+			}
+			if seen {
+				ev := envFrom(ctx)
+				if d, ok := DeliveryFrom(ctx); ok {
+					ev.metrics.count(cDuplicates, d.Group, d.Topic)
+				}
+				Logger(ctx).Debug("skipping already handled event")
+				return nil
+			}
+			if err := next(ctx, e); err != nil {
+				return err
+			}
+			return store.Mark(ctx, e.ID)
+		}
+	}
+}
+
+// MemoryStore is a ProcessedStore in memory: it forgets on restart, so it
+// suits tests and consumers whose duplicates come only from producer retries.
+type MemoryStore struct {
+	ttl time.Duration
+	now func() time.Time
+	mu  struct {
+		sync.Mutex
+		ids   map[string]time.Time
+		marks int
+	}
+}
+
+// NewMemoryStore returns an empty store that forgets ids after ttl. now
+// replaces the clock (nil: time.Now).
+func NewMemoryStore(ttl time.Duration, now func() time.Time) *MemoryStore {
+	if now == nil {
+		now = time.Now
+	}
+	s := &MemoryStore{ttl: ttl, now: now}
+	s.mu.ids = make(map[string]time.Time)
+	return s
+}
+
+// Seen implements ProcessedStore.
+func (s *MemoryStore) Seen(_ context.Context, id string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.mu.ids[id]
+	return ok && s.now().Sub(t) < s.ttl, nil
+}
+
+// Mark implements ProcessedStore.
+func (s *MemoryStore) Mark(ctx context.Context, id string) error {
+	mark := func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		now := s.now()
+		s.mu.ids[id] = now
+		if s.mu.marks++; s.mu.marks%1024 == 0 {
+			for k, t := range s.mu.ids {
+				if now.Sub(t) >= s.ttl {
+					delete(s.mu.ids, k)
+				}
+			}
+		}
+	}
+	if ob, ok := ctx.Value(outboxKey).(*outbox); ok {
+		ob.add(nil, mark)
+	} else {
+		mark()
+	}
+	return nil
+}

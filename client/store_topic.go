@@ -1,0 +1,251 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// DefaultProcessedTopic is the compacted topic WithIdempotency keeps
+// processed event ids in, unless WithProcessedTopic names another.
+const DefaultProcessedTopic = "__herald_processed"
+
+// topicStore is the durable ProcessedStore behind WithIdempotency.
+//
+// Layout: one record per handled event in the compacted topic, key =
+// group + "\x00" + event id, value = the handled time in Unix milliseconds
+// (base 10). The record of an event read from input partition p goes to
+// partition p mod N of the topic, so a member that is assigned p loads only
+// that one partition, lazily, when it first handles an event of p. Entries
+// older than the TTL are ignored on load and on lookup; the topic is created
+// with retention.ms = TTL so old ids also leave the disk.
+//
+// Under ExactlyOnce the records are written in the handler's transaction
+// and loaded with read_committed, so a mark exists iff its outputs and
+// offset commit do.
+type topicStore struct {
+	topic, group  string
+	ttl           time.Duration
+	nparts        int32
+	readCommitted bool
+	adm           *kadm.Client
+	loaderOpts    []kgo.Opt
+	logger        *slog.Logger
+	now           func() time.Time
+
+	mu struct {
+		sync.Mutex
+		parts map[int32]*procPart
+	}
+}
+
+type procPart struct {
+	mu     sync.Mutex
+	loaded bool
+	ids    map[string]time.Time
+}
+
+func (s *topicStore) part(p int32) *procPart {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pp := s.mu.parts[p]
+	if pp == nil {
+		pp = &procPart{}
+		s.mu.parts[p] = pp
+	}
+	return pp
+}
+
+// drop forgets the state of the store partitions behind input partitions
+// that this member lost: another member may write to them now.
+func (s *topicStore) drop(inputs map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ps := range inputs {
+		for _, p := range ps {
+			delete(s.mu.parts, p%s.nparts)
+		}
+	}
+}
+
+func (s *topicStore) Seen(ctx context.Context, id string) (bool, error) {
+	d, _ := DeliveryFrom(ctx)
+	pp := s.part(d.Partition % s.nparts)
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if !pp.loaded {
+		ids, err := s.load(ctx, d.Partition%s.nparts)
+		if err != nil {
+			return false, fmt.Errorf("load processed ids: %w", err)
+		}
+		pp.ids, pp.loaded = ids, true
+	}
+	t, ok := pp.ids[id]
+	return ok && s.now().Sub(t) < s.ttl, nil
+}
+
+func (s *topicStore) Mark(ctx context.Context, id string) error {
+	d, _ := DeliveryFrom(ctx)
+	p := d.Partition % s.nparts
+	now := s.now()
+	r := &kgo.Record{Topic: s.topic, Partition: p, Key: []byte(s.group + "\x00" + id),
+		Value: strconv.AppendInt(nil, now.UnixMilli(), 10)}
+	pp := s.part(p)
+	after := func() {
+		pp.mu.Lock()
+		defer pp.mu.Unlock()
+		if pp.ids == nil {
+			return // dropped or never loaded: a later load reads the record
+		}
+		pp.ids[id] = now
+	}
+	if ob, ok := ctx.Value(outboxKey).(*outbox); ok {
+		ob.add([]*kgo.Record{r}, after)
+		return nil
+	}
+	return errors.New("processed-id store used outside a subscriber")
+}
+
+// loadIdle bounds the wait for a record that will never come: read_committed
+// end offsets count transaction markers, which are never returned.
+const loadIdle = 300 * time.Millisecond
+
+func (s *topicStore) load(ctx context.Context, p int32) (map[string]time.Time, error) {
+	start := time.Now()
+	var ends kadm.ListedOffsets
+	var err error
+	if s.readCommitted {
+		ends, err = s.adm.ListCommittedOffsets(ctx, s.topic)
+	} else {
+		ends, err = s.adm.ListEndOffsets(ctx, s.topic)
+	}
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, err
+	}
+	end := int64(0)
+	if o, ok := ends.Lookup(s.topic, p); ok {
+		end = o.Offset
+	}
+	ids := make(map[string]time.Time)
+	if end <= 0 {
+		return ids, nil
+	}
+	iso := kgo.ReadUncommitted()
+	if s.readCommitted {
+		iso = kgo.ReadCommitted()
+	}
+	cl, err := kgo.NewClient(append(s.loaderOpts,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: {p: kgo.NewOffset().AtStart()}}),
+		kgo.FetchIsolationLevel(iso))...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	prefix := s.group + "\x00"
+	now := s.now()
+	next, n := int64(0), 0
+	for next < end {
+		pctx, cancel := context.WithTimeout(ctx, loadIdle)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		got := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			got++
+			next = r.Offset + 1
+			k := string(r.Key)
+			if !strings.HasPrefix(k, prefix) {
+				return
+			}
+			id := k[len(prefix):]
+			ms, err := strconv.ParseInt(string(r.Value), 10, 64)
+			if err != nil || r.Value == nil {
+				delete(ids, id)
+				return
+			}
+			if t := time.UnixMilli(ms); now.Sub(t) < s.ttl {
+				ids[id] = t
+				n++
+			} else {
+				delete(ids, id)
+			}
+		})
+		for _, fe := range fs.Errors() {
+			if !errors.Is(fe.Err, context.DeadlineExceeded) && !errors.Is(fe.Err, context.Canceled) {
+				return nil, fe.Err
+			}
+		}
+		if got == 0 {
+			break // the rest up to end are markers or aborted records
+		}
+	}
+	s.logger.Debug("loaded processed ids", "topic", s.topic, "partition", p, "ids", len(ids), "records", n, "took", time.Since(start))
+	return ids, nil
+}
+
+// ensureProcessedTopic creates the store's topic (compacted, retention =
+// ttl) if it is missing and returns its partition count.
+func ensureProcessedTopic(ctx context.Context, adm *kadm.Client, topic string, parts int32, ttl time.Duration, logger *slog.Logger) (int32, error) {
+	ms := strconv.FormatInt(ttl.Milliseconds(), 10)
+	cfg := map[string]*string{"cleanup.policy": kadm.StringPtr("compact,delete"), "retention.ms": &ms}
+	resp, err := adm.CreateTopic(ctx, parts, -1, cfg, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		// NB: a broker that does not know these configs still gets a topic,
+		// only without compaction; say so rather than fail.
+		logger.Warn("creating the processed-id topic with compaction failed; creating it plain", "topic", topic, "err", err)
+		resp, err = adm.CreateTopic(ctx, parts, -1, nil, topic)
+		if err == nil {
+			err = resp.Err
+		}
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return 0, fmt.Errorf("create processed-id topic %s: %w", topic, err)
+	}
+	td, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("describe processed-id topic %s: %w", topic, err)
+	}
+	t, ok := td[topic]
+	if !ok || t.Err != nil || len(t.Partitions) == 0 {
+		return 0, fmt.Errorf("describe processed-id topic %s: %v", topic, t.Err)
+	}
+	return int32(len(t.Partitions)), nil
+}
+
+// storePartitioner honours Record.Partition for the processed-id topic and
+// hashes keys (murmur2, like every Kafka client) everywhere else.
+type storePartitioner struct {
+	manual string
+	def    kgo.Partitioner
+}
+
+func (p storePartitioner) ForTopic(t string) kgo.TopicPartitioner {
+	if t == p.manual {
+		return kgo.ManualPartitioner().ForTopic(t)
+	}
+	return p.def.ForTopic(t)
+}
+
+// dropAll forgets every loaded partition (after an aborted transaction).
+func (s *topicStore) dropAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.mu.parts)
+}

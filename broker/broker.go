@@ -86,6 +86,8 @@ type Broker struct {
 	}
 	metaMu sync.Mutex // serializes metadata file writes
 
+	txnVerifier atomic.Pointer[TxnVerifier] // see SetTxnVerifier
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -110,7 +112,8 @@ type partition struct {
 
 	pmu       sync.Mutex // serializes produce; guards producers
 	producers map[int64]*producerState
-	pdirty    bool // producer state changed since the last snapshot
+	pdirty    bool     // producer state changed since the last snapshot
+	txns      partTxns // ongoing and aborted transactions (txn.go); changed under pmu
 }
 
 // TopicInfo describes a topic.
@@ -569,7 +572,7 @@ func (b *Broker) Partitions(name string) ([]PartitionInfo, error) {
 	for i, p := range parts {
 		p.mu.RLock()
 		hwm := p.log.HighWatermark()
-		out[i] = PartitionInfo{Partition: p.index, StartOffset: p.log.StartOffset(), HighWatermark: hwm, LastStableOffs: hwm,
+		out[i] = PartitionInfo{Partition: p.index, StartOffset: p.log.StartOffset(), HighWatermark: hwm, LastStableOffs: p.txns.lso(hwm),
 			Size: p.log.Size(), Durability: t.tc.Durability, InMemory: t.tc.Durability.Mode == commitlog.SyncMemory}
 		p.mu.RUnlock()
 	}

@@ -32,7 +32,15 @@ func (b *Broker) GroupStore() (groups.Store, error) {
 
 type groupStore struct{ b *Broker }
 
+// groupsKV is the key/value record both internal stores keep.
+type groupsKV = groups.KV
+
 func (s *groupStore) Append(ctx context.Context, recs []groups.KV) error {
+	return s.appendTo(ctx, OffsetsTopic, recs)
+}
+
+// appendTo durably appends records to an internal topic's partition 0.
+func (s *groupStore) appendTo(ctx context.Context, topic string, recs []groupsKV) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -45,7 +53,7 @@ func (s *groupStore) Append(ctx context.Context, recs []groups.KV) error {
 	if err != nil {
 		return err
 	}
-	p, err := s.b.partition(OffsetsTopic, 0, false)
+	p, err := s.b.partition(topic, 0, false)
 	if err != nil {
 		return err
 	}
@@ -59,7 +67,12 @@ func (s *groupStore) Append(ctx context.Context, recs []groups.KV) error {
 }
 
 func (s *groupStore) Replay(ctx context.Context, fn func(groups.KV) error) error {
-	p, err := s.b.partition(OffsetsTopic, 0, false)
+	return s.replayFrom(ctx, OffsetsTopic, fn)
+}
+
+// replayFrom calls fn for every record of an internal topic's partition 0.
+func (s *groupStore) replayFrom(ctx context.Context, topic string, fn func(groupsKV) error) error {
+	p, err := s.b.partition(topic, 0, false)
 	if err != nil {
 		return err
 	}

@@ -112,12 +112,18 @@ func (b *Broker) ProduceAsync(ctx context.Context, topic string, part int32, bat
 		res.LogStartOffset = p.log.StartOffset()
 		return res, nil
 	}
+	// Under pmu, so no marker can slip between the check and the append.
+	if err := b.verifyTxnBatches(p, heads); err != nil {
+		b.m.produceErrors.Inc()
+		return res, err
+	}
 	pend, err := p.log.AppendAsync(ctx, batches)
 	if err != nil {
 		b.m.produceErrors.Inc()
 		return res, mapLogError(err)
 	}
 	p.recordSequences(heads, pend.BaseOffset)
+	p.trackTxnBatches(heads, pend.BaseOffset)
 	res.BaseOffset, res.pending = pend.BaseOffset, pend
 	res.LogStartOffset = p.log.StartOffset()
 	res.Records, res.Bytes = records, len(batches)
@@ -166,6 +172,11 @@ type Fetched struct {
 	Records        []byte // whole record batches
 	HighWatermark  int64
 	LogStartOffset int64
+	// LastStableOffset is below every ongoing transaction's data.
+	LastStableOffset int64
+	// Aborted lists the aborted transactions overlapping Records
+	// (FetchCommitted only).
+	Aborted []AbortedTxn
 }
 
 // Fetch reads batches from offset, at most maxBytes unless the first batch
@@ -178,6 +189,7 @@ func (b *Broker) Fetch(ctx context.Context, topic string, part int32, offset int
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	out := Fetched{HighWatermark: p.log.HighWatermark(), LogStartOffset: p.log.StartOffset()}
+	out.LastStableOffset = p.txns.lso(out.HighWatermark)
 	recs, err := p.log.Read(ctx, offset, maxBytes, dst)
 	if err != nil {
 		return out, mapLogError(err)

@@ -62,6 +62,9 @@ func (p *partition) checkSequences(heads []batch.Header) (dup int64, isDup bool,
 		if !ok {
 			if st == nil {
 				v = view{epoch: -1, fresh: true}
+			} else if len(st.Recent) == 0 {
+				// Only a transaction marker fixed the epoch.
+				v = view{epoch: st.Epoch, fresh: true}
 			} else {
 				v = view{epoch: st.Epoch, last: st.lastSeq()}
 			}
@@ -143,6 +146,10 @@ func (b *Broker) InitProducerID(ctx context.Context, transactionalID string) (in
 type producerSnapshot struct {
 	Offset    int64                    `json:"offset"`
 	Producers map[string]producerState `json:"producers"`
+	// Ongoing maps producer ids to the first offset of their ongoing
+	// transaction; Aborted is the aborted-transaction index (txn.go).
+	Ongoing map[string]int64 `json:"ongoing,omitempty"`
+	Aborted []AbortedTxn     `json:"aborted,omitempty"`
 }
 
 func (b *Broker) producerDir(topic string) string {
@@ -161,6 +168,7 @@ func (b *Broker) saveProducerState(p *partition) error {
 		return nil
 	}
 	snap := producerSnapshot{Offset: p.log.HighWatermark(), Producers: map[string]producerState{}}
+	snap.Ongoing, snap.Aborted = p.txns.snapshot(p.log.StartOffset())
 	for id, st := range p.producers {
 		snap.Producers[strconv.FormatInt(id, 10)] = *st
 	}
@@ -208,6 +216,12 @@ func (b *Broker) loadProducerState(p *partition) error {
 				s := st
 				p.producers[id] = &s
 			}
+			for k, first := range snap.Ongoing {
+				if id, perr := strconv.ParseInt(k, 10, 64); perr == nil {
+					p.txns.begin(id, first)
+				}
+			}
+			p.txns.aborted = snap.Aborted
 			from = max(from, snap.Offset)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -231,6 +245,7 @@ func (b *Broker) loadProducerState(p *partition) error {
 			if h.ProducerID >= 0 && !h.Control() {
 				p.applySequence(h, h.BaseOffset)
 			}
+			p.txns.observe(h, out[q:q+h.Size()])
 			off = h.LastOffset() + 1
 			q += h.Size()
 		}

@@ -15,6 +15,10 @@ import (
 // request to create one is answered with session id 0 (which clients take
 // as "no session") and a request naming a session gets
 // FETCH_SESSION_ID_NOT_FOUND, after which clients fetch sessionless.
+//
+// A read_committed fetch (isolation level 1) returns batches below the
+// last stable offset only, with the aborted transactions overlapping
+// them; every fetch reports the LSO.
 func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) {
 	resp := r.ResponseKind().(*kmsg.FetchResponse)
 	if r.Version >= 7 {
@@ -58,6 +62,7 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 			parts = append(parts, &fpart{topic: name, rp: rp, offset: p.FetchOffset, max: int(p.PartitionMaxBytes), err: terr})
 		}
 	}
+	readCommitted := r.IsolationLevel == 1
 	maxBytes := int(r.MaxBytes)
 	if r.Version < 3 || maxBytes <= 0 {
 		maxBytes = 50 << 20
@@ -71,7 +76,7 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 			// NB: empty, not nil. kmsg encodes nil as null records (-1),
 			// which Kafka never sends and sarama cannot decode before
 			// v12 (kafka: error decoding packet: invalid byteslice length).
-			rp.ErrorCode, rp.RecordBatches = 0, []byte{}
+			rp.ErrorCode, rp.RecordBatches, rp.AbortedTransactions = 0, []byte{}, nil
 			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
 			if fp.err != nil {
 				rp.ErrorCode, failed = errCode(fp.err), true
@@ -83,32 +88,39 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 			}
 			if total > 0 && budget <= 0 {
 				// The response is full: report the offsets only.
-				start, hwm, err := c.s.b.Offsets(fp.topic, rp.Partition)
+				start, hwm, lso, err := c.s.b.StableOffsets(fp.topic, rp.Partition)
 				if err != nil {
 					rp.ErrorCode, failed = errCode(err), true
 					continue
 				}
-				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hwm, hwm, start
+				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hwm, lso, start
 				fp.hwm = hwm
 				continue
 			}
-			start, hwm, err := c.s.b.Offsets(fp.topic, rp.Partition)
+			start, hwm, lso, err := c.s.b.StableOffsets(fp.topic, rp.Partition)
 			if err == nil && (fp.offset < start || fp.offset > hwm) {
 				err = broker.ErrOffsetOutOfRange
 			}
 			if err != nil {
 				rp.ErrorCode, failed = errCode(err), true
 				if start >= 0 {
-					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hwm, hwm, start
+					rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hwm, lso, start
 				}
 				continue
 			}
 			fp.hwm = hwm
-			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hwm, hwm, start
-			if fp.offset == hwm {
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hwm, lso, start
+			if fp.offset == hwm || readCommitted && fp.offset >= lso {
+				// NB: an open transaction holds a read_committed consumer
+				// at the LSO; the wait below wakes on the high-water mark,
+				// which the marker ending the transaction moves.
 				continue
 			}
-			f, err := c.s.b.Fetch(c.ctx, fp.topic, rp.Partition, fp.offset, max(budget, 1), nil)
+			fetch := c.s.b.Fetch
+			if readCommitted {
+				fetch = c.s.b.FetchCommitted
+			}
+			f, err := fetch(c.ctx, fp.topic, rp.Partition, fp.offset, max(budget, 1), nil)
 			if err != nil {
 				// Retention may have moved the start past the offset
 				// meanwhile: OFFSET_OUT_OF_RANGE, as for any error.
@@ -116,7 +128,12 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 				continue
 			}
 			fp.hwm = f.HighWatermark
-			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = f.HighWatermark, f.HighWatermark, f.LogStartOffset
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = f.HighWatermark, f.LastStableOffset, f.LogStartOffset
+			for _, a := range f.Aborted {
+				at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+				at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+				rp.AbortedTransactions = append(rp.AbortedTransactions, at)
+			}
 			if total > 0 && len(f.Records) > maxBytes-total {
 				// Only the first partition with data may exceed MaxBytes.
 				continue

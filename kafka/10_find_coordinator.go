@@ -5,19 +5,22 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// findCoordinator names this node for every group key. Transaction
-// coordinators (key type 1) are refused: Herald has no transactions yet.
+// findCoordinator names this node for every group key (key type 0) and,
+// when the server has a transaction coordinator, every transactional id
+// (key type 1). Without one, transaction keys are refused with
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 func (c *conn) findCoordinator(req *request, r *kmsg.FindCoordinatorRequest) (kmsg.Response, error) {
 	resp := r.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	host, port := c.advertised()
 	var code int16
 	var msg *string
 	switch {
+	case r.CoordinatorType == 1 && c.s.t != nil:
 	case r.CoordinatorType != 0:
 		code = kerr.TransactionalIDAuthorizationFailed.Code
 		s := "herald does not support transactions"
 		msg = &s
-	case c.s.g == nil:
+	case r.CoordinatorType == 0 && c.s.g == nil:
 		code = errNoCoordinator.Code
 	}
 	if r.Version < 4 {

@@ -34,12 +34,18 @@ func init() {
 		19: {0, 7, typed((*conn).createTopics)},
 		20: {0, 6, typed((*conn).deleteTopics)},
 		22: {0, 4, typed((*conn).initProducerID)},
+		24: {0, 3, typed((*conn).addPartitionsToTxn)},
+		25: {0, 3, typed((*conn).addOffsetsToTxn)},
+		26: {0, 3, typed((*conn).endTxn)},
+		28: {0, 3, typed((*conn).txnOffsetCommit)},
 		32: {0, 4, typed((*conn).describeConfigs)},
 		37: {0, 3, typed((*conn).createPartitions)},
 		42: {0, 2, typed((*conn).deleteGroups)},
 		44: {0, 1, typed((*conn).incrementalAlterConfigs)},
 		47: {0, 0, typed((*conn).offsetDelete)},
 		60: {0, 1, typed((*conn).describeCluster)},
+		65: {0, 0, typed((*conn).describeTransactions)},
+		66: {0, 1, typed((*conn).listTransactions)},
 	}
 }
 

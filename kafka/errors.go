@@ -8,6 +8,7 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/groups"
+	"github.com/heraldhq/herald/broker/txn"
 )
 
 // errCodes maps the broker's and the coordinator's errors to Kafka error
@@ -49,6 +50,16 @@ var errCodes = []struct {
 	{groups.ErrOffsetMetadataTooLarge, kerr.OffsetMetadataTooLarge},
 	{groups.ErrCoordinatorLoading, kerr.CoordinatorLoadInProgress},
 	{groups.ErrUnknownTopic, kerr.UnknownTopicOrPartition},
+
+	{txn.ErrClosed, kerr.CoordinatorNotAvailable},
+	{txn.ErrInvalidTransactionalID, kerr.InvalidRequest},
+	{txn.ErrInvalidProducerIDMapping, kerr.InvalidProducerIDMapping},
+	{txn.ErrProducerFenced, kerr.ProducerFenced},
+	{txn.ErrInvalidTxnState, kerr.InvalidTxnState},
+	{txn.ErrConcurrentTransactions, kerr.ConcurrentTransactions},
+	{txn.ErrInvalidTimeout, kerr.InvalidTransactionTimeout},
+	{txn.ErrTransactionalIDNotFound, kerr.TransactionalIDNotFound},
+	{txn.ErrCoordinatorLoading, kerr.CoordinatorLoadInProgress},
 
 	{context.DeadlineExceeded, kerr.RequestTimedOut},
 	{context.Canceled, kerr.RequestTimedOut},

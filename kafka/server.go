@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/groups"
+	"github.com/heraldhq/herald/broker/txn"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -25,6 +26,10 @@ type Config struct {
 	// Groups coordinates consumer groups; nil answers every group request
 	// with COORDINATOR_NOT_AVAILABLE.
 	Groups *groups.Coordinator
+	// Txns coordinates transactions; nil refuses transactional producers
+	// (FindCoordinator for a transaction, InitProducerId with a
+	// transactional id) as before transactions were supported.
+	Txns *txn.Coordinator
 	// AdvertisedHost and AdvertisedPort are what Metadata and
 	// FindCoordinator tell clients to connect to (default: the local
 	// address the client connected to).
@@ -77,6 +82,7 @@ type Server struct {
 	cfg    Config
 	b      *broker.Broker
 	g      *groups.Coordinator
+	t      *txn.Coordinator
 	logger *slog.Logger
 	m      *metrics
 
@@ -105,7 +111,7 @@ func New(cfg Config) *Server {
 		panic("kafka: Config.Broker is nil")
 	}
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, b: cfg.Broker, g: cfg.Groups, logger: cfg.Logger, maxWait: 5 * time.Minute}
+	s := &Server{cfg: cfg, b: cfg.Broker, g: cfg.Groups, t: cfg.Txns, logger: cfg.Logger, maxWait: 5 * time.Minute}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if cfg.MaxInflightRequestBytes > 0 {
 		s.inflight = newByteBudget(cfg.MaxInflightRequestBytes)

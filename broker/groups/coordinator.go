@@ -79,6 +79,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 func (c *Coordinator) replay(ctx context.Context) error {
 	offsets := map[string]map[TopicPartition]Offset{}
 	groups := map[string]*groupRecord{}
+	pending := txnPending{}
 	var n, skipped int
 	skip := func(kv KV, err error) {
 		skipped++
@@ -89,6 +90,9 @@ func (c *Coordinator) replay(ctx context.Context) error {
 	}
 	err := c.cfg.Store.Replay(ctx, func(kv KV) error {
 		n++
+		if c.replayTxnOffset(kv, pending, skip) {
+			return nil
+		}
 		k, err := decodeKey(kv.Key)
 		if err != nil {
 			skip(kv, err)
@@ -132,6 +136,7 @@ func (c *Coordinator) replay(ctx context.Context) error {
 		return fmt.Errorf("groups: replay store: %w", err)
 	}
 	c.st.restore(offsets, groups)
+	c.st.txnPending = pending
 	c.log.Info("group coordinator loaded", "records", n, "skipped", skipped, "groups", len(c.st.groups))
 	return nil
 }

@@ -270,6 +270,8 @@ type state struct {
 	groups   map[string]*group
 	queue    []*write
 	inflight map[string]int // queued or flushing writes per group id
+	// txnPending holds transactional offset commits (txn.go).
+	txnPending txnPending
 }
 
 func newState(cfg *Config, m *metrics, newID func(string) string) *state {

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -235,27 +234,60 @@ func TestFranzIdempotentProducerSurvivesServerKill(t *testing.T) {
 	requireOrderedByPartition(t, "records after SIGKILL and restart", all, got)
 }
 
-// TestFranzTransactionsRefused pins a documented limitation
-// (docs/compatibility.md): Herald has no transactions, so a transactional
-// producer is refused when it asks for a producer id, with
-// TRANSACTIONAL_ID_AUTHORIZATION_FAILED, and nothing is written.
-func TestFranzTransactionsRefused(t *testing.T) {
+// TestFranzTransactions: a transactional producer against a real herald
+// serve: an aborted and a committed transaction, read back by
+// read_committed (the committed only) and read_uncommitted (both) consumers.
+func TestFranzTransactions(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	const topic = "franz-txn"
 	s.createTopic(t, topic, 1)
-	cl := s.client(t, kgo.TransactionalID("compat-txn"))
-	err := cl.BeginTransaction()
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err = cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("x")}).FirstErr()
+	produceTxns(t, s, topic, "franz")
+	for _, tc := range []struct {
+		iso  kgo.IsolationLevel
+		want []string
+	}{
+		{kgo.ReadCommitted(), []string{"franz-committed-0", "franz-committed-1"}},
+		{kgo.ReadUncommitted(), []string{"franz-aborted-0", "franz-aborted-1", "franz-committed-0", "franz-committed-1"}},
+	} {
+		cl := s.client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(tc.iso))
+		var got []string
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		for len(got) < len(tc.want) && ctx.Err() == nil {
+			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+		}
+		cancel()
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Fatalf("read %v, want %v", got, tc.want)
+		}
 	}
-	if err == nil || !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
-		t.Fatalf("transactional producer: got %v, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", err)
-	}
-	if end := s.endOffsets(t, topic); end[0] != 0 {
-		t.Fatalf("end offset %d after a refused transactional producer, want 0", end[0])
+}
+
+// produceTxns writes, with a franz-go transactional producer, one aborted
+// and then one committed transaction of two records each to partition 0.
+func produceTxns(t *testing.T, s *server, topic, prefix string) {
+	t.Helper()
+	cl := s.client(t, kgo.TransactionalID(prefix+"-txn"), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, end := range []kgo.TransactionEndTry{kgo.TryAbort, kgo.TryCommit} {
+		what := "aborted"
+		if end == kgo.TryCommit {
+			what = "committed"
+		}
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatalf("BeginTransaction: %v", err)
+		}
+		for i := range 2 {
+			r := kgo.StringRecord(fmt.Sprintf("%s-%s-%d", prefix, what, i))
+			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+		}
+		if err := cl.EndTransaction(ctx, end); err != nil {
+			t.Fatalf("EndTransaction(%s): %v", what, err)
+		}
 	}
 }
 

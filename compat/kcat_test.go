@@ -62,6 +62,31 @@ func TestKcat(t *testing.T) {
 	}
 }
 
+// TestKcatReadCommitted: kcat (librdkafka) with isolation.level
+// read_committed reads only the committed transaction's records of a topic
+// holding an aborted and a committed one; read_uncommitted reads both.
+func TestKcatReadCommitted(t *testing.T) {
+	t.Parallel()
+	kcat := requireTool(t, "kcat", kcatInstall)
+	s := startServer(t)
+	const topic = "kcat-txn"
+	s.createTopic(t, topic, 1)
+	produceTxns(t, s, topic, "kcat")
+	for _, tc := range []struct {
+		iso  string
+		want string
+	}{
+		{"read_committed", "kcat-committed-0,kcat-committed-1"},
+		{"read_uncommitted", "kcat-aborted-0,kcat-aborted-1,kcat-committed-0,kcat-committed-1"},
+	} {
+		out := runCmd(t, 60*time.Second, "", kcat, "-b", s.kafkaAddr, "-C", "-t", topic, "-e", "-o", "beginning",
+			"-q", "-f", "%s\\n", "-X", "isolation.level="+tc.iso)
+		if got := strings.Join(strings.Fields(out), ","); got != tc.want {
+			t.Errorf("kcat -X isolation.level=%s read %q, want %q", tc.iso, got, tc.want)
+		}
+	}
+}
+
 func parseKcat(t *testing.T, out string) []record {
 	t.Helper()
 	var recs []record

@@ -22,6 +22,7 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/groups"
+	"github.com/heraldhq/herald/broker/txn"
 	"github.com/heraldhq/herald/commitlog"
 	"github.com/heraldhq/herald/kafka"
 )
@@ -198,6 +199,18 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("start group coordinator: %w", err)
 	}
 	defer coord.Close()
+	tstore, err := b.TxnStore()
+	if err != nil {
+		return err
+	}
+	txns, err := txn.New(ctx, txn.Config{
+		Store: tstore, Markers: b, Groups: coord, NewProducerID: b.NewProducerID, Logger: logger,
+	})
+	if err != nil {
+		return fmt.Errorf("start transaction coordinator: %w", err)
+	}
+	defer txns.Close()
+	b.SetTxnVerifier(txns)
 
 	kln, err := net.Listen("tcp", o.kafkaAddr)
 	if err != nil {
@@ -208,7 +221,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		kln.Close()
 		return fmt.Errorf("--http-addr: %w", err)
 	}
-	ks := kafka.New(kafka.Config{Broker: b, Groups: coord, AdvertisedHost: advHost, AdvertisedPort: advPort, Logger: logger, Registerer: reg})
+	ks := kafka.New(kafka.Config{Broker: b, Groups: coord, Txns: txns, AdvertisedHost: advHost, AdvertisedPort: advPort, Logger: logger, Registerer: reg})
 
 	var ready atomic.Bool
 	mux := http.NewServeMux()

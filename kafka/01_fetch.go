@@ -71,6 +71,11 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 	deadline := time.Now().Add(wait)
 	for {
 		total, failed := 0, false
+		// NB: partitions read into the connection's scratch buffer where
+		// they fit. The response is encoded (copied) before this
+		// connection handles its next request, so the buffer is free
+		// again then; this spares an allocation per partition read.
+		scratch := c.fetchScratch(maxBytes)
 		for _, fp := range parts {
 			rp := fp.rp
 			// NB: empty, not nil. kmsg encodes nil as null records (-1),
@@ -116,11 +121,11 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 				// which the marker ending the transaction moves.
 				continue
 			}
-			fetch := c.s.b.Fetch
+			fetch, dst := c.s.b.Fetch, scratch
 			if readCommitted {
-				fetch = c.s.b.FetchCommitted
+				fetch, dst = c.s.b.FetchCommitted, nil
 			}
-			f, err := fetch(c.ctx, fp.topic, rp.Partition, fp.offset, max(budget, 1), nil)
+			f, err := fetch(c.ctx, fp.topic, rp.Partition, fp.offset, max(budget, 1), dst)
 			if err != nil {
 				// Retention may have moved the start past the offset
 				// meanwhile: OFFSET_OUT_OF_RANGE, as for any error.
@@ -140,6 +145,14 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 			}
 			if len(f.Records) > 0 {
 				rp.RecordBatches = f.Records
+				if dst != nil && cap(scratch) > 0 && &f.Records[:1][0] == &scratch[:1][0] {
+					scratch = scratch[len(f.Records):len(f.Records)]
+				} else {
+					// The records are elsewhere (the buffer was too
+					// small, or not used): stop using it for this
+					// response rather than guess what they overlap.
+					scratch = nil
+				}
 			}
 			total += len(f.Records)
 		}
@@ -184,4 +197,18 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 			stop()
 		}
 	}
+}
+
+// maxFetchScratch bounds the read buffer a connection keeps between
+// fetches.
+const maxFetchScratch = 16 << 20
+
+// fetchScratch returns the connection's empty read buffer for a fetch of up
+// to maxBytes, allocating or growing it up to maxFetchScratch.
+func (c *conn) fetchScratch(maxBytes int) []byte {
+	want := min(maxBytes, maxFetchScratch)
+	if cap(c.scratch) < want {
+		c.scratch = make([]byte, 0, want)
+	}
+	return c.scratch[:0]
 }

@@ -35,6 +35,9 @@ type conn struct {
 
 	out chan *reply    // responses in request order, to the writer
 	wg  sync.WaitGroup // the writer and deferred handlers
+	// scratch is the fetch read buffer, used by the serving goroutine
+	// only (see fetchScratch).
+	scratch []byte
 }
 
 // reply is one response slot in the write queue.
@@ -42,6 +45,8 @@ type reply struct {
 	done chan struct{} // closed once buf is set
 	buf  []byte        // the whole frame; nil: nothing to send
 	held int64         // request bytes taken from the server's budget
+	// pooled: buf came from respPool and goes back once written.
+	pooled bool
 }
 
 // request is one parsed request.
@@ -54,6 +59,8 @@ type request struct {
 	// later, when a handler sets it and returns no response, runs in its
 	// own goroutine and gives the response.
 	later func() kmsg.Response
+	// pooledResp: encodeResponse took the buffer from respPool.
+	pooledResp bool
 }
 
 var errMalformed = errors.New("malformed request")
@@ -204,6 +211,11 @@ func (c *conn) writeLoop() {
 			return
 		}
 		c.s.m.bytesOut.Add(float64(len(r.buf)))
+		if r.pooled {
+			b := r.buf[:0]
+			respPool.Put(&b)
+		}
+		r.buf = nil
 	}
 }
 
@@ -254,6 +266,7 @@ func (c *conn) handleFrame(body []byte, r *reply) (ok bool) {
 			resp := later()
 			c.s.m.latency.WithLabelValues(api).Observe(time.Since(start).Seconds())
 			r.buf = encodeResponse(req, resp)
+			r.pooled = req.pooledResp
 			close(r.done)
 		}()
 		return true
@@ -261,6 +274,7 @@ func (c *conn) handleFrame(body []byte, r *reply) (ok bool) {
 	c.s.m.latency.WithLabelValues(api).Observe(time.Since(start).Seconds())
 	if resp != nil {
 		r.buf = encodeResponse(req, resp)
+		r.pooled = req.pooledResp
 	}
 	close(r.done)
 	return true
@@ -362,10 +376,24 @@ func encodeResponse(req *request, resp kmsg.Response) []byte {
 	// and cleared every record several times: 38% of the CPU of a
 	// 1 KiB-record consumer before this line.
 	size := 64
+	var buf []byte
 	if fr, ok := resp.(*kmsg.FetchResponse); ok {
 		size += fetchResponseBytes(fr)
+		if size >= minPooledResponse {
+			// A large response reuses a written one's buffer: no
+			// zeroed allocation, and less garbage to collect.
+			if p, _ := respPool.Get().(*[]byte); p != nil && cap(*p) >= size {
+				buf = (*p)[:8]
+			}
+			if buf == nil {
+				buf = make([]byte, 8, size)
+			}
+			req.pooledResp = true
+		}
 	}
-	buf := make([]byte, 8, size)
+	if buf == nil {
+		buf = make([]byte, 8, size)
+	}
 	binary.BigEndian.PutUint32(buf[4:], uint32(req.corrID))
 	if resp.IsFlexible() && req.key != kmsg.ApiVersions.Int16() {
 		buf = append(buf, 0)
@@ -374,6 +402,12 @@ func encodeResponse(req *request, resp kmsg.Response) []byte {
 	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
 	return buf
 }
+
+// respPool holds written fetch response buffers of at least
+// minPooledResponse bytes for reuse.
+var respPool sync.Pool
+
+const minPooledResponse = 64 << 10
 
 // fetchResponseBytes is a generous estimate of a fetch response's encoded
 // size: its record bytes plus a bound on the framing around them.

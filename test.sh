@@ -26,6 +26,7 @@ fuzz FuzzRecoverTail ./commitlog
 fuzz FuzzDecodeCheckpoint ./commitlog
 fuzz FuzzLoadIndex ./commitlog
 fuzz FuzzDecodeRecord ./broker/groups
+fuzz FuzzDecodeRecord ./broker/txn
 fuzz FuzzRequest ./kafka
 
 step "client compatibility (compat/: franz-go, sarama, kafka-go, kcat, kafkajs)"

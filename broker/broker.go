@@ -3,7 +3,9 @@
 // fetch, list offsets, the consumer-group coordinator and replay. It has no
 // protocol code; the Kafka and HTTP adapters translate to and from it.
 //
-// Lock order: Broker.mu, then partition.mu, then partition.pmu.
+// Lock order: Broker.mu, then partition.mu, then partition.pmu, then
+// partTxns.mu; pmu is held when the transaction coordinator's mutex is taken
+// (TxnVerifier), never the other way round.
 package broker
 
 import (

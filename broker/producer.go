@@ -119,7 +119,8 @@ func (p *partition) applySequence(h batch.Header, offset int64) {
 }
 
 // InitProducerID hands out a new idempotent producer id with epoch 0.
-// Transactional ids are not supported yet.
+// Transactional ids belong to the transaction coordinator (package txn),
+// which allocates its ids with NewProducerID; here they are refused.
 func (b *Broker) InitProducerID(ctx context.Context, transactionalID string) (int64, int16, error) {
 	if transactionalID != "" {
 		return -1, -1, fmt.Errorf("%w: transactions are not supported yet", ErrInvalidRequest)

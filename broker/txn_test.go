@@ -75,13 +75,13 @@ func TestTxnDataPath(t *testing.T) {
 	if err != nil || f.LastStableOffset != 1 || countRecords(f.Records) != 1 {
 		t.Fatalf("read_committed fetch under an open transaction: %d records, %+v, %v", countRecords(f.Records), f.LastStableOffset, err)
 	}
-	if err := b.WriteTxnMarkers(ctx, 1, 0, false, []txn.TopicPartition{{"t", 0}}); err != nil { // 5
+	if err := b.WriteTxnMarkers(ctx, 1, 0, false, []txn.TopicPartition{{Topic: "t", Partition: 0}}); err != nil { // 5
 		t.Fatal(err)
 	}
 	if got := lso(); got != 3 {
 		t.Fatalf("LSO %d after the abort, want 3", got)
 	}
-	if err := b.WriteTxnMarkers(ctx, 2, 0, true, []txn.TopicPartition{{"t", 0}, {"gone", 0}}); err != nil { // 6
+	if err := b.WriteTxnMarkers(ctx, 2, 0, true, []txn.TopicPartition{{Topic: "t", Partition: 0}, {Topic: "gone", Partition: 0}}); err != nil { // 6
 		t.Fatal(err)
 	}
 	check := func(when string) {

@@ -19,9 +19,9 @@
 //
 //	herald_test.go   TestMain (builds herald once), the server process, helpers
 //	records_test.go  the records every test writes and the exact comparison
-//	franz_test.go    franz-go: produce/consume, groups and rebalances, restarts
+//	franz_test.go    franz-go: produce/consume, groups and rebalances, restarts, transactions
 //	sarama_test.go   IBM/sarama: idempotent SyncProducer, ConsumerGroup resume
 //	kafkago_test.go  segmentio/kafka-go: Writer, Reader with GroupID
-//	kcat_test.go     kcat: -P/-C, -G, -Q, -L
+//	kcat_test.go     kcat: -P/-C, -G, -Q, -L, read_committed
 //	kafkajs_test.go  kafkajs: runs js/roundtrip.js
 package compat

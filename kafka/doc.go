@@ -9,7 +9,8 @@
 //	conn.go        framing, request header parsing, dispatch, ordered replies
 //	apis.go        the table of supported API keys and versions
 //	NN_name.go     one handler per API key, named for its key
-//	errors.go      broker and groups errors to Kafka error codes, in one place
+//	errors.go      broker, groups and txn errors to Kafka error codes, in one place
+//	txn.go         the version-dependent fencing error of the transaction APIs
 //	configs.go     config types and the broker resource's static entries
 //	metrics.go     Prometheus metrics
 //
@@ -31,6 +32,18 @@
 // answered in v0 with the supported ranges. A handler panic is recovered,
 // logged and closes the connection.
 //
-// Fetch sessions are not kept (clients fall back to sessionless fetches);
-// there are no transactions, so transactional ids are refused.
+// Fetch sessions are not kept (clients fall back to sessionless fetches).
+//
+// # Transactions
+//
+// With Config.Txns, transactions work as in Kafka (KIP-98, KIP-447):
+// FindCoordinator key type 1, InitProducerId with a transactional id,
+// AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit,
+// DescribeTransactions and ListTransactions, and read_committed Fetch and
+// ListOffsets (the last stable offset). EndTxn and a transactional
+// InitProducerId answer in a deferred reply, as they may write markers.
+// Not supported: the KIP-890 versions (AddPartitionsToTxn v4+, EndTxn v4+,
+// InitProducerId v5+, TxnOffsetCommit v4+), DescribeProducers,
+// AbortTransaction and WriteTxnMarkers over the wire (markers are written
+// in-process). Without Config.Txns transactional ids are refused.
 package kafka

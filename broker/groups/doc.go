@@ -26,6 +26,7 @@
 //	record.go       the stored record encoding (frozen, below)
 //	metrics.go      Prometheus metrics, lag computed at scrape time
 //	memstore.go     MemoryStore, a non-durable Store for tests and tools
+//	txn.go          transactional offset commits: pending until the transaction completes
 //
 // # Concurrency
 //
@@ -50,6 +51,8 @@
 //	offset key: version u16 = 1 | kind u8 = 1 | group len u16 | group |
 //	            topic len u16 | topic | partition i32
 //	group key:  version u16 = 1 | kind u8 = 2 | group len u16 | group
+//
+// txn.go adds a third key kind (3) for offsets pending in a transaction.
 //
 // Values (a nil value is a tombstone: the key is deleted):
 //

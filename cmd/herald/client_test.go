@@ -15,8 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/broker"
-	"github.com/heraldhq/herald/broker/groups"
-	"github.com/heraldhq/herald/kafka"
+	"github.com/heraldhq/herald/server"
 )
 
 // cliServer is an in-process Herald server for the client commands'
@@ -28,41 +27,19 @@ type cliServer struct {
 
 func startCLITestServer(t *testing.T) *cliServer {
 	t.Helper()
-	logger := slog.New(slog.DiscardHandler)
-	b, err := broker.Open(broker.Config{DataDir: t.TempDir(), Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := b.GroupStore()
-	if err != nil {
-		b.Close()
-		t.Fatal(err)
-	}
-	coord, err := groups.New(context.Background(), groups.Config{
-		Store: store, Logger: logger, TopicExists: b.PartitionExists, HighWatermark: b.HighWatermark,
+	srv, err := server.Start(context.Background(), server.Config{
+		Broker: broker.Config{DataDir: t.TempDir()},
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
-		b.Close()
 		t.Fatal(err)
 	}
-	ks := kafka.New(kafka.Config{Broker: b, Groups: coord, Logger: logger})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- ks.Serve(ln) }()
 	t.Cleanup(func() {
-		ks.Close()
-		if err := <-done; err != nil && !errors.Is(err, kafka.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-		coord.Close()
-		if err := b.Close(); err != nil {
-			t.Errorf("broker Close: %v", err)
+		if err := srv.Close(); err != nil {
+			t.Errorf("server Close: %v", err)
 		}
 	})
-	return &cliServer{addr: ln.Addr().String(), b: b}
+	return &cliServer{addr: srv.KafkaAddr(), b: srv.Broker}
 }
 
 // cliResult is what a command printed and the exit code main would use.

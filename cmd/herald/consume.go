@@ -396,7 +396,10 @@ func runConsume(ctx context.Context, cf *clientFlags, o *consumeOptions, topic s
 		}
 	}
 
-	opts := []kgo.Opt{kgo.FetchMaxWait(time.Second)}
+	// NB: control records (transaction markers) are kept so that the
+	// position passes them; a marker can be a partition's last offset, and
+	// without it a bounded consume would wait for a record that never comes.
+	opts := []kgo.Opt{kgo.FetchMaxWait(time.Second), kgo.KeepControlRecords()}
 	if o.group == "" {
 		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: startAt}))
 	} else {
@@ -460,7 +463,7 @@ func runConsume(ctx context.Context, cf *clientFlags, o *consumeOptions, topic s
 					st.mu.pos[r.Partition] = r.Offset + 1
 				}
 				st.mu.Unlock()
-				if skip {
+				if skip || r.Attrs.IsControl() {
 					return
 				}
 				if cf.json() {

@@ -21,10 +21,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/heraldhq/herald/broker"
-	"github.com/heraldhq/herald/broker/groups"
-	"github.com/heraldhq/herald/broker/txn"
 	"github.com/heraldhq/herald/commitlog"
 	"github.com/heraldhq/herald/kafka"
+	"github.com/heraldhq/herald/server"
 )
 
 type serveOptions struct {
@@ -175,53 +174,26 @@ func runServe(ctx context.Context, o serveOptions) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	start := time.Now()
-	b, err := broker.Open(broker.Config{
-		DataDir: o.data, Durability: dur, AutoCreateTopics: o.autoCreate, DefaultPartitions: o.defaultParts,
-		Logger: logger, Registerer: reg,
+	var kc kafka.Config
+	kc.AdvertisedHost, kc.AdvertisedPort = advHost, advPort
+	srv, err := server.Start(ctx, server.Config{
+		Broker: broker.Config{
+			DataDir: o.data, Durability: dur, AutoCreateTopics: o.autoCreate, DefaultPartitions: o.defaultParts,
+		},
+		KafkaAddr: o.kafkaAddr, Kafka: kc, Logger: logger, Registerer: reg,
 	})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := b.Close(); err != nil {
-			logger.Error("closing storage", "err", err)
+		if err := srv.Close(); err != nil {
+			logger.Error("closing", "err", err)
 		}
 	}()
-	gstore, err := b.GroupStore()
-	if err != nil {
-		return err
-	}
-	coord, err := groups.New(ctx, groups.Config{
-		Store: gstore, Logger: logger, Registerer: reg,
-		TopicExists: b.PartitionExists, HighWatermark: b.HighWatermark,
-	})
-	if err != nil {
-		return fmt.Errorf("start group coordinator: %w", err)
-	}
-	defer coord.Close()
-	tstore, err := b.TxnStore()
-	if err != nil {
-		return err
-	}
-	txns, err := txn.New(ctx, txn.Config{
-		Store: tstore, Markers: b, Groups: coord, NewProducerID: b.NewProducerID, Logger: logger,
-	})
-	if err != nil {
-		return fmt.Errorf("start transaction coordinator: %w", err)
-	}
-	defer txns.Close()
-	b.SetTxnVerifier(txns)
-
-	kln, err := net.Listen("tcp", o.kafkaAddr)
-	if err != nil {
-		return fmt.Errorf("--kafka-addr: %w", err)
-	}
 	hln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
-		kln.Close()
 		return fmt.Errorf("--http-addr: %w", err)
 	}
-	ks := kafka.New(kafka.Config{Broker: b, Groups: coord, Txns: txns, AdvertisedHost: advHost, AdvertisedPort: advPort, Logger: logger, Registerer: reg})
 
 	var ready atomic.Bool
 	mux := http.NewServeMux()
@@ -236,24 +208,25 @@ func runServe(ctx context.Context, o serveOptions) error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	errc := make(chan error, 2)
-	go func() { errc <- ks.Serve(kln) }()
+	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(hln) }()
 	ready.Store(true)
-	logger.Info("herald serving", "kafka", kln.Addr().String(), "http", hln.Addr().String(), "data", o.data,
-		"durability", dur.String(), "topics", len(b.Topics()), "startup", time.Since(start).Round(time.Millisecond))
+	logger.Info("herald serving", "kafka", srv.KafkaAddr(), "http", hln.Addr().String(), "data", o.data,
+		"durability", dur.String(), "topics", len(srv.Broker.Topics()), "startup", time.Since(start).Round(time.Millisecond))
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down")
 	case serveErr = <-errc:
-		logger.Error("listener failed", "err", serveErr)
+		logger.Error("HTTP listener failed", "err", serveErr)
+	case <-srv.Done():
+		serveErr = srv.ServeErr()
+		logger.Error("Kafka listener failed", "err", serveErr)
 	}
 	ready.Store(false)
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownDeadline)
 	defer cancel()
 	hs.Shutdown(sctx)
-	ks.Close()
 	return serveErr
 }

@@ -2,9 +2,7 @@ package kafkalog_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -15,47 +13,27 @@ import (
 	"github.com/heraldhq/herald/eventlog"
 	"github.com/heraldhq/herald/eventlog/kafkalog"
 	"github.com/heraldhq/herald/eventlog/logtest"
-	"github.com/heraldhq/herald/kafka"
+	"github.com/heraldhq/herald/server"
 )
 
 // heraldServer starts Herald's Kafka listener in-process on 127.0.0.1:0,
 // over a broker in a temporary directory and a coordinator whose minimum
 // session timeout is short enough for fast group tests.
 func heraldServer(t *testing.T) string {
-	logger := slog.New(slog.DiscardHandler)
-	b, err := broker.Open(broker.Config{DataDir: t.TempDir(), Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := b.GroupStore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := groups.New(context.Background(), groups.Config{
-		Store: store, Logger: logger, MinSessionTimeout: 100 * time.Millisecond,
-		TopicExists: b.PartitionExists, HighWatermark: b.HighWatermark,
+	srv, err := server.Start(context.Background(), server.Config{
+		Broker: broker.Config{DataDir: t.TempDir()},
+		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := kafka.New(kafka.Config{Broker: b, Groups: g, Logger: logger})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
-		s.Close()
-		if err := <-done; !errors.Is(err, kafka.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-		g.Close()
-		if err := b.Close(); err != nil {
-			t.Errorf("broker Close: %v", err)
+		if err := srv.Close(); err != nil {
+			t.Errorf("server Close: %v", err)
 		}
 	})
-	return ln.Addr().String()
+	return srv.KafkaAddr()
 }
 
 func newLog(t *testing.T, addr string) eventlog.Log {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -17,9 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/broker"
-	"github.com/heraldhq/herald/broker/groups"
 	"github.com/heraldhq/herald/commitlog"
-	"github.com/heraldhq/herald/kafka"
+	"github.com/heraldhq/herald/server"
 )
 
 // heraldSystem starts Herald in-process, wired as herald serve wires it, on
@@ -31,35 +29,14 @@ func heraldSystem(cfg config, durability string) func(context.Context, string) (
 			return nil, err
 		}
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		b, err := broker.Open(broker.Config{DataDir: dir, Durability: dur, Logger: logger, Registerer: prometheus.NewRegistry()})
+		srv, err := server.Start(ctx, server.Config{
+			Broker: broker.Config{DataDir: dir, Durability: dur},
+			Logger: logger, Registerer: prometheus.NewRegistry(),
+		})
 		if err != nil {
 			return nil, err
 		}
-		gstore, err := b.GroupStore()
-		if err != nil {
-			b.Close()
-			return nil, err
-		}
-		coord, err := groups.New(ctx, groups.Config{Store: gstore, Logger: logger, TopicExists: b.PartitionExists, HighWatermark: b.HighWatermark})
-		if err != nil {
-			b.Close()
-			return nil, err
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			coord.Close()
-			b.Close()
-			return nil, err
-		}
-		ks := kafka.New(kafka.Config{Broker: b, Groups: coord, Logger: logger})
-		served := make(chan error, 1)
-		go func() { served <- ks.Serve(ln) }()
-		return &kafkaDriver{seeds: []string{ln.Addr().String()}, partitions: cfg.partitions, closeFn: func() error {
-			ks.Close()
-			<-served
-			coord.Close()
-			return b.Close()
-		}}, nil
+		return &kafkaDriver{seeds: []string{srv.KafkaAddr()}, partitions: cfg.partitions, closeFn: srv.Close}, nil
 	}
 }
 

@@ -31,9 +31,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/broker"
-	"github.com/heraldhq/herald/broker/groups"
 	"github.com/heraldhq/herald/commitlog"
-	"github.com/heraldhq/herald/kafka"
+	"github.com/heraldhq/herald/server"
 )
 
 // The Kafka-protocol benchmarks: herald bench produce, consume and e2e drive
@@ -310,50 +309,13 @@ func bkQuantiles(h *hdrhistogram.Histogram) *bkLatency {
 		MaxUs: float64(h.Max()) / 1e3}
 }
 
-// bkServer is an in-process Herald: broker, group coordinator and Kafka
-// listener on a loopback port, wired as herald serve wires them.
-type bkServer struct {
-	addr    string
-	b       *broker.Broker
-	coord   *groups.Coordinator
-	ks      *kafka.Server
-	serveCh chan error
-}
-
-func bkStartServer(ctx context.Context, dir string, dur commitlog.Durability, logger *slog.Logger) (*bkServer, error) {
-	b, err := broker.Open(broker.Config{DataDir: dir, Durability: dur, Logger: logger, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		return nil, err
-	}
-	gstore, err := b.GroupStore()
-	if err != nil {
-		b.Close()
-		return nil, err
-	}
-	coord, err := groups.New(ctx, groups.Config{Store: gstore, Logger: logger,
-		TopicExists: b.PartitionExists, HighWatermark: b.HighWatermark})
-	if err != nil {
-		b.Close()
-		return nil, fmt.Errorf("start group coordinator: %w", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		coord.Close()
-		b.Close()
-		return nil, err
-	}
-	s := &bkServer{addr: ln.Addr().String(), b: b, coord: coord, serveCh: make(chan error, 1)}
-	s.ks = kafka.New(kafka.Config{Broker: b, Groups: coord, Logger: logger})
-	go func() { s.serveCh <- s.ks.Serve(ln) }()
-	return s, nil
-}
-
-// Close stops the listener, waits for Serve to return, and closes storage.
-func (s *bkServer) Close() error {
-	s.ks.Close()
-	<-s.serveCh
-	s.coord.Close()
-	return s.b.Close()
+// bkStartServer starts an in-process Herald, wired as herald serve wires
+// it, on a loopback port.
+func bkStartServer(ctx context.Context, dir string, dur commitlog.Durability, logger *slog.Logger) (*server.Server, error) {
+	return server.Start(ctx, server.Config{
+		Broker: broker.Config{DataDir: dir, Durability: dur},
+		Logger: logger, Registerer: prometheus.NewRegistry(),
+	})
 }
 
 func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ *benchKafkaReport, err error) {
@@ -380,9 +342,9 @@ func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ 
 				err = fmt.Errorf("close in-process server: %w", cerr)
 			}
 		}()
-		seeds = []string{srv.addr}
+		seeds = []string{srv.KafkaAddr()}
 		rep.Server, rep.Durability = "in-process", p.durability.String()
-		progress("in-process herald on %s, %s, durability %s", srv.addr, dir, p.durability)
+		progress("in-process herald on %s, %s, durability %s", srv.KafkaAddr(), dir, p.durability)
 	} else {
 		rep.Server = strings.Join(seeds, ",")
 	}

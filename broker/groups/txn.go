@@ -3,6 +3,7 @@ package groups
 import (
 	"context"
 	"encoding/binary"
+	"github.com/heraldhq/herald/internal/binrec"
 	"maps"
 )
 
@@ -31,9 +32,9 @@ func txnOffsetKey(group string, pid int64, tp TopicPartition) []byte {
 	b := make([]byte, 0, 2+1+2+len(group)+8+2+len(tp.Topic)+4)
 	b = binary.BigEndian.AppendUint16(b, recordVersion)
 	b = append(b, kindTxnOffset)
-	b = appendStr16(b, group)
+	b = binrec.AppendStr16(b, group)
 	b = binary.BigEndian.AppendUint64(b, uint64(pid))
-	b = appendStr16(b, tp.Topic)
+	b = binrec.AppendStr16(b, tp.Topic)
 	return binary.BigEndian.AppendUint32(b, uint32(tp.Partition))
 }
 
@@ -43,14 +44,14 @@ func decodeTxnOffsetKey(b []byte) (group string, pid int64, tp TopicPartition, o
 	if len(b) < 3 || b[2] != kindTxnOffset {
 		return "", 0, tp, false, nil
 	}
-	r := reader{b: b}
-	r.version("key")
-	r.u8("key kind")
-	group = r.str16("group id")
-	pid = int64(r.u64("producer id"))
-	tp.Topic = r.str16("topic")
-	tp.Partition = int32(r.u32("partition"))
-	return group, pid, tp, true, r.end("key")
+	r := newReader(b)
+	r.Version("key")
+	r.U8("key kind")
+	group = r.Str16("group id")
+	pid = int64(r.U64("producer id"))
+	tp.Topic = r.Str16("topic")
+	tp.Partition = int32(r.U32("partition"))
+	return group, pid, tp, true, r.End("key")
 }
 
 func (p txnPending) set(group string, pid int64, tp TopicPartition, o Offset) {

@@ -238,6 +238,17 @@ func (f *clientFlags) newAdmin() (*kadm.Client, error) {
 	return adm, nil
 }
 
+// admin connects an admin client and bounds ctx by --timeout; done closes
+// both.
+func (f *clientFlags) admin(ctx context.Context) (*kadm.Client, context.Context, func(), error) {
+	adm, err := f.newAdmin()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := f.withTimeout(ctx)
+	return adm, ctx, func() { cancel(); adm.Close() }, nil
+}
+
 // withTimeout bounds one operation against the server by --timeout.
 func (f *clientFlags) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, f.timeout)

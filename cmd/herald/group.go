@@ -70,13 +70,11 @@ func runGroupList(ctx context.Context, cf *clientFlags, out io.Writer) error {
 	if err := cf.check(); err != nil {
 		return err
 	}
-	adm, err := cf.newAdmin()
+	adm, ctx, done, err := cf.admin(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := cf.withTimeout(ctx)
-	defer cancel()
+	defer done()
 	lgs, err := adm.ListGroups(ctx)
 	if err != nil {
 		return cf.requestError(err)
@@ -175,13 +173,11 @@ func runGroupDescribe(ctx context.Context, cf *clientFlags, out io.Writer, group
 	if err := cf.check(); err != nil {
 		return err
 	}
-	adm, err := cf.newAdmin()
+	adm, ctx, done, err := cf.admin(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := cf.withTimeout(ctx)
-	defer cancel()
+	defer done()
 	dgs, err := adm.DescribeGroups(ctx, group)
 	if err != nil {
 		return kafkaError(groupRef(group), cf.requestError(err), "")
@@ -323,13 +319,11 @@ func runGroupDelete(cmd *cobra.Command, cf *clientFlags, groups []string) error 
 		return err
 	}
 	out := cmd.OutOrStdout()
-	adm, err := cf.newAdmin()
+	adm, ctx, done, err := cf.admin(cmd.Context())
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := cf.withTimeout(cmd.Context())
-	defer cancel()
+	defer done()
 	rs, err := adm.DeleteGroups(ctx, groups...)
 	if err != nil {
 		return cf.requestError(err)
@@ -511,13 +505,11 @@ func runGroupReset(cmd *cobra.Command, cf *clientFlags, o *resetOptions, group s
 		return err
 	}
 
-	adm, err := cf.newAdmin()
+	adm, ctx, done, err := cf.admin(cmd.Context())
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := cf.withTimeout(cmd.Context())
-	defer cancel()
+	defer done()
 
 	dgs, err := adm.DescribeGroups(ctx, group)
 	if err != nil {

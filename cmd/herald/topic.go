@@ -85,13 +85,11 @@ func runTopicCreate(ctx context.Context, cf *clientFlags, out io.Writer, name st
 	for k, v := range kv {
 		cfg[k] = kadm.StringPtr(v)
 	}
-	adm, err := cf.newAdmin()
+	adm, ctx, done, err := cf.admin(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := cf.withTimeout(ctx)
-	defer cancel()
+	defer done()
 
 	resp, err := adm.CreateTopic(ctx, int32(partitions), -1, cfg, name)
 	if err != nil && resp.Err == nil {
@@ -149,13 +147,11 @@ func runTopicList(ctx context.Context, cf *clientFlags, out io.Writer, all bool)
 	if err := cf.check(); err != nil {
 		return err
 	}
-	adm, err := cf.newAdmin()
+	adm, ctx, done, err := cf.admin(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := cf.withTimeout(ctx)
-	defer cancel()
+	defer done()
 	var tds kadm.TopicDetails
 	if all {
 		tds, err = adm.ListTopicsWithInternal(ctx)
@@ -244,13 +240,11 @@ func runTopicDescribe(ctx context.Context, cf *clientFlags, out io.Writer, name 
 	if err := cf.check(); err != nil {
 		return err
 	}
-	adm, err := cf.newAdmin()
+	adm, ctx, done, err := cf.admin(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := cf.withTimeout(ctx)
-	defer cancel()
+	defer done()
 
 	tds, err := adm.ListTopicsWithInternal(ctx, name)
 	if err != nil {
@@ -383,13 +377,11 @@ func runTopicAlter(ctx context.Context, cf *clientFlags, out io.Writer, name str
 		alters = append(alters, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
 		deleted = append(deleted, k)
 	}
-	adm, err := cf.newAdmin()
+	adm, ctx, done, err := cf.admin(ctx)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := cf.withTimeout(ctx)
-	defer cancel()
+	defer done()
 
 	alterConfigs := func(validate bool) error {
 		if len(alters) == 0 {
@@ -488,13 +480,11 @@ func runTopicDelete(cmd *cobra.Command, cf *clientFlags, names []string, ifExist
 		return err
 	}
 	out := cmd.OutOrStdout()
-	adm, err := cf.newAdmin()
+	adm, ctx, done, err := cf.admin(cmd.Context())
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	ctx, cancel := cf.withTimeout(cmd.Context())
-	defer cancel()
+	defer done()
 	rs, err := adm.DeleteTopics(ctx, names...)
 	if err != nil {
 		return cf.requestError(err)

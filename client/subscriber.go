@@ -168,7 +168,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 			return fmt.Errorf("client: subscriber %s: %w", s.group, err)
 		}
 		cl = sess.Client()
-		defer sess.Close()
+		defer sess.CloseAllowingRebalance()
 	} else {
 		var err error
 		cl, err = kgo.NewClient(kopts...)

@@ -1,0 +1,119 @@
+package client
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/heraldhq/herald/event"
+)
+
+// TestCrashChild is the processor that TestCrash runs in a child process
+// and SIGKILLs. It does nothing in a normal run.
+func TestCrashChild(t *testing.T) {
+	if os.Getenv("HERALD_CRASH_CHILD") != "1" {
+		t.Skip("run by TestCrash")
+	}
+	mode := AtLeastOnce
+	if os.Getenv("HERALD_CRASH_MODE") == "eos" {
+		mode = ExactlyOnce
+	}
+	group := "crash-" + mode.String()
+	h := func(ctx context.Context, e *event.Event) error {
+		time.Sleep(time.Millisecond) // be somewhere interesting when the kill comes
+		return Publish(ctx, "out-"+mode.String(), &event.Event{Source: "/crash", Type: "out", PartitionKey: e.PartitionKey})
+	}
+	s, err := NewSubscriber([]string{os.Getenv("HERALD_CRASH_BROKERS")}, group, []string{"in"}, h,
+		WithDeliveryMode(mode), WithTransactionalID(group), WithMaxPollRecords(20), WithLogger(testLogger()),
+		WithMiddleware(Correlate()),
+		WithKgoOptions(kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCrash SIGKILLs a processor (this test binary, re-executed) at random
+// points over several rounds, then lets one finish, and checks that
+// at-least-once lost no input and exactly-once (read_committed) wrote each
+// input's output exactly once. HERALD_LONG=1 runs more rounds.
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	rounds, n := 3, 300
+	if os.Getenv("HERALD_LONG") == "1" {
+		rounds, n = 15, 2000
+	}
+	b := kfakeBackend(t, kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	createTopics(t, b, 4, "in", "out-at-least-once", "out-exactly-once")
+	publishN(t, b, "in", n, 32)
+	for _, mode := range []string{"alo", "eos"} {
+		out := map[string]string{"alo": "out-at-least-once", "eos": "out-exactly-once"}[mode]
+		t.Run(mode, func(t *testing.T) {
+			start := func() *exec.Cmd {
+				cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+				cmd.Env = append(os.Environ(), "HERALD_CRASH_CHILD=1", "HERALD_CRASH_MODE="+mode,
+					"HERALD_CRASH_BROKERS="+b.brokers[0])
+				cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				return cmd
+			}
+			for r := range rounds {
+				cmd := start()
+				time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Logf("round %d: killed", r)
+			}
+			cmd := start()
+			defer func() { cmd.Process.Kill(); cmd.Wait() }()
+			var recs []*kgo.Record
+			waitFor(t, 30*time.Second, "every input processed", func() bool {
+				recs = readAll(t, b, out, -1, 300*time.Millisecond)
+				return len(distinctCauses(recs)) == n
+			})
+			causes := distinctCauses(recs)
+			t.Logf("%d outputs for %d inputs after %d kills", len(recs), n, rounds)
+			for i := range n {
+				if causes["e"+strconv.Itoa(i)] == 0 {
+					t.Fatalf("input e%d lost", i)
+				}
+			}
+			if mode == "eos" {
+				// A short settle: a duplicate would come from a
+				// transaction committed after the check above.
+				time.Sleep(300 * time.Millisecond)
+				recs = readAll(t, b, out, -1, 300*time.Millisecond)
+				for id, c := range distinctCauses(recs) {
+					if c != 1 {
+						t.Fatalf("exactly-once: input %s has %d outputs", id, c)
+					}
+				}
+			}
+		})
+	}
+}
+
+func distinctCauses(recs []*kgo.Record) map[string]int {
+	m := map[string]int{}
+	for _, r := range recs {
+		m[headers(r)["ce_causationid"]]++
+	}
+	return m
+}

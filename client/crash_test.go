@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -35,7 +36,10 @@ func TestCrashChild(t *testing.T) {
 	s, err := NewSubscriber([]string{os.Getenv("HERALD_CRASH_BROKERS")}, group, []string{"in"}, h,
 		WithDeliveryMode(mode), WithTransactionalID(group), WithMaxPollRecords(20), WithLogger(testLogger()),
 		WithMiddleware(Correlate()),
-		WithKgoOptions(kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond)))
+		WithKgoOptions(kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond),
+			// NB: a member killed mid-rebalance is dropped only after the
+			// rebalance timeout (default 60s), not the session timeout.
+			kgo.RebalanceTimeout(2*time.Second)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,10 +88,37 @@ func TestCrash(t *testing.T) {
 			cmd := start()
 			defer func() { cmd.Process.Kill(); cmd.Wait() }()
 			var recs []*kgo.Record
-			waitFor(t, 30*time.Second, "every input processed", func() bool {
+			deadline := time.Now().Add(30 * time.Second)
+			for {
 				recs = readAll(t, b, out, -1, 300*time.Millisecond)
-				return len(distinctCauses(recs)) == n
-			})
+				if len(distinctCauses(recs)) == n {
+					break
+				}
+				if time.Now().After(deadline) {
+					c := distinctCauses(recs)
+					var missing []string
+					for i := range n {
+						if c["e"+strconv.Itoa(i)] == 0 {
+							missing = append(missing, "e"+strconv.Itoa(i))
+						}
+					}
+					cl, _ := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
+					adm := kadm.NewClient(cl)
+					group := "crash-" + map[string]string{"alo": "at-least-once", "eos": "exactly-once"}[mode]
+					offs, _ := adm.FetchOffsets(context.Background(), group)
+					ends, _ := adm.ListEndOffsets(context.Background(), "in")
+					dg, _ := adm.DescribeGroups(context.Background(), group)
+					for _, g := range dg {
+						t.Logf("group %s state %s members %d", g.Group, g.State, len(g.Members))
+						for _, m := range g.Members {
+							a, _ := m.Assigned.AsConsumer()
+							t.Logf("member %s %s assigned %+v", m.MemberID, m.ClientHost, a)
+						}
+					}
+					cl.Close()
+					t.Fatalf("after 30s %d of %d inputs have outputs; missing %v; committed %v; ends %v", len(c), n, missing, offs, ends)
+				}
+			}
 			causes := distinctCauses(recs)
 			t.Logf("%d outputs for %d inputs after %d kills", len(recs), n, rounds)
 			for i := range n {

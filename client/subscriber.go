@@ -169,6 +169,14 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}
 		cl = sess.Client()
 		defer sess.CloseAllowingRebalance()
+		// NB: initialize the producer id before consuming. It fences a
+		// crashed predecessor with the same transactional id and aborts
+		// its open transaction; otherwise that transaction's pending
+		// offsets keep OffsetFetch unstable (KIP-447) until it times out,
+		// and we would never produce, so never fence it.
+		if _, _, err := cl.ProducerID(rctx); err != nil {
+			return fmt.Errorf("client: subscriber %s: init transactional producer: %w", s.group, err)
+		}
 	} else {
 		var err error
 		cl, err = kgo.NewClient(kopts...)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,7 +19,7 @@ import (
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/groups"
 	"github.com/heraldhq/herald/event"
-	"github.com/heraldhq/herald/kafka"
+	"github.com/heraldhq/herald/server"
 )
 
 // backend is a Kafka-protocol cluster to test against.
@@ -39,44 +38,22 @@ func kfakeBackend(t testing.TB, opts ...kfake.Opt) backend {
 	return backend{name: "kfake", brokers: c.ListenAddrs(), txns: true}
 }
 
-// heraldBackend starts Herald's Kafka listener in-process on 127.0.0.1:0
-// (as cmd/herald serve wires it) over a broker in a temporary directory.
+// heraldBackend starts Herald in-process on 127.0.0.1:0, wired as herald
+// serve wires it, over a broker in a temporary directory.
 func heraldBackend(t testing.TB) backend {
-	logger := slog.New(slog.DiscardHandler)
-	b, err := broker.Open(broker.Config{DataDir: t.TempDir(), Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := b.GroupStore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := groups.New(context.Background(), groups.Config{
-		Store: store, Logger: logger, MinSessionTimeout: 100 * time.Millisecond,
-		TopicExists: b.PartitionExists, HighWatermark: b.HighWatermark,
+	srv, err := server.Start(context.Background(), server.Config{
+		Broker: broker.Config{DataDir: t.TempDir()},
+		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := kafka.New(kafka.Config{Broker: b, Groups: g, Logger: logger})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		s.Close()
-		<-done
-		g.Close()
-		b.Close()
-	})
-	return backend{name: "herald", brokers: []string{ln.Addr().String()}}
+	t.Cleanup(func() { srv.Close() })
+	return backend{name: "herald", brokers: []string{srv.KafkaAddr()}, txns: true}
 }
 
-// backends are every cluster the at-most/at-least-once tests run on.
-// Herald gets ExactlyOnce coverage once its broker speaks transactions:
-// set txns there and the ExactlyOnce tests pick it up.
+// backends are every cluster the tests run on.
 func backends(t *testing.T) []func(testing.TB) backend {
 	return []func(testing.TB) backend{func(tb testing.TB) backend { return kfakeBackend(tb) }, heraldBackend}
 }
@@ -439,10 +416,16 @@ func TestIdempotency(t *testing.T) {
 // transaction) while members join and leave; the outputs, read with
 // read_committed, hold each input exactly once.
 func TestExactlyOnce(t *testing.T) {
-	b := kfakeBackend(t)
-	if !b.txns {
-		t.Skip(b.name, " has no transactions")
+	for _, mk := range backends(t) {
+		b := mk(t)
+		if !b.txns {
+			t.Fatalf("%s has no transactions", b.name)
+		}
+		t.Run(b.name, func(t *testing.T) { testExactlyOnce(t, b) })
 	}
+}
+
+func testExactlyOnce(t *testing.T, b backend) {
 	const n = 400
 	createTopics(t, b, 4, "in", "out")
 	publishN(t, b, "in", n, 16)

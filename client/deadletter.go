@@ -24,6 +24,10 @@ const (
 	HeaderDLQAttempts     = "herald-dlq-attempts"      // handler attempts made, base 10 (0 if malformed)
 	HeaderDLQFirstFailure = "herald-dlq-first-failure" // RFC 3339 (nanoseconds), UTC
 	HeaderDLQLastFailure  = "herald-dlq-last-failure"  // RFC 3339 (nanoseconds), UTC
+	// HeaderRedrivenFrom marks a record that `herald dlq redrive`
+	// re-published ("dlqtopic/partition/offset"): an operator asked for it
+	// to be handled again, so Idempotent lets it through.
+	HeaderRedrivenFrom = "herald-redriven-from"
 )
 
 // Values of HeaderDLQReason.
@@ -68,7 +72,9 @@ func DeadLetter(topic string) Middleware {
 }
 
 func deadLetterRecord(topic string, d Delivery, err error, reason string, attempts int, first, last time.Time) *kgo.Record {
-	r := &kgo.Record{Topic: topic, Key: d.Message.Key, Value: d.Message.Value}
+	// NB: the original timestamp is kept, so a redrive re-publishes the
+	// event with the time it first happened.
+	r := &kgo.Record{Topic: topic, Key: d.Message.Key, Value: d.Message.Value, Timestamp: d.Timestamp}
 	for _, h := range d.Message.Headers {
 		if !strings.HasPrefix(h.Key, "herald-dlq-") { // a re-dead-lettered record gets fresh ones
 			r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})

@@ -35,7 +35,7 @@ func Idempotent(store ProcessedStore) Middleware {
 			if err != nil {
 				return err
 			}
-			if seen {
+			if seen && !redriven(ctx) {
 				ev := envFrom(ctx)
 				if d, ok := DeliveryFrom(ctx); ok {
 					ev.metrics.count(cDuplicates, d.Group, d.Topic)
@@ -49,6 +49,22 @@ func Idempotent(store ProcessedStore) Middleware {
 			return store.Mark(ctx, e.ID)
 		}
 	}
+}
+
+// redriven reports whether the event being handled was re-published from a
+// dead-letter topic: it was marked handled when it was dead-lettered, and is
+// to be handled once more.
+func redriven(ctx context.Context) bool {
+	d, ok := DeliveryFrom(ctx)
+	if !ok {
+		return false
+	}
+	for _, h := range d.Message.Headers {
+		if h.Key == HeaderRedrivenFrom {
+			return true
+		}
+	}
+	return false
 }
 
 // MemoryStore is a ProcessedStore in memory: it forgets on restart, so it

@@ -57,7 +57,7 @@ func script(calls *int, errs ...error) HandlerFunc {
 // handlerCtx is the context a subscriber gives a handler.
 func handlerCtx(m *Metrics) (context.Context, *outbox) {
 	ob := &outbox{}
-	d := &Delivery{Group: "g", Topic: "in", Partition: 3, Offset: 42,
+	d := &Delivery{Group: "g", Topic: "in", Partition: 3, Offset: 42, Timestamp: time.UnixMilli(1_700_000_000_000),
 		Message: event.Message{Key: []byte("k"), Value: []byte("v"), Headers: []event.Header{{Key: "ce_id", Value: []byte("e1")}}}}
 	ctx := context.WithValue(context.Background(), deliveryKey, d)
 	ctx = context.WithValue(ctx, outboxKey, ob)
@@ -172,6 +172,9 @@ func TestDeadLetter(t *testing.T) {
 	recs, _ := ob.take()
 	if len(recs) != 1 || recs[0].Topic != "dlq" || string(recs[0].Key) != "k" || string(recs[0].Value) != "v" {
 		t.Fatalf("records %+v", recs)
+	}
+	if !recs[0].Timestamp.Equal(time.UnixMilli(1_700_000_000_000)) {
+		t.Fatalf("dead letter timestamp %v, want the original record's", recs[0].Timestamp)
 	}
 	got := headers(recs[0])
 	want := map[string]string{"ce_id": "e1", HeaderDLQTopic: "in", HeaderDLQPartition: "3", HeaderDLQOffset: "42",
@@ -409,5 +412,36 @@ func TestAttemptDropsFailedOutputs(t *testing.T) {
 	recs, _ := ob.take()
 	if len(recs) != 1 || headers(recs[0])["ce_type"] != "try3" {
 		t.Fatalf("outputs %v", recs)
+	}
+}
+
+// A redriven event was marked when it was dead-lettered; Idempotent must
+// let it through once more.
+func TestIdempotentLetsRedrivenEventsThrough(t *testing.T) {
+	store := NewMemoryStore(time.Minute, newClock().Now)
+	m := NewMetrics(prometheus.NewRegistry())
+	calls := 0
+	h := Idempotent(store)(script(&calls))
+	run := func(redrive bool) error {
+		ctx, ob := handlerCtx(m)
+		if redrive {
+			d := ctx.Value(deliveryKey).(*Delivery)
+			d.Message.Headers = append(d.Message.Headers, event.Header{Key: HeaderRedrivenFrom, Value: []byte("dlq/0/7")})
+		}
+		err := h(ctx, ev())
+		_, after := ob.take()
+		for _, f := range after {
+			f()
+		}
+		return err
+	}
+	if err := run(false); err != nil || calls != 1 {
+		t.Fatalf("first delivery: %v, calls %d", err, calls)
+	}
+	if err := run(false); err != nil || calls != 1 {
+		t.Fatalf("duplicate ran: calls %d", calls)
+	}
+	if err := run(true); err != nil || calls != 2 {
+		t.Fatalf("redriven event skipped: calls %d", calls)
 	}
 }

@@ -25,10 +25,6 @@ import (
 	"github.com/heraldhq/herald/client"
 )
 
-// headerRedrivenFrom marks a record that dlq redrive re-published:
-// "DLQTOPIC/PARTITION/OFFSET" of the dead letter it came from.
-const headerRedrivenFrom = "herald-redriven-from"
-
 // dlqHeaderPrefix is the prefix of the headers the SDK's dead-letter
 // middleware adds (client.HeaderDLQ*); redrive strips every one of them.
 const dlqHeaderPrefix = "herald-dlq-"
@@ -1020,12 +1016,12 @@ func redriveRecord(d *dlqRecord, to string, samePartition bool) *kgo.Record {
 		out.Partition = d.sourcePartition
 	}
 	for _, h := range r.Headers {
-		if strings.HasPrefix(h.Key, dlqHeaderPrefix) || h.Key == headerRedrivenFrom {
+		if strings.HasPrefix(h.Key, dlqHeaderPrefix) || h.Key == client.HeaderRedrivenFrom {
 			continue
 		}
 		out.Headers = append(out.Headers, h)
 	}
-	out.Headers = append(out.Headers, kgo.RecordHeader{Key: headerRedrivenFrom,
+	out.Headers = append(out.Headers, kgo.RecordHeader{Key: client.HeaderRedrivenFrom,
 		Value: fmt.Appendf(nil, "%s/%d/%d", r.Topic, r.Partition, r.Offset)})
 	return out
 }

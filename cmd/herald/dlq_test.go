@@ -100,7 +100,7 @@ func dlqFixture(t *testing.T, s *cliServer) {
 		{dlqPartition: 1, topic: "orders", partition: 1, offset: "13", group: "billing", reason: "failed", err: "gave up after 5 attempts: connection refused: db-1", attempts: "5",
 			key: []byte("k4"), value: []byte("v4")},
 		{dlqPartition: 1, topic: "payments", partition: 0, offset: "4", group: "ledger", reason: "failed", err: "insufficient funds\ngoroutine 1 [running]", attempts: "2",
-			key: []byte("k5"), value: []byte("v5"), extra: []kgo.RecordHeader{{Key: headerRedrivenFrom, Value: []byte("dlq/9/9")}}},
+			key: []byte("k5"), value: []byte("v5"), extra: []kgo.RecordHeader{{Key: client.HeaderRedrivenFrom, Value: []byte("dlq/9/9")}}},
 	} {
 		d.first, d.last, d.timestamp = day(i + 1)
 		recs = append(recs, d.record("dlq"))
@@ -352,7 +352,7 @@ func TestDLQRedrive(t *testing.T) {
 		"k4": {"v4", "dlq/1/1", "2026-01-05T10:00:01Z"},
 	} {
 		rec := byKey[key]
-		if from, n := header(rec, headerRedrivenFrom); *rec.Value != want.value || from != want.from || n != 1 || rec.Timestamp != want.ts {
+		if from, n := header(rec, client.HeaderRedrivenFrom); *rec.Value != want.value || from != want.from || n != 1 || rec.Timestamp != want.ts {
 			t.Errorf("redriven %s: %+v", key, rec)
 		}
 	}
@@ -407,7 +407,7 @@ func TestDLQRedrive(t *testing.T) {
 		t.Fatalf("retry: %+v", recs)
 	}
 	// An earlier herald-redriven-from is replaced, not repeated.
-	if from, n := header(recs[1], headerRedrivenFrom); from != "dlq/1/2" || n != 1 {
+	if from, n := header(recs[1], client.HeaderRedrivenFrom); from != "dlq/1/2" || n != 1 {
 		t.Errorf("re-redriven record: %+v", recs[1].Headers)
 	}
 

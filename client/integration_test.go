@@ -122,6 +122,10 @@ func readAll(t testing.TB, b backend, topic string, n int, quiet time.Duration) 
 			return out
 		}
 	}
+	if n < 0 {
+		// Still growing (a processor is producing): callers poll again.
+		return out
+	}
 	t.Fatalf("read %d records of %s, want %d", len(out), topic, n)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 )
 
 func sortedParts[V any](m map[TopicPartition]V) []TopicPartition {
@@ -69,24 +70,7 @@ func (s *state) commit(groupID, memberID, instanceID string, generation int32, o
 	if m := g.members[memberID]; m != nil {
 		m.lastSeen = now
 	}
-	accepted := map[TopicPartition]Offset{}
-	var recs []KV
-	for _, tp := range sortedParts(offsets) {
-		o := offsets[tp]
-		switch {
-		case unknown[tp]:
-			res[tp] = ErrUnknownTopic
-		case len(o.Metadata) > s.cfg.MaxMetadataBytes:
-			res[tp] = ErrOffsetMetadataTooLarge
-		default:
-			if o.CommitTime.IsZero() {
-				o.CommitTime = now
-			}
-			res[tp] = nil
-			accepted[tp] = o
-			recs = append(recs, KV{Key: offsetKey(groupID, tp), Value: encodeOffset(o)})
-		}
-	}
+	accepted, recs := s.acceptOffsets(offsets, unknown, now, res, func(tp TopicPartition) []byte { return offsetKey(groupID, tp) })
 	if len(recs) == 0 {
 		reply(res, nil)
 		return
@@ -286,4 +270,30 @@ func (s *state) restore(offsets map[string]map[TopicPartition]Offset, recs map[s
 		g := s.getOrCreate(id)
 		maps.Copy(g.offsets, offs)
 	}
+}
+
+// acceptOffsets applies the per-partition rules of a commit (known
+// partition, metadata size), filling res, and returns the accepted offsets
+// with the records that store them under key.
+func (s *state) acceptOffsets(offsets map[TopicPartition]Offset, unknown map[TopicPartition]bool, now time.Time,
+	res map[TopicPartition]error, key func(TopicPartition) []byte) (map[TopicPartition]Offset, []KV) {
+	accepted := map[TopicPartition]Offset{}
+	var recs []KV
+	for _, tp := range sortedParts(offsets) {
+		o := offsets[tp]
+		switch {
+		case unknown[tp]:
+			res[tp] = ErrUnknownTopic
+		case len(o.Metadata) > s.cfg.MaxMetadataBytes:
+			res[tp] = ErrOffsetMetadataTooLarge
+		default:
+			if o.CommitTime.IsZero() {
+				o.CommitTime = now
+			}
+			res[tp] = nil
+			accepted[tp] = o
+			recs = append(recs, KV{Key: key(tp), Value: encodeOffset(o)})
+		}
+	}
+	return accepted, recs
 }

@@ -164,24 +164,7 @@ func (s *state) txnCommit(groupID, memberID, instanceID string, generation int32
 		}
 	}
 	now := s.now()
-	accepted := map[TopicPartition]Offset{}
-	var recs []KV
-	for _, tp := range sortedParts(offsets) {
-		o := offsets[tp]
-		switch {
-		case unknown[tp]:
-			res[tp] = ErrUnknownTopic
-		case len(o.Metadata) > s.cfg.MaxMetadataBytes:
-			res[tp] = ErrOffsetMetadataTooLarge
-		default:
-			if o.CommitTime.IsZero() {
-				o.CommitTime = now
-			}
-			res[tp] = nil
-			accepted[tp] = o
-			recs = append(recs, KV{Key: txnOffsetKey(groupID, pid, tp), Value: encodeOffset(o)})
-		}
-	}
+	accepted, recs := s.acceptOffsets(offsets, unknown, now, res, func(tp TopicPartition) []byte { return txnOffsetKey(groupID, pid, tp) })
 	if len(recs) == 0 {
 		reply(res, nil)
 		return

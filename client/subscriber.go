@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -298,7 +299,25 @@ func (s *Subscriber) loop(rctx, hctx context.Context, cl *kgo.Client, h HandlerF
 
 // loopTxn is ExactlyOnce: one transaction per batch.
 func (s *Subscriber) loopTxn(rctx, hctx context.Context, sess *kgo.GroupTransactSession, h HandlerFunc, store *topicStore) error {
-	produce := func(ctx context.Context, recs []*kgo.Record) error { return sess.ProduceSync(ctx, recs...).FirstErr() }
+	// NB: outputs are produced asynchronously: nothing of the batch is
+	// visible until the transaction commits, so an event need not wait
+	// for its outputs' acks (a round trip each) before the next. The
+	// batch commits only if every output was acknowledged.
+	var produceErr atomic.Pointer[error]
+	onProduced := func(_ *kgo.Record, err error) {
+		if err != nil {
+			produceErr.CompareAndSwap(nil, &err)
+		}
+	}
+	produce := func(ctx context.Context, recs []*kgo.Record) error {
+		if p := produceErr.Load(); p != nil {
+			return *p
+		}
+		for _, r := range recs {
+			sess.Produce(ctx, r, onProduced)
+		}
+		return nil
+	}
 	for {
 		fs := sess.PollRecords(rctx, s.cfg.maxPoll)
 		if rctx.Err() != nil || fs.IsClientClosed() {
@@ -313,10 +332,19 @@ func (s *Subscriber) loopTxn(rctx, hctx context.Context, sess *kgo.GroupTransact
 		if err := sess.Begin(); err != nil {
 			return fmt.Errorf("client: subscriber %s: begin transaction: %w", s.group, err)
 		}
+		produceErr.Store(nil)
 		results := s.handleBatch(hctx, parts, h, produce)
 		ok := true
 		for _, r := range results {
 			if r.failedAt != nil {
+				ok = false
+			}
+		}
+		if ok {
+			if err := sess.Client().Flush(hctx); err != nil {
+				ok = false
+			} else if p := produceErr.Load(); p != nil {
+				s.cfg.logger.Error("writing the batch's outputs failed; the batch will be redelivered", "group", s.group, "err", *p)
 				ok = false
 			}
 		}

@@ -103,7 +103,7 @@ func testCrash(t *testing.T, b backend, rounds, n int) {
 			cmd := start()
 			defer func() { cmd.Process.Kill(); cmd.Wait() }()
 			var recs []*kgo.Record
-			deadline := time.Now().Add(30*time.Second + time.Duration(n)*time.Millisecond)
+			deadline := time.Now().Add(30*time.Second + time.Duration(n)*5*time.Millisecond)
 			if mode == "amo" {
 				// At-most-once may lose what a kill interrupted, never
 				// duplicate: wait until the group has consumed every input,

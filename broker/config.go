@@ -23,6 +23,9 @@ const (
 	CfgDurability        = "herald.durability"
 	CfgMinInsyncReplicas = "min.insync.replicas"
 	CfgCompressionType   = "compression.type"
+	// CfgDedupWindowMs is the HTTP API's publish deduplication window
+	// (httpapi); the broker only stores and validates it.
+	CfgDedupWindowMs = "herald.dedup.window.ms"
 )
 
 // ConfigSource says where a config value comes from.
@@ -99,6 +102,7 @@ var configDefs = map[string]configDef{
 		return err
 	}},
 	CfgMinInsyncReplicas: {def: constant("1"), validate: intIn(1, 1)},
+	CfgDedupWindowMs:     {def: constant("120000"), validate: intIn(0, 7*24*3600*1000)},
 	CfgCompressionType: {def: constant("producer"), validate: func(v string) error {
 		if v != "producer" {
 			return fmt.Errorf("only \"producer\" is supported: batches are stored as the producer compressed them")

@@ -145,6 +145,12 @@ func Decode(m Message) (*Event, error) {
 				bad(k, "%q: want a base-10 integer", v)
 			}
 			e.AggregateVersion = n
+		case HeaderPrefix + "partitionkey":
+			// Some Kafka bindings copy the partitionkey extension into a
+			// header as well as the key; the key wins.
+			if len(m.Key) == 0 {
+				e.PartitionKey = v
+			}
 		default:
 			name := k[len(HeaderPrefix):]
 			if e.Extensions == nil {
@@ -180,4 +186,38 @@ func sortedKeys(m map[string]string) []string {
 		}
 	}
 	return ks
+}
+
+// DecodeAny parses a Kafka record in either CloudEvents Kafka binding mode:
+// structured (a content-type header of application/cloudevents+json and
+// the event in the JSON event format as the value) or binary (see Decode).
+// The record key becomes PartitionKey when the event has none. Every error
+// wraps ErrMalformed.
+func DecodeAny(m Message) (*Event, error) {
+	var ct string
+	for _, h := range m.Headers {
+		if h.Key == HeaderContentType {
+			ct = string(h.Value)
+			break
+		}
+	}
+	if !strings.HasPrefix(strings.ToLower(ct), ContentTypeJSON) {
+		return Decode(m)
+	}
+	for _, h := range m.Headers {
+		if h.Key == HeaderSpecVersion {
+			return Decode(m) // binary mode with a CloudEvents-typed payload
+		}
+	}
+	e, err := ParseJSON(m.Value)
+	if err == nil {
+		err = e.Validate()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: structured mode: %w", ErrMalformed, err)
+	}
+	if e.PartitionKey == "" && len(m.Key) > 0 {
+		e.PartitionKey = string(m.Key)
+	}
+	return e, nil
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/commitlog"
+	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/kafka"
 	"github.com/heraldhq/herald/server"
 )
@@ -46,7 +47,8 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run the Herald server (Kafka protocol, HTTP API, embedded storage)",
 		Long: `Run the Herald server: topics on embedded storage in --data, the Kafka wire
-protocol on --kafka-addr, and HTTP (/healthz, /readyz, /metrics) on --http-addr.
+protocol on --kafka-addr, and HTTP on --http-addr: the JSON API under /v1/
+(described by /v1/openapi.json), /healthz, /readyz and /metrics.
 
 Every flag can also be set by an environment variable HERALD_<FLAG> (for
 example HERALD_KAFKA_ADDR=:9093) or by a line "flag = value" in the file named
@@ -206,6 +208,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	api, err := httpapi.New(httpapi.Config{Broker: srv.Broker, Groups: srv.Groups, Logger: logger, Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("HTTP API: %w", err)
+	}
+	mux.Handle("/v1/", api)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 1)

@@ -313,7 +313,9 @@ func (a *API) Close() error {
 }
 
 // errorf is a shorthand for handlers.
-func invalid(field, format string, args ...any) error { return httpjson.Invalid(field, format, args...) }
+func invalid(field, format string, args ...any) error {
+	return httpjson.Invalid(field, format, args...)
+}
 
 func notFoundf(field, format string, args ...any) error {
 	return httpjson.Errorf(httpjson.CodeNotFound, field, format, args...)

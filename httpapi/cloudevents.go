@@ -199,4 +199,3 @@ func fieldErrors(err error, prefix string) error {
 	}
 	return &httpjson.Error{Code: httpjson.CodeInvalidArgument, Field: field, Message: "invalid CloudEvent: " + msg.String()}
 }
-

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"io"
 	"mime"
-	"slices"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -236,7 +236,6 @@ func sortedKeys(m map[string]string) []string {
 	slices.Sort(ks)
 	return ks
 }
-
 
 // recOverhead bounds a record's framing in a batch (length, attributes,
 // timestamp and offset deltas, lengths, header count) beyond its bytes.

@@ -183,18 +183,18 @@ func parseObject(obj map[string]json.RawMessage) (*Event, error) {
 		if isNull(raw) {
 			continue // a null attribute is an absent one
 		}
+		if isStringAttr(name) && jsonKind(raw) != "string" {
+			bad(name, "want a JSON string, got %s", jsonKind(raw))
+			continue
+		}
 		v, err := scalarString(raw)
 		if err != nil {
 			bad(name, "%v", err)
 			continue
 		}
-		if !isStringAttr(name) || raw[0] == '"' {
-			if err := e.SetAttribute(name, v); err != nil {
-				errs = append(errs, err)
-			}
-			continue
+		if err := e.SetAttribute(name, v); err != nil {
+			errs = append(errs, err)
 		}
-		bad(name, "want a JSON string, got %s", jsonKind(raw))
 	}
 	switch {
 	case hasData && hasData64:

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -258,9 +257,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d := time.Since(start)
 	a.m.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
 	a.m.latency.WithLabelValues(route).Observe(d.Seconds())
-	lvl := slog.LevelInfo
-	if sw.status >= 500 {
+	// Successes at debug (an access log at publish rates costs more than
+	// the publish), refusals at info, failures at warn.
+	lvl := slog.LevelDebug
+	switch {
+	case sw.status >= 500:
 		lvl = slog.LevelWarn
+	case sw.status >= 400:
+		lvl = slog.LevelInfo
 	}
 	a.log.Log(r.Context(), lvl, "http request", "request_id", id, "method", r.Method, "path", r.URL.Path,
 		"route", route, "status", sw.status, "bytes", sw.bytes, "duration", d, "remote", r.RemoteAddr)
@@ -312,7 +316,7 @@ func (a *API) Close() error {
 	return nil
 }
 
-// errorf is a shorthand for handlers.
+// invalid is a shorthand for handlers.
 func invalid(field, format string, args ...any) error {
 	return httpjson.Invalid(field, format, args...)
 }
@@ -320,5 +324,3 @@ func invalid(field, format string, args ...any) error {
 func notFoundf(field, format string, args ...any) error {
 	return httpjson.Errorf(httpjson.CodeNotFound, field, format, args...)
 }
-
-var _ = fmt.Sprintf

@@ -330,6 +330,7 @@ func (a *API) produce(r *http.Request, ti broker.TopicInfo, recs []pubRec) ([]Pu
 	type chunk struct {
 		part int32
 		idx  []int
+		size int
 		prod broker.Produced
 		err  error
 	}
@@ -349,6 +350,7 @@ func (a *API) produce(r *http.Request, ti broker.TopicInfo, recs []pubRec) ([]Pu
 		}
 		c.idx = append(c.idx, i)
 		size[p] += recs[i].size()
+		c.size += recs[i].size()
 	}
 	now := a.cfg.Now().UnixMilli()
 	var buf []batch.Rec
@@ -357,7 +359,9 @@ func (a *API) produce(r *http.Request, ti broker.TopicInfo, recs []pubRec) ([]Pu
 		for _, i := range c.idx {
 			buf = append(buf, batch.Rec{Timestamp: now, Key: recs[i].key, Value: recs[i].value, Headers: recs[i].headers})
 		}
-		raw, err := batch.Encode(nil, batch.BuildOptions{}, buf)
+		// NB: sized up front: batch.Encode grows its buffer by exactly
+		// what each record needs, which is quadratic from empty.
+		raw, err := batch.Encode(make([]byte, 0, batch.HeaderSize+c.size+64), batch.BuildOptions{}, buf)
 		if err != nil {
 			c.err = err
 			continue

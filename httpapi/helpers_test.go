@@ -21,7 +21,7 @@ import (
 // env is a real Herald server (broker, coordinators, Kafka listener) with
 // the API in front of it over real HTTP.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	srv *server.Server
 	api *API
@@ -34,13 +34,13 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
-func newEnv(t *testing.T, mod ...func(*Config)) *env {
+func newEnv(t testing.TB, mod ...func(*Config)) *env {
 	t.Helper()
 	return startEnv(t, t.TempDir(), mod...)
 }
 
 // startEnv starts a server on dir; Close (or the test's end) stops it.
-func startEnv(t *testing.T, dir string, mod ...func(*Config)) *env {
+func startEnv(t testing.TB, dir string, mod ...func(*Config)) *env {
 	t.Helper()
 	srv, err := server.Start(context.Background(), server.Config{
 		Broker: broker.Config{DataDir: dir}, Logger: quietLogger(),
@@ -84,7 +84,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("response %d %s: %v", r.status, r.body, err)

@@ -149,6 +149,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown topic (publish)", "POST", "/v1/topics/nope/events", ce, `{"specversion":"1.0","source":"s","type":"t"}`, 404, "topic", `no topic "nope"`},
 		{"unknown topic (read)", "GET", "/v1/topics/nope/events", nil, ``, 404, "topic", ""},
 		{"unknown topic (describe)", "GET", "/v1/topics/nope", nil, ``, 404, "topic", ""},
+		{"publish to an internal topic", "POST", "/v1/topics/__consumer_offsets/events", ce, `{"specversion":"1.0","source":"s","type":"t"}`, 400, "topic", "internal"},
 		{"publish partition out of range", "POST", "/v1/topics/t/events?partition=2", ce, `{"specversion":"1.0","source":"s","type":"t"}`, 400, "partition", "0 to 1"},
 		{"read without partition", "GET", "/v1/topics/t/events", nil, ``, 400, "partition", "2 partitions"},
 		{"read bad partition", "GET", "/v1/topics/t/events?partition=x", nil, ``, 400, "partition", ""},

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -82,6 +83,9 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) error {
 	ti, err := a.b.Topic(name)
 	if err != nil {
 		return topicErr(name, err)
+	}
+	if ti.Internal {
+		return invalid("topic", "%q is an internal topic; only Herald writes to it", name)
 	}
 	mode, err := contentMode(r.Header)
 	if err != nil {
@@ -253,6 +257,11 @@ func (p *pubRec) size() int {
 // returns where each is.
 func (a *API) produce(r *http.Request, ti broker.TopicInfo, recs []pubRec) ([]PublishResult, error) {
 	ctx := r.Context()
+	// NB: once appending starts it finishes even if the client goes away:
+	// the outcome must be known to resolve the dedup keys, or a retry of
+	// an event that was in fact stored would store it twice.
+	appendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	out := make([]PublishResult, len(recs))
 	for i := range recs {
 		out[i].ID = recs[i].id
@@ -366,14 +375,14 @@ func (a *API) produce(r *http.Request, ti broker.TopicInfo, recs []pubRec) ([]Pu
 			c.err = err
 			continue
 		}
-		c.prod, c.err = a.b.ProduceAsync(ctx, ti.Name, c.part, raw)
+		c.prod, c.err = a.b.ProduceAsync(appendCtx, ti.Name, c.part, raw)
 	}
 	stored := make([]bool, len(recs))
 	offs := make([]int64, len(recs))
 	var firstErr error
 	for _, c := range chunks {
 		if c.err == nil {
-			c.err = c.prod.Wait(ctx)
+			c.err = c.prod.Wait(appendCtx)
 		}
 		if c.err != nil {
 			if firstErr == nil {

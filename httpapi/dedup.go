@@ -186,6 +186,7 @@ func (d *dedupIndex) complete(td *topicDedup, res []reservation, stored []bool, 
 			delete(td.entries, e.key)
 		}
 		close(e.done)
+		e.done = nil // waiters hold their own reference; keep the window small
 	}
 }
 

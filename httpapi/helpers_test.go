@@ -59,7 +59,7 @@ func startEnv(t testing.TB, dir string, mod ...func(*Config)) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, dir: dir, srv: srv, api: api, reg: reg}
-	e.hs = httptest.NewServer(api)
+	e.hs = httptest.NewServer(conformance{t, api})
 	e.url = e.hs.URL
 	t.Cleanup(e.Close)
 	return e

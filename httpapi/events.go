@@ -611,23 +611,41 @@ func acceptsBatch(accept string) bool {
 // readFrom reads up to limit records of committed data from offset,
 // waiting up to wait for the first when there are none.
 func (a *API) readFrom(r *http.Request, topic string, part int32, offset int64, limit int, wait time.Duration) (items []ReadItem, next, hwm int64, err error) {
-	ctx := r.Context()
 	items = []ReadItem{}
+	next, hwm, err = a.scan(r.Context(), topic, part, offset, limit, limit, wait, func(off, ts int64, rec *batch.Record) bool {
+		items = append(items, readItem(part, off, ts, rec))
+		return true
+	})
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	return items, next, hwm, nil
+}
+
+// scan visits committed records (read_committed: up to the last stable
+// offset, aborted transactions and control batches skipped) from offset,
+// until visit has accepted limit records or maxScan were visited or about
+// MaxReadBytes were read. When there is nothing to visit it waits up to
+// wait for a first record. next is the offset to continue from.
+func (a *API) scan(ctx context.Context, topic string, part int32, offset int64, limit, maxScan int, wait time.Duration,
+	visit func(off, ts int64, rec *batch.Record) bool) (next, hwm int64, err error) {
 	next = offset
+	accepted, scanned := 0, 0
+	more := func() bool { return accepted < limit && scanned < maxScan }
 	var deadline <-chan time.Time
 	var it batch.Iter
 	bytesRead := 0
 	for {
 		f, err := a.b.FetchCommitted(ctx, topic, part, next, min(1<<20, a.cfg.MaxReadBytes), nil)
 		if err != nil {
-			return nil, 0, 0, err
+			return 0, 0, err
 		}
 		hwm = f.HighWatermark
 		progressed := false
-		for pos := 0; pos < len(f.Records) && len(items) < limit; {
+		for pos := 0; pos < len(f.Records) && more(); {
 			h, err := batch.ParseHeader(f.Records[pos:])
 			if err != nil {
-				return nil, 0, 0, err
+				return 0, 0, err
 			}
 			raw := f.Records[pos : pos+h.Size()]
 			pos += h.Size()
@@ -637,34 +655,37 @@ func (a *API) readFrom(r *http.Request, topic string, part int32, offset int64, 
 			skip := h.Control() || aborted(h, f.Aborted)
 			if !skip {
 				if err := it.Reset(raw); err != nil {
-					return nil, 0, 0, err
+					return 0, 0, err
 				}
-				for it.Next() && len(items) < limit {
+				for more() && it.Next() {
 					if it.Offset() < next {
 						continue
 					}
-					items = append(items, readItem(part, it.Offset(), it.Timestamp(), it.Record()))
+					scanned++
+					if visit(it.Offset(), it.Timestamp(), it.Record()) {
+						accepted++
+					}
 					next = it.Offset() + 1
 					progressed = true
 				}
 				if err := it.Err(); err != nil {
-					return nil, 0, 0, err
+					return 0, 0, err
 				}
 			}
-			if len(items) < limit || skip {
+			if more() || skip {
 				next = max(next, h.LastOffset()+1)
 				progressed = true
 			}
 			bytesRead += len(raw)
 		}
-		if len(items) >= limit || bytesRead >= a.cfg.MaxReadBytes {
-			return items, next, hwm, nil
+		if !more() || bytesRead >= a.cfg.MaxReadBytes {
+			return next, hwm, nil
 		}
 		if progressed && next < f.LastStableOffset {
 			continue
 		}
-		if len(items) > 0 || wait <= 0 {
-			return items, next, hwm, nil
+		if scanned > 0 || wait <= 0 {
+			return next, hwm, nil
 		}
 		if deadline == nil {
 			t := time.NewTimer(wait)
@@ -681,24 +702,24 @@ func (a *API) readFrom(r *http.Request, topic string, part int32, offset int64, 
 			case <-time.After(20 * time.Millisecond):
 				continue
 			case <-deadline:
-				return items, next, hwm, nil
+				return next, hwm, nil
 			case <-ctx.Done():
-				return nil, 0, 0, ctx.Err()
+				return 0, 0, ctx.Err()
 			}
 		}
 		ch, stop, err := a.b.Watch(topic, part, next)
 		if err != nil {
-			return nil, 0, 0, err
+			return 0, 0, err
 		}
 		{
 			select {
 			case <-ch:
 			case <-deadline:
 				stop()
-				return items, next, hwm, nil
+				return next, hwm, nil
 			case <-ctx.Done():
 				stop()
-				return nil, 0, 0, ctx.Err()
+				return 0, 0, ctx.Err()
 			}
 		}
 		stop()

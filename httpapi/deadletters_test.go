@@ -1,0 +1,80 @@
+package httpapi
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/heraldhq/herald/client"
+)
+
+func TestDeadLetters(t *testing.T) {
+	e := newEnv(t)
+	e.createTopic("orders.dlq", 1, nil)
+	cl := kafkaClient(t, e, kgo.DefaultProduceTopic("orders.dlq"))
+	t0 := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	dl := func(reason, errText string, last time.Time, extra ...kgo.RecordHeader) *kgo.Record {
+		h := append(extra,
+			kgo.RecordHeader{Key: client.HeaderDLQTopic, Value: []byte("orders")},
+			kgo.RecordHeader{Key: client.HeaderDLQPartition, Value: []byte("2")},
+			kgo.RecordHeader{Key: client.HeaderDLQOffset, Value: []byte("41")},
+			kgo.RecordHeader{Key: client.HeaderDLQGroup, Value: []byte("billing")},
+			kgo.RecordHeader{Key: client.HeaderDLQError, Value: []byte(errText)},
+			kgo.RecordHeader{Key: client.HeaderDLQReason, Value: []byte(reason)},
+			kgo.RecordHeader{Key: client.HeaderDLQAttempts, Value: []byte("5")},
+			kgo.RecordHeader{Key: client.HeaderDLQFirstFailure, Value: []byte(last.Add(-time.Minute).Format(time.RFC3339Nano))},
+			kgo.RecordHeader{Key: client.HeaderDLQLastFailure, Value: []byte(last.Format(time.RFC3339Nano))},
+		)
+		return &kgo.Record{Key: []byte("k"), Value: []byte(`{"n":1}`), Headers: h}
+	}
+	ceHeaders := []kgo.RecordHeader{{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_id", Value: []byte("e1")},
+		{Key: "ce_source", Value: []byte("/shop")}, {Key: "ce_type", Value: []byte("order.placed")}, {Key: "content-type", Value: []byte("application/json")}}
+	recs := []*kgo.Record{
+		dl("failed", "connection refused", t0, ceHeaders...),
+		dl("malformed", "not a CloudEvent", t0.Add(time.Hour)),
+		dl("failed", "timeout", t0.Add(2*time.Hour)),
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	get := func(q string) DeadLettersResponse {
+		var out DeadLettersResponse
+		e.must(e.do("GET", "/v1/topics/orders.dlq/deadletters?"+q, nil, nil), 200, &out)
+		return out
+	}
+	all := get("")
+	if len(all.DeadLetters) != 3 || all.NextOffset != 3 || all.Scanned != 3 {
+		t.Fatalf("all: %+v", all)
+	}
+	d0 := all.DeadLetters[0]
+	if d0.DeadLetter.SourceTopic != "orders" || *d0.DeadLetter.SourcePartition != 2 || *d0.DeadLetter.SourceOffset != 41 || *d0.DeadLetter.Attempts != 5 ||
+		d0.DeadLetter.Reason != "failed" || d0.DeadLetter.Group != "billing" || d0.DeadLetter.LastFailure != "2026-06-01T00:00:00Z" {
+		t.Errorf("metadata: %+v", d0.DeadLetter)
+	}
+	// The original CloudEvent is decoded; the raw one keeps its headers
+	// but not herald-dlq-*.
+	if !strings.Contains(string(d0.Event), `"id":"e1"`) || strings.Contains(string(d0.Event), "dlq") {
+		t.Errorf("original event: %s", d0.Event)
+	}
+	if r := all.DeadLetters[1].Record; r == nil || *r.Value != `{"n":1}` || len(r.Headers) != 0 {
+		t.Errorf("original record: %+v", all.DeadLetters[1].ReadItem)
+	}
+	for q, want := range map[string]int{
+		"reason=failed": 2, "error=refused": 1, "sourceTopic=other": 0, "group=billing": 3,
+		"since=2026-06-01T01:00:00Z": 2, "until=2026-06-01T01:00:00Z": 1, "offset=2": 1, "limit=1": 1,
+	} {
+		if got := get(q); len(got.DeadLetters) != want {
+			t.Errorf("%s: %d dead letters, want %d", q, len(got.DeadLetters), want)
+		}
+	}
+	if got := get("limit=1&reason=malformed"); got.NextOffset != 2 || got.DeadLetters[0].Offset != 1 {
+		t.Errorf("limit=1&reason=malformed: next %d, %+v", got.NextOffset, got.DeadLetters)
+	}
+	expectError(t, e.do("GET", "/v1/topics/orders.dlq/deadletters?reason=odd", nil, nil), 400, "reason", "failed or malformed")
+	expectError(t, e.do("GET", "/v1/topics/orders.dlq/deadletters?since=yesterday", nil, nil), 400, "since", "RFC 3339")
+	expectError(t, e.do("GET", "/v1/topics/orders.dlq/deadletters?offset=9", nil, nil), 400, "offset", "0 to 3")
+	expectError(t, e.do("GET", "/v1/topics/nope/deadletters", nil, nil), 404, "topic")
+}

@@ -136,6 +136,13 @@ func ParseJSON(b []byte) (*Event, error) {
 	if err := json.Unmarshal(b, &obj); err != nil {
 		return nil, &FieldError{Field: "", Reason: "not a JSON object: " + jsonReason(err)}
 	}
+	return ParseJSONObject(obj)
+}
+
+// ParseJSONObject is ParseJSON of an object already split into its
+// members (as a streaming decoder of a batch yields them). A nil map is
+// JSON null and refused.
+func ParseJSONObject(obj map[string]json.RawMessage) (*Event, error) {
 	if obj == nil {
 		return nil, &FieldError{Field: "", Reason: "want a JSON object, got null"}
 	}
@@ -213,12 +220,15 @@ func parseObject(obj map[string]json.RawMessage) (*Event, error) {
 		e.Data = d
 	case hasData:
 		if data[0] == '"' && !IsJSONContentType(e.DataContentType) {
-			var s string
-			if err := json.Unmarshal(data, &s); err != nil {
-				bad("data", "%s", jsonReason(err))
-				break
+			e.Data = jsonStringBytes(data)
+			if e.Data == nil {
+				var s string
+				if err := json.Unmarshal(data, &s); err != nil {
+					bad("data", "%s", jsonReason(err))
+					break
+				}
+				e.Data = []byte(s)
 			}
-			e.Data = []byte(s)
 			break
 		}
 		e.Data = bytes.Clone(data)
@@ -241,6 +251,26 @@ func isStringAttr(name string) bool {
 		return true
 	}
 	return false
+}
+
+// jsonStringBytes returns the text of a valid JSON string literal without
+// escapes, copied, or nil when it has escapes or is not valid UTF-8 (the
+// caller then decodes it the slow way). Large text data is the common
+// case and is otherwise scanned three times.
+func jsonStringBytes(raw json.RawMessage) []byte {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return nil
+	}
+	in := raw[1 : len(raw)-1]
+	if bytes.IndexByte(in, '\\') >= 0 || bytes.IndexByte(in, '"') >= 0 || !utf8.Valid(in) {
+		return nil
+	}
+	for _, c := range in {
+		if c < 0x20 {
+			return nil
+		}
+	}
+	return bytes.Clone(in)
 }
 
 func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -114,23 +115,44 @@ func decodeStructured(body []byte) (*event.Event, error) {
 	return finishEvent(e, "")
 }
 
-// decodeBatch reads a JSON array of events in the JSON event format.
+// decodeBatch reads a JSON array of events in the JSON event format. NB:
+// it streams the array, so each event's bytes are scanned once for
+// validity and once to split its members, not twice more as
+// json.Unmarshal of the array and then of each element would.
 func decodeBatch(body []byte) ([]*event.Event, error) {
-	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	syntax := func(err error) error {
 		var syn *json.SyntaxError
-		if errors.As(err, &syn) {
-			return nil, invalid("", "malformed JSON at byte %d: %v", syn.Offset, syn)
+		switch {
+		case errors.As(err, &syn):
+			return invalid("", "malformed JSON at byte %d: %v", syn.Offset, syn)
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return invalid("", "request body is truncated JSON")
 		}
-		return nil, invalid("", "want a JSON array of CloudEvents: %v", err)
+		return invalid("", "want a JSON array of CloudEvents: %v", err)
 	}
-	if len(raws) == 0 {
-		return nil, invalid("", "empty batch: want at least one event")
+	tok, err := dec.Token()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, invalid("", "request body is empty; want a JSON array of CloudEvents")
+		}
+		return nil, syntax(err)
 	}
-	evs := make([]*event.Event, 0, len(raws))
-	for i, raw := range raws {
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		return nil, invalid("", "want a JSON array of CloudEvents, got %v", tok)
+	}
+	var evs []*event.Event
+	for i := 0; dec.More(); i++ {
 		prefix := fmt.Sprintf("[%d].", i)
-		e, err := event.ParseJSON(raw)
+		var obj map[string]json.RawMessage
+		if err := dec.Decode(&obj); err != nil {
+			var typ *json.UnmarshalTypeError
+			if errors.As(err, &typ) {
+				return nil, invalid(strings.TrimSuffix(prefix, "."), "want a JSON object, got a JSON %s", typ.Value)
+			}
+			return nil, syntax(err)
+		}
+		e, err := event.ParseJSONObject(obj)
 		if err != nil {
 			return nil, fieldErrors(err, prefix)
 		}
@@ -138,6 +160,15 @@ func decodeBatch(body []byte) ([]*event.Event, error) {
 			return nil, err
 		}
 		evs = append(evs, e)
+	}
+	if _, err := dec.Token(); err != nil { // ']'
+		return nil, syntax(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, invalid("", "request body has data after the JSON array")
+	}
+	if len(evs) == 0 {
+		return nil, invalid("", "empty batch: want at least one event")
 	}
 	return evs, nil
 }

@@ -1,11 +1,15 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -274,4 +278,45 @@ func TestRequestIDMetricsAndOpenAPI(t *testing.T) {
 		}
 	}
 	walk(doc)
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRequestLog(t *testing.T) {
+	var buf syncBuffer
+	e := newEnv(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	e.do("GET", "/v1/topics", http.Header{"X-Request-Id": {"req-7"}}, nil)
+	e.do("GET", "/v1/topics/missing", http.Header{"X-Request-Id": {"req-8"}}, nil)
+	// HEAD of a GET route answers without a body.
+	if r := e.do("HEAD", "/v1/topics", nil, nil); r.status != 200 || len(r.body) != 0 {
+		t.Errorf("HEAD: %d %q", r.status, r.body)
+	}
+	waitFor(t, "two log lines", 5*time.Second, func() bool { return strings.Count(buf.String(), "msg=\"http request\"") >= 3 })
+	logs := buf.String()
+	for _, want := range []string{
+		`level=DEBUG msg="http request" request_id=req-7 method=GET path=/v1/topics route="GET /v1/topics" status=200`,
+		`level=INFO msg="http request" request_id=req-8 method=GET path=/v1/topics/missing route="GET /v1/topics/{topic}" status=404`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
 }

@@ -129,22 +129,9 @@ func (a *API) readDeadLetters(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
-	reason := q.Get("reason")
-	if reason != "" && reason != client.DLQReasonFailed && reason != client.DLQReasonMalformed {
-		return invalid("reason", "%q: want %s or %s", reason, client.DLQReasonFailed, client.DLQReasonMalformed)
-	}
-	var since, until time.Time
-	for _, p := range []struct {
-		name string
-		t    *time.Time
-	}{{"since", &since}, {"until", &until}} {
-		if s := q.Get(p.name); s != "" {
-			t, err := time.Parse(time.RFC3339Nano, s)
-			if err != nil {
-				return invalid(p.name, "%q: want an RFC 3339 time (e.g. 2026-01-02T15:04:05Z)", s)
-			}
-			*p.t = t
-		}
+	f, err := parseDLFilter(q.Get)
+	if err != nil {
+		return err
 	}
 	start, hwm, _, err := a.b.StableOffsets(name, part)
 	if err != nil {
@@ -158,25 +145,6 @@ func (a *API) readDeadLetters(w http.ResponseWriter, r *http.Request) error {
 		}
 		offset = n
 	}
-	sourceTopic, group, errSub := q.Get("sourceTopic"), q.Get("group"), q.Get("error")
-	matches := func(d *DeadLetter) bool {
-		switch {
-		case reason != "" && d.Reason != reason,
-			sourceTopic != "" && d.SourceTopic != sourceTopic,
-			group != "" && d.Group != group,
-			errSub != "" && !strings.Contains(d.Error, errSub):
-			return false
-		}
-		// NB: a record without a last-failure time matches no time filter,
-		// as in `herald dlq show`.
-		if !since.IsZero() && (d.last.IsZero() || d.last.Before(since)) {
-			return false
-		}
-		if !until.IsZero() && (d.last.IsZero() || !d.last.Before(until)) {
-			return false
-		}
-		return true
-	}
 	out := DeadLettersResponse{DeadLetters: []DeadLetterItem{}}
 	// NB: a filtered scan examines at most 100 records per wanted one, so
 	// a request's work is bounded however rare the matches; the answer's
@@ -184,7 +152,7 @@ func (a *API) readDeadLetters(w http.ResponseWriter, r *http.Request) error {
 	out.NextOffset, out.HighWatermark, err = a.scan(r.Context(), name, part, offset, limit, limit*100, 0, func(off, ts int64, rec *batch.Record) bool {
 		out.Scanned++
 		d, kept := parseDeadLetter(rec)
-		if !matches(&d) {
+		if !f.matches(&d) {
 			return false
 		}
 		orig := *rec
@@ -197,4 +165,60 @@ func (a *API) readDeadLetters(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpjson.WriteJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// dlFilter selects dead letters as `herald dlq` filters them.
+type dlFilter struct {
+	reason, sourceTopic, group, errSub string
+	since, until                       time.Time
+	// raw holds the filters as given, for the progress group's name.
+	raw map[string]string
+}
+
+// parseDLFilter reads the filters by their API names (query parameters
+// or JSON fields).
+func parseDLFilter(get func(string) string) (*dlFilter, error) {
+	f := &dlFilter{reason: get("reason"), sourceTopic: get("sourceTopic"), group: get("group"), errSub: get("error"), raw: map[string]string{}}
+	if f.reason != "" && f.reason != client.DLQReasonFailed && f.reason != client.DLQReasonMalformed {
+		return nil, invalid("reason", "%q: want %s or %s", f.reason, client.DLQReasonFailed, client.DLQReasonMalformed)
+	}
+	for _, p := range []struct {
+		name string
+		t    *time.Time
+	}{{"since", &f.since}, {"until", &f.until}} {
+		if s := get(p.name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return nil, invalid(p.name, "%q: want an RFC 3339 time (e.g. 2026-01-02T15:04:05Z)", s)
+			}
+			*p.t = t
+		}
+	}
+	// NB: the CLI's flag names, so `herald dlq redrive` and the API with
+	// the same filters share one default progress group.
+	for api, cli := range map[string]string{"error": "error", "reason": "reason", "sourceTopic": "source-topic", "group": "group", "since": "since", "until": "until"} {
+		if v := get(api); v != "" {
+			f.raw[cli] = v
+		}
+	}
+	return f, nil
+}
+
+func (f *dlFilter) matches(d *DeadLetter) bool {
+	switch {
+	case f.reason != "" && d.Reason != f.reason,
+		f.sourceTopic != "" && d.SourceTopic != f.sourceTopic,
+		f.group != "" && d.Group != f.group,
+		f.errSub != "" && !strings.Contains(d.Error, f.errSub):
+		return false
+	}
+	// NB: a record without a last-failure time matches no time filter, as
+	// in `herald dlq show`: its age is unknown.
+	if !f.since.IsZero() && (d.last.IsZero() || d.last.Before(f.since)) {
+		return false
+	}
+	if !f.until.IsZero() && (d.last.IsZero() || !d.last.Before(f.until)) {
+		return false
+	}
+	return true
 }

@@ -78,3 +78,76 @@ func TestDeadLetters(t *testing.T) {
 	expectError(t, e.do("GET", "/v1/topics/orders.dlq/deadletters?offset=9", nil, nil), 400, "offset", "0 to 3")
 	expectError(t, e.do("GET", "/v1/topics/nope/deadletters", nil, nil), 404, "topic")
 }
+
+func TestRedrive(t *testing.T) {
+	e := newEnv(t)
+	e.createTopic("orders", 3, nil)
+	e.createTopic("orders.dlq", 2, nil)
+	cl := kafkaClient(t, e, kgo.DefaultProduceTopic("orders.dlq"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	mk := func(part int32, key, reason string, origPart string) *kgo.Record {
+		return &kgo.Record{Partition: part, Key: []byte(key), Value: []byte("v-" + key), Headers: []kgo.RecordHeader{
+			{Key: "app", Value: []byte("x")},
+			{Key: client.HeaderDLQTopic, Value: []byte("orders")},
+			{Key: client.HeaderDLQPartition, Value: []byte(origPart)},
+			{Key: client.HeaderDLQReason, Value: []byte(reason)},
+			{Key: client.HeaderDLQError, Value: []byte("boom")},
+		}}
+	}
+	recs := []*kgo.Record{mk(0, "a", "failed", "2"), mk(0, "b", "malformed", "1"), mk(1, "c", "failed", "0"), mk(0, "d", "failed", "2")}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	type resp struct {
+		Executed      bool
+		ProgressGroup string
+		Matched       int64
+		Published     int64
+		More          bool
+		Partitions    []redrivePartition
+	}
+	redrive := func(body map[string]any) resp {
+		t.Helper()
+		var out resp
+		e.must(e.doJSON("POST", "/v1/topics/orders.dlq/deadletters:redrive", body), 200, &out)
+		return out
+	}
+	// A dry run publishes nothing and commits nothing.
+	if r := redrive(map[string]any{"reason": "failed", "dryRun": true}); r.Executed || r.Matched != 3 || r.Published != 0 || total(e, "orders") != 0 {
+		t.Fatalf("dry run: %+v, %d in orders", r, total(e, "orders"))
+	}
+	// A missing target: refused before anything is published.
+	expectError(t, e.doJSON("POST", "/v1/topics/orders.dlq/deadletters:redrive", map[string]any{"to": "nope"}), 404, "to", "nothing was published")
+	expectError(t, e.doJSON("POST", "/v1/topics/orders.dlq/deadletters:redrive", map[string]any{"reason": "x"}), 400, "reason", "")
+	expectError(t, e.doJSON("POST", "/v1/topics/orders.dlq/deadletters:redrive", map[string]any{"maxRecords": -1}), 400, "maxRecords", "")
+
+	// Two calls of one record each, then the rest, under one progress
+	// group: every failed dead letter redriven exactly once.
+	r1 := redrive(map[string]any{"reason": "failed", "samePartition": true, "maxRecords": 1})
+	if !r1.Executed || r1.Published != 1 || !r1.More || !strings.HasPrefix(r1.ProgressGroup, "herald-dlq-redrive-orders.dlq-") {
+		t.Fatalf("first call: %+v", r1)
+	}
+	r2 := redrive(map[string]any{"reason": "failed", "samePartition": true})
+	if r2.Published != 2 || r2.More {
+		t.Fatalf("second call: %+v", r2)
+	}
+	if r3 := redrive(map[string]any{"reason": "failed", "samePartition": true}); r3.Published != 0 || r3.Matched != 0 {
+		t.Fatalf("third call republished: %+v", r3)
+	}
+	if n := total(e, "orders"); n != 3 {
+		t.Fatalf("%d records in orders, want 3", n)
+	}
+	// Same partition as the original; dead-letter headers gone;
+	// herald-redriven-from names the dead letter.
+	got := consumeAll(t, e, "orders", 3)
+	for _, r := range got {
+		h := headerMap(r)
+		want := map[string]int32{"a": 2, "c": 0, "d": 2}[string(r.Key)]
+		if r.Partition != want || h["app"] != "x" || h[client.HeaderDLQTopic] != "" || !strings.HasPrefix(h[client.HeaderRedrivenFrom], "orders.dlq/") || string(r.Value) != "v-"+string(r.Key) {
+			t.Errorf("redriven record %s: partition %d headers %v", r.Key, r.Partition, h)
+		}
+	}
+	// fromStart ignores the progress.
+	if r := redrive(map[string]any{"reason": "failed", "fromStart": true, "dryRun": true}); r.Matched != 3 {
+		t.Errorf("fromStart dry run: %+v", r)
+	}
+}

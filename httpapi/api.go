@@ -135,6 +135,7 @@ func (a *API) routes() {
 	a.handle("GET /v1/topics/{topic}/events", a.read)
 	a.handle("GET /v1/topics/{topic}/deadletters", a.readDeadLetters)
 	a.handle("POST /v1/topics/{topic}/deadletters:redrive", a.redrive)
+	a.handle("GET /v1/topics/{topic}/deadletters:summary", a.summarizeDeadLetters)
 
 	a.handle("GET /v1/groups", a.listGroups)
 	a.handle("GET /v1/groups/{group}", a.describeGroup)

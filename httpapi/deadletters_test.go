@@ -73,6 +73,19 @@ func TestDeadLetters(t *testing.T) {
 	if got := get("limit=1&reason=malformed"); got.NextOffset != 2 || got.DeadLetters[0].Offset != 1 {
 		t.Errorf("limit=1&reason=malformed: next %d, %+v", got.NextOffset, got.DeadLetters)
 	}
+	// The summary, as herald dlq list.
+	var sum dlqSummary
+	e.must(e.do("GET", "/v1/topics/orders.dlq/deadletters:summary?top=1", nil, nil), 200, &sum)
+	if !sum.Complete || sum.Matched != 3 || sum.Stored != 3 || sum.FirstFailure != "2026-05-31T23:59:00Z" || sum.LastFailure != "2026-06-01T02:00:00Z" ||
+		len(sum.ByReason.Entries) != 1 || sum.ByReason.Entries[0].Name != "failed" || sum.ByReason.Entries[0].Records != 2 || sum.ByReason.Omitted != 1 ||
+		sum.BySourceTopic.Entries[0].Records != 3 || sum.ByError.Entries[0].Name != "connection refused" {
+		t.Errorf("summary: %+v", sum)
+	}
+	e.must(e.do("GET", "/v1/topics/orders.dlq/deadletters:summary?reason=malformed", nil, nil), 200, &sum)
+	if sum.Matched != 1 || sum.Scanned != 3 || sum.ByError.Entries[0].Name != "not a CloudEvent" {
+		t.Errorf("filtered summary: %+v", sum)
+	}
+	expectError(t, e.do("GET", "/v1/topics/orders.dlq/deadletters:summary?top=0", nil, nil), 400, "top", "")
 	expectError(t, e.do("GET", "/v1/topics/orders.dlq/deadletters?reason=odd", nil, nil), 400, "reason", "failed or malformed")
 	expectError(t, e.do("GET", "/v1/topics/orders.dlq/deadletters?since=yesterday", nil, nil), 400, "since", "RFC 3339")
 	expectError(t, e.do("GET", "/v1/topics/orders.dlq/deadletters?offset=9", nil, nil), 400, "offset", "0 to 3")

@@ -13,6 +13,7 @@
 //	cloudevents.go  the CloudEvents HTTP binding: binary, structured and batched modes
 //	dedup.go        the publish deduplication window and its rebuild after restart
 //	deadletters.go  /v1/topics/{topic}/deadletters: dead letters with their metadata
+//	dlqsummary.go   /v1/topics/{topic}/deadletters:summary: herald dlq list over HTTP
 //	redrive.go      /v1/topics/{topic}/deadletters:redrive: herald dlq redrive over HTTP
 //	groups.go       /v1/groups: list (paged), describe with lag, delete, offset reset
 //	openapi.go      the embedded openapi.json and the check that it matches the routes

@@ -99,6 +99,7 @@ type API struct {
 	mu struct {
 		sync.Mutex
 		routes []string // patterns registered, in order
+		doc    []byte   // OpenAPI with AddOpenAPI's fragments; nil: OpenAPI
 	}
 }
 

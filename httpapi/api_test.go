@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -223,7 +224,7 @@ func TestRequestIDMetricsAndOpenAPI(t *testing.T) {
 
 	// The served document is the embedded one, and it matches the routes.
 	r = e.do("GET", "/v1/openapi.json", nil, nil)
-	if r.status != 200 || string(r.body) != string(OpenAPI) {
+	if r.status != 200 || string(r.body) != string(OpenAPI) || string(e.api.Document()) != string(OpenAPI) {
 		t.Fatalf("GET /v1/openapi.json: %d", r.status)
 	}
 	if bad := e.api.OpenAPIMismatches("subscriptions"); len(bad) > 0 {
@@ -247,6 +248,27 @@ func TestRequestIDMetricsAndOpenAPI(t *testing.T) {
 	bad = e.api.OpenAPIMismatches()
 	if len(bad) != 1 || bad[0] != "routed but not documented: GET /v1/undocumented" {
 		t.Errorf("after mounting: %q", bad)
+	}
+	// A service documents its routes with a fragment.
+	frag := `{"paths":{"/v1/undocumented":{"get":{"operationId":"undoc","x-herald-service":"test","responses":{"200":{"description":"ok","content":{"application/json":{"schema":{"$ref":"#/components/schemas/Thing"}}}}}}}},
+		"components":{"schemas":{"Thing":{"type":"object"}}}}`
+	if err := e.api.AddOpenAPI([]byte(frag)); err != nil {
+		t.Fatal(err)
+	}
+	if bad = e.api.OpenAPIMismatches(); len(bad) != 0 {
+		t.Errorf("after documenting: %q", bad)
+	}
+	if err := e.api.AddOpenAPI([]byte(frag)); err == nil || !strings.Contains(err.Error(), "already documented") {
+		t.Errorf("adding a path twice: %v", err)
+	}
+	if err := e.api.AddOpenAPI([]byte(`{"paths":{},"components":{"schemas":{"Topic":{}}}}`)); err == nil || !strings.Contains(err.Error(), "components.schemas.Topic") {
+		t.Errorf("redefining a schema: %v", err)
+	}
+	if r := e.do("GET", "/v1/openapi.json", nil, nil); !strings.Contains(string(r.body), `"undoc"`) || !strings.Contains(string(r.body), `"Thing"`) {
+		t.Errorf("served document lacks the fragment")
+	}
+	if _, err := (&openapi3.Loader{}).LoadFromData(e.api.Document()); err != nil {
+		t.Errorf("merged document: %v", err)
 	}
 
 	// Every $ref resolves.

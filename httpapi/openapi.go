@@ -20,7 +20,83 @@ var OpenAPI []byte
 
 func (a *API) openAPI(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(OpenAPI)
+	w.Write(a.Document())
+	return nil
+}
+
+// Document returns the OpenAPI document the API serves: openapi.json with
+// every fragment added by AddOpenAPI merged in.
+func (a *API) Document() []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.mu.doc == nil {
+		return OpenAPI
+	}
+	return a.mu.doc
+}
+
+// AddOpenAPI merges an OpenAPI fragment into the served document: a JSON
+// object with "paths" and optionally "components" (schemas, responses,
+// parameters, ...), as a service that mounts routes with Handle documents
+// them without editing openapi.json. A path or component the document
+// already has is an error, and nothing is merged.
+func (a *API) AddOpenAPI(fragment []byte) error {
+	var frag struct {
+		Paths      map[string]json.RawMessage            `json:"paths"`
+		Components map[string]map[string]json.RawMessage `json:"components"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(fragment)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&frag); err != nil {
+		return fmt.Errorf("OpenAPI fragment: want {\"paths\": ..., \"components\": ...}: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cur := a.mu.doc
+	if cur == nil {
+		cur = OpenAPI
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(cur, &doc); err != nil {
+		return err
+	}
+	var paths map[string]json.RawMessage
+	var comps map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(doc["paths"], &paths); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(doc["components"], &comps); err != nil {
+		return err
+	}
+	for p, v := range frag.Paths {
+		if _, ok := paths[p]; ok {
+			return fmt.Errorf("OpenAPI fragment: path %s is already documented", p)
+		}
+		paths[p] = v
+	}
+	for sec, m := range frag.Components {
+		if comps[sec] == nil {
+			comps[sec] = map[string]json.RawMessage{}
+		}
+		for k, v := range m {
+			if _, ok := comps[sec][k]; ok {
+				return fmt.Errorf("OpenAPI fragment: components.%s.%s is already defined", sec, k)
+			}
+			comps[sec][k] = v
+		}
+	}
+	var err error
+	if doc["paths"], err = json.Marshal(paths); err != nil {
+		return err
+	}
+	if doc["components"], err = json.Marshal(comps); err != nil {
+		return err
+	}
+	merged, err := json.MarshalIndent(doc, "", " ")
+	if err != nil {
+		return err
+	}
+	a.mu.doc = merged
 	return nil
 }
 
@@ -34,12 +110,13 @@ type DocumentedOperation struct {
 
 var httpMethods = []string{"get", "put", "post", "delete", "patch", "head", "options"}
 
-// Operations lists the document's operations, sorted by path and method.
-func Operations() ([]DocumentedOperation, error) {
+// Operations lists the operations of an OpenAPI document (OpenAPI, or
+// API.Document), sorted by path and method.
+func Operations(document []byte) ([]DocumentedOperation, error) {
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
 	}
-	if err := json.Unmarshal(OpenAPI, &doc); err != nil {
+	if err := json.Unmarshal(document, &doc); err != nil {
 		return nil, fmt.Errorf("openapi.json: %w", err)
 	}
 	var ops []DocumentedOperation
@@ -68,7 +145,7 @@ func Operations() ([]DocumentedOperation, error) {
 
 var pathParam = regexp.MustCompile(`\{[^}/]+\}`)
 
-// OpenAPIMismatches checks the document against the routes the API has
+// OpenAPIMismatches checks the served document (Document) against the routes the API has
 // (its own and every service mounted with Handle) and returns each
 // mismatch, or nil when they agree: an operation documented but not routed
 // (the request would get 404 or 405), or a route no documented operation
@@ -76,7 +153,7 @@ var pathParam = regexp.MustCompile(`\{[^}/]+\}`)
 // routed (a test of this package alone skips "subscriptions"); the lead's
 // test of the assembled server calls it with no skip.
 func (a *API) OpenAPIMismatches(skip ...string) []string {
-	ops, err := Operations()
+	ops, err := Operations(a.Document())
 	if err != nil {
 		return []string{err.Error()}
 	}

@@ -753,8 +753,9 @@ func readItem(part int32, off, ts int64, rec *batch.Record) ReadItem {
 	var why string
 	if claims {
 		e, err := event.DecodeAny(m)
+		var j []byte
 		if err == nil {
-			if j, err := event.MarshalJSON(e); err == nil {
+			if j, err = event.MarshalJSON(e); err == nil {
 				item.Event = j
 				return item
 			}

@@ -2,11 +2,13 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"reflect"
 	"testing"
 
+	"github.com/heraldhq/herald/commitlog/batch"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/internal/httpjson"
 )
@@ -86,6 +88,35 @@ func FuzzDecodeHTTP(f *testing.F) {
 				again.Subject != e.Subject || !reflect.DeepEqual(again.Extensions, e.Extensions) || again.PartitionKey != e.PartitionKey {
 				t.Fatalf("JSON round trip changed attributes:\n in %#v\nout %#v", e, again)
 			}
+		}
+	})
+}
+
+// FuzzReadItem feeds the read path arbitrary Kafka records (any client
+// may produce them): it must never panic, and what it returns is either a
+// CloudEvent that parses back or the raw form.
+func FuzzReadItem(f *testing.F) {
+	f.Add([]byte("ce_specversion\x001.0\x00ce_id\x001\x00ce_source\x00/s\x00ce_type\x00t\x00content-type\x00application/json"), []byte("k"), []byte(`{"a":1}`))
+	f.Add([]byte("content-type\x00application/cloudevents+json"), []byte(nil), []byte(`{"specversion":"1.0","id":"1","source":"s","type":"t","data":"x"}`))
+	f.Add([]byte("ce_specversion\x001.0\x00ce_data\x00x"), []byte{0xff}, []byte{0xfe})
+	f.Add([]byte("h\x00\xff"), []byte(nil), []byte(nil))
+	f.Fuzz(func(t *testing.T, hs, key, value []byte) {
+		rec := &batch.Record{Key: key, Value: value}
+		parts := bytes.Split(hs, []byte{0})
+		for i := 0; i+1 < len(parts); i += 2 {
+			rec.Headers = append(rec.Headers, batch.RecordHeader{Key: parts[i], Value: parts[i+1]})
+		}
+		item := readItem(0, 7, 1700000000000, rec)
+		switch {
+		case item.Event != nil && item.Record != nil, item.Event == nil && item.Record == nil:
+			t.Fatalf("want exactly one of event and record: %+v", item)
+		case item.Event != nil:
+			if _, err := decodeStructured(item.Event); err != nil {
+				t.Fatalf("returned event %s does not parse: %v", item.Event, err)
+			}
+		}
+		if _, err := json.Marshal(item); err != nil {
+			t.Fatalf("item does not marshal: %v", err)
 		}
 	})
 }

@@ -56,8 +56,9 @@ type dedupIndex struct {
 	now func() time.Time
 	log *slog.Logger
 
-	mu     sync.Mutex
-	topics map[string]*topicDedup
+	mu        sync.Mutex
+	topics    map[string]*topicDedup
+	lastSweep time.Time
 }
 
 // topicDedup is one topic's window. Lock order: dedupIndex.mu, then
@@ -92,6 +93,16 @@ func newDedupIndex(b *broker.Broker, now func() time.Time, log *slog.Logger) *de
 func (d *dedupIndex) topic(name string, id [16]byte) *topicDedup {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// NB: topics deleted behind the API's back (over Kafka) would keep
+	// their windows forever; drop them now and then.
+	if now := time.Now(); now.Sub(d.lastSweep) > time.Minute {
+		d.lastSweep = now
+		for n, td := range d.topics {
+			if ti, err := d.b.Topic(n); err != nil || ti.ID != td.id {
+				delete(d.topics, n)
+			}
+		}
+	}
 	td := d.topics[name]
 	if td == nil || td.id != id {
 		td = &topicDedup{name: name, id: id, entries: map[string]*dedupEntry{}}

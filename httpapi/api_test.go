@@ -146,6 +146,7 @@ func TestBadInput(t *testing.T) {
 		{"binary bad percent", "POST", "/v1/topics/t/events", http.Header{"Ce-Specversion": {"1.0"}, "Ce-Source": {"s"}, "Ce-Type": {"a%zz"}}, "x", 400, "type", "percent"},
 		{"binary repeated header", "POST", "/v1/topics/t/events", http.Header{"Ce-Specversion": {"1.0"}, "Ce-Source": {"s", "t"}, "Ce-Type": {"t"}}, "x", 400, "source", "repeated"},
 		{"records value and base64", "POST", "/v1/topics/t/events", js, `{"records":[{"value":1,"valueBase64":"AA=="}]}`, 400, "records[0].valueBase64", "both"},
+		{"records trailing data", "POST", "/v1/topics/t/events", js, `{"records":[{"value":1}]}]`, 400, "", "after the JSON value"},
 		{"records bad partition", "POST", "/v1/topics/t/events", js, `{"records":[{"value":1,"partition":7}]}`, 400, "records[0].partition", "0 to 1"},
 		{"no content type", "POST", "/v1/topics/t/events", nil, `x`, 415, "Content-Type", ""},
 		{"unsupported content type", "POST", "/v1/topics/t/events", http.Header{"Content-Type": {"text/plain"}}, `x`, 415, "Content-Type", "ce-specversion"},

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -167,12 +168,12 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) error {
 
 func decodeRecords(body []byte, partitions int) ([]pubRec, error) {
 	var req recordsRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return nil, jsonErr(err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, invalid("", "request body has data after the JSON value")
 	}
 	if len(req.Records) == 0 {

@@ -498,20 +498,24 @@ func (a *API) read(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	for k := range q {
 		switch k {
-		case "partition", "offset", "time", "limit", "wait":
+		case "partition", "offset", "time", "limit", "wait", "pageToken":
 		default:
-			return invalid(k, "unknown query parameter; want partition, offset, time, limit or wait")
+			return invalid(k, "unknown query parameter; want partition, offset, time, limit, wait or pageToken")
 		}
 	}
 	var part int32
+	all := false
 	if s := q.Get("partition"); s != "" {
 		p, err := strconv.ParseInt(s, 10, 32)
 		if err != nil || p < 0 || int(p) >= ti.Partitions {
 			return invalid("partition", "%q: want a partition from 0 to %d", s, ti.Partitions-1)
 		}
 		part = int32(p)
-	} else if ti.Partitions > 1 {
-		return invalid("partition", "required: topic %q has %d partitions", name, ti.Partitions)
+	} else {
+		all = ti.Partitions > 1 || q.Get("pageToken") != ""
+	}
+	if !all && q.Get("pageToken") != "" {
+		return invalid("pageToken", "a page token reads every partition; give it without partition")
 	}
 	limit := min(100, a.cfg.MaxReadEvents)
 	if s := q.Get("limit"); s != "" {
@@ -532,6 +536,9 @@ func (a *API) read(w http.ResponseWriter, r *http.Request) error {
 			return invalid("wait", "%q: want a duration (e.g. 5s, or milliseconds) up to %v", s, a.cfg.MaxReadWait)
 		}
 		wait = d
+	}
+	if all {
+		return a.readAll(w, r, ti, limit, wait)
 	}
 	start, hwm, _, err := a.b.StableOffsets(name, part)
 	if err != nil {
@@ -578,25 +585,176 @@ func (a *API) read(w http.ResponseWriter, r *http.Request) error {
 	if acceptsBatch(r.Header.Get("Accept")) {
 		w.Header().Set("Herald-Next-Offset", strconv.FormatInt(next, 10))
 		w.Header().Set("Herald-High-Watermark", strconv.FormatInt(hwm, 10))
-		w.Header().Set("Content-Type", event.ContentTypeBatchJSON)
-		w.WriteHeader(http.StatusOK)
-		w.Write([]byte{'['})
-		first := true
-		for _, it := range items {
-			if it.Event == nil {
-				continue
-			}
-			if !first {
-				w.Write([]byte{','})
-			}
-			first = false
-			w.Write(it.Event)
-		}
-		w.Write([]byte("]\n"))
+		writeBatch(w, items)
 		return nil
 	}
 	httpjson.WriteJSON(w, http.StatusOK, ReadResponse{Events: items, NextOffset: next, HighWatermark: hwm})
 	return nil
+}
+
+// ReadAllResponse is the answer to a read of every partition.
+type ReadAllResponse struct {
+	Events []ReadItem `json:"events"`
+	// NextPageToken continues the read in every partition.
+	NextPageToken string `json:"nextPageToken"`
+}
+
+// encodePositions makes a page token: "p:offset,..." in base64url.
+func encodePositions(pos []int64) string {
+	var b strings.Builder
+	for p, off := range pos {
+		if p > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(p) + ":" + strconv.FormatInt(off, 10))
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(b.String()))
+}
+
+func decodePositions(tok string, n int) ([]int64, error) {
+	bad := invalid("pageToken", "not a token this API returned")
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(raw) == 0 {
+		return nil, bad
+	}
+	pos := make([]int64, n)
+	for i := range pos {
+		pos[i] = -1 // a partition added since: from its start
+	}
+	for _, kv := range strings.Split(string(raw), ",") {
+		ps, os, ok := strings.Cut(kv, ":")
+		p, err1 := strconv.Atoi(ps)
+		off, err2 := strconv.ParseInt(os, 10, 64)
+		if !ok || err1 != nil || err2 != nil || p < 0 || off < 0 {
+			return nil, bad
+		}
+		if p >= n {
+			return nil, invalid("pageToken", "partition %d is not in the topic (%d partitions): was it recreated?", p, n)
+		}
+		pos[p] = off
+	}
+	return pos, nil
+}
+
+// readAll reads every partition of a topic: from earliest, latest, a
+// time, or a page token's positions; up to limit events spread over the
+// partitions; and a token to continue.
+func (a *API) readAll(w http.ResponseWriter, r *http.Request, ti broker.TopicInfo, limit int, wait time.Duration) error {
+	q := r.URL.Query()
+	name, n := ti.Name, ti.Partitions
+	os, ts, tok := q.Get("offset"), q.Get("time"), q.Get("pageToken")
+	switch {
+	case tok != "" && (os != "" || ts != ""):
+		return invalid("pageToken", "give pageToken alone: it holds the offsets")
+	case os != "" && ts != "":
+		return invalid("time", "give offset or time, not both")
+	case os != "" && os != "earliest" && os != "latest":
+		return invalid("offset", "%q: without partition, offset is earliest or latest (a number needs partition)", os)
+	}
+	var at time.Time
+	if ts != "" {
+		var ok bool
+		if at, ok = parseTime(ts); !ok {
+			return invalid("time", "%q: want an RFC 3339 time (e.g. 2026-01-02T15:04:05Z) or Unix milliseconds", ts)
+		}
+	}
+	pos := make([]int64, n)
+	if tok != "" {
+		var err error
+		if pos, err = decodePositions(tok, n); err != nil {
+			return err
+		}
+	}
+	for p := range pos {
+		start, hwm, _, err := a.b.StableOffsets(name, int32(p))
+		if err != nil {
+			return topicErr(name, err)
+		}
+		switch {
+		case tok != "":
+			if pos[p] < 0 || pos[p] < start {
+				pos[p] = start // new partition, or retention removed what the token pointed at
+			}
+			pos[p] = min(pos[p], hwm)
+		case os == "latest":
+			pos[p] = hwm
+		case ts != "":
+			off, _, err := a.b.ListOffset(r.Context(), name, int32(p), at.UnixMilli())
+			if err != nil {
+				return err
+			}
+			pos[p] = off
+			if off < 0 {
+				pos[p] = hwm
+			}
+		default:
+			pos[p] = start
+		}
+	}
+	items := []ReadItem{}
+	var deadline time.Time
+	if wait > 0 {
+		deadline = time.Now().Add(wait)
+	}
+	for {
+		// Two passes: a fair share each, then what is left to any.
+		share := (limit + n - 1) / n
+		full := make([]bool, n)
+		for pass := 0; pass < 2 && len(items) < limit; pass++ {
+			for p := 0; p < n && len(items) < limit; p++ {
+				if pass == 1 && !full[p] {
+					continue
+				}
+				take := min(limit-len(items), share)
+				if pass == 1 {
+					take = limit - len(items)
+				}
+				got, next, _, err := a.readFrom(r, name, int32(p), pos[p], take, 0)
+				if err != nil {
+					return err
+				}
+				items = append(items, got...)
+				pos[p] = next
+				full[p] = len(got) == take
+			}
+		}
+		if len(items) > 0 || wait <= 0 || !time.Now().Before(deadline) {
+			break
+		}
+		select {
+		case <-time.After(25 * time.Millisecond):
+		case <-r.Context().Done():
+			return r.Context().Err()
+		}
+	}
+	a.m.read.Add(float64(len(items)))
+	next := encodePositions(pos)
+	if acceptsBatch(r.Header.Get("Accept")) {
+		w.Header().Set("Herald-Next-Page-Token", next)
+		writeBatch(w, items)
+		return nil
+	}
+	httpjson.WriteJSON(w, http.StatusOK, ReadAllResponse{Events: items, NextPageToken: next})
+	return nil
+}
+
+// writeBatch sends the CloudEvents of items as a JSON array.
+func writeBatch(w http.ResponseWriter, items []ReadItem) {
+	w.Header().Set("Content-Type", event.ContentTypeBatchJSON)
+	w.WriteHeader(http.StatusOK)
+	w.Write([]byte{'['})
+	first := true
+	for _, it := range items {
+		if it.Event == nil {
+			continue
+		}
+		if !first {
+			w.Write([]byte{','})
+		}
+		first = false
+		w.Write(it.Event)
+	}
+	w.Write([]byte("]\n"))
 }
 
 func acceptsBatch(accept string) bool {

@@ -297,3 +297,76 @@ func TestEventJSONRoundTrip(t *testing.T) {
 		t.Errorf("round trip:\n in %v\nout %v", a, b)
 	}
 }
+
+func TestReadAllPartitions(t *testing.T) {
+	e := newEnv(t)
+	e.createTopic("multi", 3, nil)
+	var b strings.Builder
+	for i := 0; i < 30; i++ {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"value":%d,"partition":%d}`, i, i%3)
+	}
+	e.publish("multi", "application/json", `{"records":[`+b.String()+`]}`, nil)
+	type page struct {
+		Events        []ReadItem
+		NextPageToken string
+	}
+	read := func(q string) page {
+		t.Helper()
+		var p page
+		e.must(e.do("GET", "/v1/topics/multi/events?"+q, nil, nil), 200, &p)
+		return p
+	}
+	seen := map[string]int{}
+	q := "limit=7"
+	for calls := 0; ; calls++ {
+		if calls > 10 {
+			t.Fatal("paging does not end")
+		}
+		p := read(q)
+		parts := map[int32]bool{}
+		for _, it := range p.Events {
+			seen[fmt.Sprintf("%d/%d", it.Partition, it.Offset)]++
+			parts[it.Partition] = true
+		}
+		if calls == 0 && (len(p.Events) != 7 || len(parts) != 3) {
+			t.Errorf("first page: %d events from %d partitions, want 7 spread over 3", len(p.Events), len(parts))
+		}
+		if p.NextPageToken == "" {
+			t.Fatal("no nextPageToken")
+		}
+		q = "limit=7&pageToken=" + p.NextPageToken
+		if len(p.Events) == 0 {
+			break
+		}
+	}
+	if len(seen) != 30 {
+		t.Errorf("read %d distinct records, want 30", len(seen))
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("%s read %d times", k, n)
+		}
+	}
+	// The last token continues with what is published later, and waits.
+	done := make(chan page, 1)
+	go func() { done <- read(q + "&wait=10s") }()
+	time.Sleep(50 * time.Millisecond)
+	e.publish("multi", "application/json", `{"records":[{"value":"late","partition":1}]}`, nil)
+	select {
+	case p := <-done:
+		if len(p.Events) != 1 || p.Events[0].Partition != 1 || p.Events[0].Offset != 10 {
+			t.Errorf("after the last token: %+v", p.Events)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("waiting read of every partition did not return")
+	}
+	if p := read("offset=latest"); len(p.Events) != 0 {
+		t.Errorf("latest: %d events", len(p.Events))
+	}
+	if p := read("time=0&limit=1000"); len(p.Events) != 31 {
+		t.Errorf("time=0: %d events", len(p.Events))
+	}
+}

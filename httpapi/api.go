@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -77,10 +78,20 @@ func (c *Config) setDefaults() {
 
 // Validate reports every problem with c.
 func (c *Config) Validate() error {
+	var errs []error
 	if c.Broker == nil {
-		return errors.New("httpapi: Config.Broker is nil")
+		errs = append(errs, errors.New("httpapi: Config.Broker is nil"))
 	}
-	return nil
+	for _, l := range []struct {
+		name string
+		v    int64
+	}{{"MaxPublishBytes", c.MaxPublishBytes}, {"MaxBodyBytes", c.MaxBodyBytes}, {"MaxReadEvents", int64(c.MaxReadEvents)},
+		{"MaxReadBytes", int64(c.MaxReadBytes)}, {"MaxPageSize", int64(c.MaxPageSize)}, {"MaxReadWait", int64(c.MaxReadWait)}} {
+		if l.v < 0 {
+			errs = append(errs, fmt.Errorf("httpapi: Config.%s %d is negative (0 means the default)", l.name, l.v))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // API is Herald's HTTP JSON API v1. It is an http.Handler serving every

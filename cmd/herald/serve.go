@@ -39,6 +39,7 @@ type serveOptions struct {
 	logFormat        string
 	configFile       string
 	shutdownDeadline time.Duration
+	httpMaxPublish   int64
 }
 
 func newServeCmd() *cobra.Command {
@@ -77,6 +78,7 @@ finish, every log is flushed. Acknowledged writes also survive SIGKILL.`,
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.configFile, "config", "", "config file of \"flag = value\" lines")
 	f.DurationVar(&o.shutdownDeadline, "shutdown-timeout", 30*time.Second, "how long a clean shutdown may take")
+	f.Int64Var(&o.httpMaxPublish, "http-max-publish-bytes", 8<<20, "largest publish request body the HTTP API accepts (0: 8 MiB)")
 	return cmd
 }
 
@@ -208,7 +210,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	api, err := httpapi.New(httpapi.Config{Broker: srv.Broker, Groups: srv.Groups, Logger: logger, Registerer: reg})
+	api, err := httpapi.New(httpapi.Config{Broker: srv.Broker, Groups: srv.Groups, Logger: logger, Registerer: reg, MaxPublishBytes: o.httpMaxPublish})
 	if err != nil {
 		return fmt.Errorf("HTTP API: %w", err)
 	}

@@ -29,4 +29,16 @@
 // Headers that do not start with "ce_" (other than content-type) belong to
 // the transport and are ignored by Decode. These names are part of Herald's
 // wire contract: never rename them.
+//
+// DecodeAny also reads the binding's structured mode (a content-type header
+// of application/cloudevents+json and the event as the value), which other
+// CloudEvents producers may use; Herald writes binary mode only.
+//
+// # JSON event format
+//
+// ParseJSON and MarshalJSON are the CloudEvents JSON event format (HTTP
+// structured and batched modes, and reads over HTTP). Extension attributes
+// may be JSON strings, whole numbers or booleans and are kept as their
+// string form, as the Kafka binding carries them. NewIDv7 makes the ids
+// Herald generates for events that come without one.
 package event

@@ -370,3 +370,64 @@ func TestReadAllPartitions(t *testing.T) {
 		t.Errorf("time=0: %d events", len(p.Events))
 	}
 }
+
+// TestReadCommittedOnly: reads return committed data only, as Kafka's
+// read_committed consumers see it: aborted transactions and control
+// records are skipped, and an open transaction holds back what follows.
+func TestReadCommittedOnly(t *testing.T) {
+	e := newEnv(t)
+	e.createTopic("tx", 1, nil)
+	ctx := context.Background()
+	plain := kafkaClient(t, e, kgo.DefaultProduceTopic("tx"))
+	txc := kafkaClient(t, e, kgo.DefaultProduceTopic("tx"), kgo.TransactionalID("httpapi-test"))
+	produceTxn := func(commit bool, vals ...string) {
+		t.Helper()
+		if err := txc.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vals {
+			if err := txc.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := txc.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produceTxn(false, "aborted-1", "aborted-2")
+	produceTxn(true, "committed")
+	if err := plain.ProduceSync(ctx, &kgo.Record{Value: []byte("plain")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	values := func(p ReadResponse) []string {
+		var out []string
+		for _, it := range p.Events {
+			out = append(out, *it.Record.Value)
+		}
+		return out
+	}
+	got := e.read("tx", "")
+	if v := values(got); fmt.Sprint(v) != "[committed plain]" || got.NextOffset != got.HighWatermark {
+		t.Errorf("read: %v, next %d, hwm %d", v, got.NextOffset, got.HighWatermark)
+	}
+	// An open transaction: its record and everything after it wait.
+	if err := txc.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txc.ProduceSync(ctx, &kgo.Record{Value: []byte("open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	next := got.NextOffset
+	if p := e.read("tx", fmt.Sprintf("offset=%d&wait=100ms", next)); len(p.Events) != 0 {
+		t.Errorf("read past an open transaction: %v", values(p))
+	}
+	if err := txc.EndTransaction(ctx, kgo.TransactionEndTry(true)); err != nil {
+		t.Fatal(err)
+	}
+	if p := e.read("tx", fmt.Sprintf("offset=%d", next)); fmt.Sprint(values(p)) != "[open after]" {
+		t.Errorf("after the commit: %v", values(p))
+	}
+}

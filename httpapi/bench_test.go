@@ -2,12 +2,15 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // BenchmarkPublish publishes 1 KiB CloudEvents over real HTTP (loopback)
@@ -117,3 +120,37 @@ func BenchmarkRead(b *testing.B) {
 
 // benchEnv is newEnv for benchmarks.
 func benchEnv(b *testing.B) *env { return newEnv(b) }
+
+// BenchmarkDedupMemory measures the heap the deduplication window holds
+// per event (keys of 40 bytes: a source and a UUID), reported as
+// bytes/entry.
+func BenchmarkDedupMemory(b *testing.B) {
+	e := benchEnv(b)
+	e.createTopic("mem", 1, nil)
+	ti, err := e.srv.Broker.Topic("mem")
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 200000
+	for i := 0; i < b.N; i++ {
+		d := newDedupIndex(e.srv.Broker, time.Now, quietLogger())
+		td := d.topic("mem", ti.ID)
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		keys := make([]string, 1)
+		for j := 0; j < n; j++ {
+			keys[0] = fmt.Sprintf("ce:/orders/eu\x00%036d", j)
+			res, err := d.reserve(context.Background(), td, time.Hour, keys)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d.complete(td, res, []bool{true}, []int32{0}, []int64{int64(j)})
+		}
+		keys = nil
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/entry")
+		runtime.KeepAlive(td)
+	}
+}

@@ -9,7 +9,8 @@
 //
 //	api.go          Config, New, API: routing, 404/405, request id, logging, metrics
 //	topics.go       /v1/topics: list (paged), create, describe, alter, delete
-//	events.go       /v1/topics/{topic}/events: publish (partitioning, batching) and read
+//	events.go       POST /v1/topics/{topic}/events: publish (modes, partitioning, batching)
+//	read.go         GET /v1/topics/{topic}/events: read one or every partition, committed only
 //	cloudevents.go  the CloudEvents HTTP binding: binary, structured and batched modes
 //	dedup.go        the publish deduplication window and its rebuild after restart
 //	deadletters.go  /v1/topics/{topic}/deadletters: dead letters with their metadata

@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/heraldhq/herald/httpapi/openapitest"
 )
 
 func TestTopicsLifecycle(t *testing.T) {
@@ -276,7 +277,7 @@ func TestRequestIDMetricsAndOpenAPI(t *testing.T) {
 	if r := e.do("GET", "/v1/openapi.json", nil, nil); !strings.Contains(string(r.body), `"undoc"`) || !strings.Contains(string(r.body), `"Thing"`) {
 		t.Errorf("served document lacks the fragment")
 	}
-	if _, err := (&openapi3.Loader{}).LoadFromData(e.api.Document()); err != nil {
+	if _, err := openapitest.Load(e.api.Document()); err != nil {
 		t.Errorf("merged document: %v", err)
 	}
 

@@ -19,6 +19,7 @@
 //	groups.go       /v1/groups: list (paged), describe with lag, delete, offset reset
 //	openapi.go      the embedded openapi.json and the check that it matches the routes
 //	metrics.go      Prometheus metrics
+//	openapitest/    tests: responses checked against the OpenAPI document
 //
 // # Errors
 //

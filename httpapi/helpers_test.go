@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/httpapi/openapitest"
 	"github.com/heraldhq/herald/server"
 )
 
@@ -63,7 +64,7 @@ func startEnv(t testing.TB, dir string, mod ...func(*Config)) *env {
 	// the API alone.
 	var h http.Handler = api
 	if _, isTest := t.(*testing.T); isTest {
-		h = conformance{t, api}
+		h = openapitest.Handler(t, api.Document(), api)
 	}
 	e.hs = httptest.NewServer(h)
 	e.url = e.hs.URL

@@ -1,0 +1,114 @@
+// Package openapitest checks an HTTP API's responses against its OpenAPI 3
+// document in tests: every response a test provokes must have a status the
+// document lists for the operation (or the shared Error response, for
+// unrouted requests) and a body that matches the schema. It is for tests
+// only: it brings kin-openapi, which the server does not need.
+//
+//	api, _ := httpapi.New(cfg)
+//	srv := httptest.NewServer(openapitest.Handler(t, api.Document(), api))
+package openapitest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+)
+
+// Load parses and validates an OpenAPI 3 document.
+func Load(doc []byte) (*openapi3.T, error) {
+	d, err := openapi3.NewLoader().LoadFromData(doc)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Validate(context.Background()); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Handler wraps h (an http.ServeMux, or a handler built on one, that sets
+// Request.Pattern) so that each response is checked against doc; a
+// mismatch fails t. An invalid doc fails t at once.
+func Handler(t testing.TB, doc []byte, h http.Handler) http.Handler {
+	d, err := Load(doc)
+	if err != nil {
+		t.Fatalf("OpenAPI document: %v", err)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+		if err := CheckResponse(d, r.Method, r.Pattern, rec.Code, rec.Header().Get("Content-Type"), rec.Body.Bytes()); err != nil {
+			t.Errorf("response to %s %s does not match the OpenAPI document: %v", r.Method, r.URL, err)
+		}
+	})
+}
+
+// CheckResponse checks one response: pattern is the Go 1.22 route pattern
+// that served it ("METHOD /path/{x}", whose path is the document's), or ""
+// or "/" for a request no route matched, which must get the document's
+// components.responses.Error.
+func CheckResponse(d *openapi3.T, method, pattern string, status int, ct string, body []byte) error {
+	var resp *openapi3.Response
+	if pattern == "" || pattern == "/" {
+		ref := d.Components.Responses["Error"]
+		if ref == nil || ref.Value == nil {
+			return fmt.Errorf("unrouted request, and the document has no components.responses.Error")
+		}
+		resp = ref.Value
+	} else {
+		m, path, ok := strings.Cut(pattern, " ")
+		if !ok {
+			return fmt.Errorf("route %q has no method: document one per method", pattern)
+		}
+		if m != method && !(m == "GET" && method == "HEAD") {
+			return fmt.Errorf("%s routed to %q", method, pattern)
+		}
+		item := d.Paths.Value(path)
+		if item == nil {
+			return fmt.Errorf("path %s not documented", path)
+		}
+		op := item.GetOperation(m)
+		if op == nil {
+			return fmt.Errorf("%s %s not documented", m, path)
+		}
+		ref := op.Responses.Status(status)
+		if ref == nil {
+			ref = op.Responses.Default()
+		}
+		if ref == nil || ref.Value == nil {
+			return fmt.Errorf("status %d not documented", status)
+		}
+		resp = ref.Value
+	}
+	if len(body) == 0 || method == "HEAD" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return fmt.Errorf("Content-Type %q: %v", ct, err)
+	}
+	media := resp.Content.Get(mt)
+	if media == nil || media.Schema == nil {
+		return fmt.Errorf("status %d with %s is not documented", status, mt)
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return fmt.Errorf("body is not JSON: %v", err)
+	}
+	if err := media.Schema.Value.VisitJSON(v); err != nil {
+		return fmt.Errorf("status %d body %.300s: %v", status, body, err)
+	}
+	return nil
+}

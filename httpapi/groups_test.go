@@ -120,3 +120,24 @@ func TestGroups(t *testing.T) {
 	e.must(e.do("DELETE", "/v1/groups/billing", nil, nil), 204, nil)
 	expectError(t, e.do("GET", "/v1/groups/billing", nil, nil), 404, "group")
 }
+
+func TestGroupsWithoutCoordinator(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Groups = nil })
+	for _, path := range []string{"/v1/groups", "/v1/groups/g"} {
+		expectError(t, e.do("GET", path, nil, nil), 503, "", "no group coordinator")
+	}
+	expectError(t, e.do("GET", "/v1/groups/"+strings.Repeat("x", 300), nil, nil), 503, "", "")
+	e.createTopic("t", 1, nil)
+	expectError(t, e.doJSON("POST", "/v1/topics/t/deadletters:redrive", map[string]any{}), 503, "", "no group coordinator")
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "Broker is nil") {
+		t.Errorf("no broker: %v", err)
+	}
+	e := newEnv(t)
+	if _, err := New(Config{Broker: e.srv.Broker, MaxPublishBytes: -1, MaxReadWait: -1}); err == nil ||
+		!strings.Contains(err.Error(), "MaxPublishBytes -1") || !strings.Contains(err.Error(), "MaxReadWait") {
+		t.Errorf("negative limits: %v", err)
+	}
+}

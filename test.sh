@@ -30,6 +30,9 @@ fuzz FuzzDecodeRecord ./broker/groups
 fuzz FuzzDecodeRecord ./broker/txn
 fuzz FuzzRequest ./kafka
 fuzz FuzzDecode ./event
+fuzz FuzzParseJSON ./event
+fuzz FuzzDecodeHTTP ./httpapi
+fuzz FuzzReadItem ./httpapi
 
 step "client compatibility (compat/: franz-go, sarama, kafka-go, kcat, kafkajs)"
 # A separate module, so the clients it tests never enter Herald's go.mod.

@@ -36,8 +36,12 @@ func ParseLevel(s string) (Level, error) {
 // rather than the latest only.
 func (l Level) Transitive() bool { return strings.HasSuffix(string(l), "_TRANSITIVE") }
 
-func (l Level) backward() bool { return strings.HasPrefix(string(l), "BACKWARD") || strings.HasPrefix(string(l), "FULL") }
-func (l Level) forward() bool  { return strings.HasPrefix(string(l), "FORWARD") || strings.HasPrefix(string(l), "FULL") }
+func (l Level) backward() bool {
+	return strings.HasPrefix(string(l), "BACKWARD") || strings.HasPrefix(string(l), "FULL")
+}
+func (l Level) forward() bool {
+	return strings.HasPrefix(string(l), "FORWARD") || strings.HasPrefix(string(l), "FULL")
+}
 
 // Versioned is an earlier schema of a subject, with its version number
 // (used in messages).

@@ -87,6 +87,12 @@ func (b *Broker) ProduceAsync(ctx context.Context, topic string, part int32, bat
 				return res, err
 			}
 		}
+		if tc.Schema.Key || tc.Schema.Value {
+			if err := b.validateSchemas(topic, tc.Schema, len(heads), raw); err != nil {
+				b.m.produceErrors.Inc()
+				return res, err
+			}
+		}
 		heads = append(heads, h)
 		off += h.Size()
 	}

@@ -29,6 +29,17 @@ func (*JSONSchema) Type() Type { return JSON }
 // Canonical implements Schema.
 func (s *JSONSchema) Canonical() string { return s.canon }
 
+// Title is the document's "title", the record name of the record naming
+// strategies (as Confluent's JSON Schema serializer uses it).
+func (s *JSONSchema) Title() string {
+	if m, ok := s.docs[s.base].(map[string]any); ok {
+		if t, ok := m["title"].(string); ok {
+			return t
+		}
+	}
+	return ""
+}
+
 const jsonBase = "mem://herald/schema.json"
 
 func parseJSONSchema(text string, deps []Dep) (*JSONSchema, error) {

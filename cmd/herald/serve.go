@@ -23,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/commitlog"
 	"github.com/heraldhq/herald/kafka"
+	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
 )
 
@@ -30,6 +31,8 @@ type serveOptions struct {
 	data             string
 	kafkaAddr        string
 	httpAddr         string
+	registryAddr     string
+	registryAddrSet  bool // given by flag, environment or file (else the default)
 	advertised       string
 	durability       string
 	autoCreate       bool
@@ -60,6 +63,7 @@ finish, every log is flushed. Acknowledged writes also survive SIGKILL.`,
 			if err := applyEnvAndFile(cmd.Flags(), o.configFile); err != nil {
 				return err
 			}
+			o.registryAddrSet = cmd.Flags().Changed("registry-addr")
 			return runServe(cmd.Context(), o)
 		},
 	}
@@ -67,6 +71,7 @@ finish, every log is flushed. Acknowledged writes also survive SIGKILL.`,
 	f.StringVar(&o.data, "data", "./herald-data", "data directory")
 	f.StringVar(&o.kafkaAddr, "kafka-addr", ":9092", "Kafka protocol listen address")
 	f.StringVar(&o.httpAddr, "http-addr", ":8080", "HTTP listen address")
+	f.StringVar(&o.registryAddr, "registry-addr", ":8081", "schema registry (Confluent REST API) listen address; \"\" for none (it is also under /registry on --http-addr)")
 	f.StringVar(&o.advertised, "advertised-addr", "", "HOST:PORT clients are told to connect to (default: the address they used)")
 	f.StringVar(&o.durability, "durability", "always", "default topic durability: always, interval=DURATION, unsafe-none or memory")
 	f.BoolVar(&o.autoCreate, "auto-create-topics", false, "create topics on first produce or metadata request")
@@ -175,10 +180,12 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	start := time.Now()
 	var kc kafka.Config
+	hook := &registry.Hook{}
 	kc.AdvertisedHost, kc.AdvertisedPort = advHost, advPort
 	srv, err := server.Start(ctx, server.Config{
 		Broker: broker.Config{
 			DataDir: o.data, Durability: dur, AutoCreateTopics: o.autoCreate, DefaultPartitions: o.defaultParts,
+			Validator: hook,
 		},
 		KafkaAddr: o.kafkaAddr, Kafka: kc, Logger: logger, Registerer: reg,
 	})
@@ -190,6 +197,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 			logger.Error("closing", "err", err)
 		}
 	}()
+	sreg, err := openRegistry(ctx, srv, hook, logger, reg)
+	if err != nil {
+		return err
+	}
 	hln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
@@ -206,10 +217,28 @@ func runServe(ctx context.Context, o serveOptions) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/registry/", http.StripPrefix("/registry", sreg.Handler()))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(hln) }()
+	rs := &http.Server{Handler: sreg.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if o.registryAddr != "" {
+		rln, err := net.Listen("tcp", o.registryAddr)
+		switch {
+		case err != nil && o.registryAddrSet:
+			hs.Close()
+			return fmt.Errorf("--registry-addr: %w", err)
+		case err != nil:
+			// The default port taken (another server on this host): the
+			// registry still answers under /registry.
+			logger.Warn("schema registry: default address unavailable; serving under /registry on the HTTP address only",
+				"addr", o.registryAddr, "err", err)
+		default:
+			go func() { errc <- rs.Serve(rln) }()
+			logger.Info("schema registry serving", "addr", rln.Addr().String())
+		}
+	}
 	ready.Store(true)
 	logger.Info("herald serving", "kafka", srv.KafkaAddr(), "http", hln.Addr().String(), "data", o.data,
 		"durability", dur.String(), "topics", len(srv.Broker.Topics()), "startup", time.Since(start).Round(time.Millisecond))
@@ -228,5 +257,6 @@ func runServe(ctx context.Context, o serveOptions) error {
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownDeadline)
 	defer cancel()
 	hs.Shutdown(sctx)
+	rs.Shutdown(sctx)
 	return serveErr
 }

@@ -10,6 +10,7 @@ type metrics struct {
 	ops          *prometheus.CounterVec
 	incompatible prometheus.Counter
 	storeErrors  prometheus.Counter
+	corrupt      prometheus.Counter
 	requests     *prometheus.CounterVec
 }
 
@@ -27,13 +28,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "herald_schema_registry_store_errors_total",
 			Help: "Failed writes to the registry's topic.",
 		}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_schema_registry_corrupt_records_total",
+			Help: "Records of the registry's topic skipped on load because they do not decode.",
+		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_schema_registry_http_requests_total",
 			Help: "Schema registry HTTP requests by status code.",
 		}, []string{"code"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.ops, m.incompatible, m.storeErrors, m.requests)
+		reg.MustRegister(m.ops, m.incompatible, m.storeErrors, m.corrupt, m.requests)
 	}
 	return m
 }

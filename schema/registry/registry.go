@@ -147,13 +147,22 @@ func (r *Registry) load(ctx context.Context) (int, error) {
 			break
 		}
 		for _, rec := range recs {
+			off = rec.Offset + 1
 			d, err := decodeRecord(rec.Key, rec.Value)
 			if err != nil {
-				return n, fmt.Errorf("registry: %s offset %d: %w", r.cfg.Topic, rec.Offset, err)
+				// Not ours (any Kafka client can write the topic): one bad
+				// record must not keep the registry down. Reported, not
+				// applied.
+				r.m.corrupt.Inc()
+				r.logger.Error("schema registry: skipping a record it cannot decode", "topic", r.cfg.Topic, "offset", rec.Offset, "err", err)
+				continue
 			}
-			r.st.apply(d, false)
+			if err := r.st.apply(d, false); err != nil {
+				r.m.corrupt.Inc()
+				r.logger.Error("schema registry: skipping a record", "topic", r.cfg.Topic, "offset", rec.Offset, "err", err)
+				continue
+			}
 			n++
-			off = rec.Offset + 1
 		}
 	}
 	// Parse in id order: a schema's references are to earlier ids.
@@ -181,11 +190,14 @@ func (r *Registry) load(ctx context.Context) (int, error) {
 
 // apply changes memory for one durable record. parsed carries the parsed
 // schema for a new SCHEMA_ID written by this process.
-func (st *state) apply(d record, _ bool) {
+func (st *state) apply(d record, _ bool) error {
 	k := d.key
 	switch k.KeyType {
 	case keySchemaID:
 		v := d.schema
+		if old, ok := st.ids[v.ID]; ok && (old.text != v.Schema || old.typ != v.SchemaType) {
+			return fmt.Errorf("schema id %d is already assigned to another schema; ids are never reassigned", v.ID)
+		}
 		s := &schemaRec{id: v.ID, typ: v.SchemaType, text: v.Schema, refs: v.References}
 		if s.typ == "" {
 			s.typ = schema.Avro
@@ -196,6 +208,9 @@ func (st *state) apply(d record, _ bool) {
 		st.byGUID[s.guid] = v.ID
 		st.maxID = max(st.maxID, v.ID)
 	case keySubjectVersion:
+		if d.version != nil && st.ids[d.version.ID] == nil {
+			return fmt.Errorf("subject %q version %d has schema id %d, which has no schema", *k.Subject, k.Version, d.version.ID)
+		}
 		vs := st.subjects[*k.Subject]
 		i, found := slices.BinarySearchFunc(vs, k.Version, func(v *version, n int) int { return v.version - n })
 		switch {
@@ -224,6 +239,7 @@ func (st *state) apply(d record, _ bool) {
 			st.modes[*k.Subject] = d.mode.Mode
 		}
 	}
+	return nil
 }
 
 func (st *state) setFP(s *schemaRec) {
@@ -365,7 +381,9 @@ func (r *Registry) write(ctx context.Context, recs ...eventlog.Record) error {
 		if err != nil {
 			panic(fmt.Sprintf("registry: wrote a record it cannot read: %v", err)) // a bug in this package
 		}
-		r.st.apply(d, true)
+		if err := r.st.apply(d, true); err != nil {
+			panic(fmt.Sprintf("registry: wrote a record it cannot apply: %v", err))
+		}
 	}
 	return nil
 }

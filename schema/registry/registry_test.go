@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/eventlog"
 	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/schema/registry"
 )
@@ -371,9 +372,25 @@ func TestRestartKeepsIDsAndVersions(t *testing.T) {
 	if res := e.cl.SetMode(ctx, sr.ModeReadOnly); res[0].Err != nil {
 		t.Fatal(res[0].Err)
 	}
+	// Records another client wrote to the topic that do not decode, or
+	// that would reassign an id, are skipped on load.
+	l, err := embedded.New(embedded.Config{Broker: e.b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, registry.DefaultTopic, 0, []eventlog.Record{
+		{Key: []byte("garbage"), Value: []byte("{")},
+		{Key: []byte(`{"keytype":"SCHEMA_ID","id":1,"magic":1}`), Value: []byte(`{"id":1,"schemaType":"AVRO","schema":"\"int\""}`)},
+		{Key: []byte(`{"keytype":"SUBJECT_VERSION","subject":"ghost","version":1,"magic":1}`), Value: []byte(`{"id":77}`)},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	e.close()
 
 	e = open(t, dir)
+	if subs, err := e.cl.Subjects(ctx); err != nil || !slices.Equal(subs, []string{"users-value"}) {
+		t.Fatalf("subjects after restart = %v, %v", subs, err)
+	}
 	if vs, err := e.cl.SubjectVersions(ctx, "users-value"); err != nil || !slices.Equal(vs, []int{1, 2}) {
 		t.Fatalf("versions after restart = %v, %v", vs, err)
 	}

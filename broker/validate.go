@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/heraldhq/herald/commitlog/batch"
 )
@@ -72,13 +73,21 @@ func validStrategy(v string) error {
 	return fmt.Errorf("want topic, record or topic-record")
 }
 
-// validateSchemas runs the validator over every record of one batch.
+// schemaIters are Iters kept warm (their decompression buffers reused).
+var schemaIters = sync.Pool{New: func() any { return new(batch.Iter) }}
+
+// validateSchemas decodes every record of one batch, checking it as
+// batch.ValidateRecords does and running the validator over it.
 func (b *Broker) validateSchemas(topic string, rule SchemaRule, bi int, raw []byte) error {
 	v := b.cfg.Validator
 	if v == nil {
 		return fmt.Errorf("%w: topic %s requires schema validation (%s) but this server has no schema registry", ErrInvalidRecord, topic, CfgSchemaValidation)
 	}
-	var it batch.Iter
+	it := schemaIters.Get().(*batch.Iter)
+	defer func() {
+		_ = it.Reset(nil) // drops its reference to raw's records (fails, harmlessly)
+		schemaIters.Put(it)
+	}()
 	if err := it.Reset(raw); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 	}

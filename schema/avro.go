@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/hamba/avro/v2"
 )
@@ -12,6 +13,9 @@ import (
 type AvroSchema struct {
 	canon  string
 	Schema avro.Schema // for encoding and decoding with hamba/avro
+
+	once sync.Once
+	prog *avroNode // compiled for ValidateBinary
 }
 
 // Type implements Schema.

@@ -3,6 +3,7 @@ package schema
 import (
 	"bytes"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzWireHeader feeds arbitrary bytes to the wire-format parsers a
@@ -51,5 +52,17 @@ func FuzzAvroBinary(f *testing.F) {
 	f.Add([]byte{1, 2, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'a', 'b', 1, 0xfe, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = as.ValidateBinary(b)
+	})
+}
+
+// FuzzValidUTF8 holds the ASCII fast path to utf8.Valid.
+func FuzzValidUTF8(f *testing.F) {
+	f.Add([]byte("plain ascii text that is longer than thirty-two bytes"))
+	f.Add([]byte("héllo wörld, longer than thirty-two bytes of text"))
+	f.Add([]byte{0xff, 'a'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validUTF8(b), utf8.Valid(b); got != want {
+			t.Fatalf("validUTF8(%q) = %v, utf8.Valid %v", b, got, want)
+		}
 	})
 }

@@ -71,11 +71,32 @@ func (r *Registry) Handler() http.Handler {
 		return &Error{Code: ErrNotFound, Message: fmt.Sprintf("HTTP %d Not Found: %s %s", 404, q.Method, q.URL.Path)}
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, q *http.Request) {
+		// The hot path, lookups by id (every consumer's deserializer
+		// makes one per new id): no routing, no allocation beyond
+		// net/http's own.
+		if q.Method == http.MethodGet && strings.HasPrefix(q.URL.Path, "/schemas/ids/") && q.URL.RawQuery == "" {
+			if id, err := strconv.Atoi(q.URL.Path[len("/schemas/ids/"):]); err == nil && id > 0 {
+				r.mu.RLock()
+				s, ok := r.st.ids[id]
+				r.mu.RUnlock()
+				if ok {
+					h := w.Header()
+					h["Content-Type"], h["Content-Length"] = contentTypeHeader, s.bodyLen
+					w.WriteHeader(http.StatusOK)
+					w.Write(s.body)
+					r.m.status(http.StatusOK)
+					return
+				}
+			}
+		}
 		sw := &statusWriter{ResponseWriter: w, code: 200}
 		mux.ServeHTTP(sw, q)
-		r.m.requests.WithLabelValues(strconv.Itoa(sw.code)).Inc()
+		r.m.status(sw.code)
 	})
 }
+
+// contentTypeHeader is shared by every response (net/http only reads it).
+var contentTypeHeader = []string{ContentType}
 
 type statusWriter struct {
 	http.ResponseWriter
@@ -97,7 +118,7 @@ func reply(w http.ResponseWriter, code int, v any) error {
 
 func replyRaw(w http.ResponseWriter, code int, b []byte) error {
 	h := w.Header()
-	h["Content-Type"] = []string{ContentType}
+	h["Content-Type"] = contentTypeHeader
 	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(code)
 	w.Write(b)

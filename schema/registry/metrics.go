@@ -2,11 +2,13 @@ package registry
 
 import (
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 type metrics struct {
+	byStatus     sync.Map // int -> prometheus.Counter, for requests
 	ops          *prometheus.CounterVec
 	incompatible prometheus.Counter
 	storeErrors  prometheus.Counter
@@ -41,6 +43,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.ops, m.incompatible, m.storeErrors, m.corrupt, m.requests)
 	}
 	return m
+}
+
+// status counts a response by its status code.
+func (m *metrics) status(code int) {
+	c, ok := m.byStatus.Load(code)
+	if !ok {
+		c, _ = m.byStatus.LoadOrStore(code, m.requests.WithLabelValues(strconv.Itoa(code)))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 func (m *metrics) op(op string, err error) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -79,7 +80,8 @@ type schemaRec struct {
 	guid   string
 	fp     string
 	parsed schema.Schema
-	body   []byte // the JSON GET /schemas/ids/{id} answers
+	body    []byte   // the JSON GET /schemas/ids/{id} answers
+	bodyLen []string // its Content-Length header
 }
 
 type version struct {
@@ -204,6 +206,7 @@ func (st *state) apply(d record, _ bool) error {
 		}
 		s.guid = guidOf(s)
 		s.body = schemaBody(s)
+		s.bodyLen = []string{strconv.Itoa(len(s.body))}
 		st.ids[v.ID] = s
 		st.byGUID[s.guid] = v.ID
 		st.maxID = max(st.maxID, v.ID)

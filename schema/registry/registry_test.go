@@ -26,7 +26,7 @@ type env struct {
 	cl  *sr.Client
 }
 
-func open(t *testing.T, dir string) *env {
+func open(t testing.TB, dir string) *env {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	b, err := broker.Open(broker.Config{DataDir: dir, Logger: logger})

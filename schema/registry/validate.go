@@ -106,18 +106,25 @@ func (v validator) check(topic, strategy string, isKey bool, data, dataschema []
 			return fmt.Errorf("schema %d: field %w", id, err)
 		}
 	}
-	subject := topic + "-value"
-	if isKey {
-		subject = topic + "-key"
-	}
+	// The subject, built without allocating (map lookups by string(bytes)
+	// do not copy).
+	var buf [256]byte
+	subject := buf[:0]
 	switch strategy {
 	case "record":
-		subject = recordNm
+		subject = append(subject, recordNm...)
 	case "topic-record":
-		subject = topic + "-" + recordNm
+		subject = append(append(append(subject, topic...), '-'), recordNm...)
+	default:
+		subject = append(subject, topic...)
+		if isKey {
+			subject = append(subject, "-key"...)
+		} else {
+			subject = append(subject, "-value"...)
+		}
 	}
 	if !r.inSubject(subject, id) {
-		return fmt.Errorf("schema id %d is not a version of subject %q (%s naming strategy)", id, subject, strategyName(strategy))
+		return fmt.Errorf("schema id %d is not a version of subject %q (%s naming strategy)", id, string(subject), strategyName(strategy))
 	}
 	return nil
 }
@@ -133,10 +140,10 @@ func strategyName(s string) string {
 }
 
 // inSubject: a live version of subject has the id.
-func (r *Registry) inSubject(subject string, id int) bool {
+func (r *Registry) inSubject(subject []byte, id int) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	for _, v := range r.st.subjects[subject] {
+	for _, v := range r.st.subjects[string(subject)] {
 		if v.id == id && !v.deleted {
 			return true
 		}

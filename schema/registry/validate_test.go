@@ -31,7 +31,7 @@ package shop;
 message Order { string id = 1; int64 cents = 2; }
 message Refund { string order_id = 1; repeated string reasons = 2; }`
 
-func mustRegister(t *testing.T, reg *registry.Registry, subject string, req registry.RegisterRequest) int {
+func mustRegister(t testing.TB, reg *registry.Registry, subject string, req registry.RegisterRequest) int {
 	t.Helper()
 	id, err := reg.Register(context.Background(), subject, req)
 	if err != nil {
@@ -40,7 +40,7 @@ func mustRegister(t *testing.T, reg *registry.Registry, subject string, req regi
 	return id
 }
 
-func avroBytes(t *testing.T, id int, schemaText string, v any) []byte {
+func avroBytes(t testing.TB, id int, schemaText string, v any) []byte {
 	t.Helper()
 	b, err := avro.Marshal(avro.MustParse(schemaText), v)
 	if err != nil {

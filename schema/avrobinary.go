@@ -51,7 +51,7 @@ const (
 // hot path. Named types are compiled once, so recursive types are cycles.
 type avroNode struct {
 	kind     avroKind
-	name     string   // named types
+	name     string // named types
 	fields   []*avroNode
 	names    []string // field names
 	items    *avroNode

@@ -73,13 +73,13 @@ type Registry struct {
 }
 
 type schemaRec struct {
-	id     int
-	typ    schema.Type
-	text   string
-	refs   []schema.Reference
-	guid   string
-	fp     string
-	parsed schema.Schema
+	id      int
+	typ     schema.Type
+	text    string
+	refs    []schema.Reference
+	guid    string
+	fp      string
+	parsed  schema.Schema
 	body    []byte   // the JSON GET /schemas/ids/{id} answers
 	bodyLen []string // its Content-Length header
 }

@@ -282,3 +282,7 @@ func mustCounter(t *testing.T, g prometheus.Gatherer, topic string) prometheus.C
 	t.Fatalf("no herald_schema_validation_errors_total{topic=%q}", topic)
 	return nil
 }
+
+var valueRule = broker.SchemaRule{Value: true, Strategy: "topic"}
+
+func batchRecord(value []byte) batch.Record { return batch.Record{Value: value} }

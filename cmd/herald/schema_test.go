@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/schema/registry"
+	"github.com/heraldhq/herald/server"
+)
+
+// TestSchemaCommands drives herald schema against a registry wired as
+// herald serve wires it: register, list, get, check, diff, config, delete,
+// with their outputs and exit codes.
+func TestSchemaCommands(t *testing.T) {
+	srv, err := server.Start(context.Background(), server.Config{
+		Broker: broker.Config{DataDir: t.TempDir(), Validator: &registry.Hook{}}, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	reg, err := openRegistry(context.Background(), srv, &registry.Hook{}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(reg.Handler())
+	defer hs.Close()
+
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	v1 := write("user.avsc", `{"type":"record","name":"User","fields":[{"name":"id","type":"long"}]}`)
+	v2 := write("user2.avsc", `{"type":"record","name":"User","fields":[{"name":"id","type":"long"},{"name":"email","type":["null","string"],"default":null}]}`)
+	bad := write("user3.avsc", `{"type":"record","name":"User","fields":[{"name":"id","type":"long"},{"name":"age","type":"int"}]}`)
+	js := write("event.json", `{"type":"object","properties":{"id":{"type":"string"}}}`)
+
+	var s cliServer
+	run := func(stdin string, args ...string) cliResult {
+		t.Helper()
+		return s.run(t, stdin, append(args, "--registry", hs.URL)...)
+	}
+	want := func(r cliResult, code int, out string) {
+		t.Helper()
+		if r.code != code || !strings.Contains(r.stdout+r.stderr, out) {
+			t.Fatalf("exit %d (want %d), output lacks %q:\nstdout:\n%s\nstderr:\n%s", r.code, code, out, r.stdout, r.stderr)
+		}
+	}
+	want(run("", "schema", "register", "users-value", v1), 0, "registered users-value version 1, schema id 1")
+	want(run("", "schema", "register", "users-value", v1), 0, "version 1, schema id 1")
+	want(run("", "schema", "check", "users-value", v2), 0, "compatible")
+	want(run("", "schema", "check", "users-value", bad), 4, "READER_FIELD_MISSING_DEFAULT_VALUE")
+	want(run("", "schema", "register", "users-value", bad), 4, "/age")
+	want(run("", "schema", "register", "users-value", v2, "-o", "json"), 0, `"version": 2`)
+	want(run("", "schema", "register", "events-value", js), 0, "schema id 3")
+	want(run(`"string"`, "schema", "register", "plain", "-"), 0, "schema id 4")
+	want(run("", "schema", "register", "x", write("broken.avsc", `{"type":`)), 2, "line 1 column 9")
+	want(run("", "schema", "register", "x", v1, "--type", "xml"), 2, `--type "xml"`)
+	want(run("", "schema", "register", "x", v1, "--ref", "nonsense"), 2, "NAME=SUBJECT:VERSION")
+
+	r := run("", "schema", "list")
+	want(r, 0, "SUBJECT")
+	if !strings.Contains(r.stdout, "events-value  1        3   JSON") || !strings.Contains(r.stdout, "users-value   2        2   AVRO") {
+		t.Fatalf("list:\n%s", r.stdout)
+	}
+	r = run("", "schema", "list", "-o", "json", "--prefix", "users")
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil || len(rows) != 1 || rows[0]["id"] != float64(2) {
+		t.Fatalf("list json: %v %s", err, r.stdout)
+	}
+	want(run("", "schema", "get", "users-value", "1"), 0, `"name":"id","type":"long"}]}`)
+	want(run("", "schema", "get", "--id", "3"), 0, `"properties"`)
+	want(run("", "schema", "get", "nobody"), 3, "Subject 'nobody' not found")
+	want(run("", "schema", "get", "users-value", "9"), 3, "Version 9 not found")
+	want(run("", "schema", "get", "users-value", "zero"), 2, "want a positive number or latest")
+
+	r = run("", "schema", "diff", "users-value", "1", "2")
+	want(r, 0, `+       "name": "email",`)
+	want(r, 0, "backward (version 2 reads 1): compatible")
+	want(r, 0, "forward (version 1 reads 2): compatible")
+
+	want(run("", "schema", "config"), 0, "BACKWARD")
+	want(run("", "schema", "config", "users-value"), 0, "the global level")
+	want(run("", "schema", "config", "users-value", "FULL"), 0, `compatibility of subject "users-value" set to FULL`)
+	want(run("", "schema", "config", "users-value"), 0, "FULL")
+	want(run("", "schema", "config", "users-value", "SIDEWAYS"), 2, "SIDEWAYS")
+
+	want(run("", "schema", "delete", "users-value", "1", "--permanent"), 4, "not deleted first")
+	want(run("", "schema", "delete", "users-value", "1"), 0, "soft-deleted users-value versions [1]")
+	want(run("", "schema", "delete", "users-value"), 0, "soft-deleted users-value versions [2]")
+	want(run("", "schema", "delete", "users-value", "--permanent", "-o", "json"), 0, `"permanent": true`)
+	want(run("", "schema", "get", "users-value"), 3, "not found")
+	want(s.run(t, "", "schema", "list", "--registry", "ftp://x"), 2, "--registry")
+	want(run("", "schema", "frobnicate"), 2, "unknown command")
+}

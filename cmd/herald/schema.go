@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/schema"
@@ -139,7 +142,7 @@ func newSchemaCmd() *cobra.Command {
 	f := &schemaFlags{}
 	cmd := parentCommand(&cobra.Command{
 		Use:   "schema",
-		Short: "Register, list, get, check, diff, configure and delete schemas",
+		Short: "Register, list, get, check, diff, configure, delete and discover schemas",
 		Long: `Manage schemas in Herald's schema registry (or any Confluent-compatible
 one) over its REST API: --registry, default $HERALD_REGISTRY or
 http://127.0.0.1:8081 (herald serve --registry-addr). The registry is also
@@ -161,7 +164,7 @@ soft-deleted, referenced).`,
 		return commandError(c, usageErrorf("%v (see %s --help)", err, c.CommandPath()))
 	})
 	cmd.AddCommand(newSchemaRegisterCmd(f), newSchemaListCmd(f), newSchemaGetCmd(f), newSchemaCheckCmd(f),
-		newSchemaDiffCmd(f), newSchemaConfigCmd(f), newSchemaDeleteCmd(f))
+		newSchemaDiffCmd(f), newSchemaConfigCmd(f), newSchemaDeleteCmd(f), newSchemaDiscoverCmd(f))
 	return cmd
 }
 
@@ -730,4 +733,160 @@ deleted (exit 4).
 	}
 	cmd.Flags().BoolVar(&permanent, "permanent", false, "delete for good what was soft-deleted")
 	return cmd
+}
+
+func newSchemaDiscoverCmd(f *schemaFlags) *cobra.Command {
+	var (
+		brokers  string
+		maxRecs  int
+		register bool
+		subject  string
+	)
+	cmd := &cobra.Command{
+		Use:   "discover TOPIC",
+		Short: "Infer a JSON Schema from a topic's events, and register it if asked",
+		Long: `Read up to --max records of TOPIC from the start of each partition (over
+the Kafka protocol, --brokers) and infer a JSON Schema from their values:
+types, the properties every event has (required), string formats every
+value matches (date-time, date, uuid, email, uri), array items. Values that
+are not JSON are counted and skipped. Prints the schema; with --register it
+is registered under --subject (default TOPIC-value), so a topic can adopt a
+schema after the fact (then turn on herald.schema.validation).
+
+-o json prints {"topic", "samples", "notJSON", "schema", "id"?}.`,
+		Example: `  herald schema discover orders
+  herald schema discover orders --max 5000 --register`,
+		Args: argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ctx, cancel, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			if maxRecs <= 0 {
+				return commandError(cmd, usageErrorf("--max %d: want a positive number", maxRecs))
+			}
+			topic := args[0]
+			cf := clientFlags{brokers: brokers}
+			seeds, err := cf.seeds()
+			if err != nil {
+				return commandError(cmd, err)
+			}
+			in, err := sampleTopic(ctx, cmd.ErrOrStderr(), seeds, topic, maxRecs)
+			if err != nil {
+				return commandError(cmd, err)
+			}
+			if in.Samples == 0 {
+				return cliError(exitFailure, "topic %q: no JSON values among %d records read", topic, in.NotJSON)
+			}
+			if subject == "" {
+				subject = topic + "-value"
+			}
+			doc := in.Schema(subject)
+			text, _ := json.Marshal(doc)
+			out := map[string]any{"topic": topic, "samples": in.Samples, "notJSON": in.NotJSON, "schema": doc}
+			if register {
+				var reg struct{ ID int }
+				if err := c.do(ctx, "POST", subjectPath(subject)+"/versions", registry.RegisterRequest{Schema: string(text), SchemaType: "JSON"}, &reg); err != nil {
+					return err
+				}
+				out["id"] = reg.ID
+				out["subject"] = subject
+			}
+			if f.output == "json" {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			var pretty bytes.Buffer
+			json.Indent(&pretty, text, "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), pretty.String())
+			fmt.Fprintf(cmd.ErrOrStderr(), "inferred from %d JSON values (%d records were not JSON)\n", in.Samples, in.NotJSON)
+			if register {
+				fmt.Fprintf(cmd.ErrOrStderr(), "registered under %s, schema id %d\n", subject, out["id"])
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&brokers, "brokers", envOr("HERALD_BROKERS", "127.0.0.1:9092"), "Kafka `HOST:PORT`s, comma-separated (env HERALD_BROKERS)")
+	cmd.Flags().IntVar(&maxRecs, "max", 1000, "read at most `N` records")
+	cmd.Flags().BoolVar(&register, "register", false, "register the inferred schema")
+	cmd.Flags().StringVar(&subject, "subject", "", "`SUBJECT` to register under and title the schema with (default TOPIC-value)")
+	return cmd
+}
+
+// sampleTopic reads up to max records of topic from the start of every
+// partition, feeding their values to an Inferrer, with progress on w.
+func sampleTopic(ctx context.Context, w io.Writer, seeds []string, topic string, max int) (*schema.Inferrer, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		return nil, cliError(exitFailure, "%v", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, kafkaError(topicRef(topic), err, "")
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, kafkaError(topicRef(topic), err, "")
+	}
+	parts := map[int32]kgo.Offset{}
+	left := map[int32]int64{}
+	starts.Each(func(o kadm.ListedOffset) {
+		if end, ok := ends.Lookup(topic, o.Partition); ok && end.Offset > o.Offset {
+			parts[o.Partition] = kgo.NewOffset().At(o.Offset)
+			left[o.Partition] = end.Offset
+		}
+	})
+	var in schema.Inferrer
+	if len(parts) == 0 {
+		return &in, nil
+	}
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts})
+	n := 0
+	tty := isTerminal(w)
+	for n < max && len(left) > 0 {
+		// NB: a partition's end may be a transaction marker or a compacted
+		// gap that no record reaches; a second without records ends it.
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		if err := ctx.Err(); err != nil {
+			return nil, cliError(exitFailure, "topic %q: read %d records before the timeout (--timeout)", topic, n)
+		}
+		if pctx.Err() != nil && fs.NumRecords() == 0 {
+			break
+		}
+		for _, e := range fs.Errors() {
+			if errors.Is(e.Err, context.DeadlineExceeded) {
+				continue
+			}
+			return nil, kafkaError(topicRef(topic), e.Err, "")
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if n >= max {
+				return
+			}
+			if end, ok := left[r.Partition]; ok {
+				in.Add(r.Value)
+				n++
+				if r.Offset+1 >= end {
+					delete(left, r.Partition)
+				}
+			}
+		})
+		if tty {
+			fmt.Fprintf(w, "\rread %d records", n)
+		}
+	}
+	if tty {
+		fmt.Fprintln(w)
+	}
+	return &in, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -103,4 +104,58 @@ func TestSchemaCommands(t *testing.T) {
 	want(run("", "schema", "get", "users-value"), 3, "not found")
 	want(s.run(t, "", "schema", "list", "--registry", "ftp://x"), 2, "--registry")
 	want(run("", "schema", "frobnicate"), 2, "unknown command")
+}
+
+// TestSchemaDiscover infers a JSON Schema from a topic's events and
+// registers it.
+func TestSchemaDiscover(t *testing.T) {
+	srv, err := server.Start(context.Background(), server.Config{
+		Broker: broker.Config{DataDir: t.TempDir()}, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	reg, err := openRegistry(context.Background(), srv, &registry.Hook{}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(reg.Handler())
+	defer hs.Close()
+	s := cliServer{addr: srv.KafkaAddr(), b: srv.Broker}
+	s.ok(t, "", "topic", "create", "orders", "--partitions", "2")
+	var lines []string
+	for i := range 40 {
+		lines = append(lines, fmt.Sprintf(`{"id":"o-%d","at":"2026-11-26T07:%02d:00Z","cents":%d}`, i, i, 100*i))
+	}
+	lines = append(lines, "not json")
+	s.ok(t, strings.Join(lines, "\n")+"\n", "produce", "orders")
+
+	r := s.run(t, "", "schema", "discover", "orders", "--brokers", srv.KafkaAddr(), "--registry", hs.URL, "--register", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("discover: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var out struct {
+		Samples, NotJSON, ID int
+		Schema               map[string]any
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("%v: %s", err, r.stdout)
+	}
+	props, _ := out.Schema["properties"].(map[string]any)
+	at, _ := props["at"].(map[string]any)
+	if out.Samples != 40 || out.NotJSON != 1 || out.ID != 1 || at["format"] != "date-time" || len(out.Schema["required"].([]any)) != 3 {
+		t.Fatalf("discover: %+v", out)
+	}
+	if _, schemaReg, ok := reg.Latest("orders-value"); !ok || schemaReg.Type() != "JSON" {
+		t.Fatalf("orders-value not registered as JSON")
+	}
+	want := func(r cliResult, code int, text string) {
+		t.Helper()
+		if r.code != code || !strings.Contains(r.stdout+r.stderr, text) {
+			t.Fatalf("exit %d (want %d), output lacks %q:\n%s%s", r.code, code, text, r.stdout, r.stderr)
+		}
+	}
+	want(s.run(t, "", "schema", "discover", "nothere", "--brokers", srv.KafkaAddr(), "--registry", hs.URL), 3, "nothere")
+	want(s.run(t, "", "schema", "discover", "orders", "--max", "0", "--registry", hs.URL), 2, "--max 0")
 }

@@ -26,9 +26,9 @@ func TestInferJSONSchema(t *testing.T) {
 	var doc map[string]any
 	json.Unmarshal(b, &doc)
 	want := map[string]any{
-		"$schema": "https://json-schema.org/draft/2020-12/schema",
-		"title":   "Order",
-		"type":    "object",
+		"$schema":  "https://json-schema.org/draft/2020-12/schema",
+		"title":    "Order",
+		"type":     "object",
 		"required": []any{"amount", "at", "buyer", "id", "tags"},
 		"properties": map[string]any{
 			"id":     map[string]any{"type": "string", "format": "uuid"},

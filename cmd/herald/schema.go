@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,9 +21,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/schema"
+	"github.com/heraldhq/herald/schema/asyncapi"
 	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
 )
@@ -142,7 +145,7 @@ func newSchemaCmd() *cobra.Command {
 	f := &schemaFlags{}
 	cmd := parentCommand(&cobra.Command{
 		Use:   "schema",
-		Short: "Register, list, get, check, diff, configure, delete and discover schemas",
+		Short: "Register, list, get, check, diff, configure, delete and discover schemas; AsyncAPI",
 		Long: `Manage schemas in Herald's schema registry (or any Confluent-compatible
 one) over its REST API: --registry, default $HERALD_REGISTRY or
 http://127.0.0.1:8081 (herald serve --registry-addr). The registry is also
@@ -164,7 +167,7 @@ soft-deleted, referenced).`,
 		return commandError(c, usageErrorf("%v (see %s --help)", err, c.CommandPath()))
 	})
 	cmd.AddCommand(newSchemaRegisterCmd(f), newSchemaListCmd(f), newSchemaGetCmd(f), newSchemaCheckCmd(f),
-		newSchemaDiffCmd(f), newSchemaConfigCmd(f), newSchemaDeleteCmd(f), newSchemaDiscoverCmd(f))
+		newSchemaDiffCmd(f), newSchemaConfigCmd(f), newSchemaDeleteCmd(f), newSchemaDiscoverCmd(f), newSchemaAsyncAPICmd(f))
 	return cmd
 }
 
@@ -772,8 +775,8 @@ schema after the fact (then turn on herald.schema.validation).
 			if err != nil {
 				return commandError(cmd, err)
 			}
-			in, err := sampleTopic(ctx, cmd.ErrOrStderr(), seeds, topic, maxRecs)
-			if err != nil {
+			var in schema.Inferrer
+			if err := sampleTopic(ctx, cmd.ErrOrStderr(), seeds, topic, maxRecs, func(r *kgo.Record) { in.Add(r.Value) }); err != nil {
 				return commandError(cmd, err)
 			}
 			if in.Samples == 0 {
@@ -814,11 +817,11 @@ schema after the fact (then turn on herald.schema.validation).
 }
 
 // sampleTopic reads up to max records of topic from the start of every
-// partition, feeding their values to an Inferrer, with progress on w.
-func sampleTopic(ctx context.Context, w io.Writer, seeds []string, topic string, max int) (*schema.Inferrer, error) {
+// partition, handing each to fn, with progress on w.
+func sampleTopic(ctx context.Context, w io.Writer, seeds []string, topic string, max int, fn func(*kgo.Record)) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
 	if err != nil {
-		return nil, cliError(exitFailure, "%v", err)
+		return cliError(exitFailure, "%v", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
@@ -827,14 +830,14 @@ func sampleTopic(ctx context.Context, w io.Writer, seeds []string, topic string,
 		err = starts.Error()
 	}
 	if err != nil {
-		return nil, kafkaError(topicRef(topic), err, "")
+		return kafkaError(topicRef(topic), err, "")
 	}
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
-		return nil, kafkaError(topicRef(topic), err, "")
+		return kafkaError(topicRef(topic), err, "")
 	}
 	parts := map[int32]kgo.Offset{}
 	left := map[int32]int64{}
@@ -844,9 +847,8 @@ func sampleTopic(ctx context.Context, w io.Writer, seeds []string, topic string,
 			left[o.Partition] = end.Offset
 		}
 	})
-	var in schema.Inferrer
 	if len(parts) == 0 {
-		return &in, nil
+		return nil
 	}
 	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts})
 	n := 0
@@ -858,7 +860,7 @@ func sampleTopic(ctx context.Context, w io.Writer, seeds []string, topic string,
 		fs := cl.PollFetches(pctx)
 		pcancel()
 		if err := ctx.Err(); err != nil {
-			return nil, cliError(exitFailure, "topic %q: read %d records before the timeout (--timeout)", topic, n)
+			return cliError(exitFailure, "topic %q: read %d records before the timeout (--timeout)", topic, n)
 		}
 		if pctx.Err() != nil && fs.NumRecords() == 0 {
 			break
@@ -867,14 +869,14 @@ func sampleTopic(ctx context.Context, w io.Writer, seeds []string, topic string,
 			if errors.Is(e.Err, context.DeadlineExceeded) {
 				continue
 			}
-			return nil, kafkaError(topicRef(topic), e.Err, "")
+			return kafkaError(topicRef(topic), e.Err, "")
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			if n >= max {
 				return
 			}
 			if end, ok := left[r.Partition]; ok {
-				in.Add(r.Value)
+				fn(r)
 				n++
 				if r.Offset+1 >= end {
 					delete(left, r.Partition)
@@ -888,5 +890,108 @@ func sampleTopic(ctx context.Context, w io.Writer, seeds []string, topic string,
 	if tty {
 		fmt.Fprintln(w)
 	}
-	return &in, nil
+	return nil
+}
+
+func newSchemaAsyncAPICmd(f *schemaFlags) *cobra.Command {
+	var (
+		brokers string
+		sample  int
+		title   string
+	)
+	cmd := &cobra.Command{
+		Use:   "asyncapi",
+		Short: "Print an AsyncAPI 3 document of the topics, their schemas and event types",
+		Long: `Print an AsyncAPI 3.0 document (JSON) describing the server's topics: a
+channel per topic with its partitions and configs, the messages on it (one
+per CloudEvents type seen in the first --sample records of each partition,
+else one per topic) with the latest TOPIC-value and TOPIC-key schemas from
+the registry as payload and key, and a send and a receive operation per
+channel. Topics whose names start with "_" are internal and left out.`,
+		Example: `  herald schema asyncapi > asyncapi.json`,
+		Args:    argsUsage(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ctx, cancel, err := f.client(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			cf := clientFlags{brokers: brokers}
+			seeds, err := cf.seeds()
+			if err != nil {
+				return commandError(cmd, err)
+			}
+			cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+			if err != nil {
+				return commandError(cmd, cliError(exitFailure, "%v", err))
+			}
+			defer cl.Close()
+			adm := kadm.NewClient(cl)
+			tds, err := adm.ListTopics(ctx)
+			if err != nil {
+				return commandError(cmd, cliError(exitFailure, "list topics: %v", err))
+			}
+			var topics []asyncapi.Topic
+			for _, td := range tds.Sorted() {
+				if td.IsInternal || strings.HasPrefix(td.Topic, "_") || td.Err != nil {
+					continue
+				}
+				t := asyncapi.Topic{Name: td.Topic, Partitions: len(td.Partitions), Configs: map[string]string{}}
+				if rcs, err := adm.DescribeTopicConfigs(ctx, td.Topic); err == nil {
+					if rc, err := rcs.On(td.Topic, nil); err == nil && rc.Err == nil {
+						for _, cfg := range rc.Configs {
+							if cfg.Source == kmsg.ConfigSourceDynamicTopicConfig && cfg.Value != nil {
+								t.Configs[cfg.Key] = *cfg.Value
+							}
+						}
+					}
+				}
+				seen := map[string]bool{}
+				if sample > 0 {
+					err := sampleTopic(ctx, io.Discard, seeds, td.Topic, sample*max(1, t.Partitions), func(r *kgo.Record) {
+						for _, h := range r.Headers {
+							if h.Key == "ce_type" && len(h.Value) > 0 && len(seen) < 100 {
+								seen[string(h.Value)] = true
+							}
+						}
+					})
+					if err != nil {
+						return commandError(cmd, err)
+					}
+				}
+				for et := range seen {
+					t.EventTypes = append(t.EventTypes, et)
+				}
+				slices.Sort(t.EventTypes)
+				for _, side := range []string{"key", "value"} {
+					var s registry.SchemaJSON
+					err := c.do(ctx, "GET", subjectPath(td.Topic+"-"+side)+"/versions/latest", nil, &s)
+					if err != nil {
+						if exitCode(err) == exitNotFound {
+							continue
+						}
+						return err
+					}
+					typ := s.SchemaType
+					if typ == "" {
+						typ = "AVRO"
+					}
+					as := &asyncapi.Schema{Subject: s.Subject, Version: s.Version, ID: s.ID, Type: typ, Text: s.Schema}
+					if side == "key" {
+						t.Key = as
+					} else {
+						t.Value = as
+					}
+				}
+				topics = append(topics, t)
+			}
+			doc := asyncapi.Generate(asyncapi.Info{Title: title, Servers: map[string]string{"herald": seeds[0]},
+				Description: "Generated by herald schema asyncapi from the topics, the schema registry and the event types seen."}, topics)
+			return printJSON(cmd.OutOrStdout(), doc)
+		},
+	}
+	cmd.Flags().StringVar(&brokers, "brokers", envOr("HERALD_BROKERS", "127.0.0.1:9092"), "Kafka `HOST:PORT`s, comma-separated (env HERALD_BROKERS)")
+	cmd.Flags().IntVar(&sample, "sample", 100, "records per partition to read for event types (0: none)")
+	cmd.Flags().StringVar(&title, "title", "Herald events", "the document's `TITLE`")
+	return cmd
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
@@ -158,4 +160,74 @@ func TestSchemaDiscover(t *testing.T) {
 	}
 	want(s.run(t, "", "schema", "discover", "nothere", "--brokers", srv.KafkaAddr(), "--registry", hs.URL), 3, "nothere")
 	want(s.run(t, "", "schema", "discover", "orders", "--max", "0", "--registry", hs.URL), 2, "--max 0")
+}
+
+// TestSchemaAsyncAPI generates the AsyncAPI document of a server with a
+// schema'd topic carrying CloudEvents.
+func TestSchemaAsyncAPI(t *testing.T) {
+	srv, err := server.Start(context.Background(), server.Config{
+		Broker: broker.Config{DataDir: t.TempDir()}, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	reg, err := openRegistry(context.Background(), srv, &registry.Hook{}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(reg.Handler())
+	defer hs.Close()
+	s := cliServer{addr: srv.KafkaAddr(), b: srv.Broker}
+	s.ok(t, "", "topic", "create", "payments", "--partitions", "2", "--config", "retention.ms=3600000")
+	s.ok(t, "", "topic", "create", "plain")
+	if _, err := reg.Register(context.Background(), "payments-value", registry.RegisterRequest{Schema: `{"type":"object","properties":{"cents":{"type":"integer"}}}`, SchemaType: "JSON"}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(srv.KafkaAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i, et := range []string{"shop.payment.made", "shop.payment.refunded", "shop.payment.made"} {
+		r := &kgo.Record{Topic: "payments", Value: []byte(fmt.Sprintf(`{"cents":%d}`, i)), Headers: []kgo.RecordHeader{{Key: "ce_type", Value: []byte(et)}}}
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := s.run(t, "", "schema", "asyncapi", "--brokers", srv.KafkaAddr(), "--registry", hs.URL)
+	if r.code != 0 {
+		t.Fatalf("asyncapi: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var doc struct {
+		AsyncAPI string `json:"asyncapi"`
+		Channels map[string]struct {
+			Address  string
+			Messages map[string]any
+			Bindings struct {
+				Kafka struct {
+					Partitions         int
+					TopicConfiguration map[string]any
+				}
+			}
+		}
+		Components struct {
+			Schemas map[string]struct {
+				SchemaFormat string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, r.stdout)
+	}
+	p := doc.Channels["payments"]
+	if doc.AsyncAPI != "3.0.0" || len(doc.Channels) != 2 || p.Bindings.Kafka.Partitions != 2 || p.Bindings.Kafka.TopicConfiguration["retention.ms"] != float64(3600000) {
+		t.Fatalf("document: %s", r.stdout)
+	}
+	if _, ok := p.Messages["payments.shop.payment.refunded"]; !ok || len(p.Messages) != 2 {
+		t.Fatalf("payments messages: %v", p.Messages)
+	}
+	if !strings.HasPrefix(doc.Components.Schemas["payments-value"].SchemaFormat, "application/schema+json") {
+		t.Fatalf("schemas: %+v", doc.Components.Schemas)
+	}
 }

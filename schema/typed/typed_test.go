@@ -154,11 +154,11 @@ func TestDerivedSchemas(t *testing.T) {
 		Tags map[string]string `json:"tags"`
 	}
 	type Event struct {
-		ID      string   `json:"id"`
-		Skip    string   `json:"-"`
-		Maybe   *int32   `json:"maybe"`
-		Items   []Inner  `json:"items"`
-		Raw     []byte   `json:"raw,omitempty"`
+		ID      string  `json:"id"`
+		Skip    string  `json:"-"`
+		Maybe   *int32  `json:"maybe"`
+		Items   []Inner `json:"items"`
+		Raw     []byte  `json:"raw,omitempty"`
 		private int
 	}
 	js, err := typed.JSONSchemaFor(reflect.TypeOf(Event{}))

@@ -230,4 +230,25 @@ func TestSchemaAsyncAPI(t *testing.T) {
 	if !strings.HasPrefix(doc.Components.Schemas["payments-value"].SchemaFormat, "application/schema+json") {
 		t.Fatalf("schemas: %+v", doc.Components.Schemas)
 	}
+
+	// The same document from GET /v1/asyncapi.json, built in-process.
+	h, err := asyncAPIHandler(srv, reg, srv.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/asyncapi.json", nil))
+	var served map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &served); err != nil || rec.Code != 200 {
+		t.Fatalf("GET /v1/asyncapi.json: %d %v", rec.Code, err)
+	}
+	var cli map[string]any
+	json.Unmarshal([]byte(r.stdout), &cli)
+	delete(served, "info")
+	delete(cli, "info")
+	sb, _ := json.Marshal(served)
+	cb, _ := json.Marshal(cli)
+	if string(sb) != string(cb) {
+		t.Fatalf("served document differs from the CLI's:\n%s\n%s", sb, cb)
+	}
 }

@@ -218,6 +218,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/registry/", http.StripPrefix("/registry", sreg.Handler()))
+	aapi, err := asyncAPIHandler(srv, sreg, srv.KafkaAddr())
+	if err != nil {
+		return err
+	}
+	mux.Handle("GET /v1/asyncapi.json", aapi)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 2)

@@ -37,7 +37,7 @@ func parseAvro(text string, deps []Dep) (*AvroSchema, error) {
 	}
 	s, err := avro.ParseWithCache(text, "", cache)
 	if err != nil {
-		return nil, err
+		return nil, avroPosition(text, err)
 	}
 	return &AvroSchema{canon: canon, Schema: s}, nil
 }
@@ -216,4 +216,25 @@ func writerField(w *avro.RecordSchema, rf *avro.Field) *avro.Field {
 		}
 	}
 	return nil
+}
+
+// avroPosition adds where in text the name an Avro parse error ends with
+// first appears ("avro: unknown type: nope" gets the line and column of
+// "nope"): the parser reports names, not positions.
+func avroPosition(text string, err error) error {
+	msg := err.Error()
+	i := strings.LastIndex(msg, ": ")
+	if i < 0 {
+		return err
+	}
+	name := strings.Trim(msg[i+2:], `"' `)
+	if name == "" {
+		return err
+	}
+	at := strings.Index(text, `"`+name+`"`)
+	if at < 0 {
+		return err
+	}
+	line, col := lineCol(text, at)
+	return fmt.Errorf("line %d column %d: %v", line, col, err)
 }

@@ -68,7 +68,7 @@ func TestHTTPStatusesAndErrors(t *testing.T) {
 		{"GET", "/config/a%2Fb", "", 404, 40408, "subject-level compatibility"},
 		{"GET", "/mode/a%2Fb", "", 404, 40409, "subject-level mode"},
 		{"POST", "/subjects/s/versions", `not json`, 422, 422, "not JSON"},
-		{"POST", "/subjects/s/versions", `{"schema":"{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"nope\"}]}"}`, 422, 42201, "nope"},
+		{"POST", "/subjects/s/versions", `{"schema":"{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"a\",\"type\":\"nope\"}]}"}`, 422, 42201, "line 1 column 58: avro: unknown type: nope"},
 		{"POST", "/subjects/s/versions", `{"schema":"{\"type\":\"object\",","schemaType":"JSON"}`, 422, 42201, "line 1 column"},
 		{"POST", "/subjects/s/versions", `{"schema":"syntax = \"proto3\"; message M { strin a = 1; }","schemaType":"PROTOBUF"}`, 422, 42201, "schema.proto:1:"},
 		{"POST", "/subjects/s/versions", `{"schema":"\"int\"","schemaType":"XML"}`, 422, 42201, "XML"},

@@ -288,17 +288,17 @@ func (nd *avroNode) skipBlocks(b []byte, depth int) ([]byte, error) {
 // validUTF8 is utf8.Valid with a faster path for ASCII, the common case:
 // 32 bytes per step, one test.
 func validUTF8(b []byte) bool {
-	i := 0
-	for ; i+32 <= len(b); i += 32 {
-		x := binary.LittleEndian.Uint64(b[i:]) | binary.LittleEndian.Uint64(b[i+8:]) |
-			binary.LittleEndian.Uint64(b[i+16:]) | binary.LittleEndian.Uint64(b[i+24:])
+	for len(b) >= 32 {
+		x := binary.LittleEndian.Uint64(b[0:8]) | binary.LittleEndian.Uint64(b[8:16]) |
+			binary.LittleEndian.Uint64(b[16:24]) | binary.LittleEndian.Uint64(b[24:32])
 		if x&0x8080808080808080 != 0 {
-			return utf8.Valid(b[i:])
+			return utf8.Valid(b)
 		}
+		b = b[32:]
 	}
-	for ; i < len(b); i++ {
-		if b[i] >= 0x80 {
-			return utf8.Valid(b[i:])
+	for _, c := range b {
+		if c >= 0x80 {
+			return utf8.Valid(b)
 		}
 	}
 	return true

@@ -19,6 +19,7 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/commitlog/batch"
+	"github.com/heraldhq/herald/schema"
 	"github.com/heraldhq/herald/schema/registry"
 )
 
@@ -207,4 +208,30 @@ func cpuSeconds() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// BenchmarkValidateRecord is the hook alone on one 1 KiB Avro record, and
+// the Avro check alone.
+func BenchmarkValidateRecord(b *testing.B) {
+	e := open(b, b.TempDir())
+	id := mustRegister(b, e.reg, "on-value", registry.RegisterRequest{Schema: eventAvro})
+	rec := batch.Record{Value: kibRecord(b, id)}
+	v := e.reg.Validator()
+	rule := broker.SchemaRule{Value: true, Strategy: "topic"}
+	b.Run("hook", func(b *testing.B) {
+		for b.Loop() {
+			if err := v.ValidateRecord("on", rule, &rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	s, _ := e.reg.SchemaByID(id)
+	as := s.(*schema.AvroSchema)
+	b.Run("avro-only", func(b *testing.B) {
+		for b.Loop() {
+			if err := as.ValidateBinary(rec.Value[5:]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

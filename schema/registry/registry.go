@@ -731,15 +731,11 @@ func (r *Registry) DeleteVersion(ctx context.Context, subject string, ver int, p
 }
 
 // SetLevel sets the compatibility level of subject ("" for the global).
+// Levels can be changed in every mode (READONLY guards schemas, not
+// configuration).
 func (r *Registry) SetLevel(ctx context.Context, subject string, l schema.Level) error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
-	r.mu.RLock()
-	werr := r.writable(subject)
-	r.mu.RUnlock()
-	if werr != nil && subject != "" {
-		return werr
-	}
 	return r.write(ctx, jsonRec(recKey{KeyType: keyConfig, Subject: strp(subject)}, configValue{CompatibilityLevel: l}))
 }
 

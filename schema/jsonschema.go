@@ -135,16 +135,45 @@ type jnode struct {
 }
 
 type jsonChecker struct {
-	r, w *JSONSchema
-	msgs []string
-	seen map[string]bool
+	r, w   *JSONSchema
+	msgs   []string
+	seen   *seenSet
+	budget *int // comparisons left, shared with trials: combinators could blow up
 }
+
+// seenSet holds the schema pairs under comparison. A trial (trying one
+// alternative of a combinator) gets a child set, so what it marks is
+// forgotten when the trial is over.
+type seenSet struct {
+	m      map[string]bool
+	parent *seenSet
+}
+
+func (s *seenSet) has(k string) bool {
+	for ; s != nil; s = s.parent {
+		if s.m[k] {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *seenSet) child() *seenSet { return &seenSet{m: map[string]bool{}, parent: s} }
+
+// maxJSONComparisons bounds one compatibility check (nested anyOf/oneOf
+// alternatives multiply).
+const maxJSONComparisons = 200_000
 
 // jsonCanRead reports why a document valid under writer may be invalid
 // under reader (the reader's content model must contain the writer's).
 func jsonCanRead(reader, writer *JSONSchema) []string {
-	c := &jsonChecker{r: reader, w: writer, seen: map[string]bool{}}
+	budget := maxJSONComparisons
+	c := &jsonChecker{r: reader, w: writer, seen: &seenSet{m: map[string]bool{}}, budget: &budget}
 	c.sub("", jnode{writer.docs[writer.base], writer.base}, jnode{reader.docs[reader.base], reader.base})
+	if budget < 0 {
+		// Trials cut short may have passed: the result is unknown.
+		return append(c.msgs, fmt.Sprintf("/: TOO_COMPLEX: comparing the schemas needs over %d steps; treated as incompatible", maxJSONComparisons))
+	}
 	return c.msgs
 }
 
@@ -258,13 +287,18 @@ func jkey(v any) string { b, _ := json.Marshal(v); return string(b) }
 
 // sub checks that every instance valid under w is valid under r.
 func (c *jsonChecker) sub(path string, w, r jnode) {
+	if *c.budget--; *c.budget < 0 {
+		return
+	}
 	w, r = c.w.resolve(w), c.r.resolve(r)
-	key := fmt.Sprintf("%p|%p|%s", w.v, r.v, path)
+	// A pair already being (or been) compared is not compared again:
+	// recursive schemas ($ref "#") terminate.
+	key := fmt.Sprintf("%p|%p", w.v, r.v)
 	if _, ok := w.v.(map[string]any); ok {
-		if c.seen[key] {
+		if c.seen.has(key) {
 			return
 		}
-		c.seen[key] = true
+		c.seen.m[key] = true
 	}
 	wm, wok := asMap(w.v)
 	rm, rok := asMap(r.v)
@@ -290,7 +324,7 @@ func (c *jsonChecker) sub(path string, w, r jnode) {
 	for _, k := range []string{"anyOf", "oneOf"} {
 		if alts, ok := rm[k].([]any); ok {
 			for _, a := range alts {
-				sc := &jsonChecker{r: c.r, w: c.w, seen: c.seen}
+				sc := &jsonChecker{r: c.r, w: c.w, seen: c.seen.child(), budget: c.budget}
 				sc.sub(path, w, jnode{a, r.doc})
 				if len(sc.msgs) == 0 {
 					return
@@ -496,7 +530,7 @@ func (c *jsonChecker) object(path string, w, r jnode, wm, rm map[string]any) {
 		if wadd == false {
 			continue // the writer never sends it
 		}
-		sc := &jsonChecker{r: c.r, w: c.w, seen: c.seen}
+		sc := &jsonChecker{r: c.r, w: c.w, seen: c.seen.child(), budget: c.budget}
 		sc.sub(path+"/"+p, jnode{wadd, w.doc}, jnode{rprops[p], r.doc})
 		if len(sc.msgs) > 0 {
 			c.fail(path+"/"+p, "PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL: the writer's open model may carry property %q with any value, the reader constrains it", p)

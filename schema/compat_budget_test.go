@@ -1,0 +1,32 @@
+package schema
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestJSONCompatBudget: a reader whose anyOf alternatives share $defs
+// unfolds to 2^24 trials; the check gives up as incompatible, quickly.
+func TestJSONCompatBudget(t *testing.T) {
+	var defs []string
+	const depth = 24
+	for i := range depth {
+		defs = append(defs, fmt.Sprintf(`"l%d":{"anyOf":[{"$ref":"#/$defs/l%d"},{"$ref":"#/$defs/l%d"}]}`, i, i+1, i+1))
+	}
+	defs = append(defs, fmt.Sprintf(`"l%d":{"type":"string"}`, depth))
+	reader, err := Parse(JSON, `{"$defs":{`+strings.Join(defs, ",")+`},"$ref":"#/$defs/l0"}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer, err := Parse(JSON, `{"type":"integer"}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	msgs := CanRead(reader, writer)
+	if took := time.Since(start); took > 10*time.Second || len(msgs) == 0 || !strings.Contains(strings.Join(msgs, "\n"), "TOO_COMPLEX") {
+		t.Fatalf("took %v: %v", took, msgs)
+	}
+}

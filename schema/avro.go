@@ -46,14 +46,22 @@ func parseAvro(text string, deps []Dep) (*AvroSchema, error) {
 // reader under the Avro specification's schema resolution rules; nil means
 // it can. Each message names the path of the field and the rule broken.
 func avroCanRead(reader, writer avro.Schema) []string {
-	c := avroChecker{seen: map[[2]string]bool{}}
+	budget := maxAvroComparisons
+	c := avroChecker{seen: map[[2]string]bool{}, budget: &budget}
 	c.check("", reader, writer)
+	if budget < 0 {
+		return append(c.msgs, fmt.Sprintf("/: TOO_COMPLEX: comparing the schemas needs over %d steps; treated as incompatible", maxAvroComparisons))
+	}
 	return c.msgs
 }
 
+// maxAvroComparisons bounds one check: trying union branches nests.
+const maxAvroComparisons = 200_000
+
 type avroChecker struct {
-	msgs []string
-	seen map[[2]string]bool // named pairs being checked (recursive types)
+	msgs   []string
+	seen   map[[2]string]bool // named pairs being checked (recursive types)
+	budget *int               // steps left, shared with trials
 }
 
 func (c *avroChecker) fail(path, format string, args ...any) {
@@ -104,12 +112,15 @@ func namesMatch(reader, writer avro.NamedSchema) bool {
 // matches says whether writer could be resolved to reader at all (the
 // check union branch selection uses), without recording messages.
 func (c *avroChecker) matches(reader, writer avro.Schema) bool {
-	sub := avroChecker{seen: c.seen}
+	sub := avroChecker{seen: c.seen, budget: c.budget}
 	sub.check("", reader, writer)
 	return len(sub.msgs) == 0
 }
 
 func (c *avroChecker) check(path string, reader, writer avro.Schema) {
+	if *c.budget--; *c.budget < 0 {
+		return
+	}
 	reader, writer = deref(reader), deref(writer)
 	if wu, ok := writer.(*avro.UnionSchema); ok {
 		// Every branch the writer may write must be readable.

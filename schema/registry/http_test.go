@@ -1,7 +1,9 @@
 package registry_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -102,5 +104,29 @@ func TestHTTPStatusesAndErrors(t *testing.T) {
 	}
 	if st, body, _ := do("GET", "/schemas/types", ""); st != 200 || body != `["JSON","PROTOBUF","AVRO"]` {
 		t.Fatalf("types: %d %s", st, body)
+	}
+}
+
+// TestLargeSchema registers a schema near the 1 MiB limit (stored in one
+// _schemas record) and refuses one over it with 42209.
+func TestLargeSchema(t *testing.T) {
+	e := open(t, t.TempDir())
+	var fields []string
+	for i := 0; len(strings.Join(fields, ",")) < 1000<<10; i++ {
+		fields = append(fields, `{"name":"f`+itoa(i)+`","type":"string","doc":"`+strings.Repeat(`\"q\" `, 1000)+`"}`)
+	}
+	big := `{"type":"record","name":"Big","fields":[` + strings.Join(fields, ",") + `]}`
+	if len(big) > 1<<20 {
+		t.Fatalf("test schema is %d bytes", len(big))
+	}
+	id, err := e.reg.Register(context.Background(), "big", registry.RegisterRequest{Schema: big})
+	if err != nil || id != 1 {
+		t.Fatalf("register %d bytes: %d, %v", len(big), id, err)
+	}
+	huge := big[:len(big)-2] + `,{"name":"g","type":"string","doc":"` + strings.Repeat("x", 100<<10) + `"}]}`
+	_, err = e.reg.Register(context.Background(), "big", registry.RegisterRequest{Schema: huge})
+	var re *registry.Error
+	if !errors.As(err, &re) || re.Code != registry.ErrSchemaTooLarge {
+		t.Fatalf("register %d bytes: %v", len(huge), err)
 	}
 }

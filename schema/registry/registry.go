@@ -120,7 +120,11 @@ func Open(ctx context.Context, cfg Config) (*Registry, error) {
 		cfg.Logger = slog.Default()
 	}
 	r := &Registry{cfg: cfg, logger: cfg.Logger, st: newState(), m: newMetrics(cfg.Registerer)}
-	err := cfg.Log.CreateTopic(ctx, cfg.Topic, 1, map[string]string{"cleanup.policy": "compact", "retention.ms": "-1"})
+	// Room for a schema at the size limit, JSON-escaped, with its key.
+	maxMsg := strconv.Itoa(max(2*cfg.MaxSchemaBytes+64<<10, 1<<20))
+	err := cfg.Log.CreateTopic(ctx, cfg.Topic, 1, map[string]string{
+		"cleanup.policy": "compact", "retention.ms": "-1", "max.message.bytes": maxMsg,
+	})
 	if err != nil && !errors.Is(err, eventlog.ErrTopicExists) {
 		return nil, fmt.Errorf("registry: create %s: %w", cfg.Topic, err)
 	}

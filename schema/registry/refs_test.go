@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -86,3 +87,48 @@ func TestReferencesEveryType(t *testing.T) {
 		t.Fatalf("missing reference: %v", err)
 	}
 }
+
+// TestCanonicalForms: the same schema written differently gets the same id
+// in every subject, for each type; a real difference gets a new id.
+func TestCanonicalForms(t *testing.T) {
+	e := open(t, t.TempDir())
+	ctx := context.Background()
+	cases := []struct {
+		typ        sr.SchemaType
+		a, b, diff string
+	}{
+		{sr.TypeAvro,
+			`{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":1}]}`,
+			"{ \"fields\" : [ {\"default\":1, \"type\":\"int\", \"name\":\"a\"} ],\n  \"name\":\"R\", \"type\":\"record\" }",
+			`{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":2}]}`},
+		{sr.TypeJSON,
+			`{"type":"object","properties":{"a":{"type":"string","maxLength":5}}}`,
+			"{\n  \"properties\": {\"a\": {\"maxLength\": 5, \"type\": \"string\"}},\n  \"type\": \"object\"\n}",
+			`{"type":"object","properties":{"a":{"type":"string","maxLength":6}}}`},
+		{sr.TypeProtobuf,
+			"syntax = \"proto3\";\npackage p;\nmessage M { string a = 1; }\n",
+			"// The M message.\nsyntax = \"proto3\";\n\npackage p;\n\nmessage M {\n  // a is a.\n  string a = 1;\n}\n",
+			"syntax = \"proto3\";\npackage p;\nmessage M { string a = 2; }\n"},
+	}
+	for i, c := range cases {
+		s1, s2, s3 := fmt.Sprintf("t%d-one", i), fmt.Sprintf("t%d-two", i), fmt.Sprintf("t%d-three", i)
+		id1, err := cl(e).RegisterSchema(ctx, s1, sr.Schema{Schema: c.a, Type: c.typ}, -1, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id2, err := cl(e).RegisterSchema(ctx, s2, sr.Schema{Schema: c.b, Type: c.typ}, -1, -1)
+		if err != nil || id2 != id1 {
+			t.Fatalf("%s written differently: ids %d, %d (%v)", c.typ, id1, id2, err)
+		}
+		id3, err := cl(e).RegisterSchema(ctx, s3, sr.Schema{Schema: c.diff, Type: c.typ}, -1, -1)
+		if err != nil || id3 == id1 {
+			t.Fatalf("%s with a real change: ids %d, %d (%v)", c.typ, id1, id3, err)
+		}
+		// Lookup finds it under the other spelling too.
+		if got, err := cl(e).LookupSchema(ctx, s1, sr.Schema{Schema: c.b, Type: c.typ}); err != nil || got.ID != id1 {
+			t.Fatalf("%s lookup by the other spelling: %+v, %v", c.typ, got, err)
+		}
+	}
+}
+
+func cl(e *env) *sr.Client { return e.cl }

@@ -151,4 +151,3 @@ func readOK(br *bufio.Reader) error {
 	_, err = br.Discard(n)
 	return err
 }
-

@@ -50,6 +50,8 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the Herald server (Kafka protocol, HTTP API, embedded storage)",
 		Long: `Run the Herald server: topics on embedded storage in --data, the Kafka wire
 protocol on --kafka-addr, and HTTP (/healthz, /readyz, /metrics) on --http-addr.
+The schema registry (Confluent's REST API) answers on --registry-addr and
+under /registry on --http-addr; GET /v1/asyncapi.json describes the topics.
 
 Every flag can also be set by an environment variable HERALD_<FLAG> (for
 example HERALD_KAFKA_ADDR=:9093) or by a line "flag = value" in the file named

@@ -56,7 +56,7 @@ func avroCanRead(reader, writer avro.Schema) []string {
 }
 
 // maxAvroComparisons bounds one check: trying union branches nests.
-const maxAvroComparisons = 200_000
+const maxAvroComparisons = 100_000
 
 type avroChecker struct {
 	msgs   []string

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/text/language"
@@ -145,11 +147,14 @@ type jsonChecker struct {
 // alternative of a combinator) gets a child set, so what it marks is
 // forgotten when the trial is over.
 type seenSet struct {
-	m      map[string]bool
+	m      map[pairKey]bool
 	parent *seenSet
 }
 
-func (s *seenSet) has(k string) bool {
+// pairKey names a (writer, reader) pair of schema objects by identity.
+type pairKey struct{ w, r unsafe.Pointer }
+
+func (s *seenSet) has(k pairKey) bool {
 	for ; s != nil; s = s.parent {
 		if s.m[k] {
 			return true
@@ -158,21 +163,24 @@ func (s *seenSet) has(k string) bool {
 	return false
 }
 
-func (s *seenSet) child() *seenSet { return &seenSet{m: map[string]bool{}, parent: s} }
+func (s *seenSet) child() *seenSet { return &seenSet{m: map[pairKey]bool{}, parent: s} }
 
 // maxJSONComparisons bounds one compatibility check (nested anyOf/oneOf
 // alternatives multiply).
-const maxJSONComparisons = 200_000
+const maxJSONComparisons = 50_000
 
 // jsonCanRead reports why a document valid under writer may be invalid
 // under reader (the reader's content model must contain the writer's).
 func jsonCanRead(reader, writer *JSONSchema) []string {
-	budget := maxJSONComparisons
-	c := &jsonChecker{r: reader, w: writer, seen: &seenSet{m: map[string]bool{}}, budget: &budget}
+	// Real schemas need steps in proportion to their size; the base covers
+	// small ones with combinators.
+	limit := maxJSONComparisons + (len(reader.canon)+len(writer.canon))/4
+	budget := limit
+	c := &jsonChecker{r: reader, w: writer, seen: &seenSet{m: map[pairKey]bool{}}, budget: &budget}
 	c.sub("", jnode{writer.docs[writer.base], writer.base}, jnode{reader.docs[reader.base], reader.base})
 	if budget < 0 {
 		// Trials cut short may have passed: the result is unknown.
-		return append(c.msgs, fmt.Sprintf("/: TOO_COMPLEX: comparing the schemas needs over %d steps; treated as incompatible", maxJSONComparisons))
+		return append(c.msgs, fmt.Sprintf("/: TOO_COMPLEX: comparing the schemas needs over %d steps; treated as incompatible", limit))
 	}
 	return c.msgs
 }
@@ -293,8 +301,11 @@ func (c *jsonChecker) sub(path string, w, r jnode) {
 	w, r = c.w.resolve(w), c.r.resolve(r)
 	// A pair already being (or been) compared is not compared again:
 	// recursive schemas ($ref "#") terminate.
-	key := fmt.Sprintf("%p|%p", w.v, r.v)
-	if _, ok := w.v.(map[string]any); ok {
+	if wmap, ok := w.v.(map[string]any); ok {
+		key := pairKey{reflect.ValueOf(wmap).UnsafePointer(), nil}
+		if rmap, ok := r.v.(map[string]any); ok {
+			key.r = reflect.ValueOf(rmap).UnsafePointer()
+		}
 		if c.seen.has(key) {
 			return
 		}

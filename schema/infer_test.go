@@ -3,6 +3,7 @@ package schema
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -58,7 +59,11 @@ func TestInferJSONSchema(t *testing.T) {
 		}
 	}
 	// A document that breaks it is refused, naming the field.
-	if err := s.(*JSONSchema).ValidateJSON([]byte(`{"id":"x","at":"now","amount":1,"tags":[],"buyer":{}}`)); err == nil || err.Error() != "field /buyer: missing property 'email'" {
+	if err := s.(*JSONSchema).ValidateJSON([]byte(`{"id":"5f0c6a8e-1b2c-4d3e-8f90-a1b2c3d4e5f6","at":"2026-11-26T07:00:00Z","amount":1,"tags":[],"buyer":{}}`)); err == nil || err.Error() != "field /buyer: missing property 'email'" {
 		t.Fatalf("a document without buyer.email: %v", err)
+	}
+	// Formats are asserted, not just annotations.
+	if err := s.(*JSONSchema).ValidateJSON([]byte(`{"id":"5f0c6a8e-1b2c-4d3e-8f90-a1b2c3d4e5f6","at":"yesterday","amount":1,"tags":[],"buyer":{"email":"a@example.com"}}`)); err == nil || !strings.HasPrefix(err.Error(), "field /at:") {
+		t.Fatalf("a document with a bad date-time: %v", err)
 	}
 }

@@ -63,6 +63,9 @@ func parseJSONSchema(text string, deps []Dep) (*JSONSchema, error) {
 	}
 	s := &JSONSchema{canon: canon, base: base, docs: map[string]any{base: doc}}
 	c := jsonschema.NewCompiler()
+	// Formats (date-time, email, uuid, ...) are checked, as Confluent's
+	// JSON Schema serializers check them, not just annotations.
+	c.AssertFormat()
 	for _, d := range deps {
 		ddoc, err := jsonschema.UnmarshalJSON(strings.NewReader(d.Text))
 		if err != nil {

@@ -105,6 +105,35 @@ func TestHTTPStatusesAndErrors(t *testing.T) {
 	if st, body, _ := do("GET", "/schemas/types", ""); st != 200 || body != `["JSON","PROTOBUF","AVRO"]` {
 		t.Fatalf("types: %d %s", st, body)
 	}
+
+	// Modes: a subject's READONLY refuses deletes and registrations; IMPORT
+	// needs force on a non-empty registry and ids on registrations.
+	steps := []struct {
+		method, path, body string
+		status, code       int
+	}{
+		{"PUT", "/mode/a%2Fb", `{"mode":"READONLY"}`, 200, 0},
+		{"DELETE", "/subjects/a%2Fb", "", 422, 42205},
+		{"DELETE", "/subjects/a%2Fb/versions/1", "", 422, 42205},
+		{"POST", "/subjects/a%2Fb/versions", avro(userV2), 422, 42205},
+		{"PUT", "/config/a%2Fb", `{"compatibility":"FULL"}`, 200, 0},
+		{"GET", "/mode/a%2Fb", "", 200, 0},
+		{"DELETE", "/mode/a%2Fb", "", 200, 0},
+		{"PUT", "/mode", `{"mode":"IMPORT"}`, 422, 42205},
+		{"PUT", "/mode?force=true", `{"mode":"IMPORT"}`, 200, 0},
+		{"POST", "/subjects/c/versions", avro(`"int"`), 422, 42205},
+		{"POST", "/subjects/c/versions", `{"schema":"\"int\"","id":7,"version":3}`, 200, 0},
+		{"POST", "/subjects/c/versions", `{"schema":"\"long\"","id":7,"version":4}`, 422, 42207},
+		{"DELETE", "/mode", "", 200, 0},
+		{"GET", "/subjects/c/versions/3", "", 200, 0},
+	}
+	for _, c := range steps {
+		st, body, m := do(c.method, c.path, c.body)
+		code, _ := m["error_code"].(float64)
+		if st != c.status || int(code) != c.code {
+			t.Fatalf("%s %s: %d %s; want %d, code %d", c.method, c.path, st, body, c.status, c.code)
+		}
+	}
 }
 
 // TestLargeSchema registers a schema near the 1 MiB limit (stored in one

@@ -122,9 +122,19 @@ func Open(ctx context.Context, cfg Config) (*Registry, error) {
 	r := &Registry{cfg: cfg, logger: cfg.Logger, st: newState(), m: newMetrics(cfg.Registerer)}
 	// Room for a schema at the size limit, JSON-escaped, with its key.
 	maxMsg := strconv.Itoa(max(2*cfg.MaxSchemaBytes+64<<10, 1<<20))
-	err := cfg.Log.CreateTopic(ctx, cfg.Topic, 1, map[string]string{
+	configs := map[string]string{
 		"cleanup.policy": "compact", "retention.ms": "-1", "max.message.bytes": maxMsg,
-	})
+		// fsync'd whatever the server's default: producers keep the ids
+		// the registry hands out.
+		"herald.durability": "always",
+	}
+	err := cfg.Log.CreateTopic(ctx, cfg.Topic, 1, configs)
+	if errors.Is(err, eventlog.ErrInvalidArgument) {
+		// Not Herald (a Kafka cluster through kafkalog): its own
+		// durability applies.
+		delete(configs, "herald.durability")
+		err = cfg.Log.CreateTopic(ctx, cfg.Topic, 1, configs)
+	}
 	if err != nil && !errors.Is(err, eventlog.ErrTopicExists) {
 		return nil, fmt.Errorf("registry: create %s: %w", cfg.Topic, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/commitlog"
 	"github.com/heraldhq/herald/eventlog"
 	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/schema/registry"
@@ -26,10 +27,14 @@ type env struct {
 	cl  *sr.Client
 }
 
-func open(t testing.TB, dir string) *env {
+func open(t testing.TB, dir string, mods ...func(*broker.Config)) *env {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
-	b, err := broker.Open(broker.Config{DataDir: dir, Logger: logger})
+	bc := broker.Config{DataDir: dir, Logger: logger}
+	for _, m := range mods {
+		m(&bc)
+	}
+	b, err := broker.Open(bc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,5 +423,22 @@ func TestRestartKeepsIDsAndVersions(t *testing.T) {
 	// The next id continues after the highest ever assigned.
 	if id, err := e.cl.RegisterSchema(ctx, "new", sr.Schema{Schema: `"bytes"`}, -1, -1); err != nil || id != 4 {
 		t.Fatalf("next id after restart = %d, %v; want 4", id, err)
+	}
+}
+
+// TestDurableOnMemoryServer: on a server whose default durability is
+// memory, the registry's topic is still fsync'd, so a restart keeps it.
+func TestDurableOnMemoryServer(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	mem := func(c *broker.Config) { c.Durability = commitlog.Durability{Mode: commitlog.SyncMemory} }
+	e := open(t, dir, mem)
+	if id, err := e.cl.RegisterSchema(ctx, "users-value", sr.Schema{Schema: userV1}, -1, -1); err != nil || id != 1 {
+		t.Fatalf("register: %d, %v", id, err)
+	}
+	e.close()
+	e = open(t, dir, mem)
+	if s, err := e.cl.SchemaByID(ctx, 1); err != nil || s.Schema != userV1 {
+		t.Fatalf("after restart: %+v, %v", s, err)
 	}
 }

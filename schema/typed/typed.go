@@ -84,8 +84,6 @@ var ErrIncompatible = errors.New("schema incompatible with the subject's earlier
 // must cover every version from the oldest one data may have up to the
 // current one (From = 1, 2, ...); a missing step fails Decode.
 func New[T any](ctx context.Context, cl *sr.Client, subject string, format Format, upcasters ...Upcaster) (*Codec[T], error) {
-	var zero T
-	t := reflect.TypeOf(zero)
 	c := &Codec[T]{cl: cl, subject: subject, format: format, upcasters: map[int]Upcaster{}, writers: map[int]writer{}}
 	c.api = avro.Config{TagKey: "json"}.Freeze()
 	for _, u := range upcasters {
@@ -94,26 +92,14 @@ func New[T any](ctx context.Context, cl *sr.Client, subject string, format Forma
 		}
 		c.upcasters[u.From] = u
 	}
-	var s sr.Schema
-	switch format {
-	case JSON:
-		doc, err := JSONSchemaFor(t)
-		if err != nil {
-			return nil, err
-		}
-		b, _ := json.Marshal(doc)
-		s = sr.Schema{Schema: string(b), Type: sr.TypeJSON}
-	case Avro:
-		text, err := AvroSchemaFor(t, avroName(subject))
-		if err != nil {
-			return nil, err
-		}
-		if c.avro, err = avro.Parse(text); err != nil {
+	s, err := SchemaOf[T](subject, format)
+	if err != nil {
+		return nil, err
+	}
+	if format == Avro {
+		if c.avro, err = avro.Parse(s.Schema); err != nil {
 			return nil, fmt.Errorf("typed: derived Avro schema does not parse: %w", err)
 		}
-		s = sr.Schema{Schema: text, Type: sr.TypeAvro}
-	default:
-		return nil, fmt.Errorf("typed: unknown format %d", format)
 	}
 	c.text = s.Schema
 	ss, err := cl.CreateSchema(ctx, subject, s)
@@ -127,6 +113,50 @@ func New[T any](ctx context.Context, cl *sr.Client, subject string, format Forma
 	c.id, c.version = ss.ID, ss.Version
 	c.writers[c.id] = writer{version: c.version, avro: c.avro}
 	return c, nil
+}
+
+// SchemaOf returns T's derived schema in format, as New would register it.
+func SchemaOf[T any](subject string, format Format) (sr.Schema, error) {
+	var zero T
+	t := reflect.TypeOf(zero)
+	switch format {
+	case JSON:
+		doc, err := JSONSchemaFor(t)
+		if err != nil {
+			return sr.Schema{}, err
+		}
+		b, _ := json.Marshal(doc)
+		return sr.Schema{Schema: string(b), Type: sr.TypeJSON}, nil
+	case Avro:
+		text, err := AvroSchemaFor(t, avroName(subject))
+		if err != nil {
+			return sr.Schema{}, err
+		}
+		return sr.Schema{Schema: text, Type: sr.TypeAvro}, nil
+	}
+	return sr.Schema{}, fmt.Errorf("typed: unknown format %d", format)
+}
+
+// Check tells whether T's schema may be registered under subject (against
+// what registering would check), without registering it: for a test or a
+// CI step before a deploy (herald schema check does the same for a file).
+// It returns the rules broken; none means compatible.
+func Check[T any](ctx context.Context, cl *sr.Client, subject string, format Format) ([]string, error) {
+	s, err := SchemaOf[T](subject, format)
+	if err != nil {
+		return nil, err
+	}
+	res, err := cl.CheckCompatibility(sr.WithParams(ctx, sr.Verbose), subject, -2, s)
+	if err != nil {
+		return nil, fmt.Errorf("typed: check %s: %w", subject, err)
+	}
+	if res.Is {
+		return nil, nil
+	}
+	if len(res.Messages) == 0 {
+		return []string{"incompatible (the registry gave no reasons)"}, nil
+	}
+	return res.Messages, nil
 }
 
 // ID and Version are the schema id and subject version T is written with.

@@ -87,6 +87,13 @@ func TestEvolutionWithUpcasters(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// CI before the deploy: v3 adds a required field.
+			if msgs, err := typed.Check[Payment](ctx, cl, subject, format); err != nil || len(msgs) == 0 {
+				t.Fatalf("Check of v3: %v, %v", msgs, err)
+			}
+			if msgs, err := typed.Check[paymentV2](ctx, cl, subject, format); err != nil || len(msgs) != 0 {
+				t.Fatalf("Check of v2 again: %v, %v", msgs, err)
+			}
 			if format == typed.Avro {
 				// Avro v3 adds a required "at": incompatible (no default).
 				if _, err := typed.New[Payment](ctx, cl, subject, format); !errors.Is(err, typed.ErrIncompatible) || !strings.Contains(err.Error(), "/at") {

@@ -24,7 +24,7 @@ func FuzzDecodeRecord(f *testing.F) {
 			return
 		}
 		st := newState()
-		_ = st.apply(d, false)
+		_ = st.apply(d)
 		if d.skip {
 			return
 		}

@@ -173,7 +173,7 @@ func (r *Registry) load(ctx context.Context) (int, error) {
 				r.logger.Error("schema registry: skipping a record it cannot decode", "topic", r.cfg.Topic, "offset", rec.Offset, "err", err)
 				continue
 			}
-			if err := r.st.apply(d, false); err != nil {
+			if err := r.st.apply(d); err != nil {
 				r.m.corrupt.Inc()
 				r.logger.Error("schema registry: skipping a record", "topic", r.cfg.Topic, "offset", rec.Offset, "err", err)
 				continue
@@ -204,9 +204,10 @@ func (r *Registry) load(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// apply changes memory for one durable record. parsed carries the parsed
-// schema for a new SCHEMA_ID written by this process.
-func (st *state) apply(d record, _ bool) error {
+// apply changes memory for one durable record. It refuses (changing
+// nothing) a version whose id has no schema and an id's reassignment:
+// records only another writer could have written.
+func (st *state) apply(d record) error {
 	k := d.key
 	switch k.KeyType {
 	case keySchemaID:
@@ -398,7 +399,7 @@ func (r *Registry) write(ctx context.Context, recs ...eventlog.Record) error {
 		if err != nil {
 			panic(fmt.Sprintf("registry: wrote a record it cannot read: %v", err)) // a bug in this package
 		}
-		if err := r.st.apply(d, true); err != nil {
+		if err := r.st.apply(d); err != nil {
 			panic(fmt.Sprintf("registry: wrote a record it cannot apply: %v", err))
 		}
 	}

@@ -46,6 +46,9 @@ type Config struct {
 	Logger            *slog.Logger
 	// Registerer receives metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
+	// Validator checks records of topics with herald.schema.validation
+	// set; without one such topics refuse every produce.
+	Validator Validator
 	// FS is the filesystem (default the OS's).
 	FS vfs.FS
 	// MaxOpenFiles, CheckpointInterval and CleanInterval are passed to the

@@ -58,6 +58,7 @@ type TopicConfig struct {
 	DeleteRetention time.Duration
 	LogAppendTime   bool
 	Durability      commitlog.Durability
+	Schema          SchemaRule // records checked by Config.Validator
 }
 
 type configDef struct {
@@ -103,6 +104,11 @@ var configDefs = map[string]configDef{
 	}},
 	CfgMinInsyncReplicas: {def: constant("1"), validate: intIn(1, 1)},
 	CfgDedupWindowMs:     {def: constant("120000"), validate: intIn(0, 7*24*3600*1000)},
+	CfgSchemaValidation: {def: constant("none"), validate: func(v string) error {
+		_, err := parseSchemaValidation(v)
+		return err
+	}},
+	CfgSchemaSubjectStrategy: {def: constant("topic"), validate: validStrategy},
 	CfgCompressionType: {def: constant("producer"), validate: func(v string) error {
 		if v != "producer" {
 			return fmt.Errorf("only \"producer\" is supported: batches are stored as the producer compressed them")
@@ -183,6 +189,8 @@ func (b *Broker) parseTopicConfig(set map[string]string) TopicConfig {
 	tc.DeleteRetention = time.Duration(num(CfgDeleteRetentionMs)) * time.Millisecond
 	tc.LogAppendTime = get(CfgTimestampType) == "LogAppendTime"
 	tc.Durability, _ = commitlog.ParseDurability(get(CfgDurability))
+	tc.Schema, _ = parseSchemaValidation(get(CfgSchemaValidation))
+	tc.Schema.Strategy = get(CfgSchemaSubjectStrategy)
 	return tc
 }
 

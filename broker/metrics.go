@@ -13,6 +13,7 @@ type metrics struct {
 	produceErrors, fetchBytes    prometheus.Counter
 	partHWM, partStart, partSize *prometheus.Desc
 	topics                       *prometheus.Desc
+	schemaErrors                 *prometheus.CounterVec
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -32,11 +33,13 @@ func newMetrics(b *Broker) *metrics {
 		partStart:      d("partition_start_offset", "First offset of a partition.", "topic", "partition"),
 		partSize:       d("partition_size_bytes", "Bytes stored for a partition.", "topic", "partition"),
 		topics:         d("topics", "Topics."),
+		schemaErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "herald", Name: "schema_validation_errors_total",
+			Help: "Records refused on produce because they do not match their schema, by topic."}, []string{"topic"}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.produceRecords, m.produceBytes, m.produceErrors, m.fetchBytes, m}
+	return []prometheus.Collector{m.produceRecords, m.produceBytes, m.produceErrors, m.fetchBytes, m.schemaErrors, m}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {

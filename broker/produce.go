@@ -75,7 +75,13 @@ func (b *Broker) ProduceAsync(ctx context.Context, topic string, part int32, bat
 	for off := 0; off < len(batches); {
 		h, _ := batch.ParseHeader(batches[off:])
 		raw := batches[off : off+h.Size()]
-		if err := batch.ValidateRecords(raw); err != nil {
+		if tc.Schema.Key || tc.Schema.Value {
+			// One pass decodes the records for both checks.
+			if err := b.validateSchemas(topic, tc.Schema, len(heads), raw); err != nil {
+				b.m.produceErrors.Inc()
+				return res, err
+			}
+		} else if err := batch.ValidateRecords(raw); err != nil {
 			b.m.produceErrors.Inc()
 			return res, fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 		}

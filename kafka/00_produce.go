@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -41,6 +42,11 @@ func (c *conn) produce(req *request, r *kmsg.ProduceRequest) (kmsg.Response, err
 			if err != nil {
 				rp.ErrorCode = errCode(err)
 				rp.ErrorMessage = errMessage(err)
+				var re *broker.RecordError // v8+: which record was refused
+				if errors.As(err, &re) {
+					rp.ErrorRecords = append(rp.ErrorRecords, kmsg.ProduceResponseTopicPartitionErrorRecord{
+						RelativeOffset: int32(re.Index), ErrorMessage: errMessage(re.Err)})
+				}
 				c.logger.Debug("kafka: produce refused", "topic", t.Topic, "partition", p.Partition, "err", err)
 				continue
 			}

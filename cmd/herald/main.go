@@ -32,7 +32,7 @@ protocol, an HTTP API, and the services built on them.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newBenchCmd())
-	root.AddCommand(newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newDLQCmd(), newEventCmd(), newExitCodesHelp())
+	root.AddCommand(newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newDLQCmd(), newEventCmd(), newSchemaCmd(), newExitCodesHelp())
 	return root
 }
 

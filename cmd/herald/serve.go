@@ -24,6 +24,7 @@ import (
 	"github.com/heraldhq/herald/commitlog"
 	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/kafka"
+	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
 )
 
@@ -31,6 +32,8 @@ type serveOptions struct {
 	data             string
 	kafkaAddr        string
 	httpAddr         string
+	registryAddr     string
+	registryAddrSet  bool // given by flag, environment or file (else the default)
 	advertised       string
 	durability       string
 	autoCreate       bool
@@ -49,7 +52,9 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the Herald server (Kafka protocol, HTTP API, embedded storage)",
 		Long: `Run the Herald server: topics on embedded storage in --data, the Kafka wire
 protocol on --kafka-addr, and HTTP on --http-addr: the JSON API under /v1/
-(described by /v1/openapi.json), /healthz, /readyz and /metrics.
+(described by /v1/openapi.json), /healthz, /readyz and /metrics. The schema
+registry (Confluent's REST API) answers on --registry-addr and under /registry
+on --http-addr; GET /v1/asyncapi.json describes the topics.
 
 Every flag can also be set by an environment variable HERALD_<FLAG> (for
 example HERALD_KAFKA_ADDR=:9093) or by a line "flag = value" in the file named
@@ -63,6 +68,7 @@ finish, every log is flushed. Acknowledged writes also survive SIGKILL.`,
 			if err := applyEnvAndFile(cmd.Flags(), o.configFile); err != nil {
 				return err
 			}
+			o.registryAddrSet = cmd.Flags().Changed("registry-addr")
 			return runServe(cmd.Context(), o)
 		},
 	}
@@ -70,6 +76,7 @@ finish, every log is flushed. Acknowledged writes also survive SIGKILL.`,
 	f.StringVar(&o.data, "data", "./herald-data", "data directory")
 	f.StringVar(&o.kafkaAddr, "kafka-addr", ":9092", "Kafka protocol listen address")
 	f.StringVar(&o.httpAddr, "http-addr", ":8080", "HTTP listen address")
+	f.StringVar(&o.registryAddr, "registry-addr", ":8081", "schema registry (Confluent REST API) listen address; \"\" for none (it is also under /registry on --http-addr)")
 	f.StringVar(&o.advertised, "advertised-addr", "", "HOST:PORT clients are told to connect to (default: the address they used)")
 	f.StringVar(&o.durability, "durability", "always", "default topic durability: always, interval=DURATION, unsafe-none or memory")
 	f.BoolVar(&o.autoCreate, "auto-create-topics", false, "create topics on first produce or metadata request")
@@ -179,10 +186,12 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	start := time.Now()
 	var kc kafka.Config
+	hook := &registry.Hook{}
 	kc.AdvertisedHost, kc.AdvertisedPort = advHost, advPort
 	srv, err := server.Start(ctx, server.Config{
 		Broker: broker.Config{
 			DataDir: o.data, Durability: dur, AutoCreateTopics: o.autoCreate, DefaultPartitions: o.defaultParts,
+			Validator: hook,
 		},
 		KafkaAddr: o.kafkaAddr, Kafka: kc, Logger: logger, Registerer: reg,
 	})
@@ -194,6 +203,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 			logger.Error("closing", "err", err)
 		}
 	}()
+	sreg, err := openRegistry(ctx, srv, hook, logger, reg)
+	if err != nil {
+		return err
+	}
 	hln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
@@ -215,10 +228,33 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("HTTP API: %w", err)
 	}
 	mux.Handle("/v1/", api)
+	mux.Handle("/registry/", http.StripPrefix("/registry", sreg.Handler()))
+	aapi, err := asyncAPIHandler(srv, sreg, srv.KafkaAddr())
+	if err != nil {
+		return err
+	}
+	mux.Handle("GET /v1/asyncapi.json", aapi)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(hln) }()
+	rs := &http.Server{Handler: sreg.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if o.registryAddr != "" {
+		rln, err := net.Listen("tcp", o.registryAddr)
+		switch {
+		case err != nil && o.registryAddrSet:
+			hs.Close()
+			return fmt.Errorf("--registry-addr: %w", err)
+		case err != nil:
+			// The default port taken (another server on this host): the
+			// registry still answers under /registry.
+			logger.Warn("schema registry: default address unavailable; serving under /registry on the HTTP address only",
+				"addr", o.registryAddr, "err", err)
+		default:
+			go func() { errc <- rs.Serve(rln) }()
+			logger.Info("schema registry serving", "addr", rln.Addr().String())
+		}
+	}
 	ready.Store(true)
 	logger.Info("herald serving", "kafka", srv.KafkaAddr(), "http", hln.Addr().String(), "data", o.data,
 		"durability", dur.String(), "topics", len(srv.Broker.Topics()), "startup", time.Since(start).Round(time.Millisecond))
@@ -237,5 +273,6 @@ func runServe(ctx context.Context, o serveOptions) error {
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownDeadline)
 	defer cancel()
 	hs.Shutdown(sctx)
+	rs.Shutdown(sctx)
 	return serveErr
 }

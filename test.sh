@@ -33,6 +33,11 @@ fuzz FuzzDecode ./event
 fuzz FuzzParseJSON ./event
 fuzz FuzzDecodeHTTP ./httpapi
 fuzz FuzzReadItem ./httpapi
+fuzz FuzzWireHeader ./schema
+fuzz FuzzAvroBinary ./schema
+fuzz FuzzValidUTF8 ./schema
+fuzz FuzzProtobufMessage ./schema
+fuzz FuzzDecodeRecord ./schema/registry
 
 step "client compatibility (compat/: franz-go, sarama, kafka-go, kcat, kafkajs)"
 # A separate module, so the clients it tests never enter Herald's go.mod.

@@ -38,5 +38,11 @@ command -v kcat || { apt-get update && apt-get install -y kcat; }
 (cd compat/js && npm ci --no-audit --no-fund)
 (cd compat && go vet ./... && go test -race -count=1 -timeout 10m ./...)
 
+step "PostgreSQL for the tests (scripts/postgres-test-cluster.sh)"
+# Installs postgresql with apt-get if missing; a private cluster on a unix
+# socket in a temp dir. Tests that need it fail when the DSN is unset.
+eval "$(scripts/postgres-test-cluster.sh start)"
+trap 'scripts/postgres-test-cluster.sh stop "$HERALD_TEST_POSTGRES_DIR"' EXIT
+
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...

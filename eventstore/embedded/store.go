@@ -330,6 +330,7 @@ func (s *Store) AppendMulti(ctx context.Context, appends []eventstore.StreamAppe
 	cur := make([]int64, len(appends))
 	retried := 0 // appends already present (idempotent retry)
 	var conflict error
+	var conflictPos int64 = -1
 	for i, a := range appends {
 		st := s.streams[a.Stream] // read under wmu: only wmu holders modify the map
 		version, deleted := int64(-1), false
@@ -349,12 +350,22 @@ func (s *Store) AppendMulti(ctx context.Context, appends []eventstore.StreamAppe
 		}
 		if err != nil && conflict == nil {
 			conflict = err
+			if st != nil && len(st.pos) > 0 {
+				conflictPos = st.pos[len(st.pos)-1]
+			}
 		}
 	}
 	if conflict != nil || retried == len(appends) {
 		s.wmu.Unlock()
 		if conflict != nil {
 			s.m.conflicts.Inc()
+			// The version the conflict reports may still be on its way to
+			// disk; wait, so a reload after the conflict sees it.
+			if conflictPos >= 0 {
+				if err := s.log.Wait(ctx, conflictPos); err != nil {
+					return nil, s.readErr(err)
+				}
+			}
 			return nil, conflict
 		}
 		// The events are in the log; make sure they are durable before

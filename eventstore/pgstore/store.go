@@ -856,6 +856,9 @@ func (s *Store) Scavenge(ctx context.Context) (int64, error) {
 	}
 }
 
+// Schema is the schema holding the store's tables.
+func (s *Store) Schema() string { return s.cfg.Schema }
+
 // Pool is the store's connection pool, for read models that commit with it.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 

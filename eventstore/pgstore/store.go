@@ -244,6 +244,10 @@ func (s *Store) listenOnce(ctx context.Context) error {
 
 func (s *Store) broadcast() {
 	s.mu.Lock()
+	if s.closed { // Close closed wake for good
+		s.mu.Unlock()
+		return
+	}
 	close(s.wake)
 	s.wake = make(chan struct{})
 	s.mu.Unlock()

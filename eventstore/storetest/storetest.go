@@ -43,6 +43,7 @@ func Run(t *testing.T, h Harness) {
 		{"SubscribeAll", testSubscribeAll},
 		{"SubscribeStream", testSubscribeStream},
 		{"Reopen", testReopen},
+		{"Persistent", testPersistent},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -791,3 +792,5 @@ func testReopen(t *testing.T, h Harness, s eventstore.Store) {
 	wantWrong(t, err, 4)
 	mustAppend(t, s, "r-1", eventstore.Exact(4), ev("E", "{}"))
 }
+
+func errorsIsNotFound(err error) bool { return errors.Is(err, eventstore.ErrStreamNotFound) }

@@ -26,7 +26,7 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		return // only meaningful as TestCrashKill's child
 	}
-	s, err := Open(Config{Dir: dir, SegmentBytes: 32 << 20})
+	s, err := Open(crashConfig(dir))
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(1)
@@ -34,6 +34,35 @@ func TestCrashChild(t *testing.T) {
 	ctx := context.Background()
 	var out sync.Mutex
 	var wg sync.WaitGroup
+	// Scavenging all the time: streams whose older events become hidden,
+	// and compaction rewriting the segments the acknowledged events of the
+	// writers below live in.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			name := fmt.Sprintf("scav-%d", i%20)
+			evs := make([]eventstore.EventData, 50)
+			for j := range evs {
+				evs[j] = eventstore.EventData{ID: eventstore.NewID(), Type: "S", Data: []byte(strings.Repeat("s", 500))}
+			}
+			r, err := s.Append(ctx, name, eventstore.Any, evs...)
+			if err != nil {
+				fmt.Println("scav append:", err)
+				os.Exit(1)
+			}
+			if err := s.SetMetadata(ctx, name, eventstore.StreamMetadata{TruncateBefore: r.Version - 9}); err != nil {
+				fmt.Println("scav metadata:", err)
+				os.Exit(1)
+			}
+			if i%5 == 4 {
+				if _, err := s.Scavenge(ctx); err != nil {
+					fmt.Println("scavenge:", err)
+					os.Exit(1)
+				}
+			}
+		}
+	}()
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
 		go func() {
@@ -131,7 +160,7 @@ func TestCrashKill(t *testing.T) {
 		}
 		cmd.Wait()
 
-		s, err := Open(Config{Dir: dir, SegmentBytes: 32 << 20})
+		s, err := Open(crashConfig(dir))
 		if err != nil {
 			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
 		}
@@ -161,6 +190,28 @@ func TestCrashKill(t *testing.T) {
 				}
 			}
 		}
+		for i := 0; i < 20; i++ {
+			name := fmt.Sprintf("scav-%d", i)
+			info, err := s.StreamInfo(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Version < 0 {
+				continue
+			}
+			evs, err := s.ReadStream(ctx, name, eventstore.ReadStreamOptions{Max: 1 << 30})
+			if err != nil {
+				t.Fatalf("round %d: read %s after a crash during scavenging: %v", round, name, err)
+			}
+			if len(evs) == 0 || evs[len(evs)-1].Version != info.Version {
+				t.Fatalf("round %d: %s reads %d events, last version %d", round, name, len(evs), info.Version)
+			}
+			for j := 1; j < len(evs); j++ {
+				if evs[j].Version != evs[j-1].Version+1 {
+					t.Fatalf("round %d: %s has a gap at %d", round, name, evs[j].Version)
+				}
+			}
+		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -169,4 +220,10 @@ func TestCrashKill(t *testing.T) {
 	if len(acked) == 0 {
 		t.Fatal("no append was ever acknowledged")
 	}
+}
+
+// crashConfig makes small segments so that compaction has sealed segments
+// to rewrite while the writers run.
+func crashConfig(dir string) Config {
+	return Config{Dir: dir, SegmentBytes: 256 << 10, MaxAppendBytes: 128 << 10}
 }

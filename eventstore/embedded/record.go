@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 )
@@ -12,6 +13,98 @@ const (
 	kindSoftDel   byte = 3 // soft delete: versions below truncateBefore hidden
 	kindTombstone byte = 4 // hard delete
 )
+
+// kindScavenged is not a value format: it stands for a scavenge marker, a
+// record with the key of an event and a null value. The commit log's
+// compaction drops the event (the marker is newer under the same key) and
+// later the marker itself.
+const kindScavenged byte = 0
+
+// Key suffixes after the stream name and a NUL (stream names never hold
+// one). Frozen.
+const (
+	keyEvent     byte = 'e' // followed by the version, u64 big-endian
+	keyMetadata  byte = 'm'
+	keySoftDel   byte = 's'
+	keyTombstone byte = 't'
+)
+
+// eventKey is the key of version v of stream (and of its scavenge marker):
+// unique per event, so compaction keeps every event until a marker names it.
+func eventKey(dst []byte, stream string, v int64) []byte {
+	dst = append(dst, stream...)
+	dst = append(dst, 0, keyEvent)
+	return binary.BigEndian.AppendUint64(dst, uint64(v))
+}
+
+// controlKey is the key of a metadata, soft-delete or tombstone record:
+// one per stream and kind, so compaction keeps only the newest.
+func controlKey(stream string, kind byte) []byte {
+	return append(append([]byte(stream), 0), kind)
+}
+
+// parseKey splits a key into the stream and, for event keys, the version.
+func parseKey(k []byte) (stream []byte, kind byte, version int64, err error) {
+	i := bytes.IndexByte(k, 0)
+	if i < 0 || i+1 >= len(k) {
+		return nil, 0, 0, fmt.Errorf("record key %q: no stream separator", k)
+	}
+	stream, kind = k[:i], k[i+1]
+	switch kind {
+	case keyEvent:
+		if len(k) != i+2+8 {
+			return nil, 0, 0, fmt.Errorf("record key of %q: event key of %d bytes", stream, len(k))
+		}
+		version = int64(binary.BigEndian.Uint64(k[i+2:]))
+		if version < 0 {
+			return nil, 0, 0, fmt.Errorf("record key of %q: negative version", stream)
+		}
+	case keyMetadata, keySoftDel, keyTombstone:
+		if len(k) != i+2 {
+			return nil, 0, 0, fmt.Errorf("record key of %q: %d bytes after the kind", stream, len(k)-i-2)
+		}
+	default:
+		return nil, 0, 0, fmt.Errorf("record key of %q: unknown kind %q", stream, kind)
+	}
+	return stream, kind, version, nil
+}
+
+// keyKindOf is the key kind a value kind must be stored under.
+func keyKindOf(kind byte) byte {
+	switch kind {
+	case kindEvent:
+		return keyEvent
+	case kindMetadata:
+		return keyMetadata
+	case kindSoftDel:
+		return keySoftDel
+	case kindTombstone:
+		return keyTombstone
+	}
+	return 0
+}
+
+// decodeKeyed decodes a whole record: key and value (null for a scavenge
+// marker), checking that they agree.
+func decodeKeyed(key, value []byte, copyBytes bool) (stream []byte, r record, err error) {
+	stream, kk, v, err := parseKey(key)
+	if err != nil {
+		return nil, r, err
+	}
+	if value == nil {
+		if kk != keyEvent {
+			return nil, r, fmt.Errorf("record of %q: null value under a non-event key", stream)
+		}
+		return stream, record{kind: kindScavenged, version: v}, nil
+	}
+	if r, err = decodeRecord(value, copyBytes); err != nil {
+		return nil, r, err
+	}
+	if keyKindOf(r.kind) != kk || (kk == keyEvent && r.version != v) {
+		return nil, r, fmt.Errorf("record of %q: key (kind %q, version %d) does not match the value (kind %d, version %d)", stream, kk, v, r.kind, r.version)
+	}
+	return stream, r, nil
+}
 
 // recordVersion is the value format written; readableVersions lists what
 // this build reads.

@@ -6,8 +6,11 @@
 // order of $all: an event's position is its offset. One append (one stream
 // or several) is one Kafka record batch, so the commit log's all-or-nothing
 // batch write and CRC make a multi-stream append atomic across crashes: a
-// torn batch is cut off whole by recovery. Each record's key is the stream
-// name; its value is (all integers big-endian, strings and byte fields
+// torn batch is cut off whole by recovery. A record's key is the stream name,
+// a NUL, and a kind: 'e' plus the version (u64) for an event, so every event
+// has a key of its own; 'm', 's' or 't' for the stream's metadata, soft
+// delete and tombstone, so only the newest of each survives compaction. Its
+// value is (all integers big-endian, strings and byte fields
 // uvarint-length-prefixed):
 //
 //	| format u8 = 1 | kind u8 | body by kind
@@ -16,7 +19,20 @@
 //	kind 3 soft del:  truncateBefore i64
 //	kind 4 tombstone: (empty)
 //
-// Frozen: the kinds and the layout of format 1.
+// A null value under an event key is a scavenge marker: the event is gone
+// once compaction has run. Frozen: the key kinds, the value kinds and the
+// layout of format 1.
+//
+// # Scavenging
+//
+// The log uses the commit log's compaction (newest record per key). To
+// reclaim hidden events, Scavenge appends a marker per event and runs
+// compaction, which rewrites sealed segments without the events (and, in
+// the same pass, without the markers; offsets are kept, so positions never
+// change). Scavenging removes only a prefix of a stream and never its last
+// event (a soft delete's record carries the version instead), so the index
+// rebuilt after a restart still knows every stream's version: the versions
+// before the first surviving event are recorded as scavenged.
 //
 // # Stream index
 //
@@ -35,7 +51,7 @@
 // fails the log, and the store with it, until reopened (the index would
 // otherwise claim events the disk may not hold).
 //
-// Lock order: wmu, mu.
+// Lock order: scavMu, wmu, mu.
 package embedded
 
 import (
@@ -86,6 +102,7 @@ type Store struct {
 	m      *metrics
 	closed atomic.Bool
 
+	scavMu  sync.Mutex // one scavenge at a time
 	wmu     sync.Mutex // serialises appends, metadata writes and deletes
 	scratch struct {
 		recs []batch.Rec
@@ -100,7 +117,8 @@ type Store struct {
 
 // stream is one stream's index entry.
 type stream struct {
-	pos            []int64  // pos[v] is the position of version v
+	pos            []int64  // pos[v] is the position of version v (-1 if scavenged)
+	first          int64    // versions below were scavenged
 	idh            []uint64 // idh[v] is the hash of version v's ID
 	meta           eventstore.StreamMetadata
 	truncateBefore int64
@@ -127,8 +145,8 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.MaxAppendBytes <= 0 {
 		cfg.MaxAppendBytes = 16 << 20
 	}
-	if cfg.SegmentBytes != 0 && cfg.SegmentBytes < int64(cfg.MaxAppendBytes)+2<<20 {
-		return nil, fmt.Errorf("embedded event store: segment bytes %d must exceed max append bytes %d by 2 MiB", cfg.SegmentBytes, cfg.MaxAppendBytes)
+	if cfg.SegmentBytes != 0 && cfg.SegmentBytes < int64(cfg.MaxAppendBytes)+64<<10 {
+		return nil, fmt.Errorf("embedded event store: segment bytes %d must exceed max append bytes %d by 64 KiB", cfg.SegmentBytes, cfg.MaxAppendBytes)
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded event store: %w", err)
@@ -140,10 +158,17 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("embedded event store: %w", err)
 	}
 	l, err := cl.OpenLog(logName, commitlog.Options{
-		Durability:    cfg.Durability,
-		SegmentBytes:  cfg.SegmentBytes,
-		MaxBatchBytes: cfg.MaxAppendBytes + 1<<20,
+		Durability:   cfg.Durability,
+		SegmentBytes: cfg.SegmentBytes,
+		// The append size estimate bounds the records; add the batch header.
+		MaxBatchBytes: cfg.MaxAppendBytes + 4<<10,
 		SegmentAge:    -1,
+		// Scavenging is the commit log's compaction: every event has a
+		// key of its own, and a scavenge marker (same key, null value)
+		// drops it. Markers can go as soon as a pass has dropped their
+		// events, which happens in the same pass.
+		Cleanup:         commitlog.CleanupCompact,
+		DeleteRetention: time.Millisecond,
 	})
 	if err != nil {
 		cl.Close()
@@ -179,17 +204,35 @@ func (s *Store) rebuild() error {
 		}
 		switch r.kind {
 		case kindEvent:
-			if r.version != int64(len(st.pos)) {
-				s.failed = eventstore.Inconsistent("position %d: stream %q event version %d, want %d", off, key, r.version, len(st.pos))
-				return false
+			if n := int64(len(st.pos)); r.version != n {
+				// Scavenging removes a prefix of a stream: the versions
+				// before its first surviving event, or those its markers
+				// name.
+				if r.version < n || (n > 0 && r.version > st.first) {
+					s.failed = eventstore.Inconsistent("position %d: stream %q event version %d, want %d", off, key, r.version, n)
+					return false
+				}
+				for int64(len(st.pos)) < r.version {
+					st.pos = append(st.pos, -1)
+					st.idh = append(st.idh, 0)
+				}
+				st.first = max(st.first, r.version)
 			}
 			st.pos = append(st.pos, off)
 			st.idh = append(st.idh, idHash(r.id))
 			st.deleted = false
+		case kindScavenged:
+			st.first = max(st.first, r.version+1)
 		case kindMetadata:
 			st.meta = eventstore.StreamMetadata{MaxCount: r.maxCount, MaxAge: time.Duration(r.maxAgeNano), TruncateBefore: r.truncateBefore}
 		case kindSoftDel:
 			st.deleted, st.truncateBefore = true, r.truncateBefore
+			// The versions below it may all have been scavenged.
+			for int64(len(st.pos)) < r.truncateBefore {
+				st.pos = append(st.pos, -1)
+				st.idh = append(st.idh, 0)
+			}
+			st.first = max(st.first, r.truncateBefore)
 		case kindTombstone:
 			st.tombstoned = true
 		}
@@ -231,11 +274,11 @@ func (s *Store) scanRange(ctx context.Context, from, to int64, maxBytes int, fn 
 					return to, nil
 				}
 				rec := it.Record()
-				r, err := decodeRecord(rec.Value, false)
+				stream, r, err := decodeKeyed(rec.Key, rec.Value, false)
 				if err != nil {
 					return next, s.corrupt(off, err)
 				}
-				if !fn(off, rec.Key, r) {
+				if !fn(off, stream, r) {
 					return off + 1, errStop
 				}
 				next = off + 1
@@ -395,18 +438,21 @@ func (s *Store) AppendMulti(ctx context.Context, appends []eventstore.StreamAppe
 	now := time.Now()
 	recs := s.scratch.recs[:0]
 	vals := s.scratch.vals[:0]
-	type span struct{ from, to int }
+	type span struct{ kfrom, vfrom, vto int }
 	spans := make([]span, 0, 16)
 	for i, a := range appends {
 		for j, e := range a.Events {
-			from := len(vals)
+			kfrom := len(vals)
+			vals = eventKey(vals, a.Stream, cur[i]+1+int64(j))
+			vfrom := len(vals)
 			vals = encodeEvent(vals, cur[i]+1+int64(j), now.UnixNano(), e.ID, e.Type, e.Metadata, e.Data)
-			spans = append(spans, span{from, len(vals)})
-			recs = append(recs, batch.Rec{Timestamp: now.UnixMilli(), Key: []byte(a.Stream)})
+			spans = append(spans, span{kfrom, vfrom, len(vals)})
+			recs = append(recs, batch.Rec{Timestamp: now.UnixMilli()})
 		}
 	}
 	for k := range recs {
-		recs[k].Value = vals[spans[k].from:spans[k].to]
+		recs[k].Key = vals[spans[k].kfrom:spans[k].vfrom]
+		recs[k].Value = vals[spans[k].vfrom:spans[k].vto]
 	}
 	out, err := batch.Encode(s.scratch.out[:0], batch.BuildOptions{}, recs)
 	s.scratch.recs, s.scratch.vals, s.scratch.out = recs[:0], vals[:0], out[:0]
@@ -518,7 +564,7 @@ func (s *Store) visibleInfoLocked(name string, st *stream, hwm int64) eventstore
 	}
 	info.Version = v
 	info.Deleted, info.Tombstoned = st.deleted, st.tombstoned
-	info.Metadata, info.TruncateBefore = st.meta, st.truncateBefore
+	info.Metadata, info.TruncateBefore = st.meta, max(st.truncateBefore, st.first)
 	return info
 }
 
@@ -625,15 +671,18 @@ func (s *Store) readPositions(ctx context.Context, positions []int64, fn func(of
 				if off < positions[i] {
 					continue
 				}
-				if off > positions[i] {
-					return eventstore.Inconsistent("position %d not found in the log", positions[i])
+				for i < len(positions) && off > positions[i] {
+					i++ // scavenged under this read: it was hidden anyway
+				}
+				if i == len(positions) || off != positions[i] {
+					continue
 				}
 				rec := it.Record()
-				r, err := decodeRecord(rec.Value, true)
+				stream, r, err := decodeKeyed(rec.Key, rec.Value, true)
 				if err != nil {
 					return s.corrupt(off, err)
 				}
-				if err := fn(off, rec.Key, r); err != nil {
+				if err := fn(off, stream, r); err != nil {
 					return err
 				}
 				i++
@@ -747,7 +796,8 @@ func (s *Store) WaitAll(ctx context.Context, pos int64) error {
 // metadata are rare, and applying them only once durable keeps readers from
 // seeing a change a crash could undo.
 func (s *Store) writeControl(ctx context.Context, name string, value []byte, apply func(st *stream)) error {
-	out, err := batch.Encode(nil, batch.BuildOptions{}, []batch.Rec{{Timestamp: time.Now().UnixMilli(), Key: []byte(name), Value: value}})
+	key := controlKey(name, keyKindOf(value[1]))
+	out, err := batch.Encode(nil, batch.BuildOptions{}, []batch.Rec{{Timestamp: time.Now().UnixMilli(), Key: key, Value: value}})
 	if err != nil {
 		return err
 	}
@@ -866,3 +916,173 @@ func (s *Store) Close() error {
 }
 
 var _ eventstore.Store = (*Store)(nil)
+
+// ScavengeReport says what a Scavenge did.
+type ScavengeReport struct {
+	// Events marked for removal: hidden by a delete, truncate-before, max
+	// count or max age.
+	Events int
+	// Bytes the commit log's compaction reclaimed (sealed segments only:
+	// what sits in the active segment is reclaimed once it is sealed).
+	ReclaimedBytes int64
+	Duration       time.Duration
+}
+
+// Scavenge reclaims the space of events no read can return any more. It
+// appends a scavenge marker for each (a null-valued record under the
+// event's key; see the package doc), then runs the commit log's compaction,
+// which rewrites sealed segments without them while appends and reads go
+// on (it swaps segment files; readers never wait for it). Crash-safe at
+// every step: markers are ordinary appends, compaction swaps files by
+// rename. Events of max-age streams are checked by reading them; the
+// writers are held only while the markers are written.
+func (s *Store) Scavenge(ctx context.Context) (ScavengeReport, error) {
+	if err := s.usable(); err != nil {
+		return ScavengeReport{}, err
+	}
+	s.scavMu.Lock()
+	defer s.scavMu.Unlock()
+	start := time.Now()
+	var rep ScavengeReport
+
+	// Max-age cut points need the events' times: read them without locks.
+	type ageCut struct {
+		keep int64
+		meta eventstore.StreamMetadata
+	}
+	ages := map[string]ageCut{}
+	hwm := s.log.HighWatermark()
+	s.mu.RLock()
+	type cand struct {
+		name      string
+		from, end int64
+		positions []int64
+		meta      eventstore.StreamMetadata
+	}
+	var cands []cand
+	for name, st := range s.streams {
+		if st.meta.MaxAge > 0 && !st.tombstoned {
+			info := s.visibleInfoLocked(name, st, hwm)
+			from := eventstore.FirstVisible(info)
+			if from <= info.Version {
+				cands = append(cands, cand{name, from, info.Version + 1, slices.Clone(st.pos[from : info.Version+1]), st.meta})
+			}
+		}
+	}
+	s.mu.RUnlock()
+	for _, c := range cands {
+		cutoff := start.Add(-c.meta.MaxAge).UnixNano()
+		keep := c.from
+		stop := errors.New("young")
+		err := s.readPositions(ctx, c.positions, func(off int64, _ []byte, r record) error {
+			if r.timeNano >= cutoff {
+				return stop
+			}
+			keep = r.version + 1
+			return nil
+		})
+		if err != nil && err != stop {
+			return rep, err
+		}
+		ages[c.name] = ageCut{keep, c.meta}
+	}
+
+	s.wmu.Lock()
+	if s.failed != nil {
+		s.wmu.Unlock()
+		return rep, s.failed
+	}
+	var recs []batch.Rec
+	var keys []byte
+	var keyEnds []int // recs[i]'s key is keys[keyEnds[i-1]:keyEnds[i]]
+	type cut struct {
+		st   *stream
+		keep int64
+	}
+	var cuts []cut
+	var last commitlog.Pending
+	flush := func() error {
+		if len(recs) == 0 {
+			return nil
+		}
+		p := 0
+		for i := range recs {
+			recs[i].Key = keys[p:keyEnds[i]]
+			p = keyEnds[i]
+		}
+		out, err := batch.Encode(nil, batch.BuildOptions{}, recs)
+		if err != nil {
+			return err
+		}
+		if last, err = s.log.AppendAsync(ctx, out); err != nil {
+			return err
+		}
+		rep.Events += len(recs)
+		recs, keys, keyEnds = recs[:0], keys[:0], keyEnds[:0]
+		return nil
+	}
+	ts := start.UnixMilli()
+	var err error
+	for name, st := range s.streams {
+		n := int64(len(st.pos))
+		keep := n
+		if !st.tombstoned {
+			info := eventstore.StreamInfo{Version: n - 1, Metadata: st.meta, TruncateBefore: st.truncateBefore}
+			keep = eventstore.FirstVisible(info)
+			if a, ok := ages[name]; ok && a.meta == st.meta {
+				keep = max(keep, min(a.keep, n))
+			}
+			if !st.deleted {
+				// The last event carries the stream's version across a
+				// restart (a soft delete's record carries it otherwise):
+				// never reclaim it, or versions would be reused.
+				keep = min(keep, n-1)
+			}
+		}
+		if keep <= st.first {
+			continue
+		}
+		for v := st.first; v < keep && err == nil; v++ {
+			keys = eventKey(keys, name, v)
+			keyEnds = append(keyEnds, len(keys))
+			recs = append(recs, batch.Rec{Timestamp: ts}) // Value nil: a marker
+			if len(recs) >= 10000 || len(keys) >= 4<<20 {
+				err = flush()
+			}
+		}
+		cuts = append(cuts, cut{st, keep})
+		if err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = flush()
+	}
+	if err == nil {
+		// Reads stop asking for the marked versions at once; they were
+		// hidden already.
+		s.mu.Lock()
+		for _, c := range cuts {
+			c.st.first = c.keep
+		}
+		s.mu.Unlock()
+	}
+	s.wmu.Unlock()
+	if err != nil {
+		if errors.Is(err, commitlog.ErrLogFailed) {
+			s.fail(err)
+		}
+		return rep, s.readErr(err)
+	}
+	if err := last.Wait(ctx); err != nil {
+		return rep, s.readErr(err)
+	}
+	cr, err := s.log.Clean(time.Now())
+	if err != nil {
+		return rep, s.readErr(err)
+	}
+	rep.ReclaimedBytes = cr.ReclaimedBytes
+	rep.Duration = time.Since(start)
+	s.logger.Info("event store scavenged", "events", rep.Events, "reclaimed_bytes", rep.ReclaimedBytes, "took", rep.Duration.Round(time.Millisecond))
+	return rep, nil
+}

@@ -279,6 +279,9 @@ type Store interface {
 	// WaitAll blocks until Head > pos, ctx ends or the store closes. It
 	// may return early (callers re-check).
 	WaitAll(ctx context.Context, pos int64) error
+	// Streams lists the names of streams with events that are not
+	// deleted, sorted, after `after`, at most max (0: DefaultMax).
+	Streams(ctx context.Context, after string, max int) ([]string, error)
 	// Close releases the store.
 	Close() error
 }
@@ -541,4 +544,42 @@ func Invalid(field, format string, args ...any) error {
 // Inconsistent reports a backend's broken invariant.
 func Inconsistent(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errInternalInconsistency, fmt.Sprintf(format, args...))
+}
+
+// ReadStreamAsOf reads a stream forwards as it was at a version (inclusive;
+// untilVersion < 0 means no bound) and at a time (zero: no bound): the
+// seed's time-travel debugging. At most max events (0: DefaultMax).
+func ReadStreamAsOf(ctx context.Context, s Store, stream string, untilVersion int64, until time.Time, max int) ([]RecordedEvent, error) {
+	if max <= 0 {
+		max = DefaultMax
+	}
+	var out []RecordedEvent
+	from := int64(0)
+	for len(out) < max {
+		n := max - len(out)
+		if untilVersion >= 0 {
+			if from > untilVersion {
+				break
+			}
+			n = int(min(int64(n), untilVersion-from+1))
+		}
+		evs, err := s.ReadStream(ctx, stream, ReadStreamOptions{From: from, Max: n})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range evs {
+			if !until.IsZero() && e.Time.After(until) {
+				return out, nil
+			}
+			out = append(out, e)
+		}
+		if len(evs) < n {
+			break
+		}
+		from = evs[len(evs)-1].Version + 1
+	}
+	if out == nil {
+		out = []RecordedEvent{}
+	}
+	return out, nil
 }

@@ -895,7 +895,10 @@ func (s *Store) Streams(ctx context.Context, after string, max int) ([]string, e
 	}
 	s.mu.RUnlock()
 	slices.Sort(names)
-	if max > 0 && len(names) > max {
+	if max <= 0 {
+		max = eventstore.DefaultMax
+	}
+	if len(names) > max {
 		names = names[:max]
 	}
 	return names, nil

@@ -44,6 +44,7 @@ func Run(t *testing.T, h Harness) {
 		{"SubscribeStream", testSubscribeStream},
 		{"Reopen", testReopen},
 		{"Persistent", testPersistent},
+		{"StreamsAndTimeTravel", testStreamsAndTimeTravel},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -794,3 +795,40 @@ func testReopen(t *testing.T, h Harness, s eventstore.Store) {
 }
 
 func errorsIsNotFound(err error) bool { return errors.Is(err, eventstore.ErrStreamNotFound) }
+
+func testStreamsAndTimeTravel(t *testing.T, h Harness, s eventstore.Store) {
+	ctx := ctxT(t)
+	for _, name := range []string{"b", "a", "c", "d"} {
+		mustAppend(t, s, name, eventstore.NoStream, evs(3, "E")...)
+	}
+	if err := s.Delete(ctx, "c", eventstore.Any, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "d", eventstore.Any, true); err != nil {
+		t.Fatal(err)
+	}
+	names, err := s.Streams(ctx, "", 0)
+	if err != nil || strings.Join(names, ",") != "a,b" {
+		t.Fatalf("streams %v %v", names, err)
+	}
+	names, err = s.Streams(ctx, "a", 1)
+	if err != nil || strings.Join(names, ",") != "b" {
+		t.Fatalf("streams after a: %v %v", names, err)
+	}
+	// Time travel: the stream as it was at a version, and at a time.
+	mid := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	mustAppend(t, s, "a", eventstore.Exact(2), evs(2, "Later")...)
+	got, err := eventstore.ReadStreamAsOf(ctx, s, "a", 1, time.Time{}, 0)
+	if err != nil || !eqInts(versions(got), []int64{0, 1}) {
+		t.Fatalf("as of version 1: %v %v", versions(got), err)
+	}
+	got, err = eventstore.ReadStreamAsOf(ctx, s, "a", -1, mid, 0)
+	if err != nil || !eqInts(versions(got), []int64{0, 1, 2}) {
+		t.Fatalf("as of %v: %v %v", mid, versions(got), err)
+	}
+	got, err = eventstore.ReadStreamAsOf(ctx, s, "a", -1, time.Time{}, 0)
+	if err != nil || len(got) != 5 {
+		t.Fatalf("unbounded: %v %v", versions(got), err)
+	}
+}

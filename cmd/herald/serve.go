@@ -206,6 +206,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	closeEventStore, err := mountEventStore(mux, o.data, dur, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer closeEventStore()
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 1)

@@ -125,7 +125,7 @@ func (c *Client) decodeError(resp *http.Response, stream string, exp eventstore.
 		}
 		return &eventstore.StreamDeletedError{Stream: s}
 	case e.Code == "NOT_FOUND":
-		return fmt.Errorf("%s: %w", e.Msg, eventstore.ErrStreamNotFound)
+		return notFound(e.Msg)
 	case e.Code == "INVALID_ARGUMENT":
 		return &eventstore.InvalidError{Field: e.Field, Reason: e.Msg}
 	case e.Code == "UNAVAILABLE":
@@ -410,3 +410,9 @@ func IsAPIError(err error) (code string, ok bool) {
 	}
 	return "", false
 }
+
+// notFound is the server's not-found message, matching ErrStreamNotFound.
+type notFound string
+
+func (e notFound) Error() string        { return string(e) }
+func (e notFound) Is(target error) bool { return target == eventstore.ErrStreamNotFound }

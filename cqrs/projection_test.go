@@ -207,3 +207,73 @@ func TestPGProjectionExactlyOnce(t *testing.T) {
 	}
 	check(60)
 }
+
+// A read model persisted in the embedded event store itself survives a
+// restart of the store and resumes from its saved checkpoint.
+func TestStoreModelSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *embedded.Store {
+		es, err := embedded.Open(embedded.Config{Dir: dir, SegmentBytes: 32 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return es
+	}
+	ctx := context.Background()
+	es := open()
+	appendUsers(t, es, 0, 20)
+	m := cqrs.NewStoreModel(es, "emails", newEmails, applyEmails)
+	if err := cqrs.NewProjection("emails", es, eventstore.Category("user"), m).CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	es.Close()
+
+	es = open()
+	defer es.Close()
+	appendUsers(t, es, 20, 25)
+	m2 := cqrs.NewStoreModel(es, "emails", newEmails, applyEmails)
+	if err := m2.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	m2.Read(func(s *emails) { n = len(s.ByUser) })
+	if n != 20 {
+		t.Fatalf("restored model has %d users, want 20", n)
+	}
+	if err := cqrs.NewProjection("emails", es, eventstore.Category("user"), m2).CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got emails
+	m2.Read(func(s *emails) { got = emails{ByUser: maps.Clone(s.ByUser), Changes: s.Changes} })
+	if len(got.ByUser) != 25 || got.Changes != 25 {
+		t.Fatalf("after resume: %d users, %d changes; want 25 and 25", len(got.ByUser), got.Changes)
+	}
+}
+
+// An unfiltered projection into a StoreModel does not feed on its own
+// saves: it goes idle once caught up.
+func TestStoreModelUnfilteredGoesIdle(t *testing.T) {
+	es, err := embedded.Open(embedded.Config{Dir: t.TempDir(), SegmentBytes: 32 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer es.Close()
+	appendUsers(t, es, 0, 3)
+	m := cqrs.NewStoreModel(es, "all", func() map[string]int { return map[string]int{} }, func(s *map[string]int, ev eventstore.RecordedEvent) error {
+		(*s)[ev.Type]++
+		return nil
+	})
+	p := cqrs.NewProjection("all", es, eventstore.Filter{}, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	p.Run(ctx)
+	head, _ := es.Head(context.Background())
+	if head > 12 { // 9 events, the first save, its max-count metadata record
+		t.Fatalf("head %d: the projection kept saving", head)
+	}
+	var n int
+	m.Read(func(s *map[string]int) { n = (*s)["UserRegistered"] })
+	if n != 3 {
+		t.Fatalf("counted %d registrations", n)
+	}
+}

@@ -324,3 +324,56 @@ func TestSnapshotEqualsFullReplay(t *testing.T) {
 		}
 	})
 }
+
+// Commands sent over the store to a server with competing workers: every
+// command is handled once and answered; validation errors and unknown commands come
+// back typed.
+func TestRemoteCommands(t *testing.T) {
+	for name, store := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			repo := &cqrs.Repository[User]{Store: store, Type: userType(0), MaxRetries: 50}
+			var wg sync.WaitGroup
+			srv := &cqrs.CommandServer{Store: store, Bus: userBus(t, repo), Workers: 4, Decoders: map[string]cqrs.Decoder{
+				"RegisterUser": cqrs.JSONDecoder[RegisterUser](),
+				"ChangeEmail":  cqrs.JSONDecoder[ChangeEmail](),
+			}}
+			wg.Add(1)
+			go func() { defer wg.Done(); srv.Run(ctx) }()
+			defer wg.Wait()
+			defer cancel()
+			rb, err := cqrs.NewRemoteBus(ctx, store, "test-client")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rb.Close()
+			var res struct{ Version int64 }
+			if err := rb.Send(ctx, RegisterUser{ID: "r1", Email: "r@x", Password: "12345678"}, &res); err != nil || res.Version != 0 {
+				t.Fatalf("register: %+v %v", res, err)
+			}
+			err = rb.Send(ctx, RegisterUser{ID: "r2", Email: "bad", Password: "12345678"}, nil)
+			if !errors.Is(err, cqrs.ErrValidationFailed) || !strings.Contains(err.Error(), "no @") {
+				t.Fatalf("invalid remote command: %v", err)
+			}
+			if err := rb.Send(ctx, ChangePassword{ID: "r1", Password: "x"}, nil); !errors.Is(err, cqrs.ErrNoHandler) {
+				t.Fatalf("command without a remote handler: %v", err)
+			}
+			var sends sync.WaitGroup
+			for i := 0; i < 20; i++ {
+				sends.Add(1)
+				go func() {
+					defer sends.Done()
+					if err := rb.Send(ctx, ChangeEmail{ID: "r1", Email: fmt.Sprintf("r%d@x", i)}, nil); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			sends.Wait()
+			l, err := repo.Load(ctx, "r1")
+			if err != nil || l.State.EmailChanges != 20 {
+				t.Fatalf("after 20 remote commands: %+v %v", l.State, err)
+			}
+		})
+	}
+}

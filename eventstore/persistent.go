@@ -194,6 +194,9 @@ func (p *Persistent) read(ctx context.Context, sub *Subscription) {
 // error, ErrClosed after Close, or the reader's error.
 func (p *Persistent) Receive(ctx context.Context) (Delivery, error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			return Delivery{}, err
+		}
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()

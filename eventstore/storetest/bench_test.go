@@ -3,6 +3,7 @@ package storetest_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,7 @@ func backends(b *testing.B) []struct {
 		open func(b *testing.B) eventstore.Store
 	}{
 		{"embedded", func(b *testing.B) eventstore.Store {
-			s, err := embedded.Open(embedded.Config{Dir: b.TempDir()})
+			s, err := embedded.Open(embedded.Config{Dir: b.TempDir(), Logger: quiet})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -41,7 +42,7 @@ func backends(b *testing.B) []struct {
 		// Not durable: shows the CPU cost of the embedded path without
 		// the disk's fsync latency.
 		{"embedded-unsafe-nosync", func(b *testing.B) eventstore.Store {
-			s, err := embedded.Open(embedded.Config{Dir: b.TempDir(), Durability: commitlog.Durability{Mode: commitlog.SyncUnsafeNone}})
+			s, err := embedded.Open(embedded.Config{Dir: b.TempDir(), Logger: quiet, Durability: commitlog.Durability{Mode: commitlog.SyncUnsafeNone}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -50,6 +51,8 @@ func backends(b *testing.B) []struct {
 		}},
 	}
 }
+
+var quiet = slog.New(slog.DiscardHandler)
 
 var payload = []byte(fmt.Sprintf(`{"data":%q}`, make([]byte, 500))[:512])
 

@@ -7,6 +7,7 @@ package pgtest
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -43,7 +44,7 @@ func Open(t testing.TB, schema string) *pgstore.Store {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := pgstore.Open(ctx, pgstore.Config{DSN: DSN(t), Schema: schema, PollInterval: 100 * time.Millisecond})
+	s, err := pgstore.Open(ctx, pgstore.Config{DSN: DSN(t), Schema: schema, PollInterval: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

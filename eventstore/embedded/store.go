@@ -245,7 +245,10 @@ func (s *Store) rebuild() error {
 // fn's stop, the position after the last record examined, and any error.
 func (s *Store) scanRange(ctx context.Context, from, to int64, maxBytes int, fn func(off int64, key []byte, r record) bool) (next int64, err error) {
 	next = from
-	var buf []byte
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
+	defer func() { *bp = buf[:0] }()
 	var it batch.Iter
 	read := 0
 	for next < to && read < maxBytes {
@@ -642,7 +645,11 @@ func toEvent(off int64, key []byte, r record) eventstore.RecordedEvent {
 // readPositions decodes the records at the given ascending positions, with
 // copied byte fields.
 func (s *Store) readPositions(ctx context.Context, positions []int64, fn func(off int64, key []byte, r record) error) error {
-	var buf []byte
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
+	defer func() { *bp = buf[:0] }()
+	var arena []byte // copies of data and metadata, one allocation for many events
 	var it batch.Iter
 	i := 0
 	for i < len(positions) {
@@ -678,10 +685,11 @@ func (s *Store) readPositions(ctx context.Context, positions []int64, fn func(of
 					continue
 				}
 				rec := it.Record()
-				stream, r, err := decodeKeyed(rec.Key, rec.Value, true)
+				stream, r, err := decodeKeyed(rec.Key, rec.Value, false)
 				if err != nil {
 					return s.corrupt(off, err)
 				}
+				r.data, r.metadata, arena = copyOut(arena, r.data, r.metadata)
 				if err := fn(off, stream, r); err != nil {
 					return err
 				}
@@ -712,12 +720,12 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	hwm := s.log.HighWatermark()
 	const scanLimit = 32 << 20 // bytes scanned per call, so filtered reads stay bounded
 	var page eventstore.AllPage
+	var arena []byte
 	collect := func(off int64, key []byte, r record) bool {
 		if r.kind != kindEvent || !m.Match(string(key), r.typ) {
 			return true
 		}
-		r.data = append([]byte(nil), r.data...)
-		r.metadata = append([]byte(nil), r.metadata...)
+		r.data, r.metadata, arena = copyOut(arena, r.data, r.metadata)
 		page.Events = append(page.Events, toEvent(off, key, r))
 		return len(page.Events) < max
 	}
@@ -743,8 +751,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 		var got []eventstore.RecordedEvent
 		_, err := s.scanRange(ctx, lo, cur+1, scanLimit, func(off int64, key []byte, r record) bool {
 			if r.kind == kindEvent && m.Match(string(key), r.typ) {
-				r.data = append([]byte(nil), r.data...)
-				r.metadata = append([]byte(nil), r.metadata...)
+				r.data, r.metadata, arena = copyOut(arena, r.data, r.metadata)
 				got = append(got, toEvent(off, key, r))
 			}
 			scanned += len(r.data) + len(r.metadata) + 64
@@ -1088,4 +1095,27 @@ func (s *Store) Scavenge(ctx context.Context) (ScavengeReport, error) {
 	rep.Duration = time.Since(start)
 	s.logger.Info("event store scavenged", "events", rep.Events, "reclaimed_bytes", rep.ReclaimedBytes, "took", rep.Duration.Round(time.Millisecond))
 	return rep, nil
+}
+
+// readBufs recycles the batch buffers of reads.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// copyOut copies data and metadata (which alias a read buffer) into arena,
+// returning the copies (capped, so appends to them never overwrite each
+// other) and the grown arena. Many events share one allocation; a full
+// arena is left to the events that point into it and a new one started.
+func copyOut(arena, data, metadata []byte) ([]byte, []byte, []byte) {
+	need := len(data) + len(metadata)
+	if cap(arena)-len(arena) < need {
+		arena = make([]byte, 0, max(32<<10, need))
+	}
+	p := len(arena)
+	arena = append(arena, data...)
+	arena = append(arena, metadata...)
+	d := arena[p : p+len(data) : p+len(data)]
+	var m []byte
+	if metadata != nil {
+		m = arena[p+len(data) : p+need : p+need]
+	}
+	return d, m, arena
 }

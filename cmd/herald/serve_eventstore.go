@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -26,6 +27,6 @@ func mountEventStore(mux *http.ServeMux, data string, dur commitlog.Durability, 
 	if err != nil {
 		return nil, fmt.Errorf("event store: %w", err)
 	}
-	httpapi.Routes(mux, es)
-	return es.Close, nil
+	api := httpapi.Routes(mux, es)
+	return func() error { return errors.Join(api.Close(), es.Close()) }, nil
 }

@@ -10,6 +10,7 @@
 //	PUT    /v1/streams/{stream}/metadata {"maxCount","maxAgeMs","truncateBefore"}
 //	GET    /v1/all                      ?from=&backwards=&max=&streamPrefix=&typePrefix=&typeRegex=&type=
 //	GET    /v1/all/head                 ?after=&waitMs= long poll until the head passes after
+//	/v1/subscriptions/{group}...        persistent subscriptions hosted by the server (persistent.go)
 //
 // Event data and metadata travel as JSON values when they are JSON, as
 // base64 in dataBase64/metadataBase64 otherwise. A wrong expected version
@@ -107,9 +108,23 @@ type AllPage struct {
 	IsEnd  bool    `json:"isEnd"`
 }
 
+// API is a mounted event store API. Close stops the persistent
+// subscription groups it hosts (their checkpoints are saved).
+type API struct{ g *groups }
+
+// Close stops the hosted subscription groups.
+func (a *API) Close() error { return a.g.close() }
+
 // Routes mounts the API on h (an *http.ServeMux, for example).
-func Routes(h interface{ Handle(string, http.Handler) }, s eventstore.Store) {
+func Routes(h interface{ Handle(string, http.Handler) }, s eventstore.Store) *API {
 	a := &api{s: s}
+	g := &groups{s: s, m: map[string]*group{}}
+	h.Handle("PUT /v1/subscriptions/{group}", a.fn(g.put))
+	h.Handle("GET /v1/subscriptions/{group}/next", a.fn(g.next))
+	h.Handle("POST /v1/subscriptions/{group}/ack", a.fn(g.settle(true)))
+	h.Handle("POST /v1/subscriptions/{group}/nack", a.fn(g.settle(false)))
+	h.Handle("POST /v1/subscriptions/{group}/replay-parked", a.fn(g.replay))
+	h.Handle("DELETE /v1/subscriptions/{group}", a.fn(g.delete))
 	h.Handle("POST /v1/streams", a.fn(a.appendMulti))
 	h.Handle("GET /v1/streams", a.fn(a.streams))
 	h.Handle("POST /v1/streams/{stream}", a.fn(a.append))
@@ -119,6 +134,7 @@ func Routes(h interface{ Handle(string, http.Handler) }, s eventstore.Store) {
 	h.Handle("PUT /v1/streams/{stream}/metadata", a.fn(a.metadata))
 	h.Handle("GET /v1/all", a.fn(a.readAll))
 	h.Handle("GET /v1/all/head", a.fn(a.head))
+	return &API{g: g}
 }
 
 type api struct{ s eventstore.Store }

@@ -89,7 +89,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if resp.StatusCode >= 300 {
 		return c.decodeError(resp, expectedFor, exp)
 	}
-	if out == nil {
+	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
@@ -416,3 +416,72 @@ type notFound string
 
 func (e notFound) Error() string        { return string(e) }
 func (e notFound) Is(target error) bool { return target == eventstore.ErrStreamNotFound }
+
+// Group is a persistent subscription group hosted by the server: every
+// Group value (in any process) joined to the same name competes for its
+// events.
+type Group struct {
+	c    *Client
+	name string
+}
+
+// JoinGroup creates the group on the server if it is not running yet (the
+// same configuration is required of every member) and returns a handle.
+func (c *Client) JoinGroup(ctx context.Context, name string, cfg httpapi.GroupConfig) (*Group, error) {
+	if err := c.do(ctx, http.MethodPut, "/v1/subscriptions/"+url.PathEscape(name), nil, cfg, nil, "", 0); err != nil {
+		return nil, err
+	}
+	return &Group{c: c, name: name}, nil
+}
+
+// Delivery is one delivery of an event to this consumer.
+type Delivery struct {
+	Event   eventstore.RecordedEvent
+	Attempt int
+	id      string
+	g       *Group
+}
+
+func (g *Group) path(suffix string) string {
+	return "/v1/subscriptions/" + url.PathEscape(g.name) + suffix
+}
+
+// Receive waits for the next delivery (long polls of at most 25s).
+func (g *Group) Receive(ctx context.Context) (Delivery, error) {
+	for {
+		wait := 25 * time.Second
+		if dl, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(dl))
+		}
+		if wait <= 0 {
+			return Delivery{}, context.DeadlineExceeded
+		}
+		var d httpapi.WireDelivery
+		q := url.Values{"waitMs": {strconv.FormatInt(max(wait.Milliseconds(), 1), 10)}}
+		if err := g.c.do(ctx, http.MethodGet, g.path("/next"), q, nil, &d, "", 0); err != nil {
+			return Delivery{}, err
+		}
+		if d.DeliveryID != "" {
+			return Delivery{Event: recorded([]httpapi.Event{d.Event})[0], Attempt: d.Attempt, id: d.DeliveryID, g: g}, nil
+		}
+	}
+}
+
+// Ack marks the event handled.
+func (d Delivery) Ack(ctx context.Context) error {
+	return d.g.c.do(ctx, http.MethodPost, d.g.path("/ack"), nil, httpapi.DeliveryIDs{DeliveryIDs: []string{d.id}}, nil, "", 0)
+}
+
+// Nack rejects the event: retried, or parked after the group's retries.
+func (d Delivery) Nack(ctx context.Context, reason string) error {
+	return d.g.c.do(ctx, http.MethodPost, d.g.path("/nack"), nil, httpapi.DeliveryIDs{DeliveryIDs: []string{d.id}, Reason: reason}, nil, "", 0)
+}
+
+// ReplayParked delivers the group's parked events again.
+func (g *Group) ReplayParked(ctx context.Context) (int, error) {
+	var out struct {
+		Replayed int `json:"replayed"`
+	}
+	err := g.c.do(ctx, http.MethodPost, g.path("/replay-parked"), nil, struct{}{}, &out, "", 0)
+	return out.Replayed, err
+}

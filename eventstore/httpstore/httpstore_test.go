@@ -16,6 +16,7 @@ import (
 type remote struct {
 	dir    string
 	store  *embedded.Store
+	api    *httpapi.API
 	server *httptest.Server
 	client *httpstore.Client
 }
@@ -27,9 +28,9 @@ func startRemote(t *testing.T, dir string) *remote {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	httpapi.Routes(mux, s)
+	api := httpapi.Routes(mux, s)
 	srv := httptest.NewServer(mux)
-	r := &remote{dir: dir, store: s, server: srv, client: httpstore.New(srv.URL, nil)}
+	r := &remote{dir: dir, store: s, api: api, server: srv, client: httpstore.New(srv.URL, nil)}
 	t.Cleanup(r.stop)
 	return r
 }
@@ -38,6 +39,7 @@ func (r *remote) stop() {
 	r.client.Close()
 	r.server.CloseClientConnections()
 	r.server.Close()
+	r.api.Close()
 	r.store.Close()
 }
 

@@ -583,3 +583,19 @@ func ReadStreamAsOf(ctx context.Context, s Store, stream string, untilVersion in
 	}
 	return out, nil
 }
+
+// ScavengeReport says what a scavenge reclaimed.
+type ScavengeReport struct {
+	// Events removed, or marked for removal (see the backend).
+	Events int64 `json:"events"`
+	// ReclaimedBytes on disk, or -1 when the backend cannot tell.
+	ReclaimedBytes int64         `json:"reclaimedBytes"`
+	Duration       time.Duration `json:"duration"`
+}
+
+// Scavenger is a store that can reclaim the space of events no read can
+// return any more (deleted, truncated, beyond max count or age), without
+// blocking reads and writes. Both backends implement it.
+type Scavenger interface {
+	Scavenge(ctx context.Context) (ScavengeReport, error)
+}

@@ -33,7 +33,7 @@ hard-deleted stream).`,
 	}
 	addClientFlags(cmd, &f)
 	cmd.AddCommand(newStoreAppendCmd(&f), newStoreReadCmd(&f), newStoreSubscribeCmd(&f),
-		newStoreStreamsCmd(&f), newStoreDeleteCmd(&f), newStoreInfoCmd(&f))
+		newStoreStreamsCmd(&f), newStoreDeleteCmd(&f), newStoreInfoCmd(&f), newStoreScavengeCmd(&f))
 	return cmd
 }
 
@@ -413,6 +413,39 @@ func newStoreInfoCmd(f *clientFlags) *cobra.Command {
 			return printTable(cmd.OutOrStdout(), []string{"STREAM", "VERSION", "STATE", "MAX-COUNT", "MAX-AGE", "TRUNCATE-BEFORE"},
 				[][]string{{info.Stream, offsetText(info.Version), state, strconv.FormatInt(info.Metadata.MaxCount, 10),
 					info.Metadata.MaxAge.String(), strconv.FormatInt(max(info.TruncateBefore, info.Metadata.TruncateBefore), 10)}})
+		},
+	}
+}
+
+func newStoreScavengeCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "scavenge",
+		Short: "Reclaim the space of deleted, truncated and expired events",
+		Long: `Ask the server to reclaim the space of events no read can return any more:
+those of hard-deleted streams, below a soft delete or truncate-before, beyond
+max count or older than max age. Reads and appends go on meanwhile. It can
+take a while on a large store: --timeout bounds the wait (default 10s; the
+scavenge itself goes on if the wait ends).`,
+		Args: argsUsage(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, ctx, cancel, err := storeClient(cmd, f, true)
+			if err != nil {
+				return commandError(cmd, err)
+			}
+			defer cancel()
+			rep, err := cl.Scavenge(ctx)
+			if err != nil {
+				return commandError(cmd, storeError(err))
+			}
+			if f.json() {
+				return printJSON(cmd.OutOrStdout(), rep)
+			}
+			reclaimed := "unknown"
+			if rep.ReclaimedBytes >= 0 {
+				reclaimed = humanBytes(rep.ReclaimedBytes)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "scavenged %d events, reclaimed %s in %v\n", rep.Events, reclaimed, rep.Duration.Round(time.Millisecond))
+			return err
 		},
 	}
 }

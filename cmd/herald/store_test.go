@@ -84,6 +84,11 @@ func TestStoreCLI(t *testing.T) {
 	if out := s.ok(t, "", args("store", "info", "user-42")...); !strings.Contains(out, "hard-deleted") {
 		t.Fatalf("info:\n%s", out)
 	}
+	// The hard-deleted stream's 3 events and the soft-deleted stream's one
+	// are reclaimed (in the active segment: once it is sealed).
+	if out := s.ok(t, "", args("store", "scavenge")...); !strings.HasPrefix(out, "scavenged 4 events") {
+		t.Fatalf("scavenge: %q", out)
+	}
 
 	// subscribe prints history then live events, until interrupted.
 	ctx, cancel := context.WithCancel(context.Background())

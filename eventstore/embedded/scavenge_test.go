@@ -108,7 +108,7 @@ func TestScavenge(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	must(err)
-	if want := (1000 - 3) + 1000 + 1000 + 500 + 1000; rep.Events != want {
+	if want := int64((1000 - 3) + 1000 + 1000 + 500 + 1000); rep.Events != want {
 		t.Fatalf("marked %d events, want %d", rep.Events, want)
 	}
 	if rep.ReclaimedBytes < 1<<20 {

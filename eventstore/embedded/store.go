@@ -925,20 +925,14 @@ func (s *Store) Close() error {
 	return errors.Join(err, s.cl.Close())
 }
 
-var _ eventstore.Store = (*Store)(nil)
+var (
+	_ eventstore.Store     = (*Store)(nil)
+	_ eventstore.Scavenger = (*Store)(nil)
+)
 
-// ScavengeReport says what a Scavenge did.
-type ScavengeReport struct {
-	// Events marked for removal: hidden by a delete, truncate-before, max
-	// count or max age.
-	Events int
-	// Bytes the commit log's compaction reclaimed (sealed segments only:
-	// what sits in the active segment is reclaimed once it is sealed).
-	ReclaimedBytes int64
-	Duration       time.Duration
-}
-
-// Scavenge reclaims the space of events no read can return any more. It
+// Scavenge reclaims the space of events no read can return any more. The
+// report counts the events marked; ReclaimedBytes is what compaction freed
+// in sealed segments. It
 // appends a scavenge marker for each (a null-valued record under the
 // event's key; see the package doc), then runs the commit log's compaction,
 // which rewrites sealed segments without them while appends and reads go
@@ -946,14 +940,14 @@ type ScavengeReport struct {
 // every step: markers are ordinary appends, compaction swaps files by
 // rename. Events of max-age streams are checked by reading them; the
 // writers are held only while the markers are written.
-func (s *Store) Scavenge(ctx context.Context) (ScavengeReport, error) {
+func (s *Store) Scavenge(ctx context.Context) (eventstore.ScavengeReport, error) {
 	if err := s.usable(); err != nil {
-		return ScavengeReport{}, err
+		return eventstore.ScavengeReport{}, err
 	}
 	s.scavMu.Lock()
 	defer s.scavMu.Unlock()
 	start := time.Now()
-	var rep ScavengeReport
+	var rep eventstore.ScavengeReport
 
 	// Max-age cut points need the events' times: read them without locks.
 	type ageCut struct {
@@ -1027,7 +1021,7 @@ func (s *Store) Scavenge(ctx context.Context) (ScavengeReport, error) {
 		if last, err = s.log.AppendAsync(ctx, out); err != nil {
 			return err
 		}
-		rep.Events += len(recs)
+		rep.Events += int64(len(recs))
 		recs, keys, keyEnds = recs[:0], keys[:0], keyEnds[:0]
 		return nil
 	}

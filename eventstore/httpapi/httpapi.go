@@ -10,6 +10,7 @@
 //	PUT    /v1/streams/{stream}/metadata {"maxCount","maxAgeMs","truncateBefore"}
 //	GET    /v1/all                      ?from=&backwards=&max=&streamPrefix=&typePrefix=&typeRegex=&type=
 //	GET    /v1/all/head                 ?after=&waitMs= long poll until the head passes after
+//	POST   /v1/admin/scavenge           reclaim hidden events' space (stores that can)
 //	/v1/subscriptions/{group}...        persistent subscriptions hosted by the server (persistent.go)
 //
 // Event data and metadata travel as JSON values when they are JSON, as
@@ -134,6 +135,7 @@ func Routes(h interface{ Handle(string, http.Handler) }, s eventstore.Store) *AP
 	h.Handle("PUT /v1/streams/{stream}/metadata", a.fn(a.metadata))
 	h.Handle("GET /v1/all", a.fn(a.readAll))
 	h.Handle("GET /v1/all/head", a.fn(a.head))
+	h.Handle("POST /v1/admin/scavenge", a.fn(a.scavenge))
 	return &API{g: g}
 }
 
@@ -504,5 +506,22 @@ func (a *api) streams(w http.ResponseWriter, r *http.Request) error {
 	httpjson.WriteJSON(w, http.StatusOK, struct {
 		Streams []string `json:"streams"`
 	}{names})
+	return nil
+}
+
+func (a *api) scavenge(w http.ResponseWriter, r *http.Request) error {
+	sc, ok := a.s.(eventstore.Scavenger)
+	if !ok {
+		return httpjson.Errorf(httpjson.CodeFailedPrecondition, "", "this store cannot scavenge")
+	}
+	rep, err := sc.Scavenge(r.Context())
+	if err != nil {
+		return err
+	}
+	httpjson.WriteJSON(w, http.StatusOK, struct {
+		Events         int64 `json:"events"`
+		ReclaimedBytes int64 `json:"reclaimedBytes"`
+		DurationMs     int64 `json:"durationMs"`
+	}{rep.Events, rep.ReclaimedBytes, rep.Duration.Milliseconds()})
 	return nil
 }

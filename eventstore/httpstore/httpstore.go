@@ -485,3 +485,14 @@ func (g *Group) ReplayParked(ctx context.Context) (int, error) {
 	err := g.c.do(ctx, http.MethodPost, g.path("/replay-parked"), nil, struct{}{}, &out, "", 0)
 	return out.Replayed, err
 }
+
+// Scavenge asks the server to reclaim the space of hidden events.
+func (c *Client) Scavenge(ctx context.Context) (eventstore.ScavengeReport, error) {
+	var out struct {
+		Events         int64 `json:"events"`
+		ReclaimedBytes int64 `json:"reclaimedBytes"`
+		DurationMs     int64 `json:"durationMs"`
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/admin/scavenge", nil, struct{}{}, &out, "", 0)
+	return eventstore.ScavengeReport{Events: out.Events, ReclaimedBytes: out.ReclaimedBytes, Duration: time.Duration(out.DurationMs) * time.Millisecond}, err
+}

@@ -66,7 +66,8 @@ func TestScavenge(t *testing.T) {
 		}
 	}()
 	time.Sleep(20 * time.Millisecond)
-	n, err := s.Scavenge(ctx)
+	rep, err := s.Scavenge(ctx)
+	n := rep.Events
 	close(stop)
 	wg.Wait()
 	must(err)

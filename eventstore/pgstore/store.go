@@ -836,8 +836,16 @@ func (s *Store) Streams(ctx context.Context, after string, max int) ([]string, e
 // tombstoned streams, below a soft delete's or the metadata's truncate
 // point, beyond max count, or older than max age. It runs in batches of
 // short transactions, so appends and reads proceed meanwhile, and returns
-// how many events it removed.
-func (s *Store) Scavenge(ctx context.Context) (int64, error) {
+// how many events it removed (Events in the report).
+func (s *Store) Scavenge(ctx context.Context) (eventstore.ScavengeReport, error) {
+	start := time.Now()
+	n, err := s.scavenge(ctx)
+	// PostgreSQL frees the rows' space for reuse at its next vacuum; the
+	// bytes are not known here.
+	return eventstore.ScavengeReport{Events: n, ReclaimedBytes: -1, Duration: time.Since(start)}, err
+}
+
+func (s *Store) scavenge(ctx context.Context) (int64, error) {
 	if err := s.usable(); err != nil {
 		return 0, err
 	}
@@ -885,4 +893,7 @@ func (s *Store) Close() error {
 	return nil
 }
 
-var _ eventstore.Store = (*Store)(nil)
+var (
+	_ eventstore.Store     = (*Store)(nil)
+	_ eventstore.Scavenger = (*Store)(nil)
+)

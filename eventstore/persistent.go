@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // PersistentConfig configures a persistent subscription group.
@@ -33,6 +35,9 @@ type PersistentConfig struct {
 	// a restart (at least once).
 	CheckpointInterval time.Duration
 	Logger             *slog.Logger
+	// Registerer receives the group's metrics (labelled by group); nil
+	// registers nowhere.
+	Registerer prometheus.Registerer
 }
 
 // Persistent is a persistent subscription: competing consumers share its
@@ -63,6 +68,9 @@ type Persistent struct {
 	closedCh chan struct{}
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+
+	acks, nacks, parks, redeliveries prometheus.Counter
+	collectors                       []prometheus.Collector
 }
 
 type entry struct {
@@ -134,6 +142,15 @@ func NewPersistent(ctx context.Context, s Store, cfg PersistentConfig) (*Persist
 	rctx, cancel := context.WithCancel(context.Background())
 	p := &Persistent{s: s, cfg: cfg, log: cfg.Logger, nextPos: from, saved: from,
 		notify: make(chan struct{}, 1), space: make(chan struct{}, 1), cancel: cancel, closedCh: make(chan struct{})}
+	p.initMetrics()
+	if cfg.Registerer != nil {
+		for _, c := range p.collectors {
+			if err := cfg.Registerer.Register(c); err != nil {
+				cancel()
+				return nil, fmt.Errorf("persistent subscription %s: register metrics: %w", cfg.Group, err)
+			}
+		}
+	}
 	p.wg.Add(3)
 	go p.read(rctx, sub)
 	go p.timeouts(rctx)
@@ -241,6 +258,7 @@ func (d Delivery) Ack() error {
 	if d.e.done || d.e.attempts != d.Attempt {
 		return nil // timed out and redelivered, or already finished
 	}
+	p.acks.Inc()
 	p.finishLocked(d.e)
 	return nil
 }
@@ -254,7 +272,9 @@ func (d Delivery) Nack(ctx context.Context, reason string) error {
 		p.mu.Unlock()
 		return nil
 	}
+	p.nacks.Inc()
 	if d.e.attempts < p.cfg.MaxRetries {
+		p.redeliveries.Inc()
 		d.e.deadline = time.Time{}
 		p.queue = append([]*entry{d.e}, p.queue...)
 		p.mu.Unlock()
@@ -279,6 +299,7 @@ func (p *Persistent) park(ctx context.Context, e *entry, reason string) error {
 		signal(p.notify)
 		return fmt.Errorf("park event %s: %w", e.ev.ID, err)
 	}
+	p.parks.Inc()
 	p.log.Warn("event parked", "group", p.cfg.Group, "stream", e.ev.Stream, "version", e.ev.Version, "reason", reason)
 	p.mu.Lock()
 	p.finishLocked(e)
@@ -332,6 +353,7 @@ func (p *Persistent) timeouts(ctx context.Context) {
 			if e.attempts >= p.cfg.MaxRetries {
 				park = append(park, e)
 			} else {
+				p.redeliveries.Inc()
 				p.queue = append([]*entry{e}, p.queue...)
 			}
 		}
@@ -460,9 +482,36 @@ func (p *Persistent) Close() error {
 	p.closed = true
 	close(p.closedCh)
 	p.mu.Unlock()
+	if p.cfg.Registerer != nil {
+		for _, c := range p.collectors {
+			p.cfg.Registerer.Unregister(c)
+		}
+	}
 	p.cancel()
 	p.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return errors.Join(p.saveCheckpoint(ctx), p.saveReplayed(ctx))
+}
+
+func (p *Persistent) initMetrics() {
+	labels := prometheus.Labels{"group": p.cfg.Group}
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
+	}
+	p.acks = counter("herald_persistent_subscription_acks_total", "Deliveries acknowledged.")
+	p.nacks = counter("herald_persistent_subscription_nacks_total", "Deliveries rejected.")
+	p.parks = counter("herald_persistent_subscription_parked_total", "Events parked after their retries.")
+	p.redeliveries = counter("herald_persistent_subscription_redeliveries_total", "Events delivered again after a nack or an ack timeout.")
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "herald_persistent_subscription_in_flight", Help: "Events read and not yet acknowledged or parked.", ConstLabels: labels,
+	}, func() float64 {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return float64(len(p.order))
+	})
+	cp := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "herald_persistent_subscription_checkpoint", Help: "Every event before this position (or version) is finished.", ConstLabels: labels,
+	}, func() float64 { return float64(p.Checkpoint()) })
+	p.collectors = []prometheus.Collector{p.acks, p.nacks, p.parks, p.redeliveries, inflight, cp}
 }

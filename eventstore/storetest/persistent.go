@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/eventstore"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func testPersistent(t *testing.T, h Harness, s eventstore.Store) {
@@ -17,8 +18,9 @@ func testPersistent(t *testing.T, h Harness, s eventstore.Store) {
 		mustAppend(t, s, fmt.Sprintf("job-%d", i%5), eventstore.Any, ev("Job", fmt.Sprint(i)))
 	}
 	mustAppend(t, s, "other-1", eventstore.Any, ev("Other", "{}"))
+	reg := prometheus.NewRegistry()
 	cfg := eventstore.PersistentConfig{Group: "workers", Filter: eventstore.Category("job"), MaxRetries: 3,
-		AckTimeout: 300 * time.Millisecond, CheckpointInterval: 10 * time.Millisecond}
+		AckTimeout: 300 * time.Millisecond, CheckpointInterval: 10 * time.Millisecond, Registerer: reg}
 	p, err := eventstore.NewPersistent(ctx, s, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +78,12 @@ func testPersistent(t *testing.T, h Harness, s eventstore.Store) {
 		t.Fatalf("poison delivered %d times (want 3), timed-out event %d (want 2)", deliveries["7"], deliveries["11"])
 	}
 	mu.Unlock()
+	if got := metricValue(t, reg, "herald_persistent_subscription_parked_total"); got != 1 {
+		t.Fatalf("parked_total %v, want 1", got)
+	}
+	if got := metricValue(t, reg, "herald_persistent_subscription_acks_total"); got != 59 {
+		t.Fatalf("acks_total %v, want 59", got)
+	}
 	parked, err := s.ReadStream(ctx, "parked.workers", eventstore.ReadStreamOptions{})
 	if err != nil || len(parked) != 1 {
 		t.Fatalf("parked stream: %d events %v", len(parked), err)
@@ -128,4 +136,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
 }

@@ -63,6 +63,8 @@ func TestRawRequests(t *testing.T) {
 		{"GET", "/v1/streams/order-1?from=x", ``, 400, "INVALID_ARGUMENT", "from"},
 		{"GET", "/v1/all?typeRegex=(", ``, 400, "INVALID_ARGUMENT", "filter.typeRegex"},
 		{"GET", "/v1/all/head?waitMs=999999", ``, 400, "INVALID_ARGUMENT", "waitMs"},
+		{"POST", "/v1/streams/a%2Fb%20c", `{"events":[{"type":"X","data":1}]}`, 200, "", ""},
+		{"GET", "/v1/streams/a%2Fb%20c/info", ``, 200, "", ""},
 		{"DELETE", "/v1/streams/order-1?hard=true", ``, 204, "", ""},
 		{"POST", "/v1/streams/order-1", `{"events":[{"type":"X"}]}`, 412, "FAILED_PRECONDITION", "stream"},
 	} {
@@ -70,6 +72,9 @@ func TestRawRequests(t *testing.T) {
 		code, field, msg := errOf(m)
 		if resp.StatusCode != c.status || code != c.code || field != c.field {
 			t.Fatalf("%s %s: %d %s %s (%s), want %d %s %s", c.method, c.path, resp.StatusCode, code, field, msg, c.status, c.code, c.field)
+		}
+		if strings.HasPrefix(c.path, "/v1/streams/a%2F") && c.method == "GET" && m["stream"] != "a/b c" {
+			t.Fatalf("escaped stream name came back as %v", m["stream"])
 		}
 		switch resp.StatusCode {
 		case 409:

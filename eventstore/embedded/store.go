@@ -37,9 +37,10 @@
 // # Stream index
 //
 // The per-stream index (version -> position, a 64-bit hash of each event
-// ID for idempotent retries, metadata and delete state) lives in memory and
-// is rebuilt on open by scanning the log, which is the only source of truth:
-// there is no second file to keep consistent with it.
+// ID for idempotent retries, metadata and delete state) lives in memory. A
+// clean Close saves it in the index file, which the next Open loads and
+// removes (index.go); otherwise Open rebuilds it by scanning the log, which
+// is the only source of truth.
 //
 // # Concurrency and durability
 //
@@ -70,6 +71,7 @@ import (
 	"github.com/heraldhq/herald/commitlog"
 	"github.com/heraldhq/herald/commitlog/batch"
 	"github.com/heraldhq/herald/eventstore"
+	"github.com/heraldhq/herald/internal/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -113,6 +115,8 @@ type Store struct {
 	mu      sync.RWMutex
 	streams map[string]*stream
 	failed  error // set under wmu and mu
+
+	indexLoaded bool // the index came from the index file, not a scan
 }
 
 // stream is one stream's index entry.
@@ -176,10 +180,12 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, logger: cfg.Logger, cl: cl, log: l, streams: map[string]*stream{}}
 	start := time.Now()
-	if err := s.rebuild(); err != nil {
-		l.Close()
-		cl.Close()
-		return nil, fmt.Errorf("embedded event store: rebuild stream index: %w", err)
+	if !s.loadIndex() {
+		if err := s.rebuild(); err != nil {
+			l.Close()
+			cl.Close()
+			return nil, fmt.Errorf("embedded event store: rebuild stream index: %w", err)
+		}
 	}
 	s.m = newMetrics(s)
 	if cfg.Registerer != nil {
@@ -190,7 +196,7 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	s.logger.Info("event store opened", "dir", cfg.Dir, "streams", len(s.streams),
-		"head", l.HighWatermark(), "rebuild", time.Since(start).Round(time.Millisecond))
+		"head", l.HighWatermark(), "index_file", s.indexLoaded, "took", time.Since(start).Round(time.Millisecond))
 	return s, nil
 }
 
@@ -916,13 +922,56 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.scavMu.Lock()
+	defer s.scavMu.Unlock()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.cfg.Registerer != nil {
 		s.cfg.Registerer.Unregister(s.m)
 	}
+	hwm := s.log.HighWatermark()
 	err := s.log.Close()
+	if err == nil && s.failed == nil {
+		// Everything below hwm is on disk now: save the index for a fast
+		// open. A failure only costs the next open a scan.
+		s.mu.RLock()
+		data := encodeIndex(hwm, s.streams)
+		s.mu.RUnlock()
+		if werr := vfs.WriteFileAtomic(vfs.Default, filepath.Join(s.cfg.Dir, indexFile), data); werr != nil {
+			s.logger.Warn("saving the stream index failed; the next open scans the log", "err", werr)
+		}
+	}
 	return errors.Join(err, s.cl.Close())
+}
+
+// loadIndex loads and removes the index file saved by a clean Close, if it
+// covers exactly the log as it is; see index.go.
+func (s *Store) loadIndex() bool {
+	path := filepath.Join(s.cfg.Dir, indexFile)
+	data, err := vfs.ReadFile(vfs.Default, path)
+	if err != nil {
+		return false // none: the last close was not clean, or a first open
+	}
+	// Consumed whatever happens: from here on the log may change.
+	if err := vfs.Default.Remove(path); err != nil {
+		s.logger.Warn("cannot remove the stream index file; scanning the log", "err", err)
+		return false
+	}
+	if err := vfs.Default.SyncDir(s.cfg.Dir); err != nil {
+		s.logger.Warn("cannot sync the data directory; scanning the log", "err", err)
+		return false
+	}
+	pos, streams, err := decodeIndex(data)
+	switch {
+	case err != nil:
+		s.logger.Warn("stream index file unusable; scanning the log", "err", err)
+		return false
+	case pos != s.log.HighWatermark() || s.log.Recovery().Lost():
+		s.logger.Warn("stream index file does not match the log; scanning it", "index_position", pos, "log_position", s.log.HighWatermark())
+		return false
+	}
+	s.streams, s.indexLoaded = streams, true
+	return true
 }
 
 var (

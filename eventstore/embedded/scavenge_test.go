@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,5 +157,4 @@ func TestScavenge(t *testing.T) {
 	if rep.Events != 1 {
 		t.Fatalf("second scavenge marked %d events, want 1", rep.Events)
 	}
-	_ = fmt.Sprint
 }

@@ -38,6 +38,9 @@ fuzz FuzzAvroBinary ./schema
 fuzz FuzzValidUTF8 ./schema
 fuzz FuzzProtobufMessage ./schema
 fuzz FuzzDecodeRecord ./schema/registry
+fuzz FuzzDecodeRecord ./eventstore/embedded
+fuzz FuzzDecodeKeyed ./eventstore/embedded
+fuzz FuzzDecodeIndex ./eventstore/embedded
 
 step "client compatibility (compat/: franz-go, sarama, kafka-go, kcat, kafkajs)"
 # A separate module, so the clients it tests never enter Herald's go.mod.
@@ -45,6 +48,12 @@ step "client compatibility (compat/: franz-go, sarama, kafka-go, kcat, kafkajs)"
 command -v kcat || { apt-get update && apt-get install -y kcat; }
 (cd compat/js && npm ci --no-audit --no-fund)
 (cd compat && go vet ./... && go test -race -count=1 -timeout 10m ./...)
+
+step "PostgreSQL for the tests (scripts/postgres-test-cluster.sh)"
+# Installs postgresql with apt-get if missing; a private cluster on a unix
+# socket in a temp dir. Tests that need it fail when the DSN is unset.
+eval "$(scripts/postgres-test-cluster.sh start)"
+trap 'scripts/postgres-test-cluster.sh stop "$HERALD_TEST_POSTGRES_DIR"' EXIT
 
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...

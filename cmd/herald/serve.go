@@ -234,6 +234,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	mux.Handle("GET /v1/asyncapi.json", aapi)
+	closeEventStore, err := mountEventStore(mux, o.data, dur, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer closeEventStore()
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 2)

@@ -1,0 +1,55 @@
+package embedded
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the store's Prometheus metrics, one collector so a store can
+// register and unregister them together.
+type metrics struct {
+	appends, events, conflicts, reads prometheus.Counter
+	latency                           prometheus.Histogram
+	streams, head                     *prometheus.Desc
+	s                                 *Store
+}
+
+func newMetrics(s *Store) *metrics {
+	return &metrics{
+		s: s,
+		appends: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_eventstore_appends_total", Help: "Appends acknowledged (one per single- or multi-stream append).",
+		}),
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_eventstore_appended_events_total", Help: "Events appended.",
+		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_eventstore_conflicts_total", Help: "Appends and deletes refused for a wrong expected version.",
+		}),
+		reads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_eventstore_stream_reads_total", Help: "Stream reads served.",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "herald_eventstore_append_seconds", Help: "Append latency, durable.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
+		}),
+		streams: prometheus.NewDesc("herald_eventstore_streams", "Streams known to the index.", nil, nil),
+		head:    prometheus.NewDesc("herald_eventstore_head_position", "Position after the last durable record of $all.", nil, nil),
+	}
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range []prometheus.Collector{m.appends, m.events, m.conflicts, m.reads, m.latency} {
+		c.Describe(ch)
+	}
+	ch <- m.streams
+	ch <- m.head
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range []prometheus.Collector{m.appends, m.events, m.conflicts, m.reads, m.latency} {
+		c.Collect(ch)
+	}
+	m.s.mu.RLock()
+	n := len(m.s.streams)
+	m.s.mu.RUnlock()
+	ch <- prometheus.MustNewConstMetric(m.streams, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(m.head, prometheus.GaugeValue, float64(m.s.log.HighWatermark()))
+}

@@ -1,0 +1,158 @@
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/eventstore"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func testPersistent(t *testing.T, h Harness, s eventstore.Store) {
+	ctx := ctxT(t)
+	for i := 0; i < 60; i++ {
+		mustAppend(t, s, fmt.Sprintf("job-%d", i%5), eventstore.Any, ev("Job", fmt.Sprint(i)))
+	}
+	mustAppend(t, s, "other-1", eventstore.Any, ev("Other", "{}"))
+	reg := prometheus.NewRegistry()
+	cfg := eventstore.PersistentConfig{Group: "workers", Filter: eventstore.Category("job"), MaxRetries: 3,
+		AckTimeout: 300 * time.Millisecond, CheckpointInterval: 10 * time.Millisecond, Registerer: reg}
+	p, err := eventstore.NewPersistent(ctx, s, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three competing consumers; "poison" (data "7") is always rejected;
+	// data "11" is received once and never acked (ack timeout).
+	var mu sync.Mutex
+	handled := map[string]int{} // event id -> acks
+	deliveries := map[string]int{}
+	var wg sync.WaitGroup
+	cctx, stop := context.WithCancel(ctx)
+	for c := 0; c < 3; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				d, err := p.Receive(cctx)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				deliveries[string(d.Event.Data)]++
+				mu.Unlock()
+				switch {
+				case string(d.Event.Data) == "7":
+					d.Nack(cctx, "poison")
+				case string(d.Event.Data) == "11" && d.Attempt == 1:
+					// dropped: redelivered after the ack timeout
+				default:
+					mu.Lock()
+					handled[d.Event.ID]++
+					mu.Unlock()
+					d.Ack()
+				}
+			}
+		}()
+	}
+	waitFor(t, "all but the poison event handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled) == 59
+	})
+	jobs, _ := s.ReadAll(ctx, eventstore.ReadAllOptions{From: eventstore.End, Backwards: true, Max: 1, Filter: eventstore.Category("job")})
+	last := jobs.Events[0].Position
+	waitFor(t, "checkpoint past every job", func() bool { return p.Checkpoint() > last })
+	stop()
+	wg.Wait()
+	mu.Lock()
+	for id, n := range handled {
+		if n != 1 {
+			t.Fatalf("event %s acked %d times", id, n)
+		}
+	}
+	if deliveries["7"] != 3 || deliveries["11"] != 2 {
+		t.Fatalf("poison delivered %d times (want 3), timed-out event %d (want 2)", deliveries["7"], deliveries["11"])
+	}
+	mu.Unlock()
+	if got := metricValue(t, reg, "herald_persistent_subscription_parked_total"); got != 1 {
+		t.Fatalf("parked_total %v, want 1", got)
+	}
+	if got := metricValue(t, reg, "herald_persistent_subscription_acks_total"); got != 59 {
+		t.Fatalf("acks_total %v, want 59", got)
+	}
+	parked, err := s.ReadStream(ctx, "parked.workers", eventstore.ReadStreamOptions{})
+	if err != nil || len(parked) != 1 {
+		t.Fatalf("parked stream: %d events %v", len(parked), err)
+	}
+	var body eventstore.ParkedEvent
+	if err := json.Unmarshal(parked[0].Data, &body); err != nil || string(body.Event.Data) != "7" || body.Reason != "poison" {
+		t.Fatalf("parked %+v %v", body, err)
+	}
+	// Replay the parked event; this time it is acked.
+	n, err := p.ReplayParked(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("replay: %d %v", n, err)
+	}
+	d, err := p.Receive(ctx)
+	if err != nil || string(d.Event.Data) != "7" || d.Attempt != 1 {
+		t.Fatalf("replayed delivery %+v %v", d, err)
+	}
+	d.Ack()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadStream(ctx, "parked.workers", eventstore.ReadStreamOptions{}); err != nil && !isEmptyOrMissing(err) {
+		t.Fatal(err)
+	} else if evs, _ := s.ReadStream(ctx, "parked.workers", eventstore.ReadStreamOptions{}); len(evs) != 0 {
+		t.Fatalf("parked stream still shows %d events after the replay was acked", len(evs))
+	}
+
+	// Resume: the checkpoint was saved, so only new events arrive.
+	mustAppend(t, s, "job-9", eventstore.Any, ev("Job", "new"))
+	p2, err := eventstore.NewPersistent(ctx, s, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	d, err = p2.Receive(ctx)
+	if err != nil || string(d.Event.Data) != "new" {
+		t.Fatalf("after resume got %q %v, want the new event", d.Event.Data, err)
+	}
+	d.Ack()
+}
+
+func isEmptyOrMissing(err error) bool { return err == nil || errorsIsNotFound(err) }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}

@@ -13,8 +13,34 @@ import (
 // flattener descends only into used names and emits only used leaves.
 type pathNode struct {
 	children map[string]*pathNode
+	// small mirrors children when there are few: a linear scan of a few
+	// keys beats hashing.
+	small []pathKid
 	// id of the leaf path ending here, or -1 when no condition tests it.
 	id int32
+}
+
+type pathKid struct {
+	key  string
+	node *pathNode
+}
+
+const smallKids = 8
+
+// child returns the child named key, or nil.
+func (n *pathNode) child(key []byte) *pathNode {
+	if n.children == nil {
+		return nil
+	}
+	if len(n.children) <= smallKids {
+		for i := range n.small {
+			if len(n.small[i].key) == len(key) && n.small[i].key == string(key) {
+				return n.small[i].node
+			}
+		}
+		return nil
+	}
+	return n.children[string(key)]
 }
 
 func newPathNode() *pathNode { return &pathNode{id: -1} }
@@ -221,7 +247,7 @@ func (f *flattener) object(node *pathNode, depth int, top bool) error {
 		f.pos++
 		var child *pathNode
 		if node != nil && node.children != nil {
-			child = node.children[string(key)]
+			child = node.child(key)
 			if child == nil && top {
 				switch string(key) {
 				case "detail":

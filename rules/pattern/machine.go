@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -22,10 +23,14 @@ type Machine struct {
 	rules map[string]*ruleRec
 }
 
+// ruleRec is what the machine keeps of a rule: the pattern's source (a
+// rebuild recompiles it; keeping the compiled form would double a simple
+// rule's memory) and the states where it ends.
 type ruleRec struct {
-	idx  int32
-	p    *Pattern
-	ends []*state
+	idx   int32
+	src   []byte
+	conjs int
+	ends  []*state
 }
 
 // machine is the automaton proper, guarded by Machine.mu.
@@ -52,19 +57,22 @@ type trans struct {
 	next   map[string]*state
 	mayDup bool
 
-	strs                                     map[string][]*state
-	nums                                     map[float64][]*state
-	tru, fal, null                           []*state
-	prefix, suffix, prefixFold, suffixFold   *trie
-	fold                                     map[string][]*state
-	wildTrie                                 *trie
-	wilds                                    []wildEntry
-	ranges                                   []rangeEntry
-	cidrs                                    []cidrEntry
-	abs                                      []abEntry
-	exists                                   []*state
-	absent                                   []*state
-	needFold                                 bool
+	strs                                   map[string][]*state
+	nums                                   map[float64][]*state
+	tru, fal, null                         []*state
+	prefix, suffix, prefixFold, suffixFold *trie
+	fold                                   map[string][]*state
+	wildTrie                               *trie
+	wilds                                  []wildEntry
+	ranges                                 []rangeEntry
+	rangeMu                                sync.Mutex
+	rangeIx                                atomic.Pointer[rangeIndex]
+	wildSuffix                             *trie
+	cidrs                                  []cidrEntry
+	abs                                    []abEntry
+	exists                                 []*state
+	absent                                 []*state
+	needFold                               bool
 }
 
 type wildEntry struct {
@@ -158,7 +166,7 @@ func (m *Machine) Add(name string, p *Pattern) {
 		idx = int32(len(mm.names))
 		mm.names = append(mm.names, name)
 	}
-	rec := &ruleRec{idx: idx, p: p}
+	rec := &ruleRec{idx: idx, src: p.src, conjs: len(p.Conjs)}
 	rec.ends = mm.addPattern(idx, p)
 	m.rules[name] = rec
 }
@@ -182,8 +190,8 @@ func (m *Machine) removeLocked(name string) bool {
 	}
 	mm.names[rec.idx] = ""
 	mm.free = append(mm.free, rec.idx)
-	mm.live -= len(rec.p.Conjs)
-	mm.dead += len(rec.p.Conjs)
+	mm.live -= rec.conjs
+	mm.dead += rec.conjs
 	if mm.dead > 1024 && mm.dead > mm.live {
 		m.rebuildLocked()
 	}
@@ -198,7 +206,11 @@ func (m *Machine) rebuildLocked() {
 	nm.names = old.names
 	nm.free = old.free
 	for _, rec := range m.rules {
-		rec.ends = nm.addPattern(rec.idx, rec.p)
+		p, err := Compile(rec.src)
+		if err != nil {
+			panic("pattern: a pattern compiled once no longer compiles: " + err.Error())
+		}
+		rec.ends = nm.addPattern(rec.idx, p)
 	}
 	m.m = nm
 }
@@ -219,6 +231,7 @@ func (mm *machine) pathID(path []string) int32 {
 		if c == nil {
 			c = newPathNode()
 			n.children[seg] = c
+			n.small = append(n.small, pathKid{seg, c})
 		}
 		n = c
 	}
@@ -342,20 +355,20 @@ func (t *trans) register(c *Cond, n *state) {
 				t.wildTrie = &trie{}
 			}
 			w := compileWildcard(m.Str)
+			// Index by the longer literal end, so that only patterns
+			// whose literal start or end the value has are tried.
 			nd := t.wildTrie.insert(w.literalPrefix(), false)
+			if suf := w.segs[len(w.segs)-1]; w.star && len(suf) > len(w.literalPrefix()) {
+				if t.wildSuffix == nil {
+					t.wildSuffix = &trie{}
+				}
+				nd = t.wildSuffix.insert(suf, true)
+			}
 			nd.wout = append(nd.wout, int32(len(t.wilds)))
 			t.wilds = append(t.wilds, wildEntry{w: w, next: n})
 		case KNumeric:
 			t.ranges = append(t.ranges, rangeEntry{m: m, next: n})
-			slices.SortStableFunc(t.ranges, func(a, b rangeEntry) int {
-				switch {
-				case a.m.Lo < b.m.Lo:
-					return -1
-				case a.m.Lo > b.m.Lo:
-					return 1
-				}
-				return 0
-			})
+			t.rangeIx.Store(nil)
 		case KCIDR:
 			t.cidrs = append(t.cidrs, cidrEntry{m: m, next: n})
 		case KExists:
@@ -709,6 +722,14 @@ func (t *trans) step(sc *scratch, f *field) {
 				}
 			}
 		}
+		if t.wildSuffix != nil {
+			n := t.wildSuffix
+			for i := len(s) - 1; i >= 0 && n != nil; i-- {
+				if n = n.child(s[i], false); n != nil {
+					t.tryWild(sc, n, s)
+				}
+			}
+		}
 		if len(t.cidrs) > 0 {
 			if a, ok := parseIP(s); ok {
 				for i := range t.cidrs {
@@ -724,14 +745,20 @@ func (t *trans) step(sc *scratch, f *field) {
 				sc.add(t, ns)
 			}
 		}
-		for i := range t.ranges {
-			r := &t.ranges[i]
-			if r.m.Lo > f.num {
-				break // sorted by lower bound
+		switch {
+		case len(t.ranges) == 0:
+		case len(t.ranges) <= 8:
+			for i := range t.ranges {
+				if inRange(&t.ranges[i].m, f.num) {
+					sc.addOne(t, t.ranges[i].next)
+				}
 			}
-			if inRange(&r.m, f.num) {
-				sc.addOne(t, r.next)
-			}
+		default:
+			t.rangeIndex().query(f.num, func(ns []*state) {
+				for _, n := range ns {
+					sc.addOne(t, n)
+				}
+			})
 		}
 	case vTrue:
 		sc.add(t, t.tru)
@@ -791,4 +818,21 @@ func (e *abEntry) matches(sc *scratch, f *field) bool {
 		return true
 	}
 	return false
+}
+
+// rangeIndex returns the transition's numeric range index, building it
+// on first use after a change (under the read lock, so it is built once
+// under its own mutex and published atomically).
+func (t *trans) rangeIndex() *rangeIndex {
+	if ix := t.rangeIx.Load(); ix != nil {
+		return ix
+	}
+	t.rangeMu.Lock()
+	defer t.rangeMu.Unlock()
+	if ix := t.rangeIx.Load(); ix != nil {
+		return ix
+	}
+	ix := buildRangeIndex(t.ranges)
+	t.rangeIx.Store(ix)
+	return ix
 }

@@ -1,7 +1,11 @@
 package pattern
 
 import (
+	"encoding/json"
 	"fmt"
+	"time"
+
+	"github.com/heraldhq/herald/event"
 	"math"
 	"strconv"
 	"strings"
@@ -53,20 +57,17 @@ func rflatten(doc []byte) ([]rfield, error) {
 	}
 	var out []rfield
 	var arrays int32
-	var walk func(v *jval, path string, trail []tpos)
-	walk = func(v *jval, path string, trail []tpos) {
+	var walk func(v *jval, path string, top bool, trail []tpos)
+	walk = func(v *jval, path string, top bool, trail []tpos) {
 		switch v.kind {
 		case jObject:
 			for _, kv := range v.obj {
 				key := kv.key
-				if path == "" {
-					key = topAlias(key)
+				p := path + "\x00" + key
+				if top {
+					p = topAlias(key)
 				}
-				p := key
-				if path != "" {
-					p = path + "\x00" + key
-				}
-				walk(kv.val, p, trail)
+				walk(kv.val, p, false, trail)
 			}
 		case jArray:
 			id := arrays
@@ -76,7 +77,7 @@ func rflatten(doc []byte) ([]rfield, error) {
 				if e.kind == jObject || e.kind == jArray {
 					t = append(trail[:len(trail):len(trail)], tpos{id, int32(i)})
 				}
-				walk(e, path, t)
+				walk(e, path, false, t)
 			}
 		case jString:
 			out = append(out, rfield{path: path, k: vString, s: []byte(v.str), trail: trail})
@@ -99,7 +100,7 @@ func rflatten(doc []byte) ([]rfield, error) {
 			out = append(out, rfield{path: path, k: vNull, trail: trail})
 		}
 	}
-	walk(v, "", nil)
+	walk(v, "", true, nil)
 	return out, nil
 }
 
@@ -317,4 +318,43 @@ func describeMatcher(m *Matcher) string {
 		return "anything but wildcard " + strings.Join(m.Strs, ", ")
 	}
 	return "?"
+}
+
+// EventJSON renders e as the JSON object patterns are matched against:
+// its attributes as top-level strings and its data under "data" when it
+// is JSON (other data is left out). Machine.MatchEvent matches the same
+// object without building it.
+func EventJSON(e *event.Event) []byte {
+	m := map[string]any{"specversion": "1.0"}
+	put := func(k, v string) {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	put("id", e.ID)
+	put("source", e.Source)
+	put("type", e.Type)
+	put("subject", e.Subject)
+	put("datacontenttype", e.DataContentType)
+	if !e.Time.IsZero() {
+		m["time"] = e.Time.UTC().Format(time.RFC3339Nano)
+	}
+	if e.Kind != 0 {
+		m["kind"] = e.Kind.String()
+	}
+	put("correlationid", e.CorrelationID)
+	put("causationid", e.CausationID)
+	put("traceparent", e.TraceParent)
+	put("aggregateid", e.AggregateID)
+	if e.AggregateVersion != 0 {
+		m["aggregateversion"] = strconv.FormatInt(e.AggregateVersion, 10)
+	}
+	for k, v := range e.Extensions {
+		put(k, v)
+	}
+	if len(e.Data) > 0 && jsonContentType(e.DataContentType) && json.Valid(e.Data) {
+		m["data"] = json.RawMessage(e.Data)
+	}
+	b, _ := json.Marshal(m)
+	return b
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/groups"
+	"github.com/heraldhq/herald/commitlog"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/eventlog"
 	"github.com/heraldhq/herald/eventlog/embedded"
@@ -25,9 +26,13 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 // newLog starts a real broker and group coordinator in dir.
 func newLog(t testing.TB, dir string) eventlog.Log {
+	return newLogDurability(t, dir, commitlog.DurabilityAlways)
+}
+
+func newLogDurability(t testing.TB, dir string, d commitlog.Durability) eventlog.Log {
 	t.Helper()
 	logger := quietLogger()
-	b, err := broker.Open(broker.Config{DataDir: dir, Logger: logger})
+	b, err := broker.Open(broker.Config{DataDir: dir, Logger: logger, Durability: d})
 	if err != nil {
 		t.Fatal(err)
 	}

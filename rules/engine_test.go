@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -248,7 +248,7 @@ func TestWebhookRetryDeadLetterAndIsolation(t *testing.T) {
 		switch hd[HeaderDLQTarget] {
 		case "bad":
 			if hd[HeaderDLQErrorCode] != "HTTP_503" || hd[HeaderDLQExhausted] != ExhaustedAttempts || hd[HeaderDLQAttempts] != "4" ||
-				!contains(hd[HeaderDLQErrorMsg], "down for maintenance") {
+				!strings.Contains(hd[HeaderDLQErrorMsg], "down for maintenance") {
 				t.Fatalf("bad dlq headers %v", hd)
 			}
 		case "reject":
@@ -266,7 +266,9 @@ func TestWebhookRetryDeadLetterAndIsolation(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0)) }
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0))
+}
 
 func indexOf(s, sub string) int {
 	for i := 0; i+len(sub) <= len(s); i++ {
@@ -377,5 +379,4 @@ func TestDefinitionsAreDurableAndDeliveryAtLeastOnce(t *testing.T) {
 			}
 		}
 	}
-	_ = slices.Contains[[]int]
 }

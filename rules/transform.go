@@ -93,6 +93,8 @@ type transformer struct {
 	paths map[string]jsonPath
 	// parts alternate literal text and placeholders.
 	parts []tpart
+	// text: the template is not JSON, so strings go in unquoted.
+	text bool
 }
 
 type tpart struct {
@@ -165,6 +167,16 @@ func compileTransformer(it *InputTransformer, field string) (*transformer, error
 		lit.WriteByte(c)
 	}
 	t.parts = append(t.parts, tpart{lit: lit.String()})
+	var probe strings.Builder
+	for _, p := range t.parts {
+		switch {
+		case p.name == "":
+			probe.WriteString(p.lit)
+		case !p.inString:
+			probe.WriteString("null")
+		}
+	}
+	t.text = !json.Valid([]byte(probe.String()))
 	return t, nil
 }
 
@@ -188,7 +200,7 @@ func (t *transformer) apply(doc []byte, ruleName string) []byte {
 		found := true
 		switch p.name {
 		case VarEvent:
-			if p.inString {
+			if p.inString && !t.text {
 				writeInString(&out, string(doc))
 			} else {
 				out.Write(doc)
@@ -200,14 +212,17 @@ func (t *transformer) apply(doc []byte, ruleName string) []byte {
 			v, found = t.paths[p.name].eval(ev)
 		}
 		switch {
-		case !found && p.inString:
+		case !found && (p.inString || t.text):
 		case !found:
 			out.WriteString("null")
-		case p.inString:
-			if s, ok := v.(string); ok {
+		case p.inString || t.text:
+			if s, ok := v.(string); ok && t.text {
+				out.WriteString(s)
+			} else if ok {
 				writeInString(&out, s)
+			} else if b, _ := json.Marshal(v); t.text {
+				out.Write(b)
 			} else {
-				b, _ := json.Marshal(v)
 				writeInString(&out, string(b))
 			}
 		default:

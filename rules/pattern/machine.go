@@ -497,9 +497,7 @@ func (m *Machine) MatchEvent(e *event.Event, dst []string) []string {
 		sc.timeBuf = e.Time.UTC().AppendFormat(sc.timeBuf[:0], time.RFC3339Nano)
 		sc.fl.emit(n, vString, sc.timeBuf, 0)
 	}
-	if e.Kind != 0 {
-		attr("kind", e.Kind.String())
-	}
+	attr("kind", e.Kind.String())
 	attr("correlationid", e.CorrelationID)
 	attr("causationid", e.CausationID)
 	attr("traceparent", e.TraceParent)

@@ -339,9 +339,7 @@ func EventJSON(e *event.Event) []byte {
 	if !e.Time.IsZero() {
 		m["time"] = e.Time.UTC().Format(time.RFC3339Nano)
 	}
-	if e.Kind != 0 {
-		m["kind"] = e.Kind.String()
-	}
+	m["kind"] = e.Kind.String()
 	put("correlationid", e.CorrelationID)
 	put("causationid", e.CausationID)
 	put("traceparent", e.TraceParent)

@@ -98,8 +98,10 @@ type Engine struct {
 
 	mu struct {
 		sync.Mutex
-		buses  map[string]*busState
-		closed bool
+		buses    map[string]*busState
+		archives map[string]*archiveState
+		replays  map[string]*replayState
+		closed   bool
 	}
 }
 
@@ -113,8 +115,11 @@ type busState struct {
 	inflight atomic.Int64
 	wake     chan struct{}
 
-	mu    sync.RWMutex
-	rules map[string]*ruleState
+	archiveMachine *pattern.Machine
+
+	mu       sync.RWMutex
+	rules    map[string]*ruleState
+	archives map[string]*archiveState
 }
 
 type ruleState struct {
@@ -133,6 +138,8 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{cfg: cfg, log: cfg.Logger.With("component", "rules"), prod: eventlog.NewProducer(cfg.Log)}
 	e.m = newMetrics(cfg.Registerer)
 	e.mu.buses = map[string]*busState{}
+	e.mu.archives = map[string]*archiveState{}
+	e.mu.replays = map[string]*replayState{}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e, nil
 }
@@ -146,6 +153,8 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	buses := map[string]Bus{}
 	rules := map[string]Rule{}
+	archives := map[string]Archive{}
+	replays := map[string]Replay{}
 	start, end, err := e.cfg.Log.Offsets(ctx, DefinitionsTopic, 0)
 	if err != nil {
 		return fmt.Errorf("rules: read definitions: %w", err)
@@ -182,6 +191,22 @@ func (e *Engine) Start(ctx context.Context) error {
 					return fmt.Errorf("rules: definition %s at offset %d: %w", k, r.Offset, err)
 				}
 				rules[k] = rl
+			case strings.HasPrefix(k, "archive/"):
+				if r.Value == nil {
+					delete(archives, k)
+					continue
+				}
+				var a Archive
+				if err := json.Unmarshal(r.Value, &a); err != nil {
+					return fmt.Errorf("rules: definition %s at offset %d: %w", k, r.Offset, err)
+				}
+				archives[k] = a
+			case strings.HasPrefix(k, "replay/"):
+				var rp Replay
+				if err := json.Unmarshal(r.Value, &rp); err != nil {
+					return fmt.Errorf("rules: definition %s at offset %d: %w", k, r.Offset, err)
+				}
+				replays[k] = rp
 			}
 		}
 	}
@@ -210,6 +235,36 @@ func (e *Engine) Start(ctx context.Context) error {
 		}
 		e.installRule(bs, c)
 	}
+	for k, a := range archives {
+		bs := e.mu.buses[a.Bus]
+		if bs == nil {
+			e.log.Error("stored archive of a missing bus; skipped", "archive", k)
+			continue
+		}
+		var p *pattern.Pattern
+		if len(a.EventPattern) > 0 && string(a.EventPattern) != "null" {
+			if p, err = pattern.Compile(a.EventPattern); err != nil {
+				e.log.Error("stored archive pattern no longer valid; skipped", "archive", k, "err", err)
+				continue
+			}
+		}
+		e.installArchiveLocked(bs, a, p)
+	}
+	for _, rp := range replays {
+		rs := &replayState{r: rp, rules: map[string]bool{}, cancel: func() {}}
+		for _, n := range rp.Rules {
+			rs.rules[n] = true
+		}
+		if !rp.terminal() {
+			// A replay does not survive a restart; say so rather than
+			// resume with duplicates.
+			rs.r.State, rs.r.Reason, rs.r.Ended = ReplayFailed, "interrupted: the engine restarted", time.Now().UTC()
+			if err := e.putDefinition(ctx, "replay/"+rp.Name, rs.r); err != nil {
+				return err
+			}
+		}
+		e.mu.replays[rp.Name] = rs
+	}
 	return nil
 }
 
@@ -234,6 +289,9 @@ func (e *Engine) Close() error {
 		b.mu.Lock()
 		for _, r := range b.rules {
 			e.uninstallTargetsLocked(r, nil)
+		}
+		for _, a := range b.archives {
+			a.worker.stop()
 		}
 		b.mu.Unlock()
 	}
@@ -298,8 +356,11 @@ func (e *Engine) DeleteBus(ctx context.Context, name string) error {
 	bs.mu.RLock()
 	n := len(bs.rules)
 	bs.mu.RUnlock()
-	if n > 0 {
-		return fmt.Errorf("bus %q has %d rules: %w", name, n, ErrInUse)
+	bs.mu.RLock()
+	na := len(bs.archives)
+	bs.mu.RUnlock()
+	if n > 0 || na > 0 {
+		return fmt.Errorf("bus %q has %d rules and %d archives: %w", name, n, na, ErrInUse)
 	}
 	if err := e.putDefinition(ctx, "bus/"+name, nil); err != nil {
 		return err
@@ -531,7 +592,8 @@ func (e *Engine) startBusLocked(ctx context.Context, b Bus) error {
 	}
 	bctx, cancel := context.WithCancel(e.ctx)
 	bs := &busState{bus: b, machine: pattern.NewMachine(), cancel: cancel, done: make(chan struct{}),
-		rules: map[string]*ruleState{}, wake: make(chan struct{}, 1)}
+		rules: map[string]*ruleState{}, wake: make(chan struct{}, 1),
+		archiveMachine: pattern.NewMachine(), archives: map[string]*archiveState{}}
 	e.mu.buses[b.Name] = bs
 	trackers := make([]*partTracker, info.Partitions)
 	var wg sync.WaitGroup
@@ -629,7 +691,7 @@ func (e *Engine) commit(bs *busState, trackers []*partTracker) {
 // it to the matched rules' target workers.
 func (e *Engine) dispatch(ctx context.Context, bs *busState, part int32, t *partTracker) {
 	off := t.next
-	var names []string
+	var names, anames []string
 	for ctx.Err() == nil {
 		for bs.inflight.Load() >= int64(e.cfg.MaxInFlight) {
 			select {
@@ -678,17 +740,35 @@ func (e *Engine) dispatch(ctx context.Context, bs *busState, part int32, t *part
 			names = bs.machine.MatchEvent(ev, names[:0])
 			var jobs []*job
 			var workers []*targetWorker
+			replay := ev.Extensions[ReplayExtension]
+			var only map[string]bool
+			if replay != "" {
+				// A replayed event goes only to its replay's rules.
+				only = e.replayRules(replay)
+			}
 			if len(names) > 0 {
 				bs.mu.RLock()
 				for _, n := range names {
 					rs := bs.rules[n]
-					if rs == nil || rs.c.State != Enabled {
+					if rs == nil || rs.c.State != Enabled || (replay != "" && !only[n]) {
 						continue
 					}
 					rs.matched.Add(1)
 					e.m.matched.WithLabelValues(bs.bus.Name, n).Inc()
 					for _, w := range rs.targets {
 						workers = append(workers, w)
+					}
+				}
+				bs.mu.RUnlock()
+			}
+			if replay == "" {
+				bs.mu.RLock()
+				if len(bs.archives) > 0 {
+					anames = bs.archiveMachine.MatchEvent(ev, anames[:0])
+					for _, as := range bs.archives {
+						if as.all || slices.Contains(anames, as.a.Name) {
+							workers = append(workers, as.worker)
+						}
 					}
 				}
 				bs.mu.RUnlock()

@@ -28,6 +28,13 @@ const bodyLimit = 256 << 10
 //	DELETE /v1/rules/{name}[?bus=B]     delete a rule
 //	POST   /v1/rules/{name}/enable      enable (and /disable)
 //	POST   /v1/rules:test               {"pattern","event"} -> {"match","reasons"}
+//	GET    /v1/archives                 list archives
+//	POST   /v1/archives                 create {"name","bus","event_pattern","retention_days"}
+//	GET    /v1/archives/{name}          describe (DELETE deletes it and its events)
+//	GET    /v1/replays                  list replays
+//	POST   /v1/replays                  start {"name","archive","start","end","rules"}
+//	GET    /v1/replays/{name}           state and progress
+//	POST   /v1/replays/{name}/cancel    cancel a running replay
 //
 // The bus defaults to "default". Errors use internal/httpjson's shape.
 func (e *Engine) Routes(h interface{ Handle(string, http.Handler) }) {
@@ -36,6 +43,94 @@ func (e *Engine) Routes(h interface{ Handle(string, http.Handler) }) {
 	h.Handle("/v1/rules", http.HandlerFunc(e.serveRules))
 	h.Handle("/v1/rules/", http.HandlerFunc(e.serveRules))
 	h.Handle("/v1/rules:test", http.HandlerFunc(e.serveTest))
+	h.Handle("/v1/archives", http.HandlerFunc(e.serveArchives))
+	h.Handle("/v1/archives/", http.HandlerFunc(e.serveArchives))
+	h.Handle("/v1/replays", http.HandlerFunc(e.serveReplays))
+	h.Handle("/v1/replays/", http.HandlerFunc(e.serveReplays))
+}
+
+func (e *Engine) serveArchives(w http.ResponseWriter, r *http.Request) {
+	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/v1/archives"), "/")
+	switch {
+	case rest == "" && r.Method == http.MethodGet:
+		httpjson.WriteJSON(w, http.StatusOK, map[string]any{"archives": e.Archives()})
+	case rest == "" && r.Method == http.MethodPost:
+		var a Archive
+		if err := httpjson.Decode(w, r, bodyLimit, &a); err != nil {
+			writeErr(w, err)
+			return
+		}
+		out, err := e.CreateArchive(r.Context(), a)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		httpjson.WriteJSON(w, http.StatusCreated, out)
+	case rest == "":
+		methodNotAllowed(w, "GET, POST")
+	case !strings.Contains(rest, "/") && r.Method == http.MethodGet:
+		a, err := e.ArchiveByName(rest)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		httpjson.WriteJSON(w, http.StatusOK, a)
+	case !strings.Contains(rest, "/") && r.Method == http.MethodDelete:
+		if err := e.DeleteArchive(r.Context(), rest); err != nil {
+			writeErr(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case !strings.Contains(rest, "/"):
+		methodNotAllowed(w, "GET, DELETE")
+	default:
+		writeErr(w, httpjson.Errorf(httpjson.CodeNotFound, "", "no such resource %s", r.URL.Path))
+	}
+}
+
+func (e *Engine) serveReplays(w http.ResponseWriter, r *http.Request) {
+	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/v1/replays"), "/")
+	parts := strings.Split(rest, "/")
+	switch {
+	case rest == "" && r.Method == http.MethodGet:
+		httpjson.WriteJSON(w, http.StatusOK, map[string]any{"replays": e.Replays()})
+	case rest == "" && r.Method == http.MethodPost:
+		var rp Replay
+		if err := httpjson.Decode(w, r, bodyLimit, &rp); err != nil {
+			writeErr(w, err)
+			return
+		}
+		out, err := e.StartReplay(r.Context(), rp)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		httpjson.WriteJSON(w, http.StatusCreated, out)
+	case rest == "":
+		methodNotAllowed(w, "GET, POST")
+	case len(parts) == 1 && r.Method == http.MethodGet:
+		rp, err := e.ReplayByName(parts[0])
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		httpjson.WriteJSON(w, http.StatusOK, rp)
+	case len(parts) == 1:
+		methodNotAllowed(w, "GET")
+	case len(parts) == 2 && parts[1] == "cancel":
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, "POST")
+			return
+		}
+		rp, err := e.CancelReplay(r.Context(), parts[0])
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		httpjson.WriteJSON(w, http.StatusOK, rp)
+	default:
+		writeErr(w, httpjson.Errorf(httpjson.CodeNotFound, "", "no such resource %s", r.URL.Path))
+	}
 }
 
 func writeErr(w http.ResponseWriter, err error) {

@@ -10,7 +10,6 @@ import (
 	"time"
 )
 
-
 func TestArchiveAndReplay(t *testing.T) {
 	l := newLog(t, t.TempDir())
 	e := newEngine(t, l, nil)

@@ -45,7 +45,32 @@ type machine struct {
 	free        []int32
 	live, dead  int
 	states      int
+	// attrs are the used top-level paths of CloudEvent attributes, so
+	// that MatchEvent need not look each up.
+	attrs [numAttrs]*pathNode
 }
+
+// CloudEvent attributes MatchEvent presents as top-level fields.
+const (
+	attrSpecVersion = iota
+	attrID
+	attrSource
+	attrType
+	attrSubject
+	attrContentType
+	attrTime
+	attrKind
+	attrCorrelationID
+	attrCausationID
+	attrTraceParent
+	attrAggregateID
+	attrAggregateVersion
+	attrData
+	numAttrs
+)
+
+var attrNames = [numAttrs]string{"specversion", "id", "source", "type", "subject", "datacontenttype", "time", "kind",
+	"correlationid", "causationid", "traceparent", "aggregateid", "aggregateversion", "data"}
 
 type state struct {
 	trans []*trans
@@ -237,6 +262,9 @@ func (mm *machine) pathID(path []string) int32 {
 	}
 	n.id = id
 	mm.dense = append(mm.dense, nil)
+	for i, a := range attrNames {
+		mm.attrs[i] = mm.root.children[a]
+	}
 	return id
 }
 
@@ -479,39 +507,39 @@ func (m *Machine) MatchEvent(e *event.Event, dst []string) []string {
 	if root.children == nil {
 		return mm.run(sc, dst)
 	}
-	attr := func(name, v string) {
-		if v == "" {
-			return
-		}
-		if n := root.children[name]; n != nil && n.id >= 0 {
+	at := &mm.attrs
+	attr := func(a int, v string) {
+		if n := at[a]; n != nil && n.id >= 0 && v != "" {
 			sc.fl.emit(n, vString, unsafe.Slice(unsafe.StringData(v), len(v)), 0)
 		}
 	}
-	attr("specversion", "1.0")
-	attr("id", e.ID)
-	attr("source", e.Source)
-	attr("type", e.Type)
-	attr("subject", e.Subject)
-	attr("datacontenttype", e.DataContentType)
-	if n := root.children["time"]; n != nil && n.id >= 0 && !e.Time.IsZero() {
+	attr(attrSpecVersion, "1.0")
+	attr(attrID, e.ID)
+	attr(attrSource, e.Source)
+	attr(attrType, e.Type)
+	attr(attrSubject, e.Subject)
+	attr(attrContentType, e.DataContentType)
+	if n := at[attrTime]; n != nil && n.id >= 0 && !e.Time.IsZero() {
 		sc.timeBuf = e.Time.UTC().AppendFormat(sc.timeBuf[:0], time.RFC3339Nano)
 		sc.fl.emit(n, vString, sc.timeBuf, 0)
 	}
-	attr("kind", e.Kind.String())
-	attr("correlationid", e.CorrelationID)
-	attr("causationid", e.CausationID)
-	attr("traceparent", e.TraceParent)
-	attr("aggregateid", e.AggregateID)
-	if e.AggregateVersion != 0 {
-		if n := root.children["aggregateversion"]; n != nil && n.id >= 0 {
-			sc.verBuf = strconv.AppendInt(sc.verBuf[:0], e.AggregateVersion, 10)
-			sc.fl.emit(n, vString, sc.verBuf, 0)
-		}
+	if n := at[attrKind]; n != nil && n.id >= 0 {
+		attr(attrKind, e.Kind.String())
+	}
+	attr(attrCorrelationID, e.CorrelationID)
+	attr(attrCausationID, e.CausationID)
+	attr(attrTraceParent, e.TraceParent)
+	attr(attrAggregateID, e.AggregateID)
+	if n := at[attrAggregateVersion]; n != nil && n.id >= 0 && e.AggregateVersion != 0 {
+		sc.verBuf = strconv.AppendInt(sc.verBuf[:0], e.AggregateVersion, 10)
+		sc.fl.emit(n, vString, sc.verBuf, 0)
 	}
 	for k, v := range e.Extensions {
-		attr(k, v)
+		if n := root.children[k]; n != nil && n.id >= 0 && v != "" {
+			sc.fl.emit(n, vString, unsafe.Slice(unsafe.StringData(v), len(v)), 0)
+		}
 	}
-	if n := root.children["data"]; n != nil && len(e.Data) > 0 && jsonContentType(e.DataContentType) {
+	if n := at[attrData]; n != nil && len(e.Data) > 0 && jsonContentType(e.DataContentType) {
 		keep := len(sc.fl.fields)
 		if err := sc.fl.flattenValue(e.Data, n, 1); err != nil {
 			sc.fl.fields = sc.fl.fields[:keep]

@@ -150,3 +150,58 @@ func TestReplayCancel(t *testing.T) {
 		t.Fatalf("deleted archive %d", st)
 	}
 }
+
+func TestSystemBusEvents(t *testing.T) {
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "nope", http.StatusBadRequest)
+	}))
+	defer bad.Close()
+	l := newLog(t, t.TempDir())
+	e := newEngine(t, l, nil)
+	ctx := context.Background()
+	createTopic(t, l, "alerts")
+	createTopic(t, l, "audit")
+	if _, err := e.PutRule(ctx, Rule{Name: "on-failure", Bus: SystemBus,
+		EventPattern: json.RawMessage(`{"source":["herald/rules"],"type":["herald.rule.target.failed"],"data":{"rule":["hook"]}}`),
+		Targets:      []Target{{ID: "t", Topic: "alerts"}}}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PutRule(ctx, Rule{Name: "audit", Bus: SystemBus,
+		EventPattern: json.RawMessage(`{"source":[{"prefix":"herald/"}],"type":[{"wildcard":"herald.rule.*d"}]}`),
+		Targets:      []Target{{ID: "t", Topic: "audit"}}}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PutRule(ctx, Rule{Name: "hook", EventPattern: json.RawMessage(`{"source":["shop"]}`),
+		Targets: []Target{{ID: "w", Webhook: bad.URL}}}, true); err != nil {
+		t.Fatal(err)
+	}
+	e.Publish(ctx, DefaultBus, mkEvent("shop", "order", `{}`))
+	waitFor(t, 10*time.Second, "failure event", func() bool { return len(readAll(t, l, "alerts")) == 1 })
+	var f TargetFailure
+	if err := json.Unmarshal(readAll(t, l, "alerts")[0].Value, &f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Rule != "hook" || f.Target != "w" || f.ErrorCode != "HTTP_400" || f.Exhausted != ExhaustedNonRetrying || f.Attempts != 1 || f.EventSource != "shop" {
+		t.Fatalf("failure event %+v", f)
+	}
+	// Rule creation is announced too (the audit rule sees "hook" created).
+	waitFor(t, 10*time.Second, "rule created event", func() bool {
+		for _, r := range readAll(t, l, "audit") {
+			if string(r.Value) == `{"bus":"default","rule":"hook"}` {
+				return true
+			}
+		}
+		return false
+	})
+	// Other components emit through the Emitter interface.
+	var em Emitter = e
+	if err := em.Emit(ctx, "herald/broker", "herald.topic.created", "orders", map[string]string{"topic": "orders"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Emit(ctx, "broker", "x", "", nil); err == nil {
+		t.Fatal("a source outside herald/ accepted")
+	}
+	if err := e.DeleteBus(ctx, SystemBus); err == nil {
+		t.Fatal("system bus deleted")
+	}
+}

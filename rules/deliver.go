@@ -303,6 +303,14 @@ func (w *targetWorker) fail(cfg *targetConfig, j *job, de *deliveryError, now ti
 // deadLetter writes the event to the target's dead-letter topic (retrying
 // until it is written or the Engine closes) and acknowledges it.
 func (w *targetWorker) deadLetter(cfg *targetConfig, j *job, de *deliveryError, exhausted string) {
+	// Failures of rules on the system bus are not announced on it: a rule
+	// reacting to failures whose own target fails would feed itself.
+	if w.bus != SystemBus {
+		w.e.emitAsync(TypeRuleTargetFailed, w.bus+"/"+w.rule+"/"+w.id, TargetFailure{
+			Bus: w.bus, Rule: w.rule, Target: w.id, EventID: j.ev.ev.ID, EventSource: j.ev.ev.Source,
+			ErrorCode: de.code, ErrorMessage: truncate(de.msg, 1024), Exhausted: exhausted, Attempts: j.attempts,
+			DeadLetterTopic: cfg.t.DeadLetterTopic})
+	}
 	if cfg.t.DeadLetterTopic == "" {
 		w.dropped.Add(1)
 		w.e.m.dropped.WithLabelValues(w.bus, w.rule, w.id).Inc()

@@ -217,9 +217,11 @@ func (e *Engine) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, ok := e.mu.buses[DefaultBus]; !ok {
-		if _, err := e.createBusLocked(ctx, DefaultBus); err != nil {
-			return err
+	for _, name := range []string{DefaultBus, SystemBus} {
+		if _, ok := e.mu.buses[name]; !ok {
+			if _, err := e.createBusLocked(ctx, name); err != nil {
+				return err
+			}
 		}
 	}
 	for k, r := range rules {
@@ -350,8 +352,8 @@ func (e *Engine) DeleteBus(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("bus %q: %w", name, ErrNotFound)
 	}
-	if name == DefaultBus {
-		return httpjson.Errorf(httpjson.CodeFailedPrecondition, "name", "the default bus cannot be deleted")
+	if name == DefaultBus || name == SystemBus {
+		return httpjson.Errorf(httpjson.CodeFailedPrecondition, "name", "the %s bus cannot be deleted", name)
 	}
 	bs.mu.RLock()
 	n := len(bs.rules)
@@ -429,6 +431,9 @@ func (e *Engine) PutRule(ctx context.Context, r Rule, create bool) (Rule, error)
 		return Rule{}, err
 	}
 	e.installRule(bs, c)
+	if old == nil {
+		e.emitAsync(TypeRuleCreated, c.Bus+"/"+c.Name, map[string]string{"bus": c.Bus, "rule": c.Name})
+	}
 	return c.Rule, nil
 }
 
@@ -467,6 +472,7 @@ func (e *Engine) DeleteRule(ctx context.Context, bus, name string) error {
 	delete(bs.rules, name)
 	e.uninstallTargetsLocked(rs, nil)
 	bs.mu.Unlock()
+	e.emitAsync(TypeRuleDeleted, bus+"/"+name, map[string]string{"bus": bus, "rule": name})
 	return nil
 }
 

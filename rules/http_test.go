@@ -47,7 +47,7 @@ func TestHTTPAPI(t *testing.T) {
 	createTopic(t, l, "out")
 
 	st, v := do(t, srv, "GET", "/v1/buses", "")
-	if st != 200 || len(v["buses"].([]any)) != 1 {
+	if st != 200 || len(v["buses"].([]any)) != 2 {
 		t.Fatalf("buses: %d %v", st, v)
 	}
 	if st, _ := do(t, srv, "POST", "/v1/buses", `{"name":"orders"}`); st != 201 {

@@ -427,3 +427,216 @@ func newRuleDeleteCmd(f *ruleAPIFlags) *cobra.Command {
 	cmd.Flags().BoolVar(&ifExists, "if-exists", false, "do not fail for a rule that does not exist")
 	return cmd
 }
+
+func newArchiveCmd() *cobra.Command {
+	f := &ruleAPIFlags{}
+	cmd := &cobra.Command{
+		Use:   "archive",
+		Short: "Manage event bus archives (kept events, for replays)",
+		Long: `An archive keeps a bus's events (all, or those matching a pattern) in its own
+topic for a retention, so that "herald replay" can re-send them later.`,
+	}
+	f.register(cmd)
+	var pat string
+	var days int
+	create := &cobra.Command{
+		Use:     "create NAME [--pattern P] [--retention-days N]",
+		Short:   "Create an archive of --bus",
+		Example: `  herald archive create orders-2026 --bus orders --pattern '{"source":["shop"]}' --retention-days 30`,
+		Args:    argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a := rules.Archive{Name: args[0], Bus: f.bus, RetentionDays: days}
+			if pat != "" {
+				b, err := readArg(cmd, "pattern", pat)
+				if err != nil {
+					return commandError(cmd, err)
+				}
+				a.EventPattern = b
+			}
+			var out rules.Archive
+			if err := f.call(cmd, http.MethodPost, "/v1/archives", nil, a, &out); err != nil {
+				return commandError(cmd, fmt.Errorf("archive %q: %w", a.Name, err))
+			}
+			if f.output == "json" {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "archive %q created on bus %q (topic %s)\n", out.Name, out.Bus, out.Topic)
+			return nil
+		},
+	}
+	create.Flags().StringVarP(&pat, "pattern", "p", "", "keep only events matching this pattern (JSON or @file)")
+	create.Flags().IntVar(&days, "retention-days", 0, "days to keep events (0: forever)")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List archives",
+		Args:  argsUsage(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var out struct {
+				Archives []rules.Archive `json:"archives"`
+			}
+			if err := f.call(cmd, http.MethodGet, "/v1/archives", nil, nil, &out); err != nil {
+				return commandError(cmd, err)
+			}
+			if f.output == "json" {
+				return printJSON(cmd.OutOrStdout(), out.Archives)
+			}
+			rows := [][]string{}
+			for _, a := range out.Archives {
+				ret := "forever"
+				if a.RetentionDays > 0 {
+					ret = fmt.Sprintf("%dd", a.RetentionDays)
+				}
+				p := string(a.EventPattern)
+				if p == "" {
+					p = "(all events)"
+				}
+				rows = append(rows, []string{a.Name, a.Bus, ret, preview(p, 60)})
+			}
+			return printTable(cmd.OutOrStdout(), []string{"ARCHIVE", "BUS", "RETENTION", "PATTERN"}, rows)
+		},
+	}
+	del := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete an archive and the events it kept",
+		Args:  argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.call(cmd, http.MethodDelete, "/v1/archives/"+url.PathEscape(args[0]), nil, nil, nil); err != nil {
+				return commandError(cmd, fmt.Errorf("archive %q: %w", args[0], err))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "archive %q deleted\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, list, del)
+	return cmd
+}
+
+// parseWhen reads an RFC 3339 time, "now", or a duration before now
+// ("-2h", "90m").
+func parseWhen(flag, v string) (time.Time, error) {
+	if v == "now" {
+		return time.Now().UTC(), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(strings.TrimPrefix(v, "-")); err == nil {
+		return time.Now().Add(-d).UTC(), nil
+	}
+	return time.Time{}, usageErrorf("--%s %q: want an RFC 3339 time, \"now\" or a duration ago such as -2h", flag, v)
+}
+
+func printReplay(w io.Writer, r rules.Replay) {
+	pct := 100.0
+	if r.Total > 0 {
+		pct = float64(r.Replayed) * 100 / float64(r.Total)
+	}
+	last := "-"
+	if !r.LastReplayed.IsZero() {
+		last = r.LastReplayed.Format(time.RFC3339)
+	}
+	fmt.Fprintf(w, "replay %q: %s, %d of %d events (%.0f%%), last event time %s", r.Name, r.State, r.Replayed, r.Total, pct, last)
+	if r.Reason != "" {
+		fmt.Fprintf(w, " (%s)", r.Reason)
+	}
+	fmt.Fprintln(w)
+}
+
+func newReplayCmd() *cobra.Command {
+	f := &ruleAPIFlags{}
+	cmd := &cobra.Command{
+		Use:   "replay",
+		Short: "Re-send an archive's events to chosen rules",
+		Long: `A replay re-sends the events an archive kept, with event times in [--from,
+--to), into the archive's bus in event-time order, marked with the replay's
+name, to the rules it names only.`,
+	}
+	f.register(cmd)
+	var archive, from, to string
+	var ruleNames []string
+	var wait bool
+	start := &cobra.Command{
+		Use:     "start NAME --archive A --from T --to T --rule R...",
+		Short:   "Start a replay",
+		Example: `  herald replay start fix-1 --archive orders-2026 --from 2026-11-25T00:00:00Z --to -1h --rule big-orders --wait`,
+		Args:    argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if archive == "" || from == "" || to == "" || len(ruleNames) == 0 {
+				return commandError(cmd, usageErrorf("--archive, --from, --to and at least one --rule are required"))
+			}
+			t0, err := parseWhen("from", from)
+			if err != nil {
+				return commandError(cmd, err)
+			}
+			t1, err := parseWhen("to", to)
+			if err != nil {
+				return commandError(cmd, err)
+			}
+			var out rules.Replay
+			req := rules.Replay{Name: args[0], Archive: archive, Start: t0, End: t1, Rules: ruleNames}
+			if err := f.call(cmd, http.MethodPost, "/v1/replays", nil, req, &out); err != nil {
+				return commandError(cmd, fmt.Errorf("replay %q: %w", args[0], err))
+			}
+			if !wait {
+				printReplay(cmd.OutOrStdout(), out)
+				return nil
+			}
+			for {
+				if err := f.call(cmd, http.MethodGet, "/v1/replays/"+url.PathEscape(args[0]), nil, nil, &out); err != nil {
+					return commandError(cmd, err)
+				}
+				printReplay(cmd.ErrOrStderr(), out)
+				switch out.State {
+				case rules.ReplayCompleted:
+					printReplay(cmd.OutOrStdout(), out)
+					return nil
+				case rules.ReplayCancelled, rules.ReplayFailed:
+					printReplay(cmd.OutOrStdout(), out)
+					return commandError(cmd, cliError(exitFailure, "replay %q %s", out.Name, strings.ToLower(out.State)))
+				}
+				select {
+				case <-cmd.Context().Done():
+					return cmd.Context().Err()
+				case <-time.After(time.Second):
+				}
+			}
+		},
+	}
+	fl := start.Flags()
+	fl.StringVar(&archive, "archive", "", "archive to replay")
+	fl.StringVar(&from, "from", "", "first event time (RFC 3339, now, or -DURATION)")
+	fl.StringVar(&to, "to", "", "end of the window, exclusive")
+	fl.StringArrayVar(&ruleNames, "rule", nil, "rule to replay to (repeatable)")
+	fl.BoolVar(&wait, "wait", false, "wait for the replay to end, showing progress on standard error")
+	status := &cobra.Command{
+		Use:   "status NAME",
+		Short: "Show a replay's state and progress",
+		Args:  argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out rules.Replay
+			if err := f.call(cmd, http.MethodGet, "/v1/replays/"+url.PathEscape(args[0]), nil, nil, &out); err != nil {
+				return commandError(cmd, fmt.Errorf("replay %q: %w", args[0], err))
+			}
+			if f.output == "json" {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			printReplay(cmd.OutOrStdout(), out)
+			return nil
+		},
+	}
+	cancel := &cobra.Command{
+		Use:   "cancel NAME",
+		Short: "Cancel a running replay",
+		Args:  argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out rules.Replay
+			if err := f.call(cmd, http.MethodPost, "/v1/replays/"+url.PathEscape(args[0])+"/cancel", nil, nil, &out); err != nil {
+				return commandError(cmd, fmt.Errorf("replay %q: %w", args[0], err))
+			}
+			printReplay(cmd.OutOrStdout(), out)
+			return nil
+		},
+	}
+	cmd.AddCommand(start, status, cancel)
+	return cmd
+}

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/groups"
+	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/rules"
 )
@@ -134,5 +136,57 @@ func TestRuleCRUDCommands(t *testing.T) {
 	}
 	if r := run("delete", "--if-exists", "big"); r.code != 0 {
 		t.Fatalf("delete --if-exists: %+v", r)
+	}
+
+	// Archives and replays.
+	cli := func(args ...string) ruleRun { return runRule(t, append(args, api...)...) }
+	if r := run("create", "r1", "--pattern", `{"source":["shop"]}`, "--target", "a=out"); r.code != 0 {
+		t.Fatalf("create r1: %+v", r)
+	}
+	if r := cli("archive", "create", "keep", "--retention-days", "3"); r.code != 0 || !strings.Contains(r.stdout, `archive "keep" created`) {
+		t.Fatalf("archive create: %+v", r)
+	}
+	if r := cli("archive", "create", "bad", "--pattern", `{"a":[]}`); r.code != 2 || !strings.Contains(r.stderr, "$.a") {
+		t.Fatalf("archive create bad: %+v", r)
+	}
+	if r := cli("archive", "list"); r.code != 0 || !strings.Contains(r.stdout, "keep") || !strings.Contains(r.stdout, "3d") {
+		t.Fatalf("archive list: %+v", r)
+	}
+	for i := 0; i < 5; i++ {
+		ev := event.New("shop", "order")
+		ev.Time = time.Now().Add(-time.Duration(10-i) * time.Minute)
+		if err := e.Publish(context.Background(), rules.DefaultBus, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, end, _ := l.Offsets(context.Background(), "__herald_archive.keep", 0)
+		if end == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("archive has %d events", end)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r = cli("replay", "start", "again", "--archive", "keep", "--from", "-1h", "--to", "now", "--rule", "r1", "--wait")
+	if r.code != 0 || !strings.Contains(r.stdout, "COMPLETED, 5 of 5 events") {
+		t.Fatalf("replay start --wait: %+v", r)
+	}
+	if r := cli("replay", "status", "again"); r.code != 0 || !strings.Contains(r.stdout, "COMPLETED") {
+		t.Fatalf("replay status: %+v", r)
+	}
+	if r := cli("replay", "cancel", "again"); r.code != 4 {
+		t.Fatalf("cancel completed replay: %+v", r)
+	}
+	if r := cli("replay", "start", "x", "--archive", "keep", "--from", "yesterday", "--to", "now", "--rule", "r1"); r.code != 2 {
+		t.Fatalf("bad --from: %+v", r)
+	}
+	if r := cli("replay", "status", "nope"); r.code != 3 {
+		t.Fatalf("missing replay: %+v", r)
+	}
+	if r := cli("archive", "delete", "keep"); r.code != 0 {
+		t.Fatalf("archive delete: %+v", r)
 	}
 }

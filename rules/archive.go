@@ -168,7 +168,7 @@ func (e *Engine) DeleteArchive(ctx context.Context, name string) error {
 		delete(bs.archives, name)
 		bs.mu.Unlock()
 	}
-	as.worker.stop()
+	as.worker.stop(true)
 	delete(e.mu.archives, name)
 	if err := e.cfg.Log.DeleteTopic(ctx, as.a.Topic); err != nil && !errors.Is(err, eventlog.ErrUnknownTopic) {
 		return fmt.Errorf("rules: delete archive topic: %w", err)
@@ -247,6 +247,7 @@ func (e *Engine) StartReplay(ctx context.Context, r Replay) (Replay, error) {
 		rs.rules[n] = true
 	}
 	e.mu.replays[r.Name] = rs
+	e.replaySets.Store(r.Name, rs.rules)
 	e.wg.Add(1)
 	go e.runReplay(rctx, bs, as.a, rs)
 	return r, nil
@@ -303,13 +304,11 @@ func (e *Engine) Replays() []Replay {
 
 // replayRules returns the rule set of a replay (nil if unknown).
 func (e *Engine) replayRules(name string) map[string]bool {
-	e.mu.Lock()
-	rs, ok := e.mu.replays[name]
-	e.mu.Unlock()
+	v, ok := e.replaySets.Load(name)
 	if !ok {
 		return nil
 	}
-	return rs.rules
+	return v.(map[string]bool)
 }
 
 type archived struct {

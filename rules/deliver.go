@@ -72,6 +72,7 @@ type targetWorker struct {
 	bus, rule, id     string
 	cfg               atomic.Pointer[targetConfig]
 	notify, quit      chan struct{}
+	exited            chan struct{}
 	stopOnce          sync.Once
 	drop              atomic.Bool
 	delivered, failed atomic.Int64
@@ -86,7 +87,7 @@ type targetWorker struct {
 }
 
 func (e *Engine) newTargetWorker(bus, rule, id string) *targetWorker {
-	w := &targetWorker{e: e, bus: bus, rule: rule, id: id, notify: make(chan struct{}, 1), quit: make(chan struct{})}
+	w := &targetWorker{e: e, bus: bus, rule: rule, id: id, notify: make(chan struct{}, 1), quit: make(chan struct{}), exited: make(chan struct{})}
 	e.wg.Add(1)
 	go w.run()
 	return w
@@ -114,20 +115,20 @@ func (w *targetWorker) pending() int64 {
 	return int64(len(w.mu.queue) + len(w.mu.retry))
 }
 
-// stop ends the worker: its owed events are acknowledged without
-// delivery (the rule or target was deleted) unless the Engine is
-// closing, when they stay uncommitted for the next start.
-func (w *targetWorker) stop() {
+// stop ends the worker after the batch it is delivering. With drop (the
+// rule or target was deleted) its owed events are acknowledged without
+// delivery; without (the Engine is closing) they stay uncommitted for the
+// next start.
+func (w *targetWorker) stop(drop bool) {
 	w.stopOnce.Do(func() {
-		if w.e.ctx.Err() == nil {
-			w.drop.Store(true)
-		}
+		w.drop.Store(drop)
 		close(w.quit)
 	})
 }
 
 func (w *targetWorker) run() {
 	defer w.e.wg.Done()
+	defer close(w.exited)
 	for {
 		batch, wait := w.take()
 		if len(batch) > 0 {
@@ -341,6 +342,8 @@ func (w *targetWorker) deadLetter(cfg *targetConfig, j *job, de *deliveryError, 
 		select {
 		case <-w.e.ctx.Done():
 			return
+		case <-w.quit:
+			return // stays uncommitted (or is dropped with its rule)
 		case <-time.After(w.backoff(attempt)):
 		}
 	}

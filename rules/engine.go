@@ -96,6 +96,10 @@ type Engine struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// replaySets maps a replay's name to its rule set, read by the
+	// dispatchers without taking mu.
+	replaySets sync.Map
+
 	mu struct {
 		sync.Mutex
 		buses    map[string]*busState
@@ -110,6 +114,11 @@ type busState struct {
 	machine *pattern.Machine
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// launch starts the dispatchers; launched says it ran (guarded by
+	// Engine.mu).
+	launch   func()
+	launched bool
+	trackers []*partTracker
 	// inflight counts events held for delivery; the dispatcher waits
 	// while it is at MaxInFlight.
 	inflight atomic.Int64
@@ -213,13 +222,13 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, b := range buses {
-		if err := e.startBusLocked(ctx, b); err != nil {
+		if err := e.startBusLocked(ctx, b, false); err != nil {
 			return err
 		}
 	}
 	for _, name := range []string{DefaultBus, SystemBus} {
 		if _, ok := e.mu.buses[name]; !ok {
-			if _, err := e.createBusLocked(ctx, name); err != nil {
+			if _, err := e.createBusLocked(ctx, name, false); err != nil {
 				return err
 			}
 		}
@@ -266,6 +275,10 @@ func (e *Engine) Start(ctx context.Context) error {
 			}
 		}
 		e.mu.replays[rp.Name] = rs
+		e.replaySets.Store(rp.Name, rs.rules)
+	}
+	for _, bs := range e.mu.buses {
+		bs.launchOnce()
 	}
 	return nil
 }
@@ -283,20 +296,41 @@ func (e *Engine) Close() error {
 		buses = append(buses, b)
 	}
 	e.mu.Unlock()
-	e.cancel()
+	// Stop reading the buses first, then let every worker finish the
+	// batch it is delivering, then commit: a clean Close leaves nothing
+	// delivered but uncommitted. Not under e.mu: no bus launches after
+	// closed is set, and the goroutines waited for may need e.mu.
 	for _, b := range buses {
-		<-b.done
+		b.stopAndWait()
 	}
+	var workers []*targetWorker
 	for _, b := range buses {
 		b.mu.Lock()
 		for _, r := range b.rules {
-			e.uninstallTargetsLocked(r, nil)
+			if r.stop != nil {
+				r.stop()
+			}
+			for _, w := range r.targets {
+				workers = append(workers, w)
+			}
 		}
 		for _, a := range b.archives {
-			a.worker.stop()
+			workers = append(workers, a.worker)
 		}
 		b.mu.Unlock()
 	}
+	for _, w := range workers {
+		w.stop(false)
+	}
+	for _, w := range workers {
+		<-w.exited
+	}
+	for _, b := range buses {
+		if b.launched {
+			e.commit(b, b.trackers)
+		}
+	}
+	e.cancel()
 	e.wg.Wait()
 	return nil
 }
@@ -329,10 +363,10 @@ func (e *Engine) CreateBus(ctx context.Context, name string) (Bus, error) {
 	if _, ok := e.mu.buses[name]; ok {
 		return Bus{}, fmt.Errorf("bus %q: %w", name, ErrExists)
 	}
-	return e.createBusLocked(ctx, name)
+	return e.createBusLocked(ctx, name, true)
 }
 
-func (e *Engine) createBusLocked(ctx context.Context, name string) (Bus, error) {
+func (e *Engine) createBusLocked(ctx context.Context, name string, launch bool) (Bus, error) {
 	err := e.cfg.Log.CreateTopic(ctx, name, e.cfg.BusPartitions, nil)
 	if err != nil && !errors.Is(err, eventlog.ErrTopicExists) {
 		return Bus{}, fmt.Errorf("rules: create bus topic %s: %w", name, err)
@@ -341,7 +375,7 @@ func (e *Engine) createBusLocked(ctx context.Context, name string) (Bus, error) 
 	if err := e.putDefinition(ctx, "bus/"+name, b); err != nil {
 		return Bus{}, err
 	}
-	return b, e.startBusLocked(ctx, b)
+	return b, e.startBusLocked(ctx, b, launch)
 }
 
 // DeleteBus deletes a bus definition (not its topic); it must have no rules.
@@ -367,8 +401,7 @@ func (e *Engine) DeleteBus(ctx context.Context, name string) error {
 	if err := e.putDefinition(ctx, "bus/"+name, nil); err != nil {
 		return err
 	}
-	bs.cancel()
-	<-bs.done
+	bs.stopAndWait()
 	delete(e.mu.buses, name)
 	return nil
 }
@@ -574,7 +607,7 @@ func (e *Engine) uninstallTargetsLocked(rs *ruleState, keep map[string]*targetWo
 		if keep != nil && keep[id] == w {
 			continue
 		}
-		w.stop()
+		w.stop(true)
 	}
 }
 
@@ -582,7 +615,7 @@ func (e *Engine) uninstallTargetsLocked(rs *ruleState, keep map[string]*targetWo
 
 func (e *Engine) groupName(bus string) string { return "herald.rules." + bus }
 
-func (e *Engine) startBusLocked(ctx context.Context, b Bus) error {
+func (e *Engine) startBusLocked(ctx context.Context, b Bus, launch bool) error {
 	info, err := e.cfg.Log.Topic(ctx, b.Topic)
 	if errors.Is(err, eventlog.ErrUnknownTopic) {
 		if err = e.cfg.Log.CreateTopic(ctx, b.Topic, e.cfg.BusPartitions, nil); err == nil || errors.Is(err, eventlog.ErrTopicExists) {
@@ -602,31 +635,58 @@ func (e *Engine) startBusLocked(ctx context.Context, b Bus) error {
 		archiveMachine: pattern.NewMachine(), archives: map[string]*archiveState{}}
 	e.mu.buses[b.Name] = bs
 	trackers := make([]*partTracker, info.Partitions)
-	var wg sync.WaitGroup
 	for p := range trackers {
 		start, ok := committed[int32(p)]
 		if !ok {
 			s, _, err := e.cfg.Log.Offsets(ctx, b.Topic, int32(p))
 			if err != nil {
 				cancel()
+				delete(e.mu.buses, b.Name)
 				return fmt.Errorf("rules: bus %s partition %d: %w", b.Name, p, err)
 			}
 			start = s
 		}
 		trackers[p] = newPartTracker(start)
-		wg.Add(1)
+	}
+	// The dispatchers start later when Start loads rules: an event must
+	// not be matched before every rule is in the machine.
+	bs.trackers = trackers
+	bs.launch = func() {
+		var wg sync.WaitGroup
+		for p := range trackers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.dispatch(bctx, bs, int32(p), trackers[p])
+			}()
+		}
 		go func() {
-			defer wg.Done()
-			e.dispatch(bctx, bs, int32(p), trackers[p])
+			defer close(bs.done)
+			e.commitLoop(bctx, bs, trackers)
+			wg.Wait()
+			e.commit(bs, trackers) // what finished while stopping
 		}()
 	}
-	go func() {
-		defer close(bs.done)
-		e.commitLoop(bctx, bs, trackers)
-		wg.Wait()
-		e.commit(bs, trackers) // what finished while stopping
-	}()
+	if launch {
+		bs.launchOnce()
+	}
 	return nil
+}
+
+// launchOnce starts the bus's dispatchers (once).
+func (bs *busState) launchOnce() {
+	if !bs.launched {
+		bs.launched = true
+		bs.launch()
+	}
+}
+
+// stopAndWait stops the bus's dispatchers and waits for their last commit.
+func (bs *busState) stopAndWait() {
+	bs.cancel()
+	if bs.launched {
+		<-bs.done
+	}
 }
 
 // partTracker follows one partition's records from dispatch to the end

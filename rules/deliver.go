@@ -222,7 +222,7 @@ func (w *targetWorker) deliver(batch []*job) {
 		for _, j := range batch {
 			recs = append(recs, toRecord(w.outgoing(cfg, j)))
 		}
-		_, err := w.e.prod.Append(w.e.ctx, cfg.t.Topic, recs...)
+		err := w.e.writer(cfg.t.Topic).append(recs)
 		if err != nil {
 			de := &deliveryError{code: "APPEND_FAILED", msg: err.Error(), retryable: true}
 			switch {

@@ -131,10 +131,16 @@ func TestEndToEnd(t *testing.T) {
 	published := time.Since(pubStart)
 	start := time.Now()
 	e = newEngine(t, l, cfg)
-	count := func() int {
+	count := func() int { // cheap: end offsets, not a read
 		n := 0
 		for o := 0; o < outs; o++ {
-			n += len(readAll(t, l, fmt.Sprintf("e2e-out-%d", o)))
+			for p := int32(0); p < 2; p++ {
+				_, end, err := l.Offsets(ctx, fmt.Sprintf("e2e-out-%d", o), p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n += int(end)
+			}
 		}
 		return n
 	}
@@ -147,7 +153,7 @@ func TestEndToEnd(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("delivered %d of %d", n, want)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
 	t.Logf("%d rules, %d events (published in %v): the engine matched and made %d deliveries in %v: %.0f events/s, %.0f deliveries/s",

@@ -100,6 +100,9 @@ type Engine struct {
 	// dispatchers without taking mu.
 	replaySets sync.Map
 
+	writersMu sync.Mutex
+	writers   map[string]*topicWriter
+
 	mu struct {
 		sync.Mutex
 		buses    map[string]*busState
@@ -146,6 +149,7 @@ func New(cfg Config) (*Engine, error) {
 	cfg.setDefaults()
 	e := &Engine{cfg: cfg, log: cfg.Logger.With("component", "rules"), prod: eventlog.NewProducer(cfg.Log)}
 	e.m = newMetrics(cfg.Registerer)
+	e.writers = map[string]*topicWriter{}
 	e.mu.buses = map[string]*busState{}
 	e.mu.archives = map[string]*archiveState{}
 	e.mu.replays = map[string]*replayState{}

@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -378,5 +379,62 @@ func TestDefinitionsAreDurableAndDeliveryAtLeastOnce(t *testing.T) {
 				t.Fatalf("disabled rule delivered: %s", h.Value)
 			}
 		}
+	}
+}
+
+// TestMaximumEventAge: when the next retry would come after the event's
+// maximum age, the event is dead-lettered at once with MaximumEventAge.
+func TestMaximumEventAge(t *testing.T) {
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "busy", http.StatusTooManyRequests)
+	}))
+	defer bad.Close()
+	l := newLog(t, t.TempDir())
+	e := newEngine(t, l, func(c *Config) { c.RetryBase, c.RetryMax = 3*time.Minute, 3*time.Minute })
+	ctx := context.Background()
+	createTopic(t, l, "dlq")
+	if _, err := e.PutRule(ctx, Rule{Name: "aged", EventPattern: json.RawMessage(`{"source":["s"]}`),
+		Targets: []Target{{ID: "w", Webhook: bad.URL, DeadLetterTopic: "dlq", RetryPolicy: &RetryPolicy{MaximumEventAgeSeconds: 60}}}}, true); err != nil {
+		t.Fatal(err)
+	}
+	e.Publish(ctx, DefaultBus, mkEvent("s", "t", `{}`))
+	waitFor(t, 10*time.Second, "dead letter", func() bool { return len(readAll(t, l, "dlq")) == 1 })
+	hd := map[string]string{}
+	for _, h := range readAll(t, l, "dlq")[0].Headers {
+		hd[h.Key] = string(h.Value)
+	}
+	if hd[HeaderDLQExhausted] != ExhaustedEventAge || hd[HeaderDLQErrorCode] != "HTTP_429" || hd[HeaderDLQAttempts] != "1" {
+		t.Fatalf("dlq headers %v", hd)
+	}
+}
+
+// TestRuleUpdateWhileFlowing: replacing a rule's pattern and targets takes
+// effect for the following events; a deleted target gets nothing more.
+func TestRuleUpdateWhileFlowing(t *testing.T) {
+	l := newLog(t, t.TempDir())
+	e := newEngine(t, l, nil)
+	ctx := context.Background()
+	createTopic(t, l, "a")
+	createTopic(t, l, "b")
+	r := Rule{Name: "r", EventPattern: json.RawMessage(`{"source":["one"]}`), Targets: []Target{{ID: "ta", Topic: "a"}}}
+	if _, err := e.PutRule(ctx, r, true); err != nil {
+		t.Fatal(err)
+	}
+	e.Publish(ctx, DefaultBus, mkEvent("one", "t", `{}`))
+	waitFor(t, 5*time.Second, "first", func() bool { return len(readAll(t, l, "a")) == 1 })
+	r.EventPattern = json.RawMessage(`{"source":["two"]}`)
+	r.Targets = []Target{{ID: "tb", Topic: "b"}}
+	if _, err := e.PutRule(ctx, r, false); err != nil {
+		t.Fatal(err)
+	}
+	e.Publish(ctx, DefaultBus, mkEvent("one", "t", `{}`))
+	e.Publish(ctx, DefaultBus, mkEvent("two", "t", `{}`))
+	waitFor(t, 5*time.Second, "second", func() bool { return len(readAll(t, l, "b")) == 1 })
+	time.Sleep(100 * time.Millisecond)
+	if n := len(readAll(t, l, "a")); n != 1 {
+		t.Fatalf("old target got %d", n)
+	}
+	if _, err := e.PutRule(ctx, Rule{Name: "nope", EventPattern: json.RawMessage(`{"a":["b"]}`)}, false); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("replace of a missing rule: %v", err)
 	}
 }

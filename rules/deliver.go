@@ -154,6 +154,8 @@ func (w *targetWorker) run() {
 				}
 			}
 			quit = true
+		case <-w.e.ctx.Done():
+			quit = true // the Engine stopped without Close: owed events stay uncommitted
 		case <-w.notify:
 		case <-timer:
 		}
@@ -170,6 +172,8 @@ func (w *targetWorker) run() {
 func (w *targetWorker) take() ([]*job, time.Duration) {
 	select {
 	case <-w.quit:
+		return nil, 0
+	case <-w.e.ctx.Done():
 		return nil, 0
 	default:
 	}

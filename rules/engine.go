@@ -56,6 +56,9 @@ type Config struct {
 	// WebhookConcurrency is the requests in flight per webhook target
 	// (default 8).
 	WebhookConcurrency int
+	// CloseGrace bounds how long Close lets deliveries in flight finish
+	// before aborting them (default 5 s).
+	CloseGrace time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -82,6 +85,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WebhookConcurrency <= 0 {
 		c.WebhookConcurrency = 8
+	}
+	if c.CloseGrace <= 0 {
+		c.CloseGrace = 5 * time.Second
 	}
 }
 
@@ -326,8 +332,21 @@ func (e *Engine) Close() error {
 	for _, w := range workers {
 		w.stop(false)
 	}
-	for _, w := range workers {
-		<-w.exited
+	exited := make(chan struct{})
+	go func() {
+		for _, w := range workers {
+			<-w.exited
+		}
+		close(exited)
+	}()
+	select {
+	case <-exited:
+	case <-time.After(e.cfg.CloseGrace):
+		// A hanging target must not hold Close: abort what is in flight;
+		// it stays uncommitted and is delivered again after a restart.
+		e.log.Warn("deliveries still in flight at close; aborting them", "grace", e.cfg.CloseGrace)
+		e.cancel()
+		<-exited
 	}
 	for _, b := range buses {
 		if b.launched {

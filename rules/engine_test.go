@@ -510,3 +510,32 @@ func TestAtLeastOnceAcrossCrash(t *testing.T) {
 	})
 	t.Logf("%d of %d delivered before the crash; all %d after the restart", before, n, n)
 }
+
+// TestCloseDoesNotHangOnAHangingTarget: Close returns within its grace
+// even while a webhook never answers.
+func TestCloseDoesNotHangOnAHangingTarget(t *testing.T) {
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hang.Close()
+	defer close(release)
+	l := newLog(t, t.TempDir())
+	e := newEngine(t, l, func(c *Config) { c.CloseGrace = 200 * time.Millisecond; c.HTTPClient = &http.Client{} })
+	ctx := context.Background()
+	if _, err := e.PutRule(ctx, Rule{Name: "r", EventPattern: json.RawMessage(`{"source":["s"]}`),
+		Targets: []Target{{ID: "w", Webhook: hang.URL}}}, true); err != nil {
+		t.Fatal(err)
+	}
+	e.Publish(ctx, DefaultBus, mkEvent("s", "t", `{}`))
+	waitFor(t, 5*time.Second, "delivery in flight", func() bool { m, _ := e.Metrics(DefaultBus, "r"); return m.Matched == 1 })
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	e.Close()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+}

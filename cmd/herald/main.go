@@ -34,6 +34,7 @@ protocol, an HTTP API, and the services built on them.`,
 	root.AddCommand(newServeCmd(), newBenchCmd())
 	root.AddCommand(newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newDLQCmd(), newEventCmd(), newSchemaCmd(), newExitCodesHelp())
 	root.AddCommand(newStoreCmd())
+	root.AddCommand(newRuleCmd(), newArchiveCmd(), newReplayCmd())
 	return root
 }
 

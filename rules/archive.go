@@ -1,0 +1,417 @@
+package rules
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/eventlog"
+	"github.com/heraldhq/herald/internal/httpjson"
+	"github.com/heraldhq/herald/rules/pattern"
+)
+
+// ReplayExtension is the CloudEvents extension that marks a replayed
+// event with its replay's name. The dispatcher routes such an event only
+// to the rules its replay names, and archives never take it again.
+const ReplayExtension = "heraldreplay"
+
+// Archive keeps a bus's events (those matching EventPattern, or all) in
+// its own topic for RetentionDays (0: forever), for replays.
+type Archive struct {
+	Name          string          `json:"name"`
+	Bus           string          `json:"bus"`
+	EventPattern  json.RawMessage `json:"event_pattern,omitempty"`
+	RetentionDays int             `json:"retention_days,omitempty"`
+	Topic         string          `json:"topic"`
+	Created       time.Time       `json:"created,omitzero"`
+}
+
+// Replay states.
+const (
+	ReplayStarting   = "STARTING"
+	ReplayRunning    = "RUNNING"
+	ReplayCancelling = "CANCELLING"
+	ReplayCompleted  = "COMPLETED"
+	ReplayCancelled  = "CANCELLED"
+	ReplayFailed     = "FAILED"
+)
+
+// Replay re-sends an archive's events with event times in [Start, End)
+// into the archive's bus, in event-time order, only to the named Rules.
+type Replay struct {
+	Name    string    `json:"name"`
+	Archive string    `json:"archive"`
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	Rules   []string  `json:"rules"`
+	State   string    `json:"state"`
+	Reason  string    `json:"reason,omitempty"`
+	// LastReplayed is the event time of the last event re-sent.
+	LastReplayed time.Time `json:"last_replayed,omitzero"`
+	Replayed     int64     `json:"replayed"`
+	Total        int64     `json:"total"`
+	Started      time.Time `json:"started,omitzero"`
+	Ended        time.Time `json:"ended,omitzero"`
+}
+
+func (r *Replay) terminal() bool {
+	return r.State == ReplayCompleted || r.State == ReplayCancelled || r.State == ReplayFailed
+}
+
+type archiveState struct {
+	a      Archive
+	all    bool
+	worker *targetWorker
+}
+
+type replayState struct {
+	mu     sync.Mutex
+	r      Replay
+	rules  map[string]bool
+	cancel context.CancelFunc
+}
+
+func archiveTopic(name string) string { return "__herald_archive." + name }
+
+// archiveMachine is the bus's archives' patterns (archives without a
+// pattern take every event).
+func archiveRuleName(name string) string { return "archive:" + name }
+
+// CreateArchive creates an archive of a bus.
+func (e *Engine) CreateArchive(ctx context.Context, a Archive) (Archive, error) {
+	if err := validName("name", a.Name); err != nil {
+		return Archive{}, err
+	}
+	if a.Bus == "" {
+		a.Bus = DefaultBus
+	}
+	if a.RetentionDays < 0 || a.RetentionDays > 36500 {
+		return Archive{}, httpjson.Invalid("retention_days", "retention_days %d must be between 0 (forever) and 36500", a.RetentionDays)
+	}
+	var p *pattern.Pattern
+	if len(a.EventPattern) > 0 && string(a.EventPattern) != "null" {
+		var err error
+		if p, err = pattern.Compile(a.EventPattern); err != nil {
+			if pe, ok := err.(*pattern.Error); ok {
+				return Archive{}, httpjson.Invalid("event_pattern", "event_pattern %s: %s", pe.Path, pe.Reason)
+			}
+			return Archive{}, httpjson.Invalid("event_pattern", "%v", err)
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	bs, ok := e.mu.buses[a.Bus]
+	if !ok {
+		return Archive{}, httpjson.Errorf(httpjson.CodeNotFound, "bus", "bus %q does not exist", a.Bus)
+	}
+	if _, ok := e.mu.archives[a.Name]; ok {
+		return Archive{}, fmt.Errorf("archive %q: %w", a.Name, ErrExists)
+	}
+	a.Topic = archiveTopic(a.Name)
+	a.Created = time.Now().UTC()
+	cfg := map[string]string{"retention.ms": "-1"}
+	if a.RetentionDays > 0 {
+		cfg["retention.ms"] = strconv.FormatInt(int64(a.RetentionDays)*24*3600*1000, 10)
+	}
+	if err := e.cfg.Log.CreateTopic(ctx, a.Topic, 1, cfg); err != nil && !errors.Is(err, eventlog.ErrTopicExists) {
+		return Archive{}, fmt.Errorf("rules: create archive topic: %w", err)
+	}
+	if err := e.putDefinition(ctx, "archive/"+a.Name, a); err != nil {
+		return Archive{}, err
+	}
+	e.installArchiveLocked(bs, a, p)
+	return a, nil
+}
+
+func (e *Engine) installArchiveLocked(bs *busState, a Archive, p *pattern.Pattern) {
+	w := e.newTargetWorker(bs.bus.Name, archiveRuleName(a.Name), "archive")
+	w.setConfig(Target{ID: "archive", Topic: a.Topic}, nil)
+	as := &archiveState{a: a, all: p == nil, worker: w}
+	e.mu.archives[a.Name] = as
+	bs.mu.Lock()
+	bs.archives[a.Name] = as
+	bs.mu.Unlock()
+	if p != nil {
+		bs.archiveMachine.Add(a.Name, p)
+	}
+}
+
+// DeleteArchive deletes an archive and its topic.
+func (e *Engine) DeleteArchive(ctx context.Context, name string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	as, ok := e.mu.archives[name]
+	if !ok {
+		return fmt.Errorf("archive %q: %w", name, ErrNotFound)
+	}
+	for _, rs := range e.mu.replays {
+		rs.mu.Lock()
+		busy := rs.r.Archive == name && !rs.r.terminal()
+		rs.mu.Unlock()
+		if busy {
+			return fmt.Errorf("archive %q has a running replay: %w", name, ErrInUse)
+		}
+	}
+	if err := e.putDefinition(ctx, "archive/"+name, nil); err != nil {
+		return err
+	}
+	if bs := e.mu.buses[as.a.Bus]; bs != nil {
+		bs.archiveMachine.Remove(name)
+		bs.mu.Lock()
+		delete(bs.archives, name)
+		bs.mu.Unlock()
+	}
+	as.worker.stop(true)
+	delete(e.mu.archives, name)
+	if err := e.cfg.Log.DeleteTopic(ctx, as.a.Topic); err != nil && !errors.Is(err, eventlog.ErrUnknownTopic) {
+		return fmt.Errorf("rules: delete archive topic: %w", err)
+	}
+	return nil
+}
+
+// Archives lists the archives, sorted by name.
+func (e *Engine) Archives() []Archive {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := []Archive{}
+	for _, a := range e.mu.archives {
+		out = append(out, a.a)
+	}
+	slices.SortFunc(out, func(a, b Archive) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// ArchiveByName returns an archive.
+func (e *Engine) ArchiveByName(name string) (Archive, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, ok := e.mu.archives[name]
+	if !ok {
+		return Archive{}, fmt.Errorf("archive %q: %w", name, ErrNotFound)
+	}
+	return a.a, nil
+}
+
+// StartReplay validates and starts a replay.
+func (e *Engine) StartReplay(ctx context.Context, r Replay) (Replay, error) {
+	if err := validName("name", r.Name); err != nil {
+		return Replay{}, err
+	}
+	if r.Start.IsZero() || r.End.IsZero() || !r.Start.Before(r.End) {
+		return Replay{}, httpjson.Invalid("end", "start and end are required and start must be before end")
+	}
+	if r.End.After(time.Now().Add(time.Minute)) {
+		return Replay{}, httpjson.Invalid("end", "end %s is in the future", r.End.Format(time.RFC3339))
+	}
+	if len(r.Rules) == 0 {
+		return Replay{}, httpjson.Invalid("rules", "name at least one rule to replay to")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	as, ok := e.mu.archives[r.Archive]
+	if !ok {
+		return Replay{}, httpjson.Errorf(httpjson.CodeNotFound, "archive", "archive %q does not exist", r.Archive)
+	}
+	if old, ok := e.mu.replays[r.Name]; ok {
+		old.mu.Lock()
+		busy := !old.r.terminal()
+		old.mu.Unlock()
+		if busy {
+			return Replay{}, fmt.Errorf("replay %q is running: %w", r.Name, ErrExists)
+		}
+	}
+	bs := e.mu.buses[as.a.Bus]
+	bs.mu.RLock()
+	for i, n := range r.Rules {
+		if _, ok := bs.rules[n]; !ok {
+			bs.mu.RUnlock()
+			return Replay{}, httpjson.Errorf(httpjson.CodeNotFound, "rules["+strconv.Itoa(i)+"]", "rule %q is not on bus %q", n, as.a.Bus)
+		}
+	}
+	bs.mu.RUnlock()
+	r.State, r.Reason, r.Replayed, r.Total, r.LastReplayed = ReplayStarting, "", 0, 0, time.Time{}
+	r.Started, r.Ended = time.Now().UTC(), time.Time{}
+	if err := e.putDefinition(ctx, "replay/"+r.Name, r); err != nil {
+		return Replay{}, err
+	}
+	rctx, cancel := context.WithCancel(e.ctx)
+	rs := &replayState{r: r, rules: map[string]bool{}, cancel: cancel}
+	for _, n := range r.Rules {
+		rs.rules[n] = true
+	}
+	e.mu.replays[r.Name] = rs
+	e.replaySets.Store(r.Name, rs.rules)
+	e.wg.Add(1)
+	go e.runReplay(rctx, bs, as.a, rs)
+	return r, nil
+}
+
+// CancelReplay asks a running replay to stop.
+func (e *Engine) CancelReplay(ctx context.Context, name string) (Replay, error) {
+	e.mu.Lock()
+	rs, ok := e.mu.replays[name]
+	e.mu.Unlock()
+	if !ok {
+		return Replay{}, fmt.Errorf("replay %q: %w", name, ErrNotFound)
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.r.terminal() {
+		return rs.r, httpjson.Errorf(httpjson.CodeFailedPrecondition, "name", "replay %q is %s", name, rs.r.State)
+	}
+	rs.r.State = ReplayCancelling
+	rs.cancel()
+	return rs.r, nil
+}
+
+// ReplayByName returns a replay's state and progress.
+func (e *Engine) ReplayByName(name string) (Replay, error) {
+	e.mu.Lock()
+	rs, ok := e.mu.replays[name]
+	e.mu.Unlock()
+	if !ok {
+		return Replay{}, fmt.Errorf("replay %q: %w", name, ErrNotFound)
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.r, nil
+}
+
+// Replays lists replays, sorted by name.
+func (e *Engine) Replays() []Replay {
+	e.mu.Lock()
+	var rss []*replayState
+	for _, rs := range e.mu.replays {
+		rss = append(rss, rs)
+	}
+	e.mu.Unlock()
+	out := []Replay{}
+	for _, rs := range rss {
+		rs.mu.Lock()
+		out = append(out, rs.r)
+		rs.mu.Unlock()
+	}
+	slices.SortFunc(out, func(a, b Replay) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// replayRules returns the rule set of a replay (nil if unknown).
+func (e *Engine) replayRules(name string) map[string]bool {
+	v, ok := e.replaySets.Load(name)
+	if !ok {
+		return nil
+	}
+	return v.(map[string]bool)
+}
+
+type archived struct {
+	t   time.Time
+	off int64
+}
+
+func eventTime(r *eventlog.Record) time.Time {
+	for _, h := range r.Headers {
+		if h.Key == event.HeaderTime {
+			if t, err := time.Parse(time.RFC3339Nano, string(h.Value)); err == nil {
+				return t
+			}
+		}
+	}
+	return r.Timestamp
+}
+
+func (e *Engine) runReplay(ctx context.Context, bs *busState, a Archive, rs *replayState) {
+	defer e.wg.Done()
+	set := func(f func(r *Replay)) Replay {
+		rs.mu.Lock()
+		defer rs.mu.Unlock()
+		f(&rs.r)
+		return rs.r
+	}
+	finish := func(state, reason string) {
+		r := set(func(r *Replay) { r.State, r.Reason, r.Ended = state, reason, time.Now().UTC() })
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.putDefinition(sctx, "replay/"+r.Name, r); err != nil {
+			e.log.Error("store replay state", "replay", r.Name, "err", err)
+		}
+	}
+	start, end, err := e.cfg.Log.Offsets(ctx, a.Topic, 0)
+	if err != nil {
+		finish(ReplayFailed, err.Error())
+		return
+	}
+	// Index the archive's events in the window by event time: times and
+	// offsets only, so a large archive costs 16 bytes an event.
+	var idx []archived
+	r0 := set(func(r *Replay) {})
+	for off := start; off < end && ctx.Err() == nil; {
+		recs, err := e.cfg.Log.Read(ctx, a.Topic, 0, off, eventlog.ReadOptions{MaxBytes: 4 << 20})
+		if err != nil {
+			if ctx.Err() == nil {
+				finish(ReplayFailed, err.Error())
+				return
+			}
+			break
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for i := range recs {
+			off = recs[i].Offset + 1
+			if t := eventTime(&recs[i]); !t.Before(r0.Start) && t.Before(r0.End) {
+				idx = append(idx, archived{t, recs[i].Offset})
+			}
+		}
+	}
+	slices.SortStableFunc(idx, func(x, y archived) int { return x.t.Compare(y.t) })
+	set(func(r *Replay) { r.State, r.Total = ReplayRunning, int64(len(idx)) })
+	for _, x := range idx {
+		if ctx.Err() != nil {
+			break
+		}
+		recs, err := e.cfg.Log.Read(ctx, a.Topic, 0, x.off, eventlog.ReadOptions{MaxBytes: 1})
+		if err != nil || len(recs) == 0 || recs[0].Offset != x.off {
+			if ctx.Err() != nil {
+				break
+			}
+			if err == nil || errors.Is(err, eventlog.ErrOffsetOutOfRange) {
+				continue // gone with the archive's retention
+			}
+			finish(ReplayFailed, fmt.Sprintf("read archive: %v", err))
+			return
+		}
+		ev, err := decodeRecord(&recs[0])
+		if err != nil {
+			continue
+		}
+		if ev.Extensions == nil {
+			ev.Extensions = map[string]string{}
+		}
+		ev.Extensions[ReplayExtension] = rs.r.Name
+		if _, err := e.prod.Append(ctx, bs.bus.Topic, toRecord(ev)); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			finish(ReplayFailed, fmt.Sprintf("publish to bus: %v", err))
+			return
+		}
+		set(func(r *Replay) { r.Replayed++; r.LastReplayed = x.t })
+	}
+	if ctx.Err() != nil {
+		if e.ctx.Err() != nil {
+			finish(ReplayFailed, "interrupted: the engine stopped")
+		} else {
+			finish(ReplayCancelled, "")
+		}
+		return
+	}
+	finish(ReplayCompleted, "")
+}

@@ -1,0 +1,41 @@
+// Package rules is Herald's event bus: buses (a bus is a topic; "default"
+// always exists), rules that route a bus's events matching an EventBridge
+// pattern (package rules/pattern) or fire on a schedule, and up to five
+// targets per rule (a topic, or an HTTP webhook receiving CloudEvents in
+// binary mode), each with an input transformer, a retry policy and a
+// dead-letter topic.
+//
+// # Files
+//
+//	types.go      Rule, Target, Bus and their validation
+//	transform.go  input transformers (JSONPath input paths, <var> templates)
+//	schedule.go   rate(...) and six-field cron(...) schedules
+//	engine.go     Engine: definitions, buses, dispatchers, offset tracking
+//	deliver.go    per-target workers: delivery, retry, dead-lettering
+//	metrics.go    Prometheus metrics and the counters describe shows
+//	http.go       the HTTP API (/v1/buses, /v1/rules)
+//
+// # Durability and delivery
+//
+// Bus and rule definitions are records of a compacted topic
+// (__herald_rules, key "bus/NAME" or "rule/BUS/NAME", a nil value deletes);
+// the Engine replays it on Start. An Engine reads each partition of each
+// bus from the offsets committed for the group "herald.rules.BUS" (the
+// Engine is the group's only reader: it commits with
+// Log.CommitOffsets, it does not join the group). A record's offset is
+// committed only once every delivery it caused is done: delivered,
+// dead-lettered, or dropped because its rule or target was deleted. So
+// delivery is at least once: after a crash the uncommitted tail is
+// matched and delivered again.
+//
+// # Isolation
+//
+// Every (rule, target) has its own worker and queue; a dispatcher only
+// appends to queues, and a failing delivery is retried from a per-target
+// timer heap without blocking the target's other events. A failing target
+// therefore never slows other targets or rules, until the events held in
+// memory for a bus reach Config.MaxInFlight: then the bus's dispatcher
+// waits (backpressure) rather than grow without bound.
+//
+// Lock order: Engine.mu, then busState.mu, then targetWorker.mu.
+package rules

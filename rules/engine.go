@@ -1,0 +1,980 @@
+package rules
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/eventlog"
+	"github.com/heraldhq/herald/internal/httpjson"
+	"github.com/heraldhq/herald/rules/pattern"
+)
+
+// Errors callers test with errors.Is.
+var (
+	ErrNotFound = errors.New("rules: not found")
+	ErrExists   = errors.New("rules: already exists")
+	ErrClosed   = errors.New("rules: engine closed")
+	ErrInUse    = errors.New("rules: bus has rules")
+)
+
+// DefinitionsTopic is the compacted topic holding bus and rule definitions.
+const DefinitionsTopic = "__herald_rules"
+
+// Config configures an Engine.
+type Config struct {
+	// Log stores buses, definitions and targets' topics; required.
+	Log eventlog.Log
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+	// Registerer receives the metrics (nil: none).
+	Registerer prometheus.Registerer
+	// HTTPClient delivers to webhooks (default: 10 s timeout).
+	HTTPClient *http.Client
+	// BusPartitions is the partition count of a new bus topic (default 3).
+	BusPartitions int
+	// RetryBase and RetryMax bound the exponential backoff between
+	// attempts (defaults 1 s and 60 s); each wait is jittered.
+	RetryBase, RetryMax time.Duration
+	// MaxInFlight bounds the events a bus holds in memory waiting for
+	// their deliveries (default 100,000).
+	MaxInFlight int
+	// CommitInterval is how often delivered offsets are committed
+	// (default 200 ms).
+	CommitInterval time.Duration
+	// WebhookConcurrency is the requests in flight per webhook target
+	// (default 8).
+	WebhookConcurrency int
+	// CloseGrace bounds how long Close lets deliveries in flight finish
+	// before aborting them (default 5 s).
+	CloseGrace time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if c.BusPartitions <= 0 {
+		c.BusPartitions = 3
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = time.Second
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 60 * time.Second
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 100_000
+	}
+	if c.CommitInterval <= 0 {
+		c.CommitInterval = 200 * time.Millisecond
+	}
+	if c.WebhookConcurrency <= 0 {
+		c.WebhookConcurrency = 8
+	}
+	if c.CloseGrace <= 0 {
+		c.CloseGrace = 5 * time.Second
+	}
+}
+
+// Engine runs buses and rules. Its methods are safe for concurrent use.
+type Engine struct {
+	cfg  Config
+	log  *slog.Logger
+	prod *eventlog.Producer
+	m    *metrics
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// replaySets maps a replay's name to its rule set, read by the
+	// dispatchers without taking mu.
+	replaySets sync.Map
+
+	writersMu sync.Mutex
+	writers   map[string]*topicWriter
+
+	mu struct {
+		sync.Mutex
+		buses    map[string]*busState
+		archives map[string]*archiveState
+		replays  map[string]*replayState
+		closed   bool
+	}
+}
+
+type busState struct {
+	bus     Bus
+	machine *pattern.Machine
+	cancel  context.CancelFunc
+	done    chan struct{}
+	// launch starts the dispatchers; launched says it ran (guarded by
+	// Engine.mu).
+	launch   func()
+	launched bool
+	trackers []*partTracker
+	// inflight counts events held for delivery; the dispatcher waits
+	// while it is at MaxInFlight.
+	inflight atomic.Int64
+	wake     chan struct{}
+
+	archiveMachine *pattern.Machine
+
+	mu       sync.RWMutex
+	rules    map[string]*ruleState
+	archives map[string]*archiveState
+}
+
+type ruleState struct {
+	c       *compiled
+	targets map[string]*targetWorker
+	stop    context.CancelFunc // of the schedule loop
+	matched atomic.Int64
+}
+
+// New returns an Engine; call Start to load definitions and run.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Log == nil {
+		return nil, errors.New("rules: Config.Log is required")
+	}
+	cfg.setDefaults()
+	e := &Engine{cfg: cfg, log: cfg.Logger.With("component", "rules"), prod: eventlog.NewProducer(cfg.Log)}
+	e.m = newMetrics(cfg.Registerer)
+	e.writers = map[string]*topicWriter{}
+	e.mu.buses = map[string]*busState{}
+	e.mu.archives = map[string]*archiveState{}
+	e.mu.replays = map[string]*replayState{}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	return e, nil
+}
+
+// Start loads the definitions, makes sure the default bus exists and
+// starts every bus's dispatcher and every rule's workers.
+func (e *Engine) Start(ctx context.Context) error {
+	err := e.cfg.Log.CreateTopic(ctx, DefinitionsTopic, 1, map[string]string{"cleanup.policy": "compact"})
+	if err != nil && !errors.Is(err, eventlog.ErrTopicExists) {
+		return fmt.Errorf("rules: create %s: %w", DefinitionsTopic, err)
+	}
+	buses := map[string]Bus{}
+	rules := map[string]Rule{}
+	archives := map[string]Archive{}
+	replays := map[string]Replay{}
+	start, end, err := e.cfg.Log.Offsets(ctx, DefinitionsTopic, 0)
+	if err != nil {
+		return fmt.Errorf("rules: read definitions: %w", err)
+	}
+	for off := start; off < end; {
+		recs, err := e.cfg.Log.Read(ctx, DefinitionsTopic, 0, off, eventlog.ReadOptions{})
+		if err != nil {
+			return fmt.Errorf("rules: read definitions at %d: %w", off, err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			off = r.Offset + 1
+			k := string(r.Key)
+			switch {
+			case strings.HasPrefix(k, "bus/"):
+				if r.Value == nil {
+					delete(buses, k)
+					continue
+				}
+				var b Bus
+				if err := json.Unmarshal(r.Value, &b); err != nil {
+					return fmt.Errorf("rules: definition %s at offset %d: %w", k, r.Offset, err)
+				}
+				buses[k] = b
+			case strings.HasPrefix(k, "rule/"):
+				if r.Value == nil {
+					delete(rules, k)
+					continue
+				}
+				var rl Rule
+				if err := json.Unmarshal(r.Value, &rl); err != nil {
+					return fmt.Errorf("rules: definition %s at offset %d: %w", k, r.Offset, err)
+				}
+				rules[k] = rl
+			case strings.HasPrefix(k, "archive/"):
+				if r.Value == nil {
+					delete(archives, k)
+					continue
+				}
+				var a Archive
+				if err := json.Unmarshal(r.Value, &a); err != nil {
+					return fmt.Errorf("rules: definition %s at offset %d: %w", k, r.Offset, err)
+				}
+				archives[k] = a
+			case strings.HasPrefix(k, "replay/"):
+				var rp Replay
+				if err := json.Unmarshal(r.Value, &rp); err != nil {
+					return fmt.Errorf("rules: definition %s at offset %d: %w", k, r.Offset, err)
+				}
+				replays[k] = rp
+			}
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, b := range buses {
+		if err := e.startBusLocked(ctx, b, false); err != nil {
+			return err
+		}
+	}
+	for _, name := range []string{DefaultBus, SystemBus} {
+		if _, ok := e.mu.buses[name]; !ok {
+			if _, err := e.createBusLocked(ctx, name, false); err != nil {
+				return err
+			}
+		}
+	}
+	for k, r := range rules {
+		c, err := validate(r)
+		if err != nil {
+			e.log.Error("stored rule no longer valid; skipped", "rule", k, "err", err)
+			continue
+		}
+		bs := e.mu.buses[c.Bus]
+		if bs == nil {
+			e.log.Error("stored rule of a missing bus; skipped", "rule", k)
+			continue
+		}
+		e.installRule(bs, c)
+	}
+	for k, a := range archives {
+		bs := e.mu.buses[a.Bus]
+		if bs == nil {
+			e.log.Error("stored archive of a missing bus; skipped", "archive", k)
+			continue
+		}
+		var p *pattern.Pattern
+		if len(a.EventPattern) > 0 && string(a.EventPattern) != "null" {
+			if p, err = pattern.Compile(a.EventPattern); err != nil {
+				e.log.Error("stored archive pattern no longer valid; skipped", "archive", k, "err", err)
+				continue
+			}
+		}
+		e.installArchiveLocked(bs, a, p)
+	}
+	for _, rp := range replays {
+		rs := &replayState{r: rp, rules: map[string]bool{}, cancel: func() {}}
+		for _, n := range rp.Rules {
+			rs.rules[n] = true
+		}
+		if !rp.terminal() {
+			// A replay does not survive a restart; say so rather than
+			// resume with duplicates.
+			rs.r.State, rs.r.Reason, rs.r.Ended = ReplayFailed, "interrupted: the engine restarted", time.Now().UTC()
+			if err := e.putDefinition(ctx, "replay/"+rp.Name, rs.r); err != nil {
+				return err
+			}
+		}
+		e.mu.replays[rp.Name] = rs
+		e.replaySets.Store(rp.Name, rs.rules)
+	}
+	for _, bs := range e.mu.buses {
+		bs.launchOnce()
+	}
+	return nil
+}
+
+// Close stops dispatchers and workers and commits what was delivered.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.mu.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.mu.closed = true
+	buses := make([]*busState, 0, len(e.mu.buses))
+	for _, b := range e.mu.buses {
+		buses = append(buses, b)
+	}
+	e.mu.Unlock()
+	// Stop reading the buses first, then let every worker finish the
+	// batch it is delivering, then commit: a clean Close leaves nothing
+	// delivered but uncommitted. Not under e.mu: no bus launches after
+	// closed is set, and the goroutines waited for may need e.mu.
+	for _, b := range buses {
+		b.stopAndWait()
+	}
+	var workers []*targetWorker
+	for _, b := range buses {
+		b.mu.Lock()
+		for _, r := range b.rules {
+			if r.stop != nil {
+				r.stop()
+			}
+			for _, w := range r.targets {
+				workers = append(workers, w)
+			}
+		}
+		for _, a := range b.archives {
+			workers = append(workers, a.worker)
+		}
+		b.mu.Unlock()
+	}
+	for _, w := range workers {
+		w.stop(false)
+	}
+	exited := make(chan struct{})
+	go func() {
+		for _, w := range workers {
+			<-w.exited
+		}
+		close(exited)
+	}()
+	select {
+	case <-exited:
+	case <-time.After(e.cfg.CloseGrace):
+		// A hanging target must not hold Close: abort what is in flight;
+		// it stays uncommitted and is delivered again after a restart.
+		e.log.Warn("deliveries still in flight at close; aborting them", "grace", e.cfg.CloseGrace)
+		e.cancel()
+		<-exited
+	}
+	for _, b := range buses {
+		if b.launched {
+			e.commit(b, b.trackers)
+		}
+	}
+	e.cancel()
+	e.wg.Wait()
+	return nil
+}
+
+func (e *Engine) putDefinition(ctx context.Context, key string, v any) error {
+	var val []byte
+	if v != nil {
+		var err error
+		if val, err = json.Marshal(v); err != nil {
+			return err
+		}
+	}
+	_, err := e.cfg.Log.Append(ctx, DefinitionsTopic, 0, []eventlog.Record{{Key: []byte(key), Value: val}})
+	if err != nil {
+		return fmt.Errorf("rules: store %s: %w", key, err)
+	}
+	return nil
+}
+
+// CreateBus creates a bus and its topic.
+func (e *Engine) CreateBus(ctx context.Context, name string) (Bus, error) {
+	if err := validName("name", name); err != nil {
+		return Bus{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.mu.closed {
+		return Bus{}, ErrClosed
+	}
+	if _, ok := e.mu.buses[name]; ok {
+		return Bus{}, fmt.Errorf("bus %q: %w", name, ErrExists)
+	}
+	return e.createBusLocked(ctx, name, true)
+}
+
+func (e *Engine) createBusLocked(ctx context.Context, name string, launch bool) (Bus, error) {
+	err := e.cfg.Log.CreateTopic(ctx, name, e.cfg.BusPartitions, nil)
+	if err != nil && !errors.Is(err, eventlog.ErrTopicExists) {
+		return Bus{}, fmt.Errorf("rules: create bus topic %s: %w", name, err)
+	}
+	b := Bus{Name: name, Topic: name, Created: time.Now().UTC()}
+	if err := e.putDefinition(ctx, "bus/"+name, b); err != nil {
+		return Bus{}, err
+	}
+	return b, e.startBusLocked(ctx, b, launch)
+}
+
+// DeleteBus deletes a bus definition (not its topic); it must have no rules.
+func (e *Engine) DeleteBus(ctx context.Context, name string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	bs, ok := e.mu.buses[name]
+	if !ok {
+		return fmt.Errorf("bus %q: %w", name, ErrNotFound)
+	}
+	if name == DefaultBus || name == SystemBus {
+		return httpjson.Errorf(httpjson.CodeFailedPrecondition, "name", "the %s bus cannot be deleted", name)
+	}
+	bs.mu.RLock()
+	n := len(bs.rules)
+	bs.mu.RUnlock()
+	bs.mu.RLock()
+	na := len(bs.archives)
+	bs.mu.RUnlock()
+	if n > 0 || na > 0 {
+		return fmt.Errorf("bus %q has %d rules and %d archives: %w", name, n, na, ErrInUse)
+	}
+	if err := e.putDefinition(ctx, "bus/"+name, nil); err != nil {
+		return err
+	}
+	bs.stopAndWait()
+	delete(e.mu.buses, name)
+	return nil
+}
+
+// Buses lists the buses, sorted by name.
+func (e *Engine) Buses() []Bus {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []Bus
+	for _, b := range e.mu.buses {
+		out = append(out, b.bus)
+	}
+	slices.SortFunc(out, func(a, b Bus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Bus returns one bus.
+func (e *Engine) Bus(name string) (Bus, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b, ok := e.mu.buses[name]
+	if !ok {
+		return Bus{}, fmt.Errorf("bus %q: %w", name, ErrNotFound)
+	}
+	return b.bus, nil
+}
+
+// PutRule creates a rule (create) or replaces an existing one (!create).
+// Invalid rules are refused with an *httpjson.Error naming the field.
+func (e *Engine) PutRule(ctx context.Context, r Rule, create bool) (Rule, error) {
+	c, err := validate(r)
+	if err != nil {
+		return Rule{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.mu.closed {
+		return Rule{}, ErrClosed
+	}
+	bs, ok := e.mu.buses[c.Bus]
+	if !ok {
+		return Rule{}, httpjson.Errorf(httpjson.CodeNotFound, "bus", "bus %q does not exist", c.Bus)
+	}
+	bs.mu.RLock()
+	old := bs.rules[c.Name]
+	bs.mu.RUnlock()
+	now := time.Now().UTC()
+	switch {
+	case create && old != nil:
+		return Rule{}, fmt.Errorf("rule %q on bus %q: %w", c.Name, c.Bus, ErrExists)
+	case !create && old == nil:
+		return Rule{}, fmt.Errorf("rule %q on bus %q: %w", c.Name, c.Bus, ErrNotFound)
+	case old != nil:
+		c.Created = old.c.Created
+	default:
+		c.Created = now
+	}
+	c.Updated = now
+	if err := e.putDefinition(ctx, ruleKey(c.Bus, c.Name), c.Rule); err != nil {
+		return Rule{}, err
+	}
+	e.installRule(bs, c)
+	if old == nil {
+		e.emitAsync(TypeRuleCreated, c.Bus+"/"+c.Name, map[string]string{"bus": c.Bus, "rule": c.Name})
+	}
+	return c.Rule, nil
+}
+
+// SetState enables or disables a rule.
+func (e *Engine) SetState(ctx context.Context, bus, name, state string) (Rule, error) {
+	r, err := e.Rule(bus, name)
+	if err != nil {
+		return Rule{}, err
+	}
+	r.State = state
+	return e.PutRule(ctx, r, false)
+}
+
+// DeleteRule deletes a rule; deliveries it still owes are dropped.
+func (e *Engine) DeleteRule(ctx context.Context, bus, name string) error {
+	if bus == "" {
+		bus = DefaultBus
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	bs, ok := e.mu.buses[bus]
+	if !ok {
+		return fmt.Errorf("bus %q: %w", bus, ErrNotFound)
+	}
+	bs.mu.Lock()
+	rs, ok := bs.rules[name]
+	bs.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("rule %q on bus %q: %w", name, bus, ErrNotFound)
+	}
+	if err := e.putDefinition(ctx, ruleKey(bus, name), nil); err != nil {
+		return err
+	}
+	bs.machine.Remove(name)
+	bs.mu.Lock()
+	delete(bs.rules, name)
+	e.uninstallTargetsLocked(rs, nil)
+	bs.mu.Unlock()
+	e.emitAsync(TypeRuleDeleted, bus+"/"+name, map[string]string{"bus": bus, "rule": name})
+	return nil
+}
+
+// Rule returns a rule.
+func (e *Engine) Rule(bus, name string) (Rule, error) {
+	if bus == "" {
+		bus = DefaultBus
+	}
+	e.mu.Lock()
+	bs, ok := e.mu.buses[bus]
+	e.mu.Unlock()
+	if !ok {
+		return Rule{}, fmt.Errorf("bus %q: %w", bus, ErrNotFound)
+	}
+	bs.mu.RLock()
+	defer bs.mu.RUnlock()
+	rs, ok := bs.rules[name]
+	if !ok {
+		return Rule{}, fmt.Errorf("rule %q on bus %q: %w", name, bus, ErrNotFound)
+	}
+	return rs.c.Rule, nil
+}
+
+// Rules lists a bus's rules (all buses when bus is ""), sorted.
+func (e *Engine) Rules(bus string) []Rule {
+	e.mu.Lock()
+	var bss []*busState
+	for _, b := range e.mu.buses {
+		if bus == "" || b.bus.Name == bus {
+			bss = append(bss, b)
+		}
+	}
+	e.mu.Unlock()
+	var out []Rule
+	for _, b := range bss {
+		b.mu.RLock()
+		for _, r := range b.rules {
+			out = append(out, r.c.Rule)
+		}
+		b.mu.RUnlock()
+	}
+	slices.SortFunc(out, func(a, b Rule) int {
+		if c := strings.Compare(a.Bus, b.Bus); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}
+
+// installRule makes c live on bs, replacing a rule of that name. Target
+// workers of kept target ids continue with the new definition.
+func (e *Engine) installRule(bs *busState, c *compiled) {
+	bs.mu.Lock()
+	old := bs.rules[c.Name]
+	rs := &ruleState{c: c, targets: map[string]*targetWorker{}}
+	if old != nil {
+		rs.matched.Store(old.matched.Load())
+		if old.stop != nil {
+			old.stop()
+		}
+	}
+	for i, t := range c.Targets {
+		var w *targetWorker
+		if old != nil {
+			w = old.targets[t.ID]
+		}
+		if w == nil {
+			w = e.newTargetWorker(bs.bus.Name, c.Name, t.ID)
+		}
+		w.setConfig(t, c.tmpl[i])
+		rs.targets[t.ID] = w
+	}
+	if old != nil {
+		e.uninstallTargetsLocked(old, rs.targets)
+	}
+	if c.schedule != nil && c.State == Enabled {
+		ctx, cancel := context.WithCancel(e.ctx)
+		rs.stop = cancel
+		e.wg.Add(1)
+		go e.runSchedule(ctx, bs, rs)
+	}
+	bs.rules[c.Name] = rs
+	bs.mu.Unlock()
+	// The machine holds only enabled pattern rules.
+	if c.pattern != nil && c.State == Enabled {
+		bs.machine.Add(c.Name, c.pattern)
+	} else {
+		bs.machine.Remove(c.Name)
+	}
+}
+
+// uninstallTargetsLocked stops rs's workers that keep is not reusing.
+func (e *Engine) uninstallTargetsLocked(rs *ruleState, keep map[string]*targetWorker) {
+	if rs.stop != nil {
+		rs.stop()
+	}
+	for id, w := range rs.targets {
+		if keep != nil && keep[id] == w {
+			continue
+		}
+		w.stop(true)
+	}
+}
+
+// ---- dispatch ----
+
+func (e *Engine) groupName(bus string) string { return "herald.rules." + bus }
+
+func (e *Engine) startBusLocked(ctx context.Context, b Bus, launch bool) error {
+	info, err := e.cfg.Log.Topic(ctx, b.Topic)
+	if errors.Is(err, eventlog.ErrUnknownTopic) {
+		if err = e.cfg.Log.CreateTopic(ctx, b.Topic, e.cfg.BusPartitions, nil); err == nil || errors.Is(err, eventlog.ErrTopicExists) {
+			info, err = e.cfg.Log.Topic(ctx, b.Topic)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("rules: bus %s topic: %w", b.Name, err)
+	}
+	committed, err := e.cfg.Log.CommittedOffsets(ctx, e.groupName(b.Name), b.Topic)
+	if err != nil {
+		return fmt.Errorf("rules: bus %s offsets: %w", b.Name, err)
+	}
+	bctx, cancel := context.WithCancel(e.ctx)
+	bs := &busState{bus: b, machine: pattern.NewMachine(), cancel: cancel, done: make(chan struct{}),
+		rules: map[string]*ruleState{}, wake: make(chan struct{}, 1),
+		archiveMachine: pattern.NewMachine(), archives: map[string]*archiveState{}}
+	e.mu.buses[b.Name] = bs
+	trackers := make([]*partTracker, info.Partitions)
+	for p := range trackers {
+		start, ok := committed[int32(p)]
+		if !ok {
+			s, _, err := e.cfg.Log.Offsets(ctx, b.Topic, int32(p))
+			if err != nil {
+				cancel()
+				delete(e.mu.buses, b.Name)
+				return fmt.Errorf("rules: bus %s partition %d: %w", b.Name, p, err)
+			}
+			start = s
+		}
+		trackers[p] = newPartTracker(start)
+	}
+	// The dispatchers start later when Start loads rules: an event must
+	// not be matched before every rule is in the machine.
+	bs.trackers = trackers
+	bs.launch = func() {
+		var wg sync.WaitGroup
+		for p := range trackers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.dispatch(bctx, bs, int32(p), trackers[p])
+			}()
+		}
+		go func() {
+			defer close(bs.done)
+			e.commitLoop(bctx, bs, trackers)
+			wg.Wait()
+			e.commit(bs, trackers) // what finished while stopping
+		}()
+	}
+	if launch {
+		bs.launchOnce()
+	}
+	return nil
+}
+
+// launchOnce starts the bus's dispatchers (once).
+func (bs *busState) launchOnce() {
+	if !bs.launched {
+		bs.launched = true
+		bs.launch()
+	}
+}
+
+// stopAndWait stops the bus's dispatchers and waits for their last commit.
+func (bs *busState) stopAndWait() {
+	bs.cancel()
+	if bs.launched {
+		<-bs.done
+	}
+}
+
+// partTracker follows one partition's records from dispatch to the end
+// of their deliveries, to know what offset may be committed.
+type partTracker struct {
+	mu      sync.Mutex
+	pending map[int64]int // offset -> deliveries outstanding
+	order   []int64       // offsets with deliveries outstanding, ascending
+	next    int64         // the offset after the last dispatched record
+	last    int64         // last committed
+}
+
+func newPartTracker(start int64) *partTracker {
+	return &partTracker{pending: map[int64]int{}, next: start, last: -1}
+}
+
+// position is the offset to commit: the first with deliveries
+// outstanding, or the next to dispatch.
+func (t *partTracker) position() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for len(t.order) > 0 && t.pending[t.order[0]] == 0 {
+		delete(t.pending, t.order[0])
+		t.order = t.order[1:]
+	}
+	if len(t.order) > 0 {
+		return t.order[0]
+	}
+	return t.next
+}
+
+func (e *Engine) commitLoop(ctx context.Context, bs *busState, trackers []*partTracker) {
+	tick := time.NewTicker(e.cfg.CommitInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			e.commit(bs, trackers)
+		}
+	}
+}
+
+func (e *Engine) commit(bs *busState, trackers []*partTracker) {
+	offs := map[eventlog.TopicPartition]int64{}
+	for p, t := range trackers {
+		pos := t.position()
+		if pos != t.last {
+			offs[eventlog.TopicPartition{Topic: bs.bus.Topic, Partition: int32(p)}] = pos
+		}
+	}
+	if len(offs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.cfg.Log.CommitOffsets(ctx, e.groupName(bs.bus.Name), offs); err != nil {
+		e.log.Warn("commit bus offsets", "bus", bs.bus.Name, "err", err)
+		return
+	}
+	for tp, pos := range offs {
+		trackers[tp.Partition].last = pos
+	}
+}
+
+// dispatch reads one partition of a bus, matches each event and hands
+// it to the matched rules' target workers.
+func (e *Engine) dispatch(ctx context.Context, bs *busState, part int32, t *partTracker) {
+	off := t.next
+	var names, anames []string
+	for ctx.Err() == nil {
+		for bs.inflight.Load() >= int64(e.cfg.MaxInFlight) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-bs.wake:
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		recs, err := e.cfg.Log.Read(ctx, bs.bus.Topic, part, off, eventlog.ReadOptions{Wait: 500 * time.Millisecond})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, eventlog.ErrOffsetOutOfRange) {
+				start, end, err2 := e.cfg.Log.Offsets(ctx, bs.bus.Topic, part)
+				if err2 == nil {
+					e.log.Warn("bus offset out of range; skipping to the start", "bus", bs.bus.Name, "partition", part, "offset", off, "start", start, "end", end)
+					off = max(start, min(off, end))
+					t.mu.Lock()
+					t.next = off
+					t.mu.Unlock()
+					continue
+				}
+			}
+			e.log.Warn("read bus", "bus", bs.bus.Name, "partition", part, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for i := range recs {
+			r := &recs[i]
+			off = r.Offset + 1
+			ev, err := decodeRecord(r)
+			if err != nil {
+				e.m.malformed.WithLabelValues(bs.bus.Name).Inc()
+				e.log.Warn("malformed event on bus; skipped", "bus", bs.bus.Name, "partition", part, "offset", r.Offset, "err", err)
+				t.mu.Lock()
+				t.next = off
+				t.mu.Unlock()
+				continue
+			}
+			names = bs.machine.MatchEvent(ev, names[:0])
+			var jobs []*job
+			var workers []*targetWorker
+			replay := ev.Extensions[ReplayExtension]
+			var only map[string]bool
+			if replay != "" {
+				// A replayed event goes only to its replay's rules.
+				only = e.replayRules(replay)
+			}
+			if len(names) > 0 {
+				bs.mu.RLock()
+				for _, n := range names {
+					rs := bs.rules[n]
+					if rs == nil || rs.c.State != Enabled || (replay != "" && !only[n]) {
+						continue
+					}
+					rs.matched.Add(1)
+					e.m.matched.WithLabelValues(bs.bus.Name, n).Inc()
+					for _, w := range rs.targets {
+						workers = append(workers, w)
+					}
+				}
+				bs.mu.RUnlock()
+			}
+			if replay == "" {
+				bs.mu.RLock()
+				if len(bs.archives) > 0 {
+					anames = bs.archiveMachine.MatchEvent(ev, anames[:0])
+					for _, as := range bs.archives {
+						if as.all || slices.Contains(anames, as.a.Name) {
+							workers = append(workers, as.worker)
+						}
+					}
+				}
+				bs.mu.RUnlock()
+			}
+			t.mu.Lock()
+			if len(workers) > 0 {
+				t.pending[r.Offset] = len(workers)
+				t.order = append(t.order, r.Offset)
+			}
+			t.next = off
+			t.mu.Unlock()
+			if len(workers) == 0 {
+				continue
+			}
+			bs.inflight.Add(1)
+			rec := &sharedEvent{ev: ev, arrived: r.Timestamp}
+			offset := r.Offset
+			remaining := atomic.Int32{}
+			remaining.Store(int32(len(workers)))
+			done := func() {
+				t.mu.Lock()
+				t.pending[offset]--
+				t.mu.Unlock()
+				if remaining.Add(-1) == 0 {
+					bs.inflight.Add(-1)
+					select {
+					case bs.wake <- struct{}{}:
+					default:
+					}
+				}
+			}
+			for range workers {
+				jobs = append(jobs, &job{ev: rec, done: done})
+			}
+			for i, w := range workers {
+				w.enqueue(jobs[i])
+			}
+		}
+	}
+}
+
+func decodeRecord(r *eventlog.Record) (*event.Event, error) {
+	m := event.Message{Key: r.Key, Value: r.Value, Headers: make([]event.Header, len(r.Headers))}
+	for i, h := range r.Headers {
+		m.Headers[i] = event.Header{Key: h.Key, Value: h.Value}
+	}
+	return event.Decode(m)
+}
+
+// sharedEvent is one bus event shared by the jobs it caused; its JSON
+// form is built once, by the first transformer that needs it.
+type sharedEvent struct {
+	ev      *event.Event
+	arrived time.Time
+	once    sync.Once
+	doc     []byte
+}
+
+func (s *sharedEvent) json() []byte {
+	s.once.Do(func() { s.doc = pattern.EventJSON(s.ev) })
+	return s.doc
+}
+
+// Publish appends an event to a bus (what a producer does; for tests and
+// the HTTP API).
+func (e *Engine) Publish(ctx context.Context, bus string, ev *event.Event) error {
+	b, err := e.Bus(bus)
+	if err != nil {
+		return err
+	}
+	m, err := event.Encode(ev)
+	if err != nil {
+		return httpjson.Invalid("event", "%v", err)
+	}
+	rec := eventlog.Record{Key: m.Key, Value: m.Value}
+	for _, h := range m.Headers {
+		rec.Headers = append(rec.Headers, eventlog.Header{Key: h.Key, Value: h.Value})
+	}
+	_, err = e.prod.Append(ctx, b.Topic, rec)
+	return err
+}
+
+// runSchedule fires a scheduled rule: at each tick every target gets an
+// event of source "herald.scheduler" and type "Scheduled Event".
+func (e *Engine) runSchedule(ctx context.Context, bs *busState, rs *ruleState) {
+	defer e.wg.Done()
+	anchor := rs.c.Created
+	if anchor.IsZero() {
+		anchor = time.Now()
+	}
+	for {
+		now := time.Now()
+		next := rs.c.schedule.Next(now, anchor)
+		if next.IsZero() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
+		}
+		ev := event.New("herald.scheduler", "Scheduled Event")
+		ev.Time = next.UTC()
+		ev.Subject = rs.c.Name
+		ev.DataContentType = "application/json"
+		ev.Data, _ = json.Marshal(map[string]string{"bus": bs.bus.Name, "rule": rs.c.Name, "schedule": rs.c.Schedule})
+		rs.matched.Add(1)
+		e.m.matched.WithLabelValues(bs.bus.Name, rs.c.Name).Inc()
+		bs.mu.RLock()
+		ws := make([]*targetWorker, 0, len(rs.targets))
+		for _, w := range rs.targets {
+			ws = append(ws, w)
+		}
+		bs.mu.RUnlock()
+		se := &sharedEvent{ev: ev, arrived: time.Now()}
+		for _, w := range ws {
+			w.enqueue(&job{ev: se, done: func() {}})
+		}
+	}
+}

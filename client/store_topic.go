@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -29,9 +30,12 @@ const DefaultProcessedTopic = "__herald_processed"
 // older than the TTL are ignored on load and on lookup; the topic is created
 // with retention.ms = TTL so old ids also leave the disk.
 //
-// Under ExactlyOnce the records are written in the handler's transaction
-// and loaded with read_committed, so a mark exists iff its outputs and
-// offset commit do.
+// A mark is pending (visible to Seen, so a redelivery within the batch is
+// skipped) from the handler's success until its record is durable or has
+// failed; the subscriber writes the records of a batch after the batch's
+// outputs are durable and before it commits offsets. Under ExactlyOnce the
+// records are written in the batch's transaction and loaded with
+// read_committed, so a mark exists iff its outputs and offset commit do.
 type topicStore struct {
 	topic, group  string
 	ttl           time.Duration
@@ -42,77 +46,133 @@ type topicStore struct {
 	logger        *slog.Logger
 	now           func() time.Time
 
-	mu struct {
-		sync.Mutex
-		parts map[int32]*procPart
-	}
+	// parts[p] is the state of store partition p, nil until first used
+	// and after it is dropped. NB: atomic, not under one mutex, so the
+	// handlers of different partitions do not meet on a lock per event.
+	parts []atomic.Pointer[procPart]
 }
 
 type procPart struct {
-	mu     sync.Mutex
-	loaded bool
-	ids    map[string]time.Time
+	mu      sync.Mutex
+	loaded  bool
+	ids     map[string]time.Time
+	pending map[string]int // marks not yet durable, by id: how many
 }
 
 func (s *topicStore) part(p int32) *procPart {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	pp := s.mu.parts[p]
-	if pp == nil {
-		pp = &procPart{}
-		s.mu.parts[p] = pp
+	slot := &s.parts[p]
+	if pp := slot.Load(); pp != nil {
+		return pp
 	}
-	return pp
+	pp := &procPart{}
+	if slot.CompareAndSwap(nil, pp) {
+		return pp
+	}
+	return slot.Load()
 }
 
 // drop forgets the state of the store partitions behind input partitions
 // that this member lost: another member may write to them now.
 func (s *topicStore) drop(inputs map[string][]int32) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, ps := range inputs {
 		for _, p := range ps {
-			delete(s.mu.parts, p%s.nparts)
+			s.parts[p%s.nparts].Store(nil)
 		}
 	}
 }
 
 func (s *topicStore) Seen(ctx context.Context, id string) (bool, error) {
-	d, _ := DeliveryFrom(ctx)
-	pp := s.part(d.Partition % s.nparts)
+	p := deliveryPartition(ctx) % s.nparts
+	pp := s.part(p)
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	if !pp.loaded {
-		ids, err := s.load(ctx, d.Partition%s.nparts)
+		ids, err := s.load(ctx, p)
 		if err != nil {
 			return false, fmt.Errorf("load processed ids: %w", err)
 		}
 		pp.ids, pp.loaded = ids, true
+	}
+	if pp.pending[id] > 0 {
+		return true, nil
 	}
 	t, ok := pp.ids[id]
 	return ok && s.now().Sub(t) < s.ttl, nil
 }
 
 func (s *topicStore) Mark(ctx context.Context, id string) error {
-	d, _ := DeliveryFrom(ctx)
-	p := d.Partition % s.nparts
-	now := s.now()
-	r := &kgo.Record{Topic: s.topic, Partition: p, Key: []byte(s.group + "\x00" + id),
-		Value: strconv.AppendInt(nil, now.UnixMilli(), 10)}
-	pp := s.part(p)
-	after := func() {
-		pp.mu.Lock()
-		defer pp.mu.Unlock()
-		if pp.ids == nil {
-			return // dropped or never loaded: a later load reads the record
+	ob, ok := ctx.Value(outboxKey).(*outbox)
+	if !ok {
+		return errors.New("processed-id store used outside a subscriber")
+	}
+	p := deliveryPartition(ctx) % s.nparts
+	ob.addMark(&topicMark{s: s, pp: s.part(p), p: p, id: id})
+	return nil
+}
+
+// topicMark is a topicStore mark: one record, pending until it is durable.
+// NB: the record is built when the subscriber writes it, after the batch is
+// handled, so the handler path pays for no encoding.
+type topicMark struct {
+	s   *topicStore
+	pp  *procPart
+	p   int32
+	id  string
+	now time.Time
+}
+
+func (m *topicMark) record() *kgo.Record {
+	s := m.s
+	m.now = s.now()
+	// One allocation for key and value: group NUL id | unix millis.
+	k := len(s.group) + 1 + len(m.id)
+	buf := make([]byte, 0, k+20)
+	buf = append(append(append(buf, s.group...), 0), m.id...)
+	buf = strconv.AppendInt(buf, m.now.UnixMilli(), 10)
+	return &kgo.Record{Topic: s.topic, Partition: m.p, Key: buf[:k:k], Value: buf[k:]}
+}
+
+func (m *topicMark) pending() {
+	pp := m.pp
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.pending == nil {
+		pp.pending = make(map[string]int)
+	}
+	pp.pending[m.id]++
+}
+
+func (m *topicMark) commit() {
+	pp := m.pp
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	pp.unpendLocked(m.id)
+	if pp.ids != nil { // else dropped or never loaded: a later load reads the record
+		if m.now.IsZero() {
+			m.now = m.s.now()
 		}
-		pp.ids[id] = now
+		pp.ids[m.id] = m.now
 	}
-	if ob, ok := ctx.Value(outboxKey).(*outbox); ok {
-		ob.add([]*kgo.Record{r}, after)
-		return nil
+}
+
+func (m *topicMark) undo() {
+	pp := m.pp
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	pp.unpendLocked(m.id)
+}
+
+func deliveryPartition(ctx context.Context) int32 {
+	if d, ok := ctx.Value(deliveryKey).(*Delivery); ok {
+		return d.Partition
 	}
-	return errors.New("processed-id store used outside a subscriber")
+	return 0
+}
+
+func (pp *procPart) unpendLocked(id string) {
+	if pp.pending[id]--; pp.pending[id] <= 0 {
+		delete(pp.pending, id)
+	}
 }
 
 // loadIdle bounds the wait for a record that will never come: read_committed
@@ -245,7 +305,7 @@ func (p storePartitioner) ForTopic(t string) kgo.TopicPartitioner {
 
 // dropAll forgets every loaded partition (after an aborted transaction).
 func (s *topicStore) dropAll() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.mu.parts)
+	for i := range s.parts {
+		s.parts[i].Store(nil)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -55,8 +56,21 @@ type topicStore struct {
 type procPart struct {
 	mu      sync.Mutex
 	loaded  bool
-	ids     map[string]time.Time
-	pending map[string]int // marks not yet durable, by id: how many
+	ids     map[idKey]int64 // handled time, Unix milliseconds
+	pending map[idKey]int   // marks not yet durable: how many
+}
+
+// idKey is an event id hashed to 128 bits with per-process seeds. NB: a map
+// keyed and valued without pointers is not scanned by the garbage
+// collector, which a map of a million id strings would be on every cycle,
+// stealing CPU from handlers; at 128 bits a collision (an event wrongly
+// taken as handled) is as likely as a random UUID repeating.
+type idKey [2]uint64
+
+var idSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+
+func keyOf(id string) idKey {
+	return idKey{maphash.String(idSeeds[0], id), maphash.String(idSeeds[1], id)}
 }
 
 func (s *topicStore) part(p int32) *procPart {
@@ -93,11 +107,12 @@ func (s *topicStore) Seen(ctx context.Context, id string) (bool, error) {
 		}
 		pp.ids, pp.loaded = ids, true
 	}
-	if pp.pending[id] > 0 {
+	k := keyOf(id)
+	if pp.pending[k] > 0 {
 		return true, nil
 	}
-	t, ok := pp.ids[id]
-	return ok && s.now().Sub(t) < s.ttl, nil
+	ms, ok := pp.ids[k]
+	return ok && s.now().UnixMilli()-ms < s.ttl.Milliseconds(), nil
 }
 
 func (s *topicStore) Mark(ctx context.Context, id string) error {
@@ -137,9 +152,9 @@ func (m *topicMark) pending() {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	if pp.pending == nil {
-		pp.pending = make(map[string]int)
+		pp.pending = make(map[idKey]int)
 	}
-	pp.pending[m.id]++
+	pp.pending[keyOf(m.id)]++
 }
 
 func (m *topicMark) commit() {
@@ -151,7 +166,7 @@ func (m *topicMark) commit() {
 		if m.now.IsZero() {
 			m.now = m.s.now()
 		}
-		pp.ids[m.id] = m.now
+		pp.ids[keyOf(m.id)] = m.now.UnixMilli()
 	}
 }
 
@@ -170,8 +185,9 @@ func deliveryPartition(ctx context.Context) int32 {
 }
 
 func (pp *procPart) unpendLocked(id string) {
-	if pp.pending[id]--; pp.pending[id] <= 0 {
-		delete(pp.pending, id)
+	k := keyOf(id)
+	if pp.pending[k]--; pp.pending[k] <= 0 {
+		delete(pp.pending, k)
 	}
 }
 
@@ -179,7 +195,7 @@ func (pp *procPart) unpendLocked(id string) {
 // end offsets count transaction markers, which are never returned.
 const loadIdle = 300 * time.Millisecond
 
-func (s *topicStore) load(ctx context.Context, p int32) (map[string]time.Time, error) {
+func (s *topicStore) load(ctx context.Context, p int32) (map[idKey]int64, error) {
 	start := time.Now()
 	var ends kadm.ListedOffsets
 	var err error
@@ -198,7 +214,7 @@ func (s *topicStore) load(ctx context.Context, p int32) (map[string]time.Time, e
 	if o, ok := ends.Lookup(s.topic, p); ok {
 		end = o.Offset
 	}
-	ids := make(map[string]time.Time)
+	ids := make(map[idKey]int64)
 	if end <= 0 {
 		return ids, nil
 	}
@@ -234,14 +250,14 @@ func (s *topicStore) load(ctx context.Context, p int32) (map[string]time.Time, e
 			id := k[len(prefix):]
 			ms, err := strconv.ParseInt(string(r.Value), 10, 64)
 			if err != nil || r.Value == nil {
-				delete(ids, id)
+				delete(ids, keyOf(id))
 				return
 			}
-			if t := time.UnixMilli(ms); now.Sub(t) < s.ttl {
-				ids[id] = t
+			if now.Sub(time.UnixMilli(ms)) < s.ttl {
+				ids[keyOf(id)] = ms
 				n++
 			} else {
-				delete(ids, id)
+				delete(ids, keyOf(id))
 			}
 		})
 		for _, fe := range fs.Errors() {

@@ -156,6 +156,7 @@ type outbox struct {
 	mu    sync.Mutex
 	recs  []*kgo.Record
 	marks []mark
+	mark1 [1]mark // NB: inline room for the usual one mark: no allocation
 }
 
 // mark is a processed-id mark of a handled event. The subscriber writes
@@ -180,7 +181,14 @@ func (o *outbox) add(recs []*kgo.Record) {
 func (o *outbox) addMark(m mark) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.marks = append(o.marks, m)
+	o.appendMarksLocked(m)
+}
+
+func (o *outbox) appendMarksLocked(ms ...mark) {
+	if o.marks == nil {
+		o.marks = o.mark1[:0]
+	}
+	o.marks = append(o.marks, ms...)
 }
 
 func (o *outbox) take() ([]*kgo.Record, []mark) {
@@ -207,7 +215,7 @@ func attempt(h HandlerFunc) HandlerFunc {
 		recs, marks := child.take()
 		parent.mu.Lock()
 		parent.recs = append(parent.recs, recs...)
-		parent.marks = append(parent.marks, marks...)
+		parent.appendMarksLocked(marks...)
 		parent.mu.Unlock()
 		return nil
 	}

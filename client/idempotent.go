@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -45,7 +46,9 @@ func Idempotent(store ProcessedStore) Middleware {
 				if d, ok := DeliveryFrom(ctx); ok {
 					ev.metrics.count(cDuplicates, d.Group, d.Topic)
 				}
-				Logger(ctx).Debug("skipping already handled event")
+				if ev.logger.Enabled(ctx, slog.LevelDebug) {
+					Logger(ctx).Debug("skipping already handled event")
+				}
 				return nil
 			}
 			if err := next(ctx, e); err != nil {

@@ -58,6 +58,9 @@ type procPart struct {
 	loaded  bool
 	ids     map[idKey]int64 // handled time, Unix milliseconds
 	pending map[idKey]int   // marks not yet durable: how many
+
+	slabMu sync.Mutex
+	slab   []topicMark // where newMark carves marks from
 }
 
 // idKey is an event id hashed to 128 bits with per-process seeds. NB: a map
@@ -121,19 +124,38 @@ func (s *topicStore) Mark(ctx context.Context, id string) error {
 		return errors.New("processed-id store used outside a subscriber")
 	}
 	p := deliveryPartition(ctx) % s.nparts
-	ob.addMark(&topicMark{s: s, pp: s.part(p), p: p, id: id})
+	pp := s.part(p)
+	m := pp.newMark()
+	m.s, m.pp, m.p, m.id = s, pp, p, id
+	ob.addMark(m)
 	return nil
 }
 
 // topicMark is a topicStore mark: one record, pending until it is durable.
 // NB: the record is built when the subscriber writes it, after the batch is
-// handled, so the handler path pays for no encoding.
+// handled, so the handler path pays for no encoding; marks are carved from
+// slabs so it pays for almost no allocation either (garbage is what drives
+// the garbage collector, whose assists make a no-op handler's tail).
 type topicMark struct {
 	s   *topicStore
 	pp  *procPart
 	p   int32
 	id  string
 	now time.Time
+	rec kgo.Record
+}
+
+const markSlab = 256
+
+// newMark returns a zero mark from the partition's slab.
+func (pp *procPart) newMark() *topicMark {
+	pp.slabMu.Lock()
+	defer pp.slabMu.Unlock()
+	if len(pp.slab) == cap(pp.slab) {
+		pp.slab = make([]topicMark, 0, markSlab)
+	}
+	pp.slab = pp.slab[:len(pp.slab)+1]
+	return &pp.slab[len(pp.slab)-1]
 }
 
 func (m *topicMark) record() *kgo.Record {
@@ -144,7 +166,8 @@ func (m *topicMark) record() *kgo.Record {
 	buf := make([]byte, 0, k+20)
 	buf = append(append(append(buf, s.group...), 0), m.id...)
 	buf = strconv.AppendInt(buf, m.now.UnixMilli(), 10)
-	return &kgo.Record{Topic: s.topic, Partition: m.p, Key: buf[:k:k], Value: buf[k:]}
+	m.rec = kgo.Record{Topic: s.topic, Partition: m.p, Key: buf[:k:k], Value: buf[k:]}
+	return &m.rec
 }
 
 func (m *topicMark) pending() {

@@ -111,7 +111,7 @@ func (s *topicStore) Seen(ctx context.Context, id string) (bool, error) {
 		pp.ids, pp.loaded = ids, true
 	}
 	k := keyOf(id)
-	if pp.pending[k] > 0 {
+	if len(pp.pending) > 0 && pp.pending[k] > 0 {
 		return true, nil
 	}
 	ms, ok := pp.ids[k]
@@ -126,7 +126,7 @@ func (s *topicStore) Mark(ctx context.Context, id string) error {
 	p := deliveryPartition(ctx) % s.nparts
 	pp := s.part(p)
 	m := pp.newMark()
-	m.s, m.pp, m.p, m.id = s, pp, p, id
+	m.s, m.pp, m.p, m.id, m.key = s, pp, p, id, keyOf(id)
 	ob.addMark(m)
 	return nil
 }
@@ -141,6 +141,7 @@ type topicMark struct {
 	pp  *procPart
 	p   int32
 	id  string
+	key idKey
 	now time.Time
 	rec kgo.Record
 }
@@ -177,19 +178,19 @@ func (m *topicMark) pending() {
 	if pp.pending == nil {
 		pp.pending = make(map[idKey]int)
 	}
-	pp.pending[keyOf(m.id)]++
+	pp.pending[m.key]++
 }
 
 func (m *topicMark) commit() {
 	pp := m.pp
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	pp.unpendLocked(m.id)
+	pp.unpendLocked(m.key)
 	if pp.ids != nil { // else dropped or never loaded: a later load reads the record
 		if m.now.IsZero() {
 			m.now = m.s.now()
 		}
-		pp.ids[keyOf(m.id)] = m.now.UnixMilli()
+		pp.ids[m.key] = m.now.UnixMilli()
 	}
 }
 
@@ -197,7 +198,7 @@ func (m *topicMark) undo() {
 	pp := m.pp
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	pp.unpendLocked(m.id)
+	pp.unpendLocked(m.key)
 }
 
 func deliveryPartition(ctx context.Context) int32 {
@@ -207,8 +208,7 @@ func deliveryPartition(ctx context.Context) int32 {
 	return 0
 }
 
-func (pp *procPart) unpendLocked(id string) {
-	k := keyOf(id)
+func (pp *procPart) unpendLocked(k idKey) {
 	if pp.pending[k]--; pp.pending[k] <= 0 {
 		delete(pp.pending, k)
 	}

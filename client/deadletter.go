@@ -62,7 +62,7 @@ func DeadLetter(topic string) Middleware {
 			if errors.As(err, &re) {
 				attempts, first, last = re.Attempts, re.FirstFailure, re.LastFailure
 			}
-			ob.add([]*kgo.Record{deadLetterRecord(topic, d, err, DLQReasonFailed, attempts, first, last)}, nil)
+			ob.add([]*kgo.Record{deadLetterRecord(topic, d, err, DLQReasonFailed, attempts, first, last)})
 			ev := envFrom(ctx)
 			ev.metrics.count(cDeadLettered, d.Group, d.Topic, DLQReasonFailed)
 			Logger(ctx).Warn("event dead-lettered", "dlq", topic, "attempts", attempts, "err", err)

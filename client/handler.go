@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/event"
 )
@@ -52,6 +54,7 @@ const (
 	causeKey
 	outboxKey
 	envKey
+	tracerKey
 )
 
 // DeliveryFrom returns the delivery of the event ctx is handling.
@@ -84,11 +87,17 @@ var ErrClosed = errors.New("client: closed")
 //
 // Each event gets an ID and Time if it has none. Under the Correlate
 // middleware it also gets CorrelationID and CausationID from the input
-// event; under Trace, its TraceParent names the handler's span.
+// event; under Trace, a "publish <topic>" span (a child of the handler's
+// span) is recorded and each event's TraceParent names it.
 func Publish(ctx context.Context, topic string, evs ...*event.Event) error {
 	ob, ok := ctx.Value(outboxKey).(*outbox)
 	if !ok {
 		return ErrNoPublisher
+	}
+	if tr := tracerFrom(ctx); tr != nil {
+		var span trace.Span
+		ctx, span = startPublishSpan(ctx, tr, topic, len(evs))
+		defer span.End()
 	}
 	recs := make([]*kgo.Record, 0, len(evs))
 	for _, e := range evs {
@@ -99,7 +108,7 @@ func Publish(ctx context.Context, topic string, evs ...*event.Event) error {
 		}
 		recs = append(recs, r)
 	}
-	ob.add(recs, nil)
+	ob.add(recs)
 	return nil
 }
 
@@ -140,36 +149,61 @@ func toMessage(r *kgo.Record) event.Message {
 	return m
 }
 
-// outbox collects the records one handled event produces and the actions to
-// run once they are durable. Attempts of a handler get a child outbox that
-// is merged into the event's outbox only on success.
+// outbox collects what one handled event produces: output records, and
+// processed-id marks. Attempts of a handler get a child outbox that is
+// merged into the event's outbox only on success.
 type outbox struct {
 	mu    sync.Mutex
 	recs  []*kgo.Record
-	after []func()
+	marks []mark
+	mark1 [1]mark // NB: inline room for the usual one mark: no allocation
 }
 
-func (o *outbox) add(recs []*kgo.Record, after func()) {
+// mark is a processed-id mark of a handled event. The subscriber writes
+// record() (if not nil) once the event's outputs are durable, and calls
+// pending when the handler has succeeded (the id is then visible to Seen,
+// so a redelivery in the same batch is caught), then commit once the
+// record is durable or undo if it will not be (the event is then
+// redelivered and handled again).
+type mark interface {
+	record() *kgo.Record
+	pending()
+	commit()
+	undo()
+}
+
+func (o *outbox) add(recs []*kgo.Record) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.recs = append(o.recs, recs...)
-	if after != nil {
-		o.after = append(o.after, after)
-	}
 }
 
-func (o *outbox) take() ([]*kgo.Record, []func()) {
+func (o *outbox) addMark(m mark) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	r, a := o.recs, o.after
-	o.recs, o.after = nil, nil
-	return r, a
+	o.appendMarksLocked(m)
+}
+
+func (o *outbox) appendMarksLocked(ms ...mark) {
+	if o.marks == nil {
+		o.marks = o.mark1[:0]
+	}
+	o.marks = append(o.marks, ms...)
+}
+
+func (o *outbox) take() ([]*kgo.Record, []mark) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	r, m := o.recs, o.marks
+	o.recs, o.marks = nil, nil
+	return r, m
 }
 
 // attempt scopes the outputs of one call of h: kept on success, dropped on
 // error. The subscriber puts it innermost, right around the user's handler.
+// Under Trace each attempt is a "handle" span.
 func attempt(h HandlerFunc) HandlerFunc {
-	return func(ctx context.Context, e *event.Event) error {
+	run := func(ctx context.Context, e *event.Event) error {
 		parent, ok := ctx.Value(outboxKey).(*outbox)
 		if !ok {
 			return h(ctx, e)
@@ -178,12 +212,24 @@ func attempt(h HandlerFunc) HandlerFunc {
 		if err := h(context.WithValue(ctx, outboxKey, child), e); err != nil {
 			return err
 		}
-		recs, after := child.take()
+		recs, marks := child.take()
 		parent.mu.Lock()
 		parent.recs = append(parent.recs, recs...)
-		parent.after = append(parent.after, after...)
+		parent.appendMarksLocked(marks...)
 		parent.mu.Unlock()
 		return nil
+	}
+	return func(ctx context.Context, e *event.Event) error {
+		tr := tracerFrom(ctx)
+		if tr == nil {
+			return run(ctx, e)
+		}
+		ctx, span := tr.Start(ctx, "handle "+e.Type, trace.WithSpanKind(trace.SpanKindInternal),
+			trace.WithAttributes(attribute.String("messaging.message.id", e.ID)))
+		defer span.End()
+		err := run(ctx, e)
+		endSpan(span, err)
+		return err
 	}
 }
 
@@ -191,6 +237,7 @@ func attempt(h HandlerFunc) HandlerFunc {
 type env struct {
 	metrics *Metrics
 	logger  *slog.Logger
+	tp      trace.TracerProvider // nil: the global one
 }
 
 func envFrom(ctx context.Context) *env {

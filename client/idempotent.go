@@ -2,8 +2,11 @@ package client
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/event"
 )
@@ -14,10 +17,13 @@ type ProcessedStore interface {
 	// Seen reports whether id was handled within the store's TTL. ctx is
 	// a handler's context (DeliveryFrom works on it).
 	Seen(ctx context.Context, id string) (bool, error)
-	// Mark records id as handled. Under a subscriber the mark becomes
-	// durable, and visible to Seen, together with the event's outputs and
-	// offset commit; a failed handler or an aborted transaction leaves no
-	// mark.
+	// Mark records id as handled. Under a subscriber the stores of this
+	// package make the mark visible to Seen once the handler has
+	// succeeded (so a redelivery in the same batch is skipped), write it
+	// after the event's outputs are durable and before the offset commit
+	// (in the batch's transaction under ExactlyOnce), and withdraw it if
+	// that write or the outputs fail, in which case the event is
+	// redelivered. A failed handler leaves no mark.
 	Mark(ctx context.Context, id string) error
 }
 
@@ -40,7 +46,9 @@ func Idempotent(store ProcessedStore) Middleware {
 				if d, ok := DeliveryFrom(ctx); ok {
 					ev.metrics.count(cDuplicates, d.Group, d.Topic)
 				}
-				Logger(ctx).Debug("skipping already handled event")
+				if ev.logger.Enabled(ctx, slog.LevelDebug) {
+					Logger(ctx).Debug("skipping already handled event")
+				}
 				return nil
 			}
 			if err := next(ctx, e); err != nil {
@@ -98,25 +106,52 @@ func (s *MemoryStore) Seen(_ context.Context, id string) (bool, error) {
 	return ok && s.now().Sub(t) < s.ttl, nil
 }
 
-// Mark implements ProcessedStore.
+// Mark implements ProcessedStore. Under a subscriber the mark is visible
+// once the handler succeeds, and withdrawn if the event's outputs fail.
 func (s *MemoryStore) Mark(ctx context.Context, id string) error {
-	mark := func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		now := s.now()
-		s.mu.ids[id] = now
-		if s.mu.marks++; s.mu.marks%1024 == 0 {
-			for k, t := range s.mu.ids {
-				if now.Sub(t) >= s.ttl {
-					delete(s.mu.ids, k)
-				}
+	m := &memMark{s: s, id: id}
+	if ob, ok := ctx.Value(outboxKey).(*outbox); ok {
+		ob.addMark(m)
+	} else {
+		m.pending()
+	}
+	return nil
+}
+
+// memMark is a MemoryStore mark: set when pending, restored on undo.
+type memMark struct {
+	s    *MemoryStore
+	id   string
+	prev time.Time
+	had  bool
+}
+
+func (m *memMark) record() *kgo.Record { return nil }
+func (m *memMark) commit()             {}
+
+func (m *memMark) pending() {
+	s := m.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m.prev, m.had = s.mu.ids[m.id]
+	now := s.now()
+	s.mu.ids[m.id] = now
+	if s.mu.marks++; s.mu.marks%1024 == 0 {
+		for k, t := range s.mu.ids {
+			if now.Sub(t) >= s.ttl {
+				delete(s.mu.ids, k)
 			}
 		}
 	}
-	if ob, ok := ctx.Value(outboxKey).(*outbox); ok {
-		ob.add(nil, mark)
+}
+
+func (m *memMark) undo() {
+	s := m.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.had {
+		s.mu.ids[m.id] = m.prev
 	} else {
-		mark()
+		delete(s.mu.ids, m.id)
 	}
-	return nil
 }

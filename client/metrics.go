@@ -17,6 +17,7 @@ type Metrics struct {
 	duplicates   *prometheus.CounterVec
 	published    *prometheus.CounterVec
 	breakerState *prometheus.GaugeVec
+	dlqDepth     *prometheus.GaugeVec
 	latency      *prometheus.HistogramVec
 }
 
@@ -40,6 +41,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Events written, by topic."}, []string{"topic"}),
 		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "herald_client_breaker_state",
 			Help: "Circuit breaker state: 0 closed, 1 half-open, 2 open."}, []string{"breaker"}),
+		dlqDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "herald_client_dlq_depth",
+			Help: "Records in a subscriber's dead-letter topic (high watermark minus log start offset, summed over partitions)."}, []string{"topic"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "herald_client_handler_seconds",
 			Help:    "Time to handle one event, all attempts included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, gt),
@@ -52,6 +55,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.duplicates = register(reg, m.duplicates)
 		m.published = register(reg, m.published)
 		m.breakerState = register(reg, m.breakerState)
+		m.dlqDepth = register(reg, m.dlqDepth)
 		m.latency = register(reg, m.latency)
 	}
 	return m

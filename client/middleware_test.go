@@ -211,9 +211,10 @@ func TestIdempotent(t *testing.T) {
 	run := func() error {
 		ctx, ob := handlerCtx(m)
 		err := h(ctx, ev())
-		_, after := ob.take()
-		for _, f := range after { // the subscriber runs these once outputs are durable
-			f()
+		_, marks := ob.take()
+		for _, mk := range marks { // as the subscriber does for a handled event that became durable
+			mk.pending()
+			mk.commit()
 		}
 		return err
 	}
@@ -233,7 +234,9 @@ func TestIdempotent(t *testing.T) {
 	if err := run(); err != nil || calls != 3 {
 		t.Fatalf("after TTL the id is forgotten: calls %d", calls)
 	}
-	// A mark is invisible until the subscriber commits it.
+	// A mark is invisible until the subscriber takes the event as handled
+	// (an outer middleware could still fail it), visible while its write is
+	// pending, and withdrawn if the event's writes fail.
 	ctx, ob := handlerCtx(nil)
 	e := ev()
 	e.ID = "e2"
@@ -241,12 +244,16 @@ func TestIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	if seen, _ := store.Seen(ctx, "e2"); seen {
-		t.Fatal("mark visible before commit")
+		t.Fatal("mark visible before the handler's success was final")
 	}
-	_, after := ob.take()
-	after[0]()
+	_, marks := ob.take()
+	marks[0].pending()
 	if seen, _ := store.Seen(ctx, "e2"); !seen {
-		t.Fatal("mark lost")
+		t.Fatal("pending mark invisible: a redelivery in the same batch would run again")
+	}
+	marks[0].undo()
+	if seen, _ := store.Seen(ctx, "e2"); seen {
+		t.Fatal("a failed mark is still visible: the redelivered event would be skipped")
 	}
 }
 
@@ -429,9 +436,10 @@ func TestIdempotentLetsRedrivenEventsThrough(t *testing.T) {
 			d.Message.Headers = append(d.Message.Headers, event.Header{Key: HeaderRedrivenFrom, Value: []byte("dlq/0/7")})
 		}
 		err := h(ctx, ev())
-		_, after := ob.take()
-		for _, f := range after {
-			f()
+		_, marks := ob.take()
+		for _, mk := range marks {
+			mk.pending()
+			mk.commit()
 		}
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DeliveryMode says when a subscriber commits an event's offset relative to
@@ -62,12 +63,15 @@ type config struct {
 	maxPoll  int
 	pause    time.Duration
 	atEnd    bool
+	tp       trace.TracerProvider
+	dlqEvery time.Duration
 }
 
 func newConfig(opts []Option) config {
 	c := config{
 		logger: slog.Default(), procTop: DefaultProcessedTopic, procN: 16,
 		txnTO: 20 * time.Second, shutdown: 30 * time.Second, maxPoll: 500, pause: time.Second,
+		dlqEvery: 30 * time.Second,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -114,8 +118,11 @@ func WithDeadLetter(topic string) Option { return func(c *config) { c.dlq = topi
 
 // WithIdempotency skips events whose ID the group handled in the last ttl,
 // remembering ids in the compacted topic DefaultProcessedTopic (created if
-// missing). Each handled event costs one small extra record. Longer ttl
-// catches later duplicates and holds more ids in memory.
+// missing). Each handled event costs one small extra record, written after
+// its outputs and before its offset is committed, and a lookup on the
+// handler path (~0.7 µs: an in-memory set loaded per partition on first
+// use). Longer ttl catches later duplicates and holds more ids in memory
+// (~30 bytes each).
 func WithIdempotency(ttl time.Duration) Option { return func(c *config) { c.idemTTL = ttl } }
 
 // WithProcessedTopic names the processed-id topic and the partition count it
@@ -155,3 +162,13 @@ func WithFailurePause(d time.Duration) Option { return func(c *config) { c.pause
 // WithStartAtEnd makes a group with no committed offsets start at the end of
 // each partition instead of the start (the default, which loses nothing).
 func WithStartAtEnd() Option { return func(c *config) { c.atEnd = true } }
+
+// WithTracerProvider sets the OpenTelemetry tracer provider of Trace and of
+// a Publisher's spans (default: otel.GetTracerProvider() when the
+// subscriber or publisher is created, or when Trace runs).
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(c *config) { c.tp = tp } }
+
+// WithDeadLetterDepthInterval sets how often the subscriber refreshes the
+// herald_client_dlq_depth gauge of its WithDeadLetter topic (default 30s;
+// it is also refreshed after each batch that dead-lettered an event).
+func WithDeadLetterDepthInterval(d time.Duration) Option { return func(c *config) { c.dlqEvery = d } }

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/event"
 )
@@ -17,11 +18,12 @@ import (
 type Publisher struct {
 	cl      *kgo.Client
 	metrics *Metrics
+	tracer  trace.Tracer
 	closed  atomic.Bool
 }
 
 // NewPublisher connects to brokers (host:port seeds). Options: WithLogger,
-// WithRegisterer, WithMetrics, WithKgoOptions.
+// WithRegisterer, WithMetrics, WithKgoOptions, WithTracerProvider.
 func NewPublisher(brokers []string, opts ...Option) (*Publisher, error) {
 	c := newConfig(opts)
 	kopts := append([]kgo.Opt{
@@ -34,18 +36,21 @@ func NewPublisher(brokers []string, opts ...Option) (*Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: new publisher: %w", err)
 	}
-	return &Publisher{cl: cl, metrics: c.metrics}, nil
+	return &Publisher{cl: cl, metrics: c.metrics, tracer: tracerOf(c.tp)}, nil
 }
 
 // Publish writes evs to topic and returns when all are acknowledged, or
 // with the first error (each event is written or not independently).
-// Events get an ID and Time if they have none and, when ctx carries an
-// OpenTelemetry span, its traceparent. Events of one PartitionKey keep
-// their order.
-func (p *Publisher) Publish(ctx context.Context, topic string, evs ...*event.Event) error {
+// Events get an ID and Time if they have none. Each call records a
+// "publish <topic>" OpenTelemetry span (kind producer, a child of ctx's
+// span) whose context becomes the events' traceparent. Events of one
+// PartitionKey keep their order.
+func (p *Publisher) Publish(ctx context.Context, topic string, evs ...*event.Event) (err error) {
 	if p.closed.Load() {
 		return ErrClosed
 	}
+	ctx, span := startPublishSpan(ctx, p.tracer, topic, len(evs))
+	defer func() { endSpan(span, err); span.End() }()
 	recs := make([]*kgo.Record, 0, len(evs))
 	for _, e := range evs {
 		prepare(ctx, e)
@@ -75,6 +80,9 @@ func (p *Publisher) PublishAsync(ctx context.Context, topic string, e *event.Eve
 		done(ErrClosed)
 		return
 	}
+	ctx, span := startPublishSpan(ctx, p.tracer, topic, 1)
+	done0 := done
+	done = func(err error) { endSpan(span, err); span.End(); done0(err) }
 	prepare(ctx, e)
 	r, err := toRecord(topic, e)
 	if err != nil {

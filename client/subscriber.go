@@ -20,6 +20,9 @@ import (
 // Each poll returns a batch; the batch's partitions are handled in
 // parallel, the events of one partition one at a time in offset order, and
 // the batch is committed (per the DeliveryMode) before the next poll.
+// Outputs and processed-id marks are written without holding up the next
+// event, and awaited once per batch before the commit; a partition commits
+// only up to its last event whose writes all succeeded (see batch.go).
 // Rebalances wait for the batch to finish, so a partition never has two
 // owners at once; the group's rebalance timeout must exceed the time to
 // handle a batch, retries included.
@@ -72,7 +75,7 @@ func NewSubscriber(brokers []string, group string, topics []string, h HandlerFun
 	}
 	return &Subscriber{
 		cfg: c, brokers: brokers, group: group, topics: topics, user: h,
-		ev:   &env{metrics: c.metrics, logger: c.logger},
+		ev:   &env{metrics: c.metrics, logger: c.logger, tp: c.tp},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}, nil
 }
@@ -176,6 +179,9 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		// offsets keep OffsetFetch unstable (KIP-447) until it times out,
 		// and we would never produce, so never fence it.
 		if _, _, err := cl.ProducerID(rctx); err != nil {
+			if rctx.Err() != nil {
+				return nil // closed while starting
+			}
 			return fmt.Errorf("client: subscriber %s: init transactional producer: %w", s.group, err)
 		}
 	} else {
@@ -193,6 +199,9 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		adm := kadm.NewClient(cl)
 		n, err := ensureProcessedTopic(rctx, adm, s.cfg.procTop, s.cfg.procN, s.cfg.idemTTL, s.cfg.logger)
 		if err != nil {
+			if rctx.Err() != nil {
+				return nil // closed while starting
+			}
 			return fmt.Errorf("client: subscriber %s: %w", s.group, err)
 		}
 		store = &topicStore{
@@ -200,7 +209,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 			readCommitted: s.cfg.mode == ExactlyOnce, adm: adm, logger: s.cfg.logger, now: time.Now,
 			loaderOpts: append([]kgo.Opt{kgo.SeedBrokers(s.brokers...)}, s.cfg.kgoOpts...),
 		}
-		store.mu.parts = make(map[int32]*procPart)
+		store.parts = make([]atomic.Pointer[procPart], n)
 		procStore = store
 	}
 	if procStore != nil {
@@ -214,11 +223,13 @@ func (s *Subscriber) Run(ctx context.Context) error {
 
 	s.cfg.logger.Info("subscriber running", "group", s.group, "topics", s.topics, "mode", s.cfg.mode.String())
 	var err error
+	dlqPoke, dlqStop := s.watchDLQDepth(rctx, cl)
 	if sess != nil {
-		err = s.loopTxn(rctx, hctx, sess, h, store)
+		err = s.loopTxn(rctx, hctx, sess, h, store, dlqPoke)
 	} else {
-		err = s.loop(rctx, hctx, cl, h)
+		err = s.loop(rctx, hctx, cl, h, dlqPoke)
 	}
+	dlqStop()
 	s.cfg.logger.Info("subscriber stopped", "group", s.group, "err", err)
 	return err
 }
@@ -235,15 +246,13 @@ func (s *Subscriber) countFailures(h HandlerFunc) HandlerFunc {
 	}
 }
 
-// partResult is how far one partition of a batch got.
-type partResult struct {
-	last     *kgo.Record // last record done with (handled, dead-lettered or skipped)
-	failedAt *kgo.Record // first record not done, if any
-}
-
 // loop is AtLeastOnce and AtMostOnce.
-func (s *Subscriber) loop(rctx, hctx context.Context, cl *kgo.Client, h HandlerFunc) error {
-	produce := func(ctx context.Context, recs []*kgo.Record) error { return cl.ProduceSync(ctx, recs...).FirstErr() }
+func (s *Subscriber) loop(rctx, hctx context.Context, cl *kgo.Client, h HandlerFunc, dlqPoke func()) error {
+	w := &writer{
+		produce: cl.Produce,
+		flush:   cl.Flush,
+		metrics: s.ev.metrics, dlq: s.cfg.dlq,
+	}
 	for {
 		fs := cl.PollRecords(rctx, s.cfg.maxPoll)
 		if rctx.Err() != nil || fs.IsClientClosed() {
@@ -270,17 +279,30 @@ func (s *Subscriber) loop(rctx, hctx context.Context, cl *kgo.Client, h HandlerF
 				continue
 			}
 		}
-		results := s.handleBatch(hctx, parts, h, produce)
+		results := s.handleBatch(hctx, parts, h, w)
+		outcome, flushErr := w.settle(hctx, results)
+		if flushErr != nil && hctx.Err() == nil {
+			s.cfg.logger.Warn("flushing the batch's writes failed", "group", s.group, "err", flushErr)
+		}
 		var lasts []*kgo.Record
 		failed := false
-		for _, r := range results {
-			if r.last != nil {
-				lasts = append(lasts, r.last)
+		for _, o := range outcome {
+			if o.last != nil {
+				lasts = append(lasts, o.last)
 			}
-			if r.failedAt != nil && s.cfg.mode == AtLeastOnce {
+			if o.err != nil {
+				if s.cfg.mode == AtMostOnce {
+					s.cfg.logger.Error("writing an event's outputs failed; at-most-once drops it", "group", s.group,
+						"topic", o.resume.Topic, "partition", o.resume.Partition, "offset", o.resume.Offset, "err", o.err)
+				} else {
+					s.cfg.logger.Error("writing an event's outputs or processed-id mark failed; it will be redelivered", "group", s.group,
+						"topic", o.resume.Topic, "partition", o.resume.Partition, "offset", o.resume.Offset, "err", o.err)
+				}
+			}
+			if o.resume != nil && s.cfg.mode == AtLeastOnce {
 				failed = true
-				cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{r.failedAt.Topic: {r.failedAt.Partition: {
-					Epoch: r.failedAt.LeaderEpoch, Offset: r.failedAt.Offset}}})
+				cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{o.resume.Topic: {o.resume.Partition: {
+					Epoch: o.resume.LeaderEpoch, Offset: o.resume.Offset}}})
 			}
 		}
 		if s.cfg.mode == AtLeastOnce && len(lasts) > 0 {
@@ -290,6 +312,9 @@ func (s *Subscriber) loop(rctx, hctx context.Context, cl *kgo.Client, h HandlerF
 				s.cfg.logger.Warn("offset commit failed", "group", s.group, "err", err)
 			}
 		}
+		if w.dlqWritten.Swap(false) {
+			dlqPoke()
+		}
 		cl.AllowRebalance()
 		if failed {
 			sleepCtx(rctx, s.cfg.pause)
@@ -298,25 +323,15 @@ func (s *Subscriber) loop(rctx, hctx context.Context, cl *kgo.Client, h HandlerF
 }
 
 // loopTxn is ExactlyOnce: one transaction per batch.
-func (s *Subscriber) loopTxn(rctx, hctx context.Context, sess *kgo.GroupTransactSession, h HandlerFunc, store *topicStore) error {
+func (s *Subscriber) loopTxn(rctx, hctx context.Context, sess *kgo.GroupTransactSession, h HandlerFunc, store *topicStore, dlqPoke func()) error {
 	// NB: outputs are produced asynchronously: nothing of the batch is
 	// visible until the transaction commits, so an event need not wait
 	// for its outputs' acks (a round trip each) before the next. The
-	// batch commits only if every output was acknowledged.
-	var produceErr atomic.Pointer[error]
-	onProduced := func(_ *kgo.Record, err error) {
-		if err != nil {
-			produceErr.CompareAndSwap(nil, &err)
-		}
-	}
-	produce := func(ctx context.Context, recs []*kgo.Record) error {
-		if p := produceErr.Load(); p != nil {
-			return *p
-		}
-		for _, r := range recs {
-			sess.Produce(ctx, r, onProduced)
-		}
-		return nil
+	// batch commits only if every write was acknowledged.
+	w := &writer{
+		produce: sess.Produce,
+		flush:   sess.Client().Flush,
+		metrics: s.ev.metrics, dlq: s.cfg.dlq,
 	}
 	for {
 		fs := sess.PollRecords(rctx, s.cfg.maxPoll)
@@ -332,8 +347,7 @@ func (s *Subscriber) loopTxn(rctx, hctx context.Context, sess *kgo.GroupTransact
 		if err := sess.Begin(); err != nil {
 			return fmt.Errorf("client: subscriber %s: begin transaction: %w", s.group, err)
 		}
-		produceErr.Store(nil)
-		results := s.handleBatch(hctx, parts, h, produce)
+		results := s.handleBatch(hctx, parts, h, w)
 		ok := true
 		for _, r := range results {
 			if r.failedAt != nil {
@@ -341,17 +355,41 @@ func (s *Subscriber) loopTxn(rctx, hctx context.Context, sess *kgo.GroupTransact
 			}
 		}
 		if ok {
-			if err := sess.Client().Flush(hctx); err != nil {
+			// Marks after outputs, as in settle; in one transaction the
+			// order does not matter for visibility, but it keeps one
+			// rule for every mode.
+			for _, r := range results {
+				for _, f := range r.done {
+					w.write(hctx, f, f.markRecords(), r)
+				}
+			}
+			if err := w.flush(hctx); err != nil {
 				ok = false
-			} else if p := produceErr.Load(); p != nil {
-				s.cfg.logger.Error("writing the batch's outputs failed; the batch will be redelivered", "group", s.group, "err", *p)
-				ok = false
+			}
+			for _, r := range results {
+				if i := firstNotDurable(r.done); ok && i < len(r.done) {
+					ok = false
+					if p := r.done[i].err.Load(); p != nil {
+						s.cfg.logger.Error("writing the batch's outputs failed; the transaction aborts and the batch will be redelivered",
+							"group", s.group, "topic", r.done[i].rec.Topic, "partition", r.done[i].rec.Partition,
+							"offset", r.done[i].rec.Offset, "err", *p)
+					}
+				}
 			}
 		}
 		committed, err := sess.End(hctx, kgo.TransactionEndTry(ok))
+		for _, r := range results {
+			for _, f := range r.done {
+				if committed {
+					f.commitMarks()
+				} else {
+					f.undoMarks()
+				}
+			}
+		}
 		if !committed && store != nil {
-			// NB: marks were applied as events finished; the aborted
-			// ones must not survive, so reload from what committed.
+			// NB: a mark committed in memory by an earlier batch is
+			// durable; this drop is for an End whose outcome is unknown.
 			store.dropAll()
 		}
 		if err != nil {
@@ -362,7 +400,10 @@ func (s *Subscriber) loopTxn(rctx, hctx context.Context, sess *kgo.GroupTransact
 		}
 		if !committed {
 			s.cfg.logger.Warn("transaction aborted; the batch will be redelivered", "group", s.group, "handler_failed", !ok)
+		} else if w.dlqWritten.Load() {
+			dlqPoke()
 		}
+		w.dlqWritten.Store(false)
 		sess.AllowRebalance()
 		if !committed {
 			sleepCtx(rctx, s.cfg.pause)
@@ -402,19 +443,27 @@ func rewind(cl *kgo.Client, parts [][]*kgo.Record) {
 }
 
 // handleBatch runs each partition's records in order, partitions in
-// parallel, and writes each event's outputs before the next event.
-func (s *Subscriber) handleBatch(hctx context.Context, parts [][]*kgo.Record, h HandlerFunc,
-	produce func(context.Context, []*kgo.Record) error) []partResult {
-	results := make([]partResult, len(parts))
+// parallel; each event's outputs are produced (not awaited) as it finishes.
+// A partition stops at its first event that fails, or once a write of its
+// events failed.
+func (s *Subscriber) handleBatch(hctx context.Context, parts [][]*kgo.Record, h HandlerFunc, w *writer) []*partResult {
+	results := make([]*partResult, len(parts))
 	var wg sync.WaitGroup
 	for i, rs := range parts {
+		pr := &partResult{done: make([]*inflight, 0, len(rs))}
+		results[i] = pr
 		wg.Go(func() {
 			for _, r := range rs {
-				if hctx.Err() != nil || !s.handleOne(hctx, r, h, produce) {
-					results[i].failedAt = r
+				if hctx.Err() != nil || pr.writeFailed.Load() {
+					pr.failedAt = r
 					return
 				}
-				results[i].last = r
+				f, ok := s.handleOne(hctx, r, h, w, pr)
+				if !ok {
+					pr.failedAt = r
+					return
+				}
+				pr.done = append(pr.done, f)
 			}
 		})
 	}
@@ -422,10 +471,10 @@ func (s *Subscriber) handleBatch(hctx context.Context, parts [][]*kgo.Record, h 
 	return results
 }
 
-// handleOne reports whether r is done with: handled, skipped or
-// dead-lettered, with its outputs written.
-func (s *Subscriber) handleOne(hctx context.Context, r *kgo.Record, h HandlerFunc,
-	produce func(context.Context, []*kgo.Record) error) bool {
+// handleOne runs h for r and returns it as done with (handled, skipped or
+// dead-lettered; at-most-once: also dropped), its outputs being written, or
+// false if r is to be redelivered.
+func (s *Subscriber) handleOne(hctx context.Context, r *kgo.Record, h HandlerFunc, w *writer, pr *partResult) (*inflight, bool) {
 	start := time.Now()
 	d := &Delivery{Group: s.group, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
 		Timestamp: r.Timestamp, Message: toMessage(r)}
@@ -439,10 +488,10 @@ func (s *Subscriber) handleOne(hctx context.Context, r *kgo.Record, h HandlerFun
 		if s.cfg.dlq == "" {
 			Logger(ctx).Error("skipping malformed event (no dead-letter topic)", "err", err)
 			m.count(cFailed, d.Group, d.Topic)
-			return true
+			return &inflight{rec: r}, true
 		}
 		now := time.Now()
-		ob.add([]*kgo.Record{deadLetterRecord(s.cfg.dlq, *d, err, DLQReasonMalformed, 0, now, now)}, nil)
+		ob.add([]*kgo.Record{deadLetterRecord(s.cfg.dlq, *d, err, DLQReasonMalformed, 0, now, now)})
 		m.count(cDeadLettered, d.Group, d.Topic, DLQReasonMalformed)
 		Logger(ctx).Warn("malformed event dead-lettered", "dlq", s.cfg.dlq, "err", err)
 	} else {
@@ -452,25 +501,21 @@ func (s *Subscriber) handleOne(hctx context.Context, r *kgo.Record, h HandlerFun
 				Logger(ctx).Error("handler failed; the event will be redelivered", "err", err,
 					"mode", s.cfg.mode.String())
 			}
-			return s.cfg.mode == AtMostOnce && hctx.Err() == nil // at-most-once drops it
+			if s.cfg.mode == AtMostOnce && hctx.Err() == nil { // at-most-once drops it
+				return &inflight{rec: r}, true
+			}
+			return nil, false
 		}
 	}
-	recs, after := ob.take()
-	if len(recs) > 0 {
-		if err := produce(hctx, recs); err != nil {
-			Logger(ctx).Error("writing the event's outputs failed; the event will be redelivered", "err", err)
-			return s.cfg.mode == AtMostOnce
-		}
-		for _, r := range recs {
-			m.count(cPublished, r.Topic)
-		}
+	recs, marks := ob.take()
+	for _, mk := range marks {
+		mk.pending()
 	}
-	for _, f := range after {
-		f()
-	}
+	f := &inflight{rec: r, marks: marks}
+	w.write(hctx, f, recs, pr)
 	if m != nil {
 		m.handled.WithLabelValues(d.Group, d.Topic).Inc()
 		m.latency.WithLabelValues(d.Group, d.Topic).Observe(time.Since(start).Seconds())
 	}
-	return true
+	return f, true
 }

@@ -396,7 +396,10 @@ func (e *Engine) runReplay(ctx context.Context, bs *busState, a Archive, rs *rep
 			ev.Extensions = map[string]string{}
 		}
 		ev.Extensions[ReplayExtension] = rs.r.Name
-		if _, err := e.prod.Append(ctx, bs.bus.Topic, toRecord(ev)); err != nil {
+		// All into partition 0, so that the bus's dispatcher sees them
+		// in event-time order (a key's partition would interleave them
+		// with other partitions' dispatch).
+		if _, err := e.cfg.Log.Append(ctx, bs.bus.Topic, 0, []eventlog.Record{toRecord(ev)}); err != nil {
 			if ctx.Err() != nil {
 				break
 			}

@@ -130,6 +130,7 @@ func TestValidateRule(t *testing.T) {
 		{Rule{Name: "r", Schedule: "cron(0 12 * * * *)"}, "schedule"},
 		{Rule{Name: "r", Schedule: "every day"}, "schedule"},
 		{Rule{Name: "r", Schedule: "rate(5 minute)"}, "schedule"},
+		{Rule{Name: "r", Schedule: "cron(0 0 31 2 ? *)"}, "schedule"},
 		{Rule{Name: "r", EventPattern: json.RawMessage(`{"a":["b"]}`), State: "ON"}, "state"},
 		{Rule{Name: "r", EventPattern: json.RawMessage(`{"a":["b"]}`), Targets: make([]Target, 6)}, "targets"},
 		{Rule{Name: "r", EventPattern: json.RawMessage(`{"a":["b"]}`), Targets: []Target{{ID: "t"}}}, "targets[0]"},

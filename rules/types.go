@@ -168,6 +168,9 @@ func validate(r Rule) (*compiled, error) {
 		if err != nil {
 			return nil, httpjson.Invalid("schedule", "schedule %q: %v", r.Schedule, err)
 		}
+		if now := time.Now(); s.Next(now, now).IsZero() {
+			return nil, httpjson.Invalid("schedule", "schedule %q never fires", r.Schedule)
+		}
 		c.schedule = s
 	}
 	if len(r.Targets) > MaxTargets {

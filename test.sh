@@ -41,6 +41,10 @@ fuzz FuzzDecodeRecord ./schema/registry
 fuzz FuzzDecodeRecord ./eventstore/embedded
 fuzz FuzzDecodeKeyed ./eventstore/embedded
 fuzz FuzzDecodeIndex ./eventstore/embedded
+fuzz FuzzCompile ./rules/pattern
+fuzz FuzzFlatten ./rules/pattern
+fuzz FuzzParseSchedule ./rules
+fuzz FuzzTransformer ./rules
 
 step "client compatibility (compat/: franz-go, sarama, kafka-go, kcat, kafkajs)"
 # A separate module, so the clients it tests never enter Herald's go.mod.

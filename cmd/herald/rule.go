@@ -27,11 +27,7 @@ type ruleAPIFlags struct {
 }
 
 func (f *ruleAPIFlags) register(cmd *cobra.Command) {
-	def := os.Getenv("HERALD_API")
-	if def == "" {
-		def = "http://127.0.0.1:8080"
-	}
-	cmd.PersistentFlags().StringVar(&f.api, "api", def, "base URL of Herald's HTTP API ($HERALD_API)")
+	cmd.PersistentFlags().StringVar(&f.api, "http", envOr("HERALD_HTTP", "http://127.0.0.1:8080"), "`URL` of the server's HTTP API (env HERALD_HTTP)")
 	cmd.PersistentFlags().StringVar(&f.bus, "bus", rules.DefaultBus, "event bus of the rule")
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
 	cmd.PersistentFlags().DurationVar(&f.timeout, "timeout", 30*time.Second, "bound on each request")
@@ -47,7 +43,7 @@ fire on a schedule) to up to five targets: topics or HTTP webhooks.
 
 "herald rule test" checks a pattern against an event offline, like grep:
 exit 0 on a match, 1 on no match, 2 when the pattern or event is invalid.
-The other subcommands talk to Herald's HTTP API (--api, $HERALD_API).`,
+The other subcommands talk to Herald's HTTP API (--http, env HERALD_HTTP).`,
 	}
 	f.register(cmd)
 	cmd.AddCommand(newRuleTestCmd(), newRuleCreateCmd(f), newRuleListCmd(f), newRuleDescribeCmd(f),
@@ -154,7 +150,7 @@ func (f *ruleAPIFlags) call(cmd *cobra.Command, method, path string, query url.V
 	ctx := cmd.Context()
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return usageErrorf("--api %q: %v", f.api, err)
+		return usageErrorf("--http %q: %v", f.api, err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -96,7 +96,7 @@ func TestRuleCRUDCommands(t *testing.T) {
 	e.Routes(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	api := []string{"--api", srv.URL}
+	api := []string{"--http", srv.URL}
 	run := func(args ...string) ruleRun { return runRule(t, append(append([]string{"rule"}, args...), api...)...) }
 
 	if r := run("create", "big", "--pattern", `{"source":["shop"]}`, "--target", "a=out", "--target", "h=https://example.com/h", "--dead-letter-topic", "dlq"); r.code != 0 || !strings.Contains(r.stdout, `rule "big" created`) {

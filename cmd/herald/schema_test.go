@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
 )
@@ -29,7 +30,12 @@ func TestSchemaCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	reg, err := openRegistry(context.Background(), srv, &registry.Hook{}, slog.New(slog.DiscardHandler), nil)
+	elog, err := embedded.New(embedded.Config{Broker: srv.Broker, Groups: srv.Groups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { elog.Close() })
+	reg, err := openRegistry(context.Background(), elog, &registry.Hook{}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +124,12 @@ func TestSchemaDiscover(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	reg, err := openRegistry(context.Background(), srv, &registry.Hook{}, slog.New(slog.DiscardHandler), nil)
+	elog, err := embedded.New(embedded.Config{Broker: srv.Broker, Groups: srv.Groups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { elog.Close() })
+	reg, err := openRegistry(context.Background(), elog, &registry.Hook{}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +183,12 @@ func TestSchemaAsyncAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	reg, err := openRegistry(context.Background(), srv, &registry.Hook{}, slog.New(slog.DiscardHandler), nil)
+	elog, err := embedded.New(embedded.Config{Broker: srv.Broker, Groups: srv.Groups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { elog.Close() })
+	reg, err := openRegistry(context.Background(), elog, &registry.Hook{}, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,8 +22,10 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/commitlog"
+	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/kafka"
+	"github.com/heraldhq/herald/rules"
 	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
 )
@@ -203,7 +205,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 			logger.Error("closing", "err", err)
 		}
 	}()
-	sreg, err := openRegistry(ctx, srv, hook, logger, reg)
+	// One log over the embedded broker for the services built on eventlog.
+	elog, err := embedded.New(embedded.Config{Broker: srv.Broker, Groups: srv.Groups, ClientID: "herald-serve"})
+	if err != nil {
+		return err
+	}
+	defer elog.Close() // after the services, deferred below, are closed
+	sreg, err := openRegistry(ctx, elog, hook, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -228,6 +236,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("HTTP API: %w", err)
 	}
 	mux.Handle("/v1/", api)
+	rulesEngine, err := rules.New(rules.Config{Log: elog, Logger: logger.With("component", "rules"), Registerer: reg})
+	if err != nil {
+		return err
+	}
+	if err := rulesEngine.Start(ctx); err != nil {
+		return err
+	}
+	defer rulesEngine.Close()
+	rulesEngine.Routes(api)
 	mux.Handle("/registry/", http.StripPrefix("/registry", sreg.Handler()))
 	aapi, err := asyncAPIHandler(srv, sreg, srv.KafkaAddr())
 	if err != nil {

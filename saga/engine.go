@@ -729,11 +729,11 @@ func (e *Engine) Definitions() []*Definition {
 
 func checkID(id string) error {
 	if id == "" || len(id) > maxIDLength || !utf8.ValidString(id) {
-		return fmt.Errorf("%w: saga id %q: want 1-%d characters", ErrInvalid, id, maxIDLength)
+		return errorf(ErrInvalid, "saga id %q: want 1-%d characters", id, maxIDLength)
 	}
 	for _, r := range id {
 		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: saga id %q contains control characters", ErrInvalid, id)
+			return errorf(ErrInvalid, "saga id %q contains control characters", id)
 		}
 	}
 	return nil
@@ -749,11 +749,11 @@ func (e *Engine) StartSaga(ctx context.Context, definition, id string, input jso
 		return err
 	}
 	if input != nil && !json.Valid(input) {
-		return fmt.Errorf("%w: input is not valid JSON", ErrInvalid)
+		return errorf(ErrInvalid, "input is not valid JSON")
 	}
 	d := e.definition(definition, 0)
 	if d == nil {
-		return fmt.Errorf("%w: definition %q", ErrNotFound, definition)
+		return errorf(ErrNotFound, "definition %q not found", definition)
 	}
 	ev := StartRequest(d, id, input)
 	return e.send(ctx, ev)
@@ -780,7 +780,7 @@ func (e *Engine) send(ctx context.Context, ev *event.Event) error {
 	}
 	r, err := toRecord(e.cfg.Inbox, ev)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return errorf(ErrInvalid, "%v", err)
 	}
 	if err := e.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 		return fmt.Errorf("saga: write to %s: %w", e.cfg.Inbox, err)
@@ -801,12 +801,12 @@ func (e *Engine) Retry(ctx context.Context, id, step string) error {
 		if s.Name == step {
 			found = true
 			if s.Status != StepParked {
-				return fmt.Errorf("%w: step %q of saga %s is %s, not parked", ErrConflict, step, id, s.Status)
+				return errorf(ErrConflict, "step %q of saga %s is %s, not parked", step, id, s.Status)
 			}
 		}
 	}
 	if !found {
-		return fmt.Errorf("%w: saga %s has no step %q", ErrNotFound, id, step)
+		return errorf(ErrNotFound, "saga %s has no step %q", id, step)
 	}
 	ev := event.New("/herald/saga", TypeRetry)
 	ev.Kind, ev.PartitionKey, ev.CorrelationID = event.KindCommand, id, id
@@ -822,7 +822,7 @@ func (e *Engine) Abort(ctx context.Context, id, reason string) error {
 		return err
 	}
 	if in.Status != StatusRunning {
-		return fmt.Errorf("%w: saga %s is %s, not running", ErrConflict, id, in.Status)
+		return errorf(ErrConflict, "saga %s is %s, not running", id, in.Status)
 	}
 	ev := event.New("/herald/saga", TypeAbort)
 	ev.Kind, ev.PartitionKey, ev.CorrelationID = event.KindCommand, id, id
@@ -836,7 +836,7 @@ func (e *Engine) Abort(ctx context.Context, id, reason string) error {
 func (e *Engine) Get(id string) (*Instance, error) {
 	in := e.view.get(id)
 	if in == nil {
-		return nil, fmt.Errorf("%w: saga %q", ErrNotFound, id)
+		return nil, errorf(ErrNotFound, "saga %q not found", id)
 	}
 	return in, nil
 }
@@ -866,4 +866,18 @@ func (e *Engine) WaitFor(ctx context.Context, id string, cond func(*Instance) bo
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// opError is an operator API error: a message for people that matches one
+// of the sentinels.
+type opError struct {
+	kind error
+	msg  string
+}
+
+func (e *opError) Error() string { return e.msg }
+func (e *opError) Unwrap() error { return e.kind }
+
+func errorf(kind error, format string, args ...any) error {
+	return &opError{kind: kind, msg: fmt.Sprintf(format, args...)}
 }

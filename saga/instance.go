@@ -61,6 +61,9 @@ type Instance struct {
 	// History is every state change, oldest first; the oldest beyond
 	// the engine's MaxHistory are dropped and counted.
 	History        []Entry `json:"history"`
+	// FinalSent is set once OnCompleted or OnCompensated was sent, so a
+	// saga reopened by a late reply does not send it twice.
+	FinalSent bool `json:"finalSent,omitempty"`
 	HistoryDropped int     `json:"historyDropped,omitempty"`
 }
 
@@ -385,6 +388,10 @@ func (m *machine) succeed(i int, typ, note string) {
 }
 
 func (m *machine) final(c Command, what string) {
+	if m.in.FinalSent {
+		return
+	}
+	m.in.FinalSent = true
 	e := &event.Event{
 		ID: m.in.ID + "/" + what, Source: "/herald/saga/" + m.def.Name, Type: c.Type, Kind: event.KindCommand,
 		PartitionKey: m.in.ID, CorrelationID: m.in.ID, CausationID: m.causeID, Time: m.now, Data: m.in.Input,
@@ -547,10 +554,10 @@ func (m *machine) timers() {
 func (m *machine) retry(step string) error {
 	i := m.stepIndex(step)
 	if i < 0 {
-		return fmt.Errorf("%w: saga %s has no step %q", ErrNotFound, m.in.ID, step)
+		return errorf(ErrNotFound, "saga %s has no step %q", m.in.ID, step)
 	}
 	if m.in.Steps[i].Status != StepParked {
-		return fmt.Errorf("%w: step %q is %s, not parked", ErrConflict, step, m.in.Steps[i].Status)
+		return errorf(ErrConflict, "step %q is %s, not parked", step, m.in.Steps[i].Status)
 	}
 	m.log(step, "retried by an operator", "")
 	m.in.Steps[i].CompAttempts = 0
@@ -562,7 +569,7 @@ func (m *machine) retry(step string) error {
 // abort compensates a running saga (an operator's action).
 func (m *machine) abort(reason string) error {
 	if m.in.Status != StatusRunning {
-		return fmt.Errorf("%w: saga %s is %s, not running", ErrConflict, m.in.ID, m.in.Status)
+		return errorf(ErrConflict, "saga %s is %s, not running", m.in.ID, m.in.Status)
 	}
 	if reason == "" {
 		reason = "no reason given"

@@ -60,11 +60,11 @@ type Instance struct {
 	Done int `json:"done"`
 	// History is every state change, oldest first; the oldest beyond
 	// the engine's MaxHistory are dropped and counted.
-	History        []Entry `json:"history"`
+	History []Entry `json:"history"`
 	// FinalSent is set once OnCompleted or OnCompensated was sent, so a
 	// saga reopened by a late reply does not send it twice.
-	FinalSent bool `json:"finalSent,omitempty"`
-	HistoryDropped int     `json:"historyDropped,omitempty"`
+	FinalSent      bool `json:"finalSent,omitempty"`
+	HistoryDropped int  `json:"historyDropped,omitempty"`
 }
 
 // StepState is one step of an instance.

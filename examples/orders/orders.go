@@ -245,7 +245,8 @@ type service struct {
 
 func (s *service) start() error {
 	sub, err := client.NewSubscriber(s.brokers, s.group, s.topics, s.h,
-		client.WithLogger(s.log), client.WithShutdownTimeout(time.Millisecond), client.WithMaxPollRecords(200),
+		client.WithLogger(s.log), client.WithShutdownTimeout(time.Millisecond), client.WithMaxPollRecords(500),
+		client.WithDeliveryMode(client.ExactlyOnce), client.WithTransactionalID(s.group), client.WithTransactionTimeout(10*time.Second),
 		client.WithFailurePause(100*time.Millisecond),
 		client.WithKgoOptions(kgo.SessionTimeout(6*time.Second), kgo.RebalanceTimeout(5*time.Second)))
 	if err != nil {

@@ -147,6 +147,11 @@ type Engine struct {
 	state struct {
 		sync.Mutex
 		parts map[int32]map[string]*Instance
+		// catchUp holds, per partition assigned and not yet caught up,
+		// the inbox end offset at assignment: timers wait until the
+		// replies that arrived while no engine owned it are read, or a
+		// reply waiting in the inbox would be taken for a timeout.
+		catchUp map[int32]int64
 	}
 	running atomic.Bool
 	cancel  context.CancelFunc
@@ -166,6 +171,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	e := &Engine{cfg: cfg, log: cfg.Logger.With("component", "saga"), m: newMetrics(cfg.Registerer), done: make(chan struct{}), start: time.Now()}
 	e.defs.byKey, e.defs.latest = map[string]*Definition{}, map[string]*Definition{}
 	e.state.parts = map[int32]map[string]*Instance{}
+	e.state.catchUp = map[int32]int64{}
 	var err error
 	e.cl, err = kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0),
@@ -201,6 +207,9 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// NB: control records make a partition's offsets contiguous, so
+		// the engine knows exactly when it has caught up (catchUp).
+		kgo.KeepControlRecords(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(partitioner{manual: cfg.StateTopic, def: kgo.StickyKeyPartitioner(nil)}),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -396,9 +405,27 @@ func (e *Engine) assigned(ctx context.Context, _ *kgo.Client, m map[string][]int
 		e.cancel()
 		return
 	}
+	catchUp := map[int32]int64{}
+	ends, err1 := e.adm.ListEndOffsets(ctx, e.cfg.Inbox)
+	committed, err2 := e.adm.FetchOffsets(ctx, e.cfg.Group)
+	for _, p := range parts {
+		end, ok := ends.Lookup(e.cfg.Inbox, p)
+		if err1 != nil || !ok {
+			catchUp[p] = -1 // unknown: wait for the first empty poll
+			continue
+		}
+		c, ok := committed.Lookup(e.cfg.Inbox, p)
+		if err2 != nil || !ok || c.At < end.Offset {
+			catchUp[p] = end.Offset
+		}
+	}
 	e.state.Lock()
 	for p, insts := range loaded {
 		e.state.parts[p] = insts
+		delete(e.state.catchUp, p)
+		if end, ok := catchUp[p]; ok {
+			e.state.catchUp[p] = end
+		}
 	}
 	e.state.Unlock()
 	if e.m != nil {
@@ -411,6 +438,7 @@ func (e *Engine) revoked(_ context.Context, _ *kgo.Client, m map[string][]int32)
 	e.state.Lock()
 	for _, p := range m[e.cfg.Inbox] {
 		delete(e.state.parts, p)
+		delete(e.state.catchUp, p)
 	}
 	e.state.Unlock()
 }
@@ -473,8 +501,25 @@ func (e *Engine) loop(ctx context.Context) error {
 		b := &batch{work: map[string]*Instance{}, part: map[string]int32{}, effects: map[string][]effect{}}
 		now := e.cfg.Now().UTC()
 		e.state.Lock()
-		fs.EachRecord(func(r *kgo.Record) { e.input(b, r, now) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if end, ok := e.state.catchUp[r.Partition]; ok && end >= 0 && r.Offset+1 >= end {
+				delete(e.state.catchUp, r.Partition)
+			}
+			if !r.Attrs.IsControl() {
+				e.input(b, r, now)
+			}
+		})
+		if fs.NumRecords() == 0 {
+			for p, end := range e.state.catchUp {
+				if end < 0 {
+					delete(e.state.catchUp, p)
+				}
+			}
+		}
 		for p, insts := range e.state.parts {
+			if _, waiting := e.state.catchUp[p]; waiting {
+				continue
+			}
 			for id, in := range insts {
 				if _, ok := b.work[id]; ok {
 					in = b.work[id]

@@ -138,6 +138,7 @@ func (l *ledger) participant(t testing.TB, ctx context.Context, brokers []string
 		return client.Publish(ctx, ReplyTopic(cmd), Reply(cmd, "/test", typ, nil))
 	}
 	s, err := client.NewSubscriber(brokers, "p-"+topic, []string{topic}, h, client.WithLogger(testLogger()),
+		client.WithDeliveryMode(client.ExactlyOnce), client.WithFailurePause(50*time.Millisecond),
 		client.WithKgoOptions(kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond), kgo.RebalanceTimeout(2*time.Second)))
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -17,7 +18,9 @@ type view struct {
 	cl     *kgo.Client
 	cancel context.CancelFunc
 	done   chan struct{}
-	mu     struct {
+	// updates counts state records applied.
+	updates atomic.Int64
+	mu      struct {
 		sync.RWMutex
 		m map[string]*Instance
 	}
@@ -64,6 +67,7 @@ func startView(cfg Config) (*view, error) {
 					v.mu.m[id] = &in
 				}
 				v.mu.Unlock()
+				v.updates.Add(1)
 			})
 		}
 	}()

@@ -125,7 +125,18 @@ func TestCrash(t *testing.T) {
 		t.Logf("kill %d at %s: %s", k+1, time.Since(t0).Round(time.Millisecond), counts())
 		cmd = start()
 	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Errorf("the orchestrator did not stop within 15s of SIGTERM")
+		}
+	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		final := 0

@@ -259,7 +259,7 @@ func (e *Engine) Close() error {
 	}
 	e.cancel()
 	<-e.done
-	e.sess.Close()
+	e.sess.CloseAllowingRebalance()
 	e.view.close()
 	e.cl.Close()
 	return e.runErr
@@ -351,6 +351,10 @@ func readPartitions(ctx context.Context, cfg Config, topic string, parts []int32
 		return err
 	}
 	defer cl.Close()
+	// NB: a partition that cannot be read to its end (an open transaction
+	// of another producer holds it) must not hang the caller for ever.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {

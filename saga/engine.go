@@ -532,7 +532,7 @@ func (e *Engine) loop(ctx context.Context) error {
 					continue
 				}
 				def := e.definition(in.Definition, in.Version)
-				if def == nil {
+				if def == nil || !in.fits(def) {
 					continue
 				}
 				m := e.machine(def, in.clone(), id+"/timer", now)
@@ -645,9 +645,9 @@ func (e *Engine) input(b *batch, r *kgo.Record, now time.Time) {
 		return
 	}
 	def := e.definition(in.Definition, in.Version)
-	if def == nil {
+	if def == nil || !in.fits(def) {
 		e.m.ignore("unknown definition")
-		e.log.Error("saga refers to an unknown definition", "saga_id", id, "definition", in.Definition, "version", in.Version)
+		e.log.Error("saga state does not match a registered definition", "saga_id", id, "definition", in.Definition, "version", in.Version)
 		return
 	}
 	m := e.machine(def, in.clone(), ev.ID, now)

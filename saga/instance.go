@@ -92,6 +92,21 @@ type Entry struct {
 	Detail string    `json:"detail,omitempty"`
 }
 
+// fits reports whether in can run under def: the same steps in the same
+// order. A state that does not fit (written by hand into the state topic,
+// or for another definition) is never acted on.
+func (in *Instance) fits(def *Definition) bool {
+	if len(in.Steps) != len(def.Steps) {
+		return false
+	}
+	for i := range in.Steps {
+		if in.Steps[i].Name != def.Steps[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
 // CurrentStep names the step the saga waits on ("" when none).
 func (in *Instance) CurrentStep() string {
 	for _, s := range in.Steps {

@@ -137,7 +137,7 @@ func TestCrash(t *testing.T) {
 			t.Errorf("the orchestrator did not stop within 15s of SIGTERM")
 		}
 	}()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60*time.Second + time.Duration(sagas)*5*time.Millisecond)
 	for {
 		final := 0
 		for _, id := range ids {

@@ -48,8 +48,9 @@ Analytics' orders and revenue per hour, and the time taken.
   ShippingFailed -> ReleaseInventory -> RefundPayment -> CancelOrder.
 
 Faults: --payment-decline-rate and --shipping-failure-rate (fractions of
-orders), --crash-every D (one service, or the saga engine, in turn is
-stopped without waiting for its in-flight events and restarted every D).
+orders), --crash-every D (every D one service in turn is stopped without
+waiting for its in-flight events, which are redelivered, and restarted; in
+orchestration mode the saga engine takes its turn too).
 
 The topics of a run are named demo.orders.<random>.*, so runs never mix.
 Exits 1 if an order is stuck after --wait or a balance is off.`,

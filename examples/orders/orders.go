@@ -466,9 +466,29 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		}
 		t := time.NewTicker(cfg.CrashEvery)
 		defer t.Stop()
-		n := len(svcs)
+		// The engine (orchestration) goes first, then each service.
+		var targets []func()
 		if engine != nil {
-			n++
+			targets = append(targets, func() {
+				cfg.Logger.Info("crashing the saga engine")
+				engineMu.Lock()
+				defer engineMu.Unlock()
+				engine.Close()
+				e, err := w.startEngine(context.Background())
+				if err != nil {
+					cfg.Logger.Error("restarting the saga engine failed", "err", err)
+					return
+				}
+				engine = e
+			})
+		}
+		for _, s := range svcs {
+			targets = append(targets, func() {
+				cfg.Logger.Info("crashing service", "service", s.name)
+				if err := s.crash(); err != nil {
+					cfg.Logger.Error("restarting service failed", "service", s.name, "err", err)
+				}
+			})
 		}
 		for i := 0; ; i++ {
 			select {
@@ -476,23 +496,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				return
 			case <-t.C:
 			}
-			if k := i % n; k < len(svcs) {
-				cfg.Logger.Info("crashing service", "service", svcs[k].name)
-				if err := svcs[k].crash(); err != nil {
-					cfg.Logger.Error("restarting service failed", "service", svcs[k].name, "err", err)
-				}
-			} else {
-				cfg.Logger.Info("crashing the saga engine")
-				engineMu.Lock()
-				engine.Close()
-				e, err := w.startEngine(context.Background())
-				if err != nil {
-					cfg.Logger.Error("restarting the saga engine failed", "err", err)
-				} else {
-					engine = e
-				}
-				engineMu.Unlock()
-			}
+			targets[i%len(targets)]()
 			crashes++
 		}
 	}()

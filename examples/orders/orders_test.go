@@ -55,14 +55,14 @@ func TestRun(t *testing.T) {
 
 func crashEvery(mode string) time.Duration {
 	if mode == Orchestration {
-		return 1500 * time.Millisecond // the engine's restart rejoins its group: slower
+		return 400 * time.Millisecond
 	}
-	return 700 * time.Millisecond
+	return 200 * time.Millisecond
 }
 
 func orderCount() int {
 	if n, err := strconv.Atoi(os.Getenv("HERALD_DEMO_ORDERS")); err == nil {
 		return n
 	}
-	return 200
+	return 1000
 }

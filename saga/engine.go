@@ -152,6 +152,9 @@ type Engine struct {
 		// replies that arrived while no engine owned it are read, or a
 		// reply waiting in the inbox would be taken for a timeout.
 		catchUp map[int32]int64
+		// timed holds, per partition, the instances with a deadline, so
+		// the timer scan does not visit every finished saga.
+		timed map[int32]map[string]time.Time
 	}
 	running atomic.Bool
 	cancel  context.CancelFunc
@@ -172,6 +175,7 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	e.defs.byKey, e.defs.latest = map[string]*Definition{}, map[string]*Definition{}
 	e.state.parts = map[int32]map[string]*Instance{}
 	e.state.catchUp = map[int32]int64{}
+	e.state.timed = map[int32]map[string]time.Time{}
 	var err error
 	e.cl, err = kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0),
@@ -426,6 +430,13 @@ func (e *Engine) assigned(ctx context.Context, _ *kgo.Client, m map[string][]int
 	e.state.Lock()
 	for p, insts := range loaded {
 		e.state.parts[p] = insts
+		timed := map[string]time.Time{}
+		for id, in := range insts {
+			if d := in.nextDeadline(); !d.IsZero() {
+				timed[id] = d
+			}
+		}
+		e.state.timed[p] = timed
 		delete(e.state.catchUp, p)
 		if end, ok := catchUp[p]; ok {
 			e.state.catchUp[p] = end
@@ -442,6 +453,7 @@ func (e *Engine) revoked(_ context.Context, _ *kgo.Client, m map[string][]int32)
 	e.state.Lock()
 	for _, p := range m[e.cfg.Inbox] {
 		delete(e.state.parts, p)
+		delete(e.state.timed, p)
 		delete(e.state.catchUp, p)
 	}
 	e.state.Unlock()
@@ -520,13 +532,17 @@ func (e *Engine) loop(ctx context.Context) error {
 				}
 			}
 		}
-		for p, insts := range e.state.parts {
+		for p, timed := range e.state.timed {
 			if _, waiting := e.state.catchUp[p]; waiting {
 				continue
 			}
-			for id, in := range insts {
-				if _, ok := b.work[id]; ok {
-					in = b.work[id]
+			for id, d := range timed {
+				if d.After(now) {
+					continue
+				}
+				in := b.get(e, p, id)
+				if in == nil {
+					continue
 				}
 				if d := in.nextDeadline(); d.IsZero() || d.After(now) {
 					continue
@@ -584,6 +600,11 @@ func (e *Engine) loop(ctx context.Context) error {
 			for id, in := range b.work {
 				if insts := e.state.parts[b.part[id]]; insts != nil {
 					insts[id] = in
+					if d := in.nextDeadline(); d.IsZero() {
+						delete(e.state.timed[b.part[id]], id)
+					} else {
+						e.state.timed[b.part[id]][id] = d
+					}
 				}
 			}
 			e.state.Unlock()

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Limits on a definition, checked by Validate.
@@ -394,4 +396,43 @@ func contains(ts []string, t string) bool {
 		}
 	}
 	return false
+}
+
+// ParseDefinitionYAML decodes a YAML definition (the same fields as the
+// JSON one; durations as strings like "5s") and validates it like
+// ParseDefinition.
+func ParseDefinitionYAML(b []byte, topicExists func(string) bool) (*Definition, error) {
+	var v any
+	if err := yaml.Unmarshal(b, &v); err != nil {
+		return nil, &DefinitionError{Field: "definition", Reason: "bad YAML: " + err.Error()}
+	}
+	j, err := json.Marshal(yamlToJSON(v))
+	if err != nil {
+		return nil, &DefinitionError{Field: "definition", Reason: "bad YAML: " + err.Error()}
+	}
+	return ParseDefinition(j, topicExists)
+}
+
+// yamlToJSON turns what yaml.v3 decodes into values encoding/json takes:
+// maps with non-string keys get their keys formatted.
+func yamlToJSON(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = yamlToJSON(e)
+		}
+		return x
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[fmt.Sprint(k)] = yamlToJSON(e)
+		}
+		return m
+	case []any:
+		for i, e := range x {
+			x[i] = yamlToJSON(e)
+		}
+		return x
+	}
+	return v
 }

@@ -141,3 +141,39 @@ func TestMachineScripted(t *testing.T) {
 		t.Fatalf("after duplicates: %s %v %v", m.in.Status, m.outs, m.in.History[len(m.in.History)-1])
 	}
 }
+
+func TestParseDefinitionYAML(t *testing.T) {
+	src := `
+name: order
+steps:
+  - name: pay
+    command: {type: Pay, topic: t.payments}
+    success: [Paid]
+    failure: [Declined]
+    timeout: 5s
+    compensation:
+      type: Refund
+      topic: t.payments
+      success: [Refunded]
+      retry: {maxAttempts: 10, backoff: 200ms}
+  - name: ship
+    command: {type: Ship, topic: t.shipping}
+    success: [Shipped]
+onCompensated: {type: CancelOrder, topic: t.orders}
+`
+	d, err := ParseDefinitionYAML([]byte(src), func(string) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != "order" || time.Duration(d.Steps[0].Timeout) != 5*time.Second || d.Steps[0].Compensation.Retry.MaxAttempts != 10 ||
+		d.Steps[1].Command.Topic != "t.shipping" || d.OnCompensated.Type != "CancelOrder" {
+		t.Fatalf("parsed %+v", d)
+	}
+	_, err = ParseDefinitionYAML([]byte(strings.Replace(src, "topic: t.shipping", "topic: elsewhere", 1)), func(s string) bool { return s != "elsewhere" })
+	if err == nil || !strings.Contains(err.Error(), `step "ship": steps[1].command.topic: unknown topic "elsewhere"`) {
+		t.Fatalf("unknown topic: %v", err)
+	}
+	if _, err := ParseDefinitionYAML([]byte("name: [unclosed"), nil); err == nil || !strings.Contains(err.Error(), "bad YAML") {
+		t.Fatalf("bad YAML: %v", err)
+	}
+}

@@ -31,6 +31,19 @@ func FuzzParseDefinition(f *testing.F) {
 	})
 }
 
+// FuzzParseDefinitionYAML is FuzzParseDefinition for the YAML form.
+func FuzzParseDefinitionYAML(f *testing.F) {
+	f.Add([]byte("name: a\nsteps:\n  - name: x\n    command: {type: T, topic: t}\n    success: [ok]\n"))
+	f.Add([]byte("name: a\nsteps:\n  - {name: x, after: [x]}\n"))
+	f.Add([]byte("{1: 2, [a]: b}"))
+	f.Add([]byte("&a [*a]"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, err := ParseDefinitionYAML(b, nil); err != nil {
+			return
+		}
+	})
+}
+
 // FuzzInstance feeds an arbitrary stored state (the state topic's bytes)
 // and an arbitrary reply to the state machine: a state that decodes and
 // fits the definition must take any reply and any timer without panicking.

@@ -27,7 +27,7 @@ const (
 //	POST /v1/sagas/{id}/retry                   {"step"}: retry a parked compensation
 //	POST /v1/sagas/{id}/abort                   {"reason"}: compensate a running saga
 //	GET  /v1/sagas/definitions                  the latest version of each definition
-//	POST /v1/sagas/definitions                  register a definition (JSON)
+//	POST /v1/sagas/definitions                  register a definition (JSON, or YAML with a yaml Content-Type)
 //
 // Errors use the shape of internal/httpjson.
 func (e *Engine) Routes(h interface{ Handle(string, http.Handler) }) {
@@ -190,7 +190,13 @@ func (e *Engine) httpRegister(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, httpjson.Errorf(httpjson.CodePayloadTooLarge, "", "definition is larger than the limit of %d bytes", maxDefinitionBytes))
 		return
 	}
-	d, err := ParseDefinition(b, nil)
+	var d *Definition
+	switch ct := r.Header.Get("Content-Type"); {
+	case strings.Contains(ct, "yaml"):
+		d, err = ParseDefinitionYAML(b, nil)
+	default:
+		d, err = ParseDefinition(b, nil)
+	}
 	if err != nil {
 		httpjson.WriteError(w, apiError(err))
 		return

@@ -73,7 +73,15 @@ func TestHTTP(t *testing.T) {
 	if status, m := call("POST", "/v1/sagas/definitions", string(def)); status != 201 || m["version"] != float64(1) {
 		t.Fatalf("register: %d %v", status, m)
 	}
-	if status, m := call("GET", "/v1/sagas/definitions", ""); status != 200 || len(m["definitions"].([]any)) != 1 {
+	yamlDef := "name: solo\nsteps:\n  - name: only\n    command: {type: Do, topic: t.orders}\n    success: [Done]\n"
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/sagas/definitions", strings.NewReader(yamlDef))
+	req.Header.Set("Content-Type", "application/yaml")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("register YAML: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if status, m := call("GET", "/v1/sagas/definitions", ""); status != 200 || len(m["definitions"].([]any)) != 2 {
 		t.Errorf("definitions: %d %v", status, m)
 	}
 	if status, m := call("POST", "/v1/sagas", `{"definition":"nope","id":"a"}`); status != 404 {

@@ -55,6 +55,12 @@ type Config struct {
 	Definitions []*Definition
 	// MaxPoll bounds the inputs of one transaction (default 1000).
 	MaxPoll int
+	// RetainFinished, when positive, deletes completed and compensated
+	// instances (a tombstone in the state topic) that long after they
+	// finished; a reply or start request for one after that is treated as
+	// for an unknown saga. Zero keeps them for ever. Parked and running
+	// instances are never deleted.
+	RetainFinished time.Duration
 	// MaxHistory bounds an instance's history (default 200 entries).
 	MaxHistory int
 	// TimerInterval is how often deadlines are checked (default 50ms).
@@ -432,7 +438,7 @@ func (e *Engine) assigned(ctx context.Context, _ *kgo.Client, m map[string][]int
 		e.state.parts[p] = insts
 		timed := map[string]time.Time{}
 		for id, in := range insts {
-			if d := in.nextDeadline(); !d.IsZero() {
+			if d := e.deadline(in); !d.IsZero() {
 				timed[id] = d
 			}
 		}
@@ -459,11 +465,24 @@ func (e *Engine) revoked(_ context.Context, _ *kgo.Client, m map[string][]int32)
 	e.state.Unlock()
 }
 
+// deadline is when the engine must next act on in: a step deadline, or
+// the end of a finished instance's retention. Zero: never.
+func (e *Engine) deadline(in *Instance) time.Time {
+	if in.Status.Final() {
+		if e.cfg.RetainFinished > 0 {
+			return in.Updated.Add(e.cfg.RetainFinished)
+		}
+		return time.Time{}
+	}
+	return in.nextDeadline()
+}
+
 // batch is one transaction's work: copies of the instances it changed and
 // what they send.
 type batch struct {
 	work    map[string]*Instance
 	part    map[string]int32
+	drop    map[string]int32 // finished instances past retention: tombstoned
 	outs    []out
 	effects map[string][]effect // by definition
 }
@@ -514,7 +533,7 @@ func (e *Engine) loop(ctx context.Context) error {
 				e.log.Warn("fetch error", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
 			}
 		}
-		b := &batch{work: map[string]*Instance{}, part: map[string]int32{}, effects: map[string][]effect{}}
+		b := &batch{work: map[string]*Instance{}, part: map[string]int32{}, drop: map[string]int32{}, effects: map[string][]effect{}}
 		now := e.cfg.Now().UTC()
 		e.state.Lock()
 		fs.EachRecord(func(r *kgo.Record) {
@@ -544,7 +563,13 @@ func (e *Engine) loop(ctx context.Context) error {
 				if in == nil {
 					continue
 				}
-				if d := in.nextDeadline(); d.IsZero() || d.After(now) {
+				if d := e.deadline(in); d.IsZero() || d.After(now) {
+					continue
+				}
+				if in.Status.Final() {
+					if _, changed := b.work[id]; !changed {
+						b.drop[id] = p
+					}
 					continue
 				}
 				def := e.definition(in.Definition, in.Version)
@@ -557,7 +582,7 @@ func (e *Engine) loop(ctx context.Context) error {
 			}
 		}
 		e.state.Unlock()
-		if fs.NumRecords() == 0 && len(b.work) == 0 {
+		if fs.NumRecords() == 0 && len(b.work) == 0 && len(b.drop) == 0 {
 			e.sess.AllowRebalance()
 			continue
 		}
@@ -571,6 +596,9 @@ func (e *Engine) loop(ctx context.Context) error {
 				return fmt.Errorf("encode saga %s: %w", id, err)
 			}
 			e.sess.Produce(ctx, &kgo.Record{Topic: e.cfg.StateTopic, Partition: b.part[id], Key: []byte(id), Value: v}, onProduced)
+		}
+		for id, p := range b.drop {
+			e.sess.Produce(ctx, &kgo.Record{Topic: e.cfg.StateTopic, Partition: p, Key: []byte(id)}, onProduced)
 		}
 		for _, o := range b.outs {
 			r, err := toRecord(o.topic, o.ev)
@@ -600,12 +628,16 @@ func (e *Engine) loop(ctx context.Context) error {
 			for id, in := range b.work {
 				if insts := e.state.parts[b.part[id]]; insts != nil {
 					insts[id] = in
-					if d := in.nextDeadline(); d.IsZero() {
+					if d := e.deadline(in); d.IsZero() {
 						delete(e.state.timed[b.part[id]], id)
 					} else {
 						e.state.timed[b.part[id]][id] = d
 					}
 				}
+			}
+			for id, p := range b.drop {
+				delete(e.state.parts[p], id)
+				delete(e.state.timed[p], id)
 			}
 			e.state.Unlock()
 			for def, effs := range b.effects {

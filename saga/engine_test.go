@@ -257,3 +257,44 @@ func TestEngineRegisterRefusesBadDefinitions(t *testing.T) {
 		t.Fatalf("register a change: %+v %v", d3, err)
 	}
 }
+
+// TestEngineRetention checks finished sagas are deleted after
+// RetainFinished, and parked ones are kept.
+func TestEngineRetention(t *testing.T) {
+	brokers := startServer(t)
+	createTopics(t, brokers, 4, testTopics...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var never atomic.Bool
+	l := newLedger()
+	for topic, d := range testDecide(&never) {
+		l.participant(t, ctx, brokers, topic, d)
+	}
+	e, err := Start(ctx, Config{Brokers: brokers, Partitions: 4, Definitions: []*Definition{orderDef(time.Second)},
+		Logger: testLogger(), SessionTimeout: time.Second, RebalanceTimeout: 2 * time.Second, RetainFinished: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, id := range []string{"ok-r", "refundfails-r"} {
+		if err := e.StartSaga(ctx, "order", id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if _, err := e.WaitFor(wctx, "ok-r", func(in *Instance) bool { return in.Status == StatusCompleted }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.WaitFor(wctx, "refundfails-r", func(in *Instance) bool { return in.Status == StatusParked }); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the finished saga to be deleted", 10*time.Second, func() bool {
+		_, err := e.Get("ok-r")
+		return errors.Is(err, ErrNotFound)
+	})
+	time.Sleep(time.Second)
+	if in, err := e.Get("refundfails-r"); err != nil || in.Status != StatusParked {
+		t.Fatalf("parked saga: %+v %v", in, err)
+	}
+}

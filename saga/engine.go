@@ -163,6 +163,7 @@ type Engine struct {
 		timed map[int32]map[string]time.Time
 	}
 	running atomic.Bool
+	failed  atomic.Pointer[error] // why the engine stopped on its own
 	cancel  context.CancelFunc
 	done    chan struct{}
 	runErr  error
@@ -273,6 +274,21 @@ func (e *Engine) Close() error {
 	e.view.close()
 	e.cl.Close()
 	return e.runErr
+}
+
+// Done is closed when the engine has stopped: after Close, or on its own
+// when it cannot go on (Err says why).
+func (e *Engine) Done() <-chan struct{} { return e.done }
+
+// Err is why the engine stopped on its own, once Done is closed (nil
+// after a Close).
+func (e *Engine) Err() error {
+	select {
+	case <-e.done:
+		return e.runErr
+	default:
+		return nil
+	}
 }
 
 // Config returns the engine's configuration, defaults filled in.
@@ -416,6 +432,8 @@ func (e *Engine) assigned(ctx context.Context, _ *kgo.Client, m map[string][]int
 		// NB: without its state a partition must not be processed: a
 		// reply would find no saga. Fail the session; Close reports it.
 		e.log.Error("restoring saga state failed; stopping", "err", err)
+		err = fmt.Errorf("restore saga state of partitions %v: %w", parts, err)
+		e.failed.CompareAndSwap(nil, &err)
 		e.cancel()
 		return
 	}
@@ -526,6 +544,9 @@ func (e *Engine) loop(ctx context.Context) error {
 		cancel()
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			e.sess.AllowRebalance()
+			if p := e.failed.Load(); p != nil {
+				return *p
+			}
 			return nil
 		}
 		for _, fe := range fs.Errors() {

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald/examples/orders"
 )
@@ -31,4 +37,51 @@ func TestDemoOrders(t *testing.T) {
 	}
 	s.fails(t, exitUsage, `--mode "both": want choreography or orchestration`, "", "demo", "orders", "--mode", "both")
 	s.fails(t, exitUsage, `--payment-decline-rate 2: want a fraction`, "", "demo", "orders", "--payment-decline-rate", "2")
+}
+
+// TestDemoOrdersProcess is the newcomer's path: the real binary serves,
+// and one command runs the order flow against it, with crashes, and exits
+// 0 with a sound summary.
+func TestDemoOrdersProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "herald")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	kafkaAddr, httpAddr := freeAddr(t), freeAddr(t)
+	var serveLog bytes.Buffer
+	serve := exec.Command(bin, "serve", "--data", filepath.Join(dir, "data"), "--kafka-addr", kafkaAddr, "--http-addr", httpAddr)
+	serve.Stdout, serve.Stderr = &serveLog, &serveLog
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		serve.Process.Signal(syscall.SIGTERM)
+		serve.Wait()
+	}()
+	waitFor(t, "herald serve to be ready", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	cmd := exec.Command(bin, "demo", "orders", "--brokers", kafkaAddr, "--orders", "2000", "--crash-every", "150ms")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("herald demo orders: %v\nstdout:\n%s\nstderr:\n%s\nserver:\n%s", err, out.String(), errb.String(), serveLog.String())
+	}
+	for _, want := range []string{"Stuck:         0", "Balances:      OK", "Crashes:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !strings.HasPrefix(errb.String(), "running the order flow (orchestration) with 2000 orders against "+kafkaAddr) {
+		t.Errorf("stderr: %q", errb.String())
+	}
 }

@@ -45,6 +45,9 @@ fuzz FuzzCompile ./rules/pattern
 fuzz FuzzFlatten ./rules/pattern
 fuzz FuzzParseSchedule ./rules
 fuzz FuzzTransformer ./rules
+fuzz FuzzParseDefinition ./saga
+fuzz FuzzParseDefinitionYAML ./saga
+fuzz FuzzInstance ./saga
 
 step "client compatibility (compat/: franz-go, sarama, kafka-go, kcat, kafkajs)"
 # A separate module, so the clients it tests never enter Herald's go.mod.

@@ -26,6 +26,7 @@ import (
 	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/kafka"
 	"github.com/heraldhq/herald/rules"
+	"github.com/heraldhq/herald/saga"
 	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
 )
@@ -245,6 +246,17 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	defer rulesEngine.Close()
 	rulesEngine.Routes(api)
+	// The saga engine is a Kafka client of this server (exactly-once
+	// transactions over the listener), as it would be of any cluster.
+	sagas, err := saga.Start(ctx, saga.Config{
+		Brokers: []string{srv.KafkaAddr()}, TransactionalID: "herald-serve-saga-engine",
+		Logger: logger.With("component", "saga"), Registerer: reg,
+	})
+	if err != nil {
+		return fmt.Errorf("saga engine: %w", err)
+	}
+	defer sagas.Close()
+	sagas.Routes(api)
 	mux.Handle("/registry/", http.StripPrefix("/registry", sreg.Handler()))
 	aapi, err := asyncAPIHandler(srv, sreg, srv.KafkaAddr())
 	if err != nil {
@@ -290,6 +302,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	case <-srv.Done():
 		serveErr = srv.ServeErr()
 		logger.Error("Kafka listener failed", "err", serveErr)
+	case <-sagas.Done():
+		serveErr = fmt.Errorf("saga engine stopped: %w", sagas.Err())
+		logger.Error("saga engine failed", "err", serveErr)
 	}
 	ready.Store(false)
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownDeadline)

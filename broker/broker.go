@@ -681,18 +681,50 @@ func (b *Broker) Close() error {
 }
 
 func (b *Broker) closeAll() error {
-	var errs []error
-	for _, p := range b.allPartitions() {
-		p.mu.Lock()
-		if _, mem := p.log.(*memLog); !mem {
-			errs = append(errs, b.saveProducerState(p))
-		}
-		errs = append(errs, p.log.Close())
-		p.mu.Unlock()
+	// NB: each partition's close is a few file operations, an fsync of its
+	// log when anything is unsynced, and a producer-state snapshot when
+	// that changed. Done one after another that was 5-6 s for 10,000
+	// partitions; they are independent, so they close in parallel and
+	// their fsyncs overlap (the filesystem commits them together).
+	parts := b.allPartitions()
+	var (
+		wg    sync.WaitGroup
+		next  atomic.Int64
+		errMu sync.Mutex
+		errs  []error
+	)
+	for w := 0; w < min(len(parts), closeWorkers); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := next.Add(1) - 1
+				if k >= int64(len(parts)) {
+					return
+				}
+				p := parts[k]
+				p.mu.Lock()
+				var err error
+				if _, mem := p.log.(*memLog); !mem {
+					_, err = b.writeProducerStateUnsynced(p)
+				}
+				err = errors.Join(err, p.log.Close())
+				p.mu.Unlock()
+				if err != nil {
+					errMu.Lock()
+					errs = append(errs, err)
+					errMu.Unlock()
+				}
+			}
+		}()
 	}
+	wg.Wait()
 	if b.cfg.Registerer != nil && b.m != nil {
 		b.m.unregister(b.cfg.Registerer)
 	}
 	errs = append(errs, b.store.Close())
 	return errors.Join(errs...)
 }
+
+// closeWorkers is how many partitions Close closes at once.
+const closeWorkers = 32

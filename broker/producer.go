@@ -165,8 +165,42 @@ func (b *Broker) snapshotPath(p *partition) string {
 func (b *Broker) saveProducerState(p *partition) error {
 	p.pmu.Lock()
 	defer p.pmu.Unlock()
+	dir, err := b.writeProducerStateLocked(p, true)
+	if err != nil || dir == "" {
+		return err
+	}
+	if err := b.fs.SyncDir(dir); err != nil {
+		p.pdirty = true
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// writeProducerStateUnsynced writes p's snapshot for Close: by temp file
+// and rename, like saveProducerState, but without any fsync, and reports
+// whether it wrote one.
+//
+// NB: this weakens only how fast a restart after a power loss is, never
+// what it finds. A snapshot is a hint: loading checks it (it must parse
+// whole and not pass the high-water mark) and replays the log after it, so
+// one the power loss left empty or torn is ignored and the state is
+// rebuilt from the log, which holds every batch's producer id and
+// sequence. Fsyncing 10,000 snapshots made a clean shutdown take 1.3-1.6 s
+// of fsyncs on this disk, one fsync each.
+func (b *Broker) writeProducerStateUnsynced(p *partition) (bool, error) {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	dir, err := b.writeProducerStateLocked(p, false)
+	return dir != "", err
+}
+
+// writeProducerStateLocked writes the snapshot as vfs.WriteFileAtomic does
+// (temp file, fsync when sync is set, close, rename), all but the
+// directory's fsync, which is left to the caller: it returns the directory,
+// or "" when there was nothing to write. p.pmu is held.
+func (b *Broker) writeProducerStateLocked(p *partition, sync bool) (string, error) {
 	if !p.pdirty {
-		return nil
+		return "", nil
 	}
 	snap := producerSnapshot{Offset: p.log.HighWatermark(), Producers: map[string]producerState{}}
 	snap.Ongoing, snap.Aborted = p.txns.snapshot(p.log.StartOffset())
@@ -175,16 +209,35 @@ func (b *Broker) saveProducerState(p *partition) error {
 	}
 	raw, err := json.Marshal(snap)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if err := b.fs.MkdirAll(b.producerDir(p.t.name)); err != nil {
-		return err
+	dir := b.producerDir(p.t.name)
+	if err := b.fs.MkdirAll(dir); err != nil {
+		return "", err
 	}
-	if err := vfs.WriteFileAtomic(b.fs, b.snapshotPath(p), raw); err != nil {
-		return err
+	name := b.snapshotPath(p)
+	tmp := name + ".tmp"
+	_ = b.fs.Remove(tmp) // a leftover from a crash
+	f, err := b.fs.Create(tmp)
+	if err != nil {
+		return "", fmt.Errorf("create %s: %w", tmp, err)
+	}
+	_, err = f.WriteAt(raw, 0)
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = b.fs.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = b.fs.Remove(tmp)
+		return "", fmt.Errorf("write producer state %s: %w", name, err)
 	}
 	p.pdirty = false
-	return nil
+	return dir, nil
 }
 
 func (b *Broker) snapshotProducers() {

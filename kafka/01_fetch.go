@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/commitlog"
 )
 
 // fetch reads every partition asked for and, while fewer than MinBytes
@@ -121,12 +122,29 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 				// which the marker ending the transaction moves.
 				continue
 			}
-			fetch, dst := c.s.b.Fetch, scratch
-			if readCommitted {
-				fetch, dst = c.s.b.FetchCommitted, nil
+			var (
+				f    broker.Fetched
+				span commitlog.FileSpan
+				ok   bool
+			)
+			if c.sendfile {
+				f, span, ok, err = c.s.b.FetchSpan(c.ctx, fp.topic, rp.Partition, fp.offset, max(budget, 1), readCommitted)
 			}
-			f, err := fetch(c.ctx, fp.topic, rp.Partition, fp.offset, max(budget, 1), dst)
+			dst := scratch
+			if !ok {
+				fetch := c.s.b.Fetch
+				if readCommitted {
+					fetch, dst = c.s.b.FetchCommitted, nil
+				}
+				f, err = fetch(c.ctx, fp.topic, rp.Partition, fp.offset, max(budget, 1), dst)
+			} else if err == nil && span.Len > 0 && span.Len < minSpanBytes && (total == 0 || int(span.Len) <= maxBytes-total) {
+				// Small: read it with the rest of the response.
+				f.Records, err = span.AppendTo(scratch[:0])
+				span.Release()
+				span = commitlog.FileSpan{}
+			}
 			if err != nil {
+				span.Release()
 				// Retention may have moved the start past the offset
 				// meanwhile: OFFSET_OUT_OF_RANGE, as for any error.
 				rp.ErrorCode, failed = errCode(err), true
@@ -138,6 +156,18 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 				at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
 				at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
 				rp.AbortedTransactions = append(rp.AbortedTransactions, at)
+			}
+			if span.Len > 0 {
+				if total > 0 && int(span.Len) > maxBytes-total {
+					span.Release()
+					continue
+				}
+				// The records stay in the segment file; the writer sends
+				// them from there (sendfile.go).
+				req.spans = append(req.spans, heldSpan{span: span, rp: rp})
+				rp.RecordBatches = spanMarker(len(req.spans) - 1)
+				total += int(span.Len)
+				continue
 			}
 			if total > 0 && len(f.Records) > maxBytes-total {
 				// Only the first partition with data may exceed MaxBytes.
@@ -159,6 +189,9 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 		if failed || total >= int(r.MinBytes) || !time.Now().Before(deadline) || c.ctx.Err() != nil {
 			return resp, nil
 		}
+		// Reading again after the wait: let go of this round's files.
+		releaseSpans(req.spans)
+		req.spans = req.spans[:0]
 		// Wait until any partition's high-water mark may move past what
 		// was read, without spinning.
 		wake := make(chan struct{}, 1)

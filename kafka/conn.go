@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -209,6 +210,9 @@ func (c *conn) writeLoop() {
 		// The request is handled: its bytes are no longer needed.
 		c.release(r)
 		if r.pieces != nil {
+			if hook := testHookSendSpans.Load(); hook != nil {
+				(*hook)()
+			}
 			n, err := writePieces(c.nc, r.pieces)
 			for i := range r.spans {
 				c.s.m.sendfile.Add(float64(r.spans[i].span.Len))
@@ -237,6 +241,10 @@ func (c *conn) writeLoop() {
 		r.buf = nil
 	}
 }
+
+// testHookSendSpans, when set by a test, runs before a response with
+// spans is written.
+var testHookSendSpans atomic.Pointer[func()]
 
 // writeFailed closes the connection after a failed write and drops the
 // replies still queued.

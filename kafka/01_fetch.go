@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"reflect"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -194,41 +195,74 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 		req.spans = req.spans[:0]
 		// Wait until any partition's high-water mark may move past what
 		// was read, without spinning.
-		wake := make(chan struct{}, 1)
-		done := make(chan struct{}) // ends the watching goroutines
-		var stops []func()
-		for _, fp := range parts {
-			ch, stop, err := c.s.b.Watch(fp.topic, fp.rp.Partition, max(fp.offset, fp.hwm))
+		waitAny(c, parts, deadline, func(fp *fpart) (string, int32, int64) {
+			return fp.topic, fp.rp.Partition, max(fp.offset, fp.hwm)
+		})
+	}
+}
+
+// maxSelectWatch is the most partitions a fetch waits on with one select;
+// beyond it, a goroutine per partition forwards wake-ups.
+const maxSelectWatch = 128
+
+// waitAny blocks until one of the partitions' high-water marks may have
+// passed its offset (what watch returns), the deadline passes or the
+// connection ends.
+func waitAny[P any](c *conn, parts []P, deadline time.Time, watch func(P) (string, int32, int64)) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	if len(parts) <= maxSelectWatch {
+		// NB: one select over every partition's channel: the goroutine
+		// that publishes a record wakes this one directly, with no
+		// forwarding goroutine in between (each hand-off is a scheduling
+		// delay on a busy machine: the e2e latency's tail).
+		cases := make([]reflect.SelectCase, 0, len(parts)+2)
+		cases = append(cases,
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c.ctx.Done())})
+		for _, p := range parts {
+			topic, part, off := watch(p)
+			ch, stop, err := c.s.b.Watch(topic, part, off)
 			if err != nil {
+				return // the partition is gone: read again and report it
+			}
+			stops = append(stops, stop)
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+		}
+		reflect.Select(cases)
+		return
+	}
+	wake := make(chan struct{}, 1)
+	done := make(chan struct{}) // ends the watching goroutines
+	defer close(done)
+	for _, p := range parts {
+		topic, part, off := watch(p)
+		ch, stop, err := c.s.b.Watch(topic, part, off)
+		if err != nil {
+			return
+		}
+		stops = append(stops, stop)
+		go func() {
+			select {
+			case <-ch:
 				select {
 				case wake <- struct{}{}:
 				default:
 				}
-				continue
+			case <-done:
 			}
-			stops = append(stops, stop)
-			go func() {
-				select {
-				case <-ch:
-					select {
-					case wake <- struct{}{}:
-					default:
-					}
-				case <-done:
-				}
-			}()
-		}
-		timer := time.NewTimer(time.Until(deadline))
-		select {
-		case <-wake:
-		case <-timer.C:
-		case <-c.ctx.Done():
-		}
-		timer.Stop()
-		close(done)
-		for _, stop := range stops {
-			stop()
-		}
+		}()
+	}
+	select {
+	case <-wake:
+	case <-timer.C:
+	case <-c.ctx.Done():
 	}
 }
 

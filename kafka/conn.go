@@ -34,8 +34,11 @@ type conn struct {
 	ctx    context.Context // canceled when the connection ends
 	cancel context.CancelFunc
 
-	out chan *reply    // responses in request order, to the writer
-	wg  sync.WaitGroup // the writer and deferred handlers
+	out chan *reply // responses in request order, to the writer
+	// queued counts replies handed to the writer and not yet written or
+	// dropped by it (see writeInline).
+	queued atomic.Int64
+	wg     sync.WaitGroup // the writer and deferred handlers
 	// scratch is the fetch read buffer, used by the serving goroutine
 	// only (see fetchScratch).
 	scratch []byte
@@ -119,10 +122,22 @@ func (c *conn) serve() {
 			c.cancel()
 			return
 		}
+		if taken, err := c.writeInline(r); taken {
+			if err != nil {
+				if c.ctx.Err() == nil {
+					c.logger.Info("kafka: write failed; closing connection", "err", err)
+				}
+				c.cancel()
+				return
+			}
+			continue
+		}
+		c.queued.Add(1)
 		select {
 		case c.out <- r:
 		case <-c.ctx.Done():
 			c.drop(r)
+			c.queued.Add(-1)
 			return
 		}
 	}
@@ -202,44 +217,72 @@ func (c *conn) writeLoop() {
 		case <-c.ctx.Done():
 			// Drain so serve's close(out) and deferred handlers finish.
 			c.drop(r)
+			c.queued.Add(-1)
 			for r := range c.out {
 				c.drop(r)
+				c.queued.Add(-1)
 			}
 			return
 		}
 		// The request is handled: its bytes are no longer needed.
 		c.release(r)
-		if r.pieces != nil {
-			if hook := testHookSendSpans.Load(); hook != nil {
-				(*hook)()
-			}
-			n, err := writePieces(c.nc, r.pieces)
-			for i := range r.spans {
-				c.s.m.sendfile.Add(float64(r.spans[i].span.Len))
-			}
-			releaseSpans(r.spans)
-			r.pieces, r.spans = nil, nil
-			c.s.m.bytesOut.Add(float64(n))
-			if err != nil {
-				c.writeFailed(err)
-				return
-			}
-			continue
-		}
-		if r.buf == nil {
-			continue
-		}
-		if _, err := c.nc.Write(r.buf); err != nil {
+		err := c.writeReply(r)
+		c.queued.Add(-1)
+		if err != nil {
 			c.writeFailed(err)
 			return
 		}
-		c.s.m.bytesOut.Add(float64(len(r.buf)))
-		if r.pooled {
-			b := r.buf[:0]
-			respPool.Put(&b)
-		}
-		r.buf = nil
 	}
+}
+
+// writeReply writes a finished reply, if it has a response.
+func (c *conn) writeReply(r *reply) error {
+	if r.pieces != nil {
+		if hook := testHookSendSpans.Load(); hook != nil {
+			(*hook)()
+		}
+		n, err := writePieces(c.nc, r.pieces)
+		for i := range r.spans {
+			c.s.m.sendfile.Add(float64(r.spans[i].span.Len))
+		}
+		releaseSpans(r.spans)
+		r.pieces, r.spans = nil, nil
+		c.s.m.bytesOut.Add(float64(n))
+		return err
+	}
+	if r.buf == nil {
+		return nil
+	}
+	if _, err := c.nc.Write(r.buf); err != nil {
+		return err
+	}
+	c.s.m.bytesOut.Add(float64(len(r.buf)))
+	if r.pooled {
+		b := r.buf[:0]
+		respPool.Put(&b)
+	}
+	r.buf = nil
+	return nil
+}
+
+// writeInline writes r from the serving goroutine when it is ready and
+// nothing is queued before it, sparing the hand-off to the writer (a
+// goroutine wake-up, which on a busy machine can wait for a CPU). It
+// reports whether it took r; false leaves r to the writer.
+func (c *conn) writeInline(r *reply) (taken bool, err error) {
+	// NB: queued is zero only when the writer has finished every reply
+	// handed to it, and only this goroutine hands it more, so writing here
+	// keeps the order and never overlaps the writer's writes.
+	if c.queued.Load() != 0 {
+		return false, nil
+	}
+	select {
+	case <-r.done:
+	default:
+		return false, nil // a deferred response: the writer waits for it
+	}
+	c.release(r)
+	return true, c.writeReply(r)
 }
 
 // testHookSendSpans, when set by a test, runs before a response with
@@ -256,6 +299,7 @@ func (c *conn) writeFailed(err error) {
 	c.nc.Close()
 	for r := range c.out {
 		c.drop(r)
+		c.queued.Add(-1)
 	}
 }
 

@@ -39,6 +39,11 @@ func (r *Produced) Wait(ctx context.Context) error {
 	return nil
 }
 
+// Durable reports whether the append is durable under the topic's mode
+// already (always so for interval and unsafe-none durability), so that
+// Wait would return at once.
+func (r *Produced) Durable() bool { return r.pending.Durable() }
+
 // Produce appends record batches (as a Kafka producer sends them) to a
 // partition and waits as acks asks. See ProduceAsync.
 func (b *Broker) Produce(ctx context.Context, topic string, part int32, batches []byte, acks int16) (Produced, error) {

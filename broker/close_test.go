@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -107,12 +108,12 @@ func parallel(t *testing.T, n int, fn func(i int) error) {
 	}
 }
 
-// TestTornProducerSnapshotIgnored stands for a power loss right after a
-// clean shutdown, which writes producer-state snapshots without fsync: the
-// snapshot is left empty or torn, and opening must ignore it and rebuild
-// the producer state from the log (a retry is still recognised).
+// TestTornProducerSnapshotIgnored stands for snapshot files left empty or
+// torn by a crash: opening must ignore them and rebuild the producer
+// state from the log (a retry is still recognised), whether the damaged
+// file is the one Close writes for every partition or a partition's own.
 func TestTornProducerSnapshotIgnored(t *testing.T) {
-	for _, torn := range []string{"", `{"offset":1,"produc`, "\x00\x00\x00\x00"} {
+	for _, torn := range []string{"", `{"format":1,"partitions":{"`, "\x00\x00\x00\x00"} {
 		dir := t.TempDir()
 		b := openBroker(t, dir)
 		ctx := context.Background()
@@ -122,15 +123,70 @@ func TestTornProducerSnapshotIgnored(t *testing.T) {
 		if _, err := b.Produce(ctx, "t", 0, encode(t, opts, recSpec{value: "a"}), AcksAll); err != nil {
 			t.Fatal(err)
 		}
+		// The partition's own snapshot, as the periodic save writes it.
+		b.snapshotProducers()
 		b.Close()
-		path := b.snapshotPath(b.mu.topics["t"].parts[0])
-		if err := os.WriteFile(path, []byte(torn), 0o644); err != nil {
-			t.Fatal(err)
+		own := b.snapshotPath(b.mu.topics["t"].parts[0])
+		for _, path := range []string{filepath.Join(dir, closedSnapshotsFile), own} {
+			if _, err := os.Stat(path); err != nil {
+				t.Fatalf("no snapshot to damage: %v", err)
+			}
+			if err := os.WriteFile(path, []byte(torn), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 		b = openBroker(t, dir)
 		if r, err := b.Produce(ctx, "t", 0, encode(t, opts, recSpec{value: "a"}), AcksAll); err != nil || !r.Duplicate {
-			t.Fatalf("snapshot %q: retry after reopen: %+v %v", torn, r, err)
+			t.Fatalf("snapshots %q: retry after reopen: %+v %v", torn, r, err)
 		}
 		b.Close()
+	}
+}
+
+// TestClosedSnapshotKeyedByTopicID checks that the producer states saved
+// at Close go to the topic they were taken from: a topic deleted and
+// created again under the same name starts with no producers.
+func TestClosedSnapshotKeyedByTopicID(t *testing.T) {
+	dir := t.TempDir()
+	b := openBroker(t, dir)
+	ctx := context.Background()
+	b.CreateTopic(ctx, "t", 1, nil)
+	pid, epoch, _ := b.InitProducerID(ctx, "")
+	opts := batch.BuildOptions{Producer: true, ProducerID: pid, ProducerEpoch: epoch}
+	for _, v := range []string{"a", "b"} {
+		if _, err := b.Produce(ctx, "t", 0, encode(t, opts, recSpec{value: v}), AcksAll); err != nil {
+			t.Fatal(err)
+		}
+		opts.BaseSequence++
+	}
+	b.Close()
+	first, err := os.ReadFile(filepath.Join(dir, closedSnapshotsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = openBroker(t, dir)
+	if err := b.DeleteTopic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	b.CreateTopic(ctx, "t", 1, nil)
+	// The new topic's log reaches the old snapshot's offset.
+	other := batch.BuildOptions{}
+	for _, v := range []string{"x", "y", "z"} {
+		if _, err := b.Produce(ctx, "t", 0, encode(t, other, recSpec{value: v}), AcksAll); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	// Put back the file of the first Close (as if the second had crashed
+	// before writing its own): its snapshot's offset is within the new
+	// log, but it belongs to the old topic. The old producer must be
+	// unknown here, so its batch at sequence 2 is refused (a gap).
+	if err := os.WriteFile(filepath.Join(dir, closedSnapshotsFile), first, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b = openBroker(t, dir)
+	defer b.Close()
+	if _, err := b.Produce(ctx, "t", 0, encode(t, opts, recSpec{value: "c"}), AcksAll); err == nil {
+		t.Fatal("a producer of the deleted topic continued its sequence in the new one")
 	}
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -165,79 +166,80 @@ func (b *Broker) snapshotPath(p *partition) string {
 func (b *Broker) saveProducerState(p *partition) error {
 	p.pmu.Lock()
 	defer p.pmu.Unlock()
-	dir, err := b.writeProducerStateLocked(p, true)
-	if err != nil || dir == "" {
+	if !p.pdirty {
+		return nil
+	}
+	raw, err := json.Marshal(p.snapshotLocked())
+	if err != nil {
 		return err
 	}
-	if err := b.fs.SyncDir(dir); err != nil {
-		p.pdirty = true
-		return fmt.Errorf("sync dir %s: %w", dir, err)
+	if err := b.fs.MkdirAll(b.producerDir(p.t.name)); err != nil {
+		return err
 	}
+	if err := vfs.WriteFileAtomic(b.fs, b.snapshotPath(p), raw); err != nil {
+		return err
+	}
+	p.pdirty = false
 	return nil
 }
 
-// writeProducerStateUnsynced writes p's snapshot for Close: by temp file
-// and rename, like saveProducerState, but without any fsync, and reports
-// whether it wrote one.
-//
-// NB: this weakens only how fast a restart after a power loss is, never
-// what it finds. A snapshot is a hint: loading checks it (it must parse
-// whole and not pass the high-water mark) and replays the log after it, so
-// one the power loss left empty or torn is ignored and the state is
-// rebuilt from the log, which holds every batch's producer id and
-// sequence. Fsyncing 10,000 snapshots made a clean shutdown take 1.3-1.6 s
-// of fsyncs on this disk, one fsync each.
-func (b *Broker) writeProducerStateUnsynced(p *partition) (bool, error) {
-	p.pmu.Lock()
-	defer p.pmu.Unlock()
-	dir, err := b.writeProducerStateLocked(p, false)
-	return dir != "", err
-}
-
-// writeProducerStateLocked writes the snapshot as vfs.WriteFileAtomic does
-// (temp file, fsync when sync is set, close, rename), all but the
-// directory's fsync, which is left to the caller: it returns the directory,
-// or "" when there was nothing to write. p.pmu is held.
-func (b *Broker) writeProducerStateLocked(p *partition, sync bool) (string, error) {
-	if !p.pdirty {
-		return "", nil
-	}
+// snapshotLocked returns p's producer states as of its high-water mark;
+// p.pmu is held.
+func (p *partition) snapshotLocked() producerSnapshot {
 	snap := producerSnapshot{Offset: p.log.HighWatermark(), Producers: map[string]producerState{}}
 	snap.Ongoing, snap.Aborted = p.txns.snapshot(p.log.StartOffset())
 	for id, st := range p.producers {
 		snap.Producers[strconv.FormatInt(id, 10)] = *st
 	}
-	raw, err := json.Marshal(snap)
+	return snap
+}
+
+// Clean shutdown: DATA/producer-state.json holds every partition's
+// producer states at Close, in one file (one fsync instead of two per
+// partition: with 10,000 partitions, 20,000 fsyncs and as many file
+// creations made SIGTERM take 5-6 s). Opening prefers, per partition, the
+// newest valid snapshot of this file and the partition's own file (written
+// every 30 s), then replays the log after it. The file stays until the
+// next Close replaces it, so a crash later still starts from it;
+// partitions are keyed by topic id, so a topic deleted and created again
+// never takes another's state.
+const closedSnapshotsFile = "producer-state.json"
+
+type closedSnapshots struct {
+	Format     int                         `json:"format"`
+	Partitions map[string]producerSnapshot `json:"partitions"`
+}
+
+func snapshotKey(p *partition) string {
+	return hex.EncodeToString(p.t.id[:]) + "/" + strconv.Itoa(int(p.index))
+}
+
+// loadClosedSnapshots reads the file Close wrote; a missing or damaged one
+// gives none (the partitions' own snapshots and the logs remain).
+func (b *Broker) loadClosedSnapshots() map[string]producerSnapshot {
+	path := filepath.Join(b.cfg.DataDir, closedSnapshotsFile)
+	raw, err := vfs.ReadFile(b.fs, path)
 	if err != nil {
-		return "", err
+		if !errors.Is(err, os.ErrNotExist) {
+			b.logger.Warn("cannot read producer states saved at shutdown; rebuilding from the logs", "path", path, "err", err)
+		}
+		return nil
 	}
-	dir := b.producerDir(p.t.name)
-	if err := b.fs.MkdirAll(dir); err != nil {
-		return "", err
+	var cs closedSnapshots
+	if err := json.Unmarshal(raw, &cs); err != nil || cs.Format != 1 {
+		b.logger.Warn("ignoring damaged producer states saved at shutdown; rebuilding from the logs", "path", path, "err", err, "format", cs.Format)
+		return nil
 	}
-	name := b.snapshotPath(p)
-	tmp := name + ".tmp"
-	_ = b.fs.Remove(tmp) // a leftover from a crash
-	f, err := b.fs.Create(tmp)
+	return cs.Partitions
+}
+
+// saveClosedSnapshots writes the snapshots taken at Close, durably.
+func (b *Broker) saveClosedSnapshots(snaps map[string]producerSnapshot) error {
+	raw, err := json.Marshal(closedSnapshots{Format: 1, Partitions: snaps})
 	if err != nil {
-		return "", fmt.Errorf("create %s: %w", tmp, err)
+		return err
 	}
-	_, err = f.WriteAt(raw, 0)
-	if err == nil && sync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = b.fs.Rename(tmp, name)
-	}
-	if err != nil {
-		_ = b.fs.Remove(tmp)
-		return "", fmt.Errorf("write producer state %s: %w", name, err)
-	}
-	p.pdirty = false
-	return dir, nil
+	return vfs.WriteFileAtomic(b.fs, filepath.Join(b.cfg.DataDir, closedSnapshotsFile), raw)
 }
 
 func (b *Broker) snapshotProducers() {
@@ -254,14 +256,29 @@ func (b *Broker) snapshotProducers() {
 
 // loadProducerState restores p's producer states from its snapshot and the
 // log after it.
-func (b *Broker) loadProducerState(p *partition) error {
+func (b *Broker) loadProducerState(p *partition, closed map[string]producerSnapshot) error {
 	from := p.log.StartOffset()
 	raw, err := vfs.ReadFile(b.fs, b.snapshotPath(p))
+	var (
+		snap  producerSnapshot
+		found bool
+	)
 	if err == nil {
-		var snap producerSnapshot
 		if jerr := json.Unmarshal(raw, &snap); jerr != nil || snap.Offset > p.log.HighWatermark() {
 			b.logger.Warn("ignoring producer state snapshot; rebuilding from the log", "partition", p.name, "err", jerr)
+			snap = producerSnapshot{}
 		} else {
+			found = true
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read producer state of %s: %w", p.name, err)
+	}
+	// The snapshot saved at the last clean shutdown, if newer.
+	if cs, ok := closed[snapshotKey(p)]; ok && cs.Offset <= p.log.HighWatermark() && (!found || cs.Offset > snap.Offset) {
+		snap, found = cs, true
+	}
+	if found {
+		{
 			for k, st := range snap.Producers {
 				id, perr := strconv.ParseInt(k, 10, 64)
 				if perr != nil || len(st.Recent) == 0 {
@@ -278,8 +295,6 @@ func (b *Broker) loadProducerState(p *partition) error {
 			p.txns.aborted = snap.Aborted
 			from = max(from, snap.Offset)
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read producer state of %s: %w", p.name, err)
 	}
 	ctx := context.Background()
 	var buf []byte

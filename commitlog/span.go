@@ -25,7 +25,9 @@ type FileSpan struct {
 	f   vfs.File
 	// Pos is where the bytes start in the file; Len how many there are.
 	Pos, Len int64
-	// LastOffset is the last offset of the last batch (-1 when empty).
+	// LastOffset bounds the offsets in the span (-1 when empty): at least
+	// the last batch's last offset and below the next batch's base. It is
+	// exact unless compaction left a gap after the last batch.
 	LastOffset int64
 }
 

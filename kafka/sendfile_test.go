@@ -360,3 +360,102 @@ func TestFetchSendfileWhileSegmentsRemoved(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchSendfileMatchesCopyTransactions is the byte-identity check for
+// read_committed fetches over transactions: committed and aborted
+// transactions of large batches, and one left open (the last stable
+// offset below the high-water mark), read at random offsets and limits
+// from both listeners.
+func TestFetchSendfileMatchesCopyTransactions(t *testing.T) {
+	e := newTxnEnv(t)
+	ctx := context.Background()
+	if err := e.b.CreateTopic(ctx, "tx", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	produce := func(cl *kgo.Client, n int) {
+		t.Helper()
+		for j := 0; j < n; j++ {
+			v := make([]byte, 1024)
+			rand.Read(v)
+			cl.Produce(ctx, &kgo.Record{Partition: int32(j % 2), Value: v}, nil)
+		}
+		if err := cl.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := e.client(kgo.TransactionalID("sendfile"), kgo.DefaultProduceTopic("tx"), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(20*time.Millisecond))
+	for i := 0; i < 9; i++ {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		produce(cl, 80)
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(i%3 != 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := e.client(kgo.TransactionalID("left-open"), kgo.DefaultProduceTopic("tx"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := open.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	produce(open, 40)
+	produce(cl, 0)
+
+	env := &testEnv{b: e.b}
+	sendAddr, sendReg := env.serveOn(t, func(*Config) {})
+	copyAddr, _ := env.serveOn(t, func(c *Config) { c.CopyFetches = true })
+	a, b := dialRaw(t, sendAddr), dialRaw(t, copyAddr)
+	parts, err := e.b.Partitions("tx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := mrand.New(mrand.NewPCG(3, 5))
+	limits := []int32{1, 20000, 100000, 1 << 20}
+	aborted := 0
+	for n := 0; n < 200; n++ {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version, req.ReplicaID, req.MaxBytes = int16(4+rng.IntN(8)), -1, 50<<20
+		if rng.IntN(4) > 0 {
+			req.IsolationLevel = 1 // read_committed, mostly
+		}
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "tx"
+		for _, p := range parts {
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.Partition, rp.FetchOffset = p.Partition, rng.Int64N(p.HighWatermark+1)
+			rp.PartitionMaxBytes = limits[rng.IntN(len(limits))]
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		a.send(req)
+		b.send(req)
+		ra, err := a.readFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, err := b.readFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(ra, rb) {
+			t.Fatalf("request %d (v%d, isolation %d, %+v): responses differ: %d bytes sent from files, %d copied", n, req.Version, req.IsolationLevel, req.Topics, len(ra), len(rb))
+		}
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.Version = req.Version
+		if err := resp.ReadFrom(ra[4:]); err != nil {
+			t.Fatal(err)
+		}
+		for _, rp := range resp.Topics[0].Partitions {
+			aborted += len(rp.AbortedTransactions)
+			if req.IsolationLevel == 1 && rp.LastStableOffset >= rp.HighWatermark {
+				t.Fatalf("partition %d: last stable offset %d, high-water mark %d: no transaction left open", rp.Partition, rp.LastStableOffset, rp.HighWatermark)
+			}
+		}
+	}
+	if aborted == 0 {
+		t.Fatal("no response listed an aborted transaction")
+	}
+	if sendfileBytes(t, sendReg) == 0 {
+		t.Fatal("nothing was sent from the segment files")
+	}
+}

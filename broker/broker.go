@@ -93,6 +93,11 @@ type Broker struct {
 
 	txnVerifier atomic.Pointer[TxnVerifier] // see SetTxnVerifier
 
+	// closedSnaps are the producer states saved at the last clean
+	// shutdown, while Open opens the partitions (read-only then); nil
+	// after.
+	closedSnaps map[string]producerSnapshot
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -233,6 +238,8 @@ func (b *Broker) loadMetadata() error {
 		}
 		b.mu.topics[n] = t
 	}
+	b.closedSnaps = b.loadClosedSnapshots()
+	defer func() { b.closedSnaps = nil }()
 	// Opening a partition is a handful of small file operations: run many at
 	// once so that a restart with thousands of partitions is quick.
 	var (
@@ -305,7 +312,7 @@ func (b *Broker) openPartition(t *topic, i int32) (*partition, error) {
 		return nil, fmt.Errorf("open partition %s: %w", p.name, err)
 	}
 	p.log = l
-	if err := b.loadProducerState(p); err != nil {
+	if err := b.loadProducerState(p, b.closedSnaps); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -684,14 +691,54 @@ func (b *Broker) Close() error {
 }
 
 func (b *Broker) closeAll() error {
-	var errs []error
-	for _, p := range b.allPartitions() {
-		p.mu.Lock()
-		if _, mem := p.log.(*memLog); !mem {
-			errs = append(errs, b.saveProducerState(p))
+	// NB: each partition's close is a few file operations and an fsync of
+	// its log when anything is unsynced. Done one after another, with a
+	// producer-state snapshot file (two fsyncs) per partition, that was 5-6
+	// s for 10,000 partitions. They are independent, so they close in
+	// parallel, and their producer states go into one file, written and
+	// fsynced once (producer.go).
+	parts := b.allPartitions()
+	var (
+		wg    sync.WaitGroup
+		next  atomic.Int64
+		mu    sync.Mutex
+		errs  []error
+		snaps = make(map[string]producerSnapshot, len(parts))
+	)
+	for w := 0; w < min(len(parts), closeWorkers); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := next.Add(1) - 1
+				if k >= int64(len(parts)) {
+					return
+				}
+				p := parts[k]
+				p.mu.Lock()
+				if _, mem := p.log.(*memLog); !mem {
+					p.pmu.Lock()
+					snap := p.snapshotLocked()
+					p.pmu.Unlock()
+					mu.Lock()
+					snaps[snapshotKey(p)] = snap
+					mu.Unlock()
+				}
+				err := p.log.Close()
+				p.mu.Unlock()
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(snaps) > 0 {
+		if err := b.saveClosedSnapshots(snaps); err != nil {
+			errs = append(errs, fmt.Errorf("save producer states: %w", err))
 		}
-		errs = append(errs, p.log.Close())
-		p.mu.Unlock()
 	}
 	if b.cfg.Registerer != nil && b.m != nil {
 		b.m.unregister(b.cfg.Registerer)
@@ -699,3 +746,6 @@ func (b *Broker) closeAll() error {
 	errs = append(errs, b.store.Close())
 	return errors.Join(errs...)
 }
+
+// closeWorkers is how many partitions Close closes at once.
+const closeWorkers = 32

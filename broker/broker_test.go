@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -293,6 +294,9 @@ func TestProducerStateRebuiltWithoutSnapshot(t *testing.T) {
 	// snapshot that Close wrote.
 	b.Close()
 	if err := b.fs.RemoveAll(b.producerDir("t")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.fs.Remove(filepath.Join(dir, closedSnapshotsFile)); err != nil {
 		t.Fatal(err)
 	}
 	b = openBroker(t, dir)

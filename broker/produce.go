@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/heraldhq/herald/commitlog"
@@ -37,6 +38,11 @@ func (r *Produced) Wait(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Durable reports whether the append is durable under the topic's mode
+// already (always so for interval and unsafe-none durability), so that
+// Wait would return at once.
+func (r *Produced) Durable() bool { return r.pending.Durable() }
 
 // Produce appends record batches (as a Kafka producer sends them) to a
 // partition and waits as acks asks. See ProduceAsync.
@@ -264,4 +270,41 @@ func (b *Broker) ListOffset(ctx context.Context, topic string, part int32, ts in
 		}
 	}
 	return off, ts, nil
+}
+
+// FetchSpan is Fetch, or FetchCommitted when committed is set, for a
+// caller that sends the records without copying them: it returns where
+// the batches are in a segment file (see commitlog.FileSpan; the caller
+// must Release it) instead of their bytes. ok is false when the partition
+// keeps its records in memory (durability memory); the caller then uses
+// Fetch or FetchCommitted. Records of the returned Fetched is nil.
+func (b *Broker) FetchSpan(ctx context.Context, topic string, part int32, offset int64, maxBytes int, committed bool) (out Fetched, span commitlog.FileSpan, ok bool, err error) {
+	p, err := b.partition(topic, part, false)
+	if err != nil {
+		return Fetched{HighWatermark: -1, LogStartOffset: -1, LastStableOffset: -1}, span, true, err
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	l, isLog := p.log.(*commitlog.Log)
+	if !isLog {
+		return out, span, false, nil
+	}
+	hwm := l.HighWatermark()
+	out = Fetched{HighWatermark: hwm, LogStartOffset: l.StartOffset(), LastStableOffset: p.txns.lso(hwm)}
+	before := int64(math.MaxInt64)
+	if committed {
+		if offset >= out.LastStableOffset && offset <= hwm {
+			return out, span, true, nil
+		}
+		before = out.LastStableOffset
+	}
+	span, err = l.ReadSpan(ctx, offset, maxBytes, before)
+	if err != nil {
+		return out, span, true, mapLogError(err)
+	}
+	if committed && span.Len > 0 {
+		out.Aborted = p.txns.abortedIn(offset, span.LastOffset)
+	}
+	b.m.fetchBytes.Add(float64(span.Len))
+	return out, span, true, nil
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -168,12 +169,7 @@ func (b *Broker) saveProducerState(p *partition) error {
 	if !p.pdirty {
 		return nil
 	}
-	snap := producerSnapshot{Offset: p.log.HighWatermark(), Producers: map[string]producerState{}}
-	snap.Ongoing, snap.Aborted = p.txns.snapshot(p.log.StartOffset())
-	for id, st := range p.producers {
-		snap.Producers[strconv.FormatInt(id, 10)] = *st
-	}
-	raw, err := json.Marshal(snap)
+	raw, err := json.Marshal(p.snapshotLocked())
 	if err != nil {
 		return err
 	}
@@ -185,6 +181,65 @@ func (b *Broker) saveProducerState(p *partition) error {
 	}
 	p.pdirty = false
 	return nil
+}
+
+// snapshotLocked returns p's producer states as of its high-water mark;
+// p.pmu is held.
+func (p *partition) snapshotLocked() producerSnapshot {
+	snap := producerSnapshot{Offset: p.log.HighWatermark(), Producers: map[string]producerState{}}
+	snap.Ongoing, snap.Aborted = p.txns.snapshot(p.log.StartOffset())
+	for id, st := range p.producers {
+		snap.Producers[strconv.FormatInt(id, 10)] = *st
+	}
+	return snap
+}
+
+// Clean shutdown: DATA/producer-state.json holds every partition's
+// producer states at Close, in one file (one fsync instead of two per
+// partition: with 10,000 partitions, 20,000 fsyncs and as many file
+// creations made SIGTERM take 5-6 s). Opening prefers, per partition, the
+// newest valid snapshot of this file and the partition's own file (written
+// every 30 s), then replays the log after it. The file stays until the
+// next Close replaces it, so a crash later still starts from it;
+// partitions are keyed by topic id, so a topic deleted and created again
+// never takes another's state.
+const closedSnapshotsFile = "producer-state.json"
+
+type closedSnapshots struct {
+	Format     int                         `json:"format"`
+	Partitions map[string]producerSnapshot `json:"partitions"`
+}
+
+func snapshotKey(p *partition) string {
+	return hex.EncodeToString(p.t.id[:]) + "/" + strconv.Itoa(int(p.index))
+}
+
+// loadClosedSnapshots reads the file Close wrote; a missing or damaged one
+// gives none (the partitions' own snapshots and the logs remain).
+func (b *Broker) loadClosedSnapshots() map[string]producerSnapshot {
+	path := filepath.Join(b.cfg.DataDir, closedSnapshotsFile)
+	raw, err := vfs.ReadFile(b.fs, path)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			b.logger.Warn("cannot read producer states saved at shutdown; rebuilding from the logs", "path", path, "err", err)
+		}
+		return nil
+	}
+	var cs closedSnapshots
+	if err := json.Unmarshal(raw, &cs); err != nil || cs.Format != 1 {
+		b.logger.Warn("ignoring damaged producer states saved at shutdown; rebuilding from the logs", "path", path, "err", err, "format", cs.Format)
+		return nil
+	}
+	return cs.Partitions
+}
+
+// saveClosedSnapshots writes the snapshots taken at Close, durably.
+func (b *Broker) saveClosedSnapshots(snaps map[string]producerSnapshot) error {
+	raw, err := json.Marshal(closedSnapshots{Format: 1, Partitions: snaps})
+	if err != nil {
+		return err
+	}
+	return vfs.WriteFileAtomic(b.fs, filepath.Join(b.cfg.DataDir, closedSnapshotsFile), raw)
 }
 
 func (b *Broker) snapshotProducers() {
@@ -201,14 +256,29 @@ func (b *Broker) snapshotProducers() {
 
 // loadProducerState restores p's producer states from its snapshot and the
 // log after it.
-func (b *Broker) loadProducerState(p *partition) error {
+func (b *Broker) loadProducerState(p *partition, closed map[string]producerSnapshot) error {
 	from := p.log.StartOffset()
 	raw, err := vfs.ReadFile(b.fs, b.snapshotPath(p))
+	var (
+		snap  producerSnapshot
+		found bool
+	)
 	if err == nil {
-		var snap producerSnapshot
 		if jerr := json.Unmarshal(raw, &snap); jerr != nil || snap.Offset > p.log.HighWatermark() {
 			b.logger.Warn("ignoring producer state snapshot; rebuilding from the log", "partition", p.name, "err", jerr)
+			snap = producerSnapshot{}
 		} else {
+			found = true
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read producer state of %s: %w", p.name, err)
+	}
+	// The snapshot saved at the last clean shutdown, if newer.
+	if cs, ok := closed[snapshotKey(p)]; ok && cs.Offset <= p.log.HighWatermark() && (!found || cs.Offset > snap.Offset) {
+		snap, found = cs, true
+	}
+	if found {
+		{
 			for k, st := range snap.Producers {
 				id, perr := strconv.ParseInt(k, 10, 64)
 				if perr != nil || len(st.Recent) == 0 {
@@ -225,8 +295,6 @@ func (b *Broker) loadProducerState(p *partition) error {
 			p.txns.aborted = snap.Aborted
 			from = max(from, snap.Offset)
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read producer state of %s: %w", p.name, err)
 	}
 	ctx := context.Background()
 	var buf []byte

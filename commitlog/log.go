@@ -175,6 +175,20 @@ type Pending struct {
 	round      *syncRound // nil when the append is already durable under the mode
 }
 
+// Durable reports whether the append is durable under the log's mode
+// already, so that Wait would return nil at once.
+func (p Pending) Durable() bool {
+	if p.round == nil {
+		return true
+	}
+	select {
+	case <-p.round.done:
+		return p.round.err == nil
+	default:
+		return false
+	}
+}
+
 // Wait returns once the append is durable under the log's mode, with the
 // sync error if that failed, or ctx.Err() if ctx ends first (the append may
 // then still become durable).

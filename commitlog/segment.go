@@ -192,6 +192,14 @@ func (s *segment) persistIndexes(sync bool) error {
 	if s.idx == nil {
 		return nil
 	}
+	if !sync && len(s.idx.ents) == 0 && len(s.tidx.ts) == 0 {
+		// NB: nothing indexed yet (a segment under one index interval, as
+		// most of 10,000 small partitions' are): index files would hold
+		// only their headers, and creating two files per log made closing
+		// thousands of logs slow. Recovery scans such a segment from its
+		// start either way.
+		return nil
+	}
 	if err := s.appendIndexFile(s.idxPath(), offIdxMagic, s.idx.written, s.idx.persisted, offIdxEntrySize, s.idx.encodeFrom, sync); err != nil {
 		return err
 	}

@@ -51,7 +51,10 @@ func (c *conn) produce(req *request, r *kmsg.ProduceRequest) (kmsg.Response, err
 				continue
 			}
 			rp.BaseOffset, rp.LogAppendTime, rp.LogStartOffset = res.BaseOffset, res.LogAppendTime, res.LogStartOffset
-			if r.Acks == broker.AcksAll && !res.Duplicate {
+			// NB: an append already durable (interval durability) needs
+			// no deferred reply: answering now spares a goroutine and lets
+			// the serving goroutine write the response itself.
+			if r.Acks == broker.AcksAll && !res.Duplicate && !res.Durable() {
 				waits = append(waits, waiting{rp, res})
 			}
 		}

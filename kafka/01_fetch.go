@@ -1,12 +1,14 @@
 package kafka
 
 import (
+	"reflect"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/commitlog"
 )
 
 // fetch reads every partition asked for and, while fewer than MinBytes
@@ -121,12 +123,29 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 				// which the marker ending the transaction moves.
 				continue
 			}
-			fetch, dst := c.s.b.Fetch, scratch
-			if readCommitted {
-				fetch, dst = c.s.b.FetchCommitted, nil
+			var (
+				f    broker.Fetched
+				span commitlog.FileSpan
+				ok   bool
+			)
+			if c.sendfile {
+				f, span, ok, err = c.s.b.FetchSpan(c.ctx, fp.topic, rp.Partition, fp.offset, max(budget, 1), readCommitted)
 			}
-			f, err := fetch(c.ctx, fp.topic, rp.Partition, fp.offset, max(budget, 1), dst)
+			dst := scratch
+			if !ok {
+				fetch := c.s.b.Fetch
+				if readCommitted {
+					fetch, dst = c.s.b.FetchCommitted, nil
+				}
+				f, err = fetch(c.ctx, fp.topic, rp.Partition, fp.offset, max(budget, 1), dst)
+			} else if err == nil && span.Len > 0 && span.Len < minSpanBytes && (total == 0 || int(span.Len) <= maxBytes-total) {
+				// Small: read it with the rest of the response.
+				f.Records, err = span.AppendTo(scratch[:0])
+				span.Release()
+				span = commitlog.FileSpan{}
+			}
 			if err != nil {
+				span.Release()
 				// Retention may have moved the start past the offset
 				// meanwhile: OFFSET_OUT_OF_RANGE, as for any error.
 				rp.ErrorCode, failed = errCode(err), true
@@ -138,6 +157,18 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 				at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
 				at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
 				rp.AbortedTransactions = append(rp.AbortedTransactions, at)
+			}
+			if span.Len > 0 {
+				if total > 0 && int(span.Len) > maxBytes-total {
+					span.Release()
+					continue
+				}
+				// The records stay in the segment file; the writer sends
+				// them from there (sendfile.go).
+				req.spans = append(req.spans, heldSpan{span: span, rp: rp})
+				rp.RecordBatches = spanMarker(len(req.spans) - 1)
+				total += int(span.Len)
+				continue
 			}
 			if total > 0 && len(f.Records) > maxBytes-total {
 				// Only the first partition with data may exceed MaxBytes.
@@ -159,43 +190,79 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 		if failed || total >= int(r.MinBytes) || !time.Now().Before(deadline) || c.ctx.Err() != nil {
 			return resp, nil
 		}
+		// Reading again after the wait: let go of this round's files.
+		releaseSpans(req.spans)
+		req.spans = req.spans[:0]
 		// Wait until any partition's high-water mark may move past what
 		// was read, without spinning.
-		wake := make(chan struct{}, 1)
-		done := make(chan struct{}) // ends the watching goroutines
-		var stops []func()
-		for _, fp := range parts {
-			ch, stop, err := c.s.b.Watch(fp.topic, fp.rp.Partition, max(fp.offset, fp.hwm))
+		waitAny(c, parts, deadline, func(fp *fpart) (string, int32, int64) {
+			return fp.topic, fp.rp.Partition, max(fp.offset, fp.hwm)
+		})
+	}
+}
+
+// maxSelectWatch is the most partitions a fetch waits on with one select;
+// beyond it, a goroutine per partition forwards wake-ups.
+const maxSelectWatch = 128
+
+// waitAny blocks until one of the partitions' high-water marks may have
+// passed its offset (what watch returns), the deadline passes or the
+// connection ends.
+func waitAny[P any](c *conn, parts []P, deadline time.Time, watch func(P) (string, int32, int64)) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	if len(parts) <= maxSelectWatch {
+		// NB: one select over every partition's channel: the goroutine
+		// that publishes a record wakes this one directly, with no
+		// forwarding goroutine in between (each hand-off is a scheduling
+		// delay on a busy machine: the e2e latency's tail).
+		cases := make([]reflect.SelectCase, 0, len(parts)+2)
+		cases = append(cases,
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c.ctx.Done())})
+		for _, p := range parts {
+			topic, part, off := watch(p)
+			ch, stop, err := c.s.b.Watch(topic, part, off)
 			if err != nil {
+				return // the partition is gone: read again and report it
+			}
+			stops = append(stops, stop)
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+		}
+		reflect.Select(cases)
+		return
+	}
+	wake := make(chan struct{}, 1)
+	done := make(chan struct{}) // ends the watching goroutines
+	defer close(done)
+	for _, p := range parts {
+		topic, part, off := watch(p)
+		ch, stop, err := c.s.b.Watch(topic, part, off)
+		if err != nil {
+			return
+		}
+		stops = append(stops, stop)
+		go func() {
+			select {
+			case <-ch:
 				select {
 				case wake <- struct{}{}:
 				default:
 				}
-				continue
+			case <-done:
 			}
-			stops = append(stops, stop)
-			go func() {
-				select {
-				case <-ch:
-					select {
-					case wake <- struct{}{}:
-					default:
-					}
-				case <-done:
-				}
-			}()
-		}
-		timer := time.NewTimer(time.Until(deadline))
-		select {
-		case <-wake:
-		case <-timer.C:
-		case <-c.ctx.Done():
-		}
-		timer.Stop()
-		close(done)
-		for _, stop := range stops {
-			stop()
-		}
+		}()
+	}
+	select {
+	case <-wake:
+	case <-timer.C:
+	case <-c.ctx.Done():
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -33,11 +34,17 @@ type conn struct {
 	ctx    context.Context // canceled when the connection ends
 	cancel context.CancelFunc
 
-	out chan *reply    // responses in request order, to the writer
-	wg  sync.WaitGroup // the writer and deferred handlers
+	out chan *reply // responses in request order, to the writer
+	// queued counts replies handed to the writer and not yet written or
+	// dropped by it (see writeInline).
+	queued atomic.Int64
+	wg     sync.WaitGroup // the writer and deferred handlers
 	// scratch is the fetch read buffer, used by the serving goroutine
 	// only (see fetchScratch).
 	scratch []byte
+	// sendfile: fetch responses may send records from segment files
+	// (sendfile.go).
+	sendfile bool
 }
 
 // reply is one response slot in the write queue.
@@ -47,6 +54,11 @@ type reply struct {
 	held int64         // request bytes taken from the server's budget
 	// pooled: buf came from respPool and goes back once written.
 	pooled bool
+	// pieces, when set, is the response instead of buf: bytes and spans
+	// of segment files (sendfile.go), whose files spans holds open until
+	// written or dropped.
+	pieces []piece
+	spans  []heldSpan
 }
 
 // request is one parsed request.
@@ -61,6 +73,9 @@ type request struct {
 	later func() kmsg.Response
 	// pooledResp: encodeResponse took the buffer from respPool.
 	pooledResp bool
+	// spans are the fetch response's records left in segment files; the
+	// response holds their markers (sendfile.go).
+	spans []heldSpan
 }
 
 var errMalformed = errors.New("malformed request")
@@ -74,6 +89,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		host = nc.RemoteAddr().String()
 	}
 	c.host = "/" + host
+	c.sendfile = !s.cfg.CopyFetches && sendfileSupported(nc)
 	return c
 }
 
@@ -106,10 +122,22 @@ func (c *conn) serve() {
 			c.cancel()
 			return
 		}
+		if taken, err := c.writeInline(r); taken {
+			if err != nil {
+				if c.ctx.Err() == nil {
+					c.logger.Info("kafka: write failed; closing connection", "err", err)
+				}
+				c.cancel()
+				return
+			}
+			continue
+		}
+		c.queued.Add(1)
 		select {
 		case c.out <- r:
 		case <-c.ctx.Done():
-			c.release(r)
+			c.drop(r)
+			c.queued.Add(-1)
 			return
 		}
 	}
@@ -188,34 +216,104 @@ func (c *conn) writeLoop() {
 		case <-r.done:
 		case <-c.ctx.Done():
 			// Drain so serve's close(out) and deferred handlers finish.
-			c.release(r)
+			c.drop(r)
+			c.queued.Add(-1)
 			for r := range c.out {
-				c.release(r)
+				c.drop(r)
+				c.queued.Add(-1)
 			}
 			return
 		}
 		// The request is handled: its bytes are no longer needed.
 		c.release(r)
-		if r.buf == nil {
-			continue
-		}
-		if _, err := c.nc.Write(r.buf); err != nil {
-			if c.ctx.Err() == nil {
-				c.logger.Info("kafka: write failed; closing connection", "err", err)
-			}
-			c.cancel()
-			c.nc.Close()
-			for r := range c.out {
-				c.release(r)
-			}
+		err := c.writeReply(r)
+		c.queued.Add(-1)
+		if err != nil {
+			c.writeFailed(err)
 			return
 		}
-		c.s.m.bytesOut.Add(float64(len(r.buf)))
-		if r.pooled {
-			b := r.buf[:0]
-			respPool.Put(&b)
+	}
+}
+
+// writeReply writes a finished reply, if it has a response.
+func (c *conn) writeReply(r *reply) error {
+	if r.pieces != nil {
+		if hook := testHookSendSpans.Load(); hook != nil {
+			(*hook)()
 		}
-		r.buf = nil
+		n, err := writePieces(c.nc, r.pieces)
+		for i := range r.spans {
+			c.s.m.sendfile.Add(float64(r.spans[i].span.Len))
+		}
+		releaseSpans(r.spans)
+		r.pieces, r.spans = nil, nil
+		c.s.m.bytesOut.Add(float64(n))
+		return err
+	}
+	if r.buf == nil {
+		return nil
+	}
+	if _, err := c.nc.Write(r.buf); err != nil {
+		return err
+	}
+	c.s.m.bytesOut.Add(float64(len(r.buf)))
+	if r.pooled {
+		b := r.buf[:0]
+		respPool.Put(&b)
+	}
+	r.buf = nil
+	return nil
+}
+
+// writeInline writes r from the serving goroutine when it is ready and
+// nothing is queued before it, sparing the hand-off to the writer (a
+// goroutine wake-up, which on a busy machine can wait for a CPU). It
+// reports whether it took r; false leaves r to the writer.
+func (c *conn) writeInline(r *reply) (taken bool, err error) {
+	// NB: queued is zero only when the writer has finished every reply
+	// handed to it, and only this goroutine hands it more, so writing here
+	// keeps the order and never overlaps the writer's writes.
+	if c.queued.Load() != 0 {
+		return false, nil
+	}
+	select {
+	case <-r.done:
+	default:
+		return false, nil // a deferred response: the writer waits for it
+	}
+	c.release(r)
+	return true, c.writeReply(r)
+}
+
+// testHookSendSpans, when set by a test, runs before a response with
+// spans is written.
+var testHookSendSpans atomic.Pointer[func()]
+
+// writeFailed closes the connection after a failed write and drops the
+// replies still queued.
+func (c *conn) writeFailed(err error) {
+	if c.ctx.Err() == nil {
+		c.logger.Info("kafka: write failed; closing connection", "err", err)
+	}
+	c.cancel()
+	c.nc.Close()
+	for r := range c.out {
+		c.drop(r)
+		c.queued.Add(-1)
+	}
+}
+
+// drop abandons a reply that will not be written: its request bytes go
+// back to the budget and its segment files are let go.
+func (c *conn) drop(r *reply) {
+	c.release(r)
+	// NB: a deferred handler may still be filling r; its spans are
+	// released by whoever sees them last (see finishSpans).
+	select {
+	case <-r.done:
+		releaseSpans(r.spans)
+		r.spans, r.pieces = nil, nil
+	default:
 	}
 }
 
@@ -239,6 +337,8 @@ func (c *conn) handleFrame(body []byte, r *reply) (ok bool) {
 	api := kmsg.NameForKey(req.key)
 	defer func() {
 		if p := recover(); p != nil {
+			releaseSpans(req.spans)
+			req.spans = nil
 			c.logger.Error("kafka: request handler panicked; closing connection", "api", api, "version", req.version,
 				"client", req.clientID, "panic", p, "stack", string(debug.Stack()))
 			c.s.m.errors.WithLabelValues("panic").Inc()
@@ -267,6 +367,7 @@ func (c *conn) handleFrame(body []byte, r *reply) (ok bool) {
 			c.s.m.latency.WithLabelValues(api).Observe(time.Since(start).Seconds())
 			r.buf = encodeResponse(req, resp)
 			r.pooled = req.pooledResp
+			c.finishSpans(req, resp, r)
 			close(r.done)
 		}()
 		return true
@@ -275,9 +376,43 @@ func (c *conn) handleFrame(body []byte, r *reply) (ok bool) {
 	if resp != nil {
 		r.buf = encodeResponse(req, resp)
 		r.pooled = req.pooledResp
+		c.finishSpans(req, resp, r)
 	}
 	close(r.done)
 	return true
+}
+
+// finishSpans turns an encoded response whose records are left in segment
+// files into the pieces the writer sends (sendfile.go). Should the markers
+// not be found, the records are read into memory and the response encoded
+// again instead.
+func (c *conn) finishSpans(req *request, resp kmsg.Response, r *reply) {
+	spans := req.spans
+	req.spans = nil
+	if len(spans) == 0 {
+		return
+	}
+	if pieces, ok := splitFrame(r.buf, spans, resp.IsFlexible()); ok {
+		if r.pooled {
+			b := r.buf[:0]
+			respPool.Put(&b)
+		}
+		r.buf, r.pooled, r.pieces, r.spans = nil, false, pieces, spans
+		return
+	}
+	c.logger.Error("kafka: fetch response markers not found; sending a copy", "version", req.version)
+	for i := range spans {
+		hs := &spans[i]
+		b, err := hs.span.AppendTo(nil)
+		hs.span.Release()
+		if err != nil {
+			b = []byte{}
+			hs.rp.ErrorCode = kerr.KafkaStorageError.Code
+		}
+		hs.rp.RecordBatches = b
+	}
+	r.buf = encodeResponse(req, resp)
+	r.pooled = req.pooledResp
 }
 
 // dispatch runs the handler of a parsed request. A nil response without

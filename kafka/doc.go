@@ -13,15 +13,30 @@
 //	txn.go         the version-dependent fencing error of the transaction APIs
 //	configs.go     config types and the broker resource's static entries
 //	metrics.go     Prometheus metrics
+//	sendfile*.go   fetch responses sent from segment files (sendfile)
 //
 // # Connections
 //
 // Each connection has one reading goroutine that handles requests one at a
 // time, in order, as Kafka brokers do, and one writing goroutine that
-// sends the responses in request order. Produce with acks=all appends
-// every partition first and waits for durability in a deferred reply, so
-// fsyncs overlap and the next request is read meanwhile; a Fetch long
-// poll waits on broker.Watch. Neither blocks other connections.
+// sends the responses in request order. A response that is ready when
+// nothing is queued before it is written by the reading goroutine itself
+// (no hand-off). Produce with acks=all appends every partition first and,
+// unless the appends are durable already, waits for durability in a
+// deferred reply, so fsyncs overlap and the next request is read
+// meanwhile; a Fetch long poll waits on broker.Watch, with one select over
+// its partitions. Neither blocks other connections.
+//
+// # Fetch responses from files
+//
+// A partition read of 16 KiB or more from a topic on disk is not copied:
+// broker.FetchSpan returns where its batches are in a segment file (held
+// open until sent), the response is encoded by kmsg with a marker in
+// place of those records, and the writer sends the bytes around the
+// markers with write and the records with sendfile(2) (sendfile.go). The
+// bytes are those the copying path sends (the tests compare them); the
+// batches' CRCs are checked by the consumer, not by the server, as in
+// Kafka. Memory topics, small reads and Config.CopyFetches use the copy.
 //
 // A frame whose size is negative or over MaxRequestBytes, or whose header
 // or body does not parse, is logged and closes the connection. An unknown

@@ -8,6 +8,7 @@ type metrics struct {
 	errors      *prometheus.CounterVec
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
+	sendfile    prometheus.Counter
 	connections prometheus.Gauge
 	accepted    prometheus.Counter
 }
@@ -30,6 +31,9 @@ func newMetrics() *metrics {
 		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_kafka_sent_bytes_total", Help: "Bytes of Kafka response frames sent.",
 		}),
+		sendfile: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_kafka_sendfile_bytes_total", Help: "Record bytes of fetch responses sent straight from segment files (sendfile), part of the sent bytes.",
+		}),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_kafka_connections", Help: "Open Kafka client connections.",
 		}),
@@ -40,7 +44,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.latency, m.errors, m.bytesIn, m.bytesOut, m.connections, m.accepted}
+	return []prometheus.Collector{m.requests, m.latency, m.errors, m.bytesIn, m.bytesOut, m.sendfile, m.connections, m.accepted}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {

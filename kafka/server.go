@@ -53,6 +53,10 @@ type Config struct {
 	// producers with many requests in flight are slowed instead of growing
 	// the server's memory.
 	MaxInflightRequestBytes int64
+	// CopyFetches makes fetch responses carry copies of the records read
+	// into memory, as for memory topics, instead of sending them from the
+	// segment files with sendfile. For comparison and diagnosis; slower.
+	CopyFetches bool
 	// IdleTimeout closes a connection that sends nothing for that long
 	// (default 10 minutes, Kafka's connections.max.idle.ms; <0: never).
 	IdleTimeout time.Duration

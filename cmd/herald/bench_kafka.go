@@ -32,6 +32,7 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/commitlog"
+	"github.com/heraldhq/herald/kafka"
 	"github.com/heraldhq/herald/server"
 )
 
@@ -77,6 +78,7 @@ type benchKafkaFlags struct {
 	partitions, producers, rate, rssPID                                                            int
 	records                                                                                        int64
 	duration, linger                                                                               time.Duration
+	copyFetches                                                                                    bool
 }
 
 // benchKafkaPlan is a parsed, validated benchmark run.
@@ -102,6 +104,7 @@ type benchKafkaPlan struct {
 	dir         string
 	rssPID      int
 	cpuProfile  string
+	copyFetches bool // in-process server: fetches copied, not sent from files
 	consumeFill bool // consume: produce --records before reading
 }
 
@@ -152,6 +155,7 @@ bytes).`,
 	fl.IntVar(&f.rssPID, "rss-pid", 0, "report the peak VmRSS of this process (e.g. a herald serve) during the run")
 	fl.StringVar(&f.dir, "dir", "", "in-process server's data directory (default: a temporary directory, removed afterwards)")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase (this process: clients and an in-process server) to this file")
+	fl.BoolVar(&f.copyFetches, "copy-fetches", false, "in-process server: copy fetched records through memory instead of sending them from segment files with sendfile (to compare the two)")
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	return cmd
 }
@@ -159,7 +163,7 @@ bytes).`,
 func (f *benchKafkaFlags) parse(mode string, recordsSet, durationSet bool) (*benchKafkaPlan, error) {
 	p := &benchKafkaPlan{mode: mode, topic: f.topic, topicGiven: f.topic != "", partitions: f.partitions,
 		records: f.records, duration: f.duration, producers: f.producers, linger: f.linger, rate: f.rate,
-		dir: f.dir, rssPID: f.rssPID, cpuProfile: f.cpuProfile}
+		dir: f.dir, rssPID: f.rssPID, cpuProfile: f.cpuProfile, copyFetches: f.copyFetches}
 	var errs []error
 	bad := func(flag, v, want string) {
 		errs = append(errs, fmt.Errorf("invalid --%s %q: want %s", flag, v, want))
@@ -311,9 +315,10 @@ func bkQuantiles(h *hdrhistogram.Histogram) *bkLatency {
 
 // bkStartServer starts an in-process Herald, wired as herald serve wires
 // it, on a loopback port.
-func bkStartServer(ctx context.Context, dir string, dur commitlog.Durability, logger *slog.Logger) (*server.Server, error) {
+func bkStartServer(ctx context.Context, dir string, dur commitlog.Durability, copyFetches bool, logger *slog.Logger) (*server.Server, error) {
 	return server.Start(ctx, server.Config{
 		Broker: broker.Config{DataDir: dir, Durability: dur},
+		Kafka:  kafka.Config{CopyFetches: copyFetches},
 		Logger: logger, Registerer: prometheus.NewRegistry(),
 	})
 }
@@ -333,7 +338,7 @@ func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ 
 			defer os.RemoveAll(dir)
 		}
 		logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		srv, err := bkStartServer(ctx, dir, p.durability, logger)
+		srv, err := bkStartServer(ctx, dir, p.durability, p.copyFetches, logger)
 		if err != nil {
 			return nil, err
 		}

@@ -49,12 +49,14 @@ type stateEnt struct {
 	Off      int64
 	Attempts uint16
 	Due      int64 // unix ms; 0: deliverable at once
+	Out      bool  // delivered, Due is its ack deadline (else a redelivery time)
 }
 
 // run is a run of window entries that share their state.
 type run struct {
 	N        int64
 	Acked    bool
+	Out      bool
 	Attempts uint16
 	Due      int64
 }
@@ -75,6 +77,7 @@ type jrec struct {
 	snapSub   string     // kSnap
 	snapTopic string     // kSnap
 	snapTime  int64      // kSnap: unix ms
+	inc       uint32     // kDef, kPositions, kCkpt: the ack id incarnation
 }
 
 type enc struct{ b []byte }
@@ -147,6 +150,13 @@ func (d *dec) by() []byte {
 	return v
 }
 func (d *dec) s() string { return string(d.by()) }
+func (d *dec) inc() uint32 {
+	v := d.u()
+	if v > 0xffffffff {
+		d.fail("incarnation out of range")
+	}
+	return uint32(v)
+}
 func (d *dec) pos() positions {
 	n := d.count(2)
 	p := make(positions, n)
@@ -168,10 +178,11 @@ func (d *dec) pos() positions {
 	return p
 }
 
-func encDef(def []byte, pos positions) []byte {
+func encDef(def []byte, pos positions, inc uint32) []byte {
 	e := newEnc(kDef)
 	e.by(def)
 	e.pos(pos)
+	e.u(uint64(inc))
 	return e.b
 }
 
@@ -195,20 +206,26 @@ func encState(part int32, ss []stateEnt) []byte {
 	for _, s := range ss {
 		e.i(s.Off - prev)
 		prev = s.Off
-		e.u(uint64(s.Attempts))
+		a := uint64(s.Attempts) << 1
+		if s.Out {
+			a |= 1
+		}
+		e.u(a)
 		e.i(s.Due)
 	}
 	return e.b
 }
 
-func encPositions(pos positions) []byte {
+func encPositions(pos positions, inc uint32) []byte {
 	e := newEnc(kPositions)
 	e.pos(pos)
+	e.u(uint64(inc))
 	return e.b
 }
 
-func encCkpt(def []byte, counters [5]int64, bases []int64) []byte {
+func encCkpt(def []byte, counters [5]int64, bases []int64, inc uint32) []byte {
 	e := newEnc(kCkpt)
+	e.u(uint64(inc))
 	e.by(def)
 	for _, c := range counters {
 		e.i(c)
@@ -227,7 +244,10 @@ func encRuns(part int32, first int64, runs []run) []byte {
 	e.u(uint64(len(runs)))
 	for _, r := range runs {
 		e.u(uint64(r.N))
-		a := uint64(r.Attempts) << 1
+		a := uint64(r.Attempts) << 2
+		if r.Out {
+			a |= 2
+		}
 		if r.Acked {
 			a |= 1
 		}
@@ -267,6 +287,7 @@ func decodeRecord(key, value []byte) (*jrec, error) {
 	case kDef:
 		r.def = d.by()
 		r.pos = d.pos()
+		r.inc = d.inc()
 	case kDelete, kBegin:
 	case kAck:
 		r.part = int32(d.i())
@@ -289,16 +310,18 @@ func decodeRecord(key, value []byte) (*jrec, error) {
 			o := prev + d.i()
 			a := d.u()
 			due := d.i()
-			if o < prev || a > 0xffff {
+			if o < prev || a>>1 > 0xffff {
 				d.fail("bad state entry")
 				break
 			}
-			r.states = append(r.states, stateEnt{Off: o, Attempts: uint16(a), Due: due})
+			r.states = append(r.states, stateEnt{Off: o, Attempts: uint16(a >> 1), Out: a&1 == 1, Due: due})
 			prev = o
 		}
 	case kPositions:
 		r.pos = d.pos()
+		r.inc = d.inc()
 	case kCkpt:
+		r.inc = d.inc()
 		r.def = d.by()
 		for k := range r.counters {
 			r.counters[k] = d.i()
@@ -313,11 +336,11 @@ func decodeRecord(key, value []byte) (*jrec, error) {
 		n := d.count(3)
 		for range n {
 			c, a, due := d.u(), d.u(), d.i()
-			if c == 0 || c > 1<<40 || a>>1 > 0xffff {
+			if c == 0 || c > 1<<40 || a>>2 > 0xffff {
 				d.fail("bad run")
 				break
 			}
-			r.runs = append(r.runs, run{N: int64(c), Acked: a&1 == 1, Attempts: uint16(a >> 1), Due: due})
+			r.runs = append(r.runs, run{N: int64(c), Acked: a&1 == 1, Out: a&2 == 2, Attempts: uint16(a >> 2), Due: due})
 		}
 	case kSnap:
 		r.snapName, r.snapSub, r.snapTopic = d.s(), d.s(), d.s()

@@ -197,12 +197,10 @@ func (m *Manager) apply(r *jrec, now int64) error {
 		}
 		s := newSub(m, st)
 		m.mu.subs[r.sub] = s
-		if r.kind == kDef {
-			s.setPositionsLocked(r.pos, now)
-		} else {
+		if r.kind == kCkpt {
 			s.mu.counters = r.counters
-			s.setPositionsLocked(r.pos, now)
 		}
+		s.setPositionsLocked(r.pos, r.inc, now)
 		return nil
 	case kDelete:
 		delete(m.mu.subs, r.sub)
@@ -228,11 +226,14 @@ func (m *Manager) apply(r *jrec, now int64) error {
 		s.ensurePartsLocked(int(r.part) + 1)
 		for _, se := range r.states {
 			if e := s.growLocked(int(r.part), se.Off); e != nil && e.state != stAcked {
-				e.attempts, e.due = se.Attempts, se.Due
+				e.attempts, e.due, e.state = se.Attempts, se.Due, stWaiting
+				if se.Out {
+					e.state = stOut
+				}
 			}
 		}
 	case kPositions:
-		s.setPositionsLocked(r.pos, now)
+		s.setPositionsLocked(r.pos, r.inc, now)
 	case kRuns:
 		s.ensurePartsLocked(int(r.part) + 1)
 		pt := s.mu.parts[r.part]
@@ -262,7 +263,10 @@ func (m *Manager) apply(r *jrec, now int64) error {
 			} else {
 				for k := int64(0); k < rn.N; k++ {
 					if e := s.growLocked(int(r.part), o+k); e != nil && e.state != stAcked {
-						e.attempts, e.due = rn.Attempts, rn.Due
+						e.attempts, e.due, e.state = rn.Attempts, rn.Due, stWaiting
+						if rn.Out {
+							e.state = stOut
+						}
 					}
 				}
 			}
@@ -487,9 +491,9 @@ func (m *Manager) Create(ctx context.Context, name string, def Subscription) (Su
 	}
 	s := newSub(m, st)
 	s.mu.Lock()
-	s.setPositionsLocked(pos, time.Now().UnixMilli())
+	s.setPositionsLocked(pos, s.mu.inc, time.Now().UnixMilli())
 	s.mu.Unlock()
-	w := m.journal.add(name, encDef(raw, pos))
+	w := m.journal.add(name, encDef(raw, pos, s.mu.inc))
 	m.mu.subs[name] = s
 	m.mu.Unlock()
 	if err := w.wait(ctx); err != nil {

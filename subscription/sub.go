@@ -158,7 +158,7 @@ func (s *sub) signalLocked() {
 
 // setPositionsLocked resets the windows to pos: offsets not acked there are
 // waiting, deliverable at once.
-func (s *sub) setPositionsLocked(pos positions, now int64) {
+func (s *sub) setPositionsLocked(pos positions, inc uint32, now int64) {
 	s.mu.heap = s.mu.heap[:0]
 	s.mu.ready, s.mu.readyBytes = nil, 0
 	clear(s.mu.keyHold)
@@ -187,7 +187,7 @@ func (s *sub) setPositionsLocked(pos positions, now int64) {
 		s.advanceLocked(p)
 	}
 	heap.Init(&s.mu.heap)
-	s.mu.inc = newInc()
+	s.mu.inc = inc
 	s.mu.gen++
 	s.signalLocked()
 }
@@ -613,7 +613,7 @@ func (s *sub) pullOnce(ctx context.Context, maxN int) (out []Received, nextDue i
 		if states == nil {
 			states = map[int][]stateEnt{}
 		}
-		states[p] = append(states[p], stateEnt{Off: off, Attempts: attempts, Due: deadline})
+		states[p] = append(states[p], stateEnt{Off: off, Attempts: attempts, Due: deadline, Out: true})
 	}
 	for _, m := range fresh {
 		out = append(out, s.received(inc, m, 1))
@@ -898,7 +898,7 @@ func (s *sub) modifyAckDeadline(ctx context.Context, ids []string, secs int) ([]
 			e.due = now + int64(secs)*1000
 		}
 		heap.Push(&s.mu.heap, hitem{due: e.due, pk: mkpk(p, off)})
-		states[p] = append(states[p], stateEnt{Off: off, Attempts: e.attempts, Due: e.due})
+		states[p] = append(states[p], stateEnt{Off: off, Attempts: e.attempts, Due: e.due, Out: e.state == stOut})
 	}
 	var w *jwait
 	if len(states) > 0 {
@@ -931,9 +931,10 @@ func (s *sub) seekTo(ctx context.Context, pos positions) error {
 		s.mu.Unlock()
 		return httpjson.Errorf(httpjson.CodeFailedPrecondition, "snapshot", "the snapshot has %d partitions, the topic %d", len(pos), len(s.mu.parts))
 	}
-	s.setPositionsLocked(pos, time.Now().UnixMilli())
+	inc := newInc()
+	s.setPositionsLocked(pos, inc, time.Now().UnixMilli())
 	s.mu.dirty = true
-	w := s.m.journal.add(s.name, encPositions(pos))
+	w := s.m.journal.add(s.name, encPositions(pos, inc))
 	s.mu.Unlock()
 	return w.wait(ctx)
 }
@@ -944,7 +945,7 @@ func (s *sub) checkpointLocked(def []byte) [][]byte {
 	for k, p := range s.mu.parts {
 		bases[k] = p.base
 	}
-	vals := [][]byte{encCkpt(def, s.mu.counters, bases)}
+	vals := [][]byte{encCkpt(def, s.mu.counters, bases, s.mu.inc)}
 	for k, p := range s.mu.parts {
 		var runs []run
 		first := p.base
@@ -952,7 +953,7 @@ func (s *sub) checkpointLocked(def []byte) [][]byte {
 			e := p.ents[i]
 			r := run{N: 1, Acked: e.state == stAcked}
 			if !r.Acked {
-				r.Attempts = e.attempts
+				r.Attempts, r.Out = e.attempts, e.state == stOut
 				if e.state == stOut || e.state == stWaiting {
 					r.Due = e.due
 				}
@@ -969,7 +970,7 @@ func (s *sub) checkpointLocked(def []byte) [][]byte {
 					if f.state == stOut || f.state == stWaiting {
 						due = f.due
 					}
-					if f.attempts != r.Attempts || due != r.Due {
+					if f.attempts != r.Attempts || due != r.Due || (f.state == stOut) != r.Out {
 						break
 					}
 				}
@@ -1016,8 +1017,10 @@ func (s *sub) ensurePartsLocked(n int) bool {
 }
 
 // finishRecoveryLocked puts every unacked entry into the heap after a
-// restart: due at its saved time, or now under ordering, so that a key's
-// messages come back in offset order.
+// restart, due at its saved time: a delivered message stays out until its
+// deadline (its ack id stays valid). Under ordering every unacked message
+// is due now instead, so that a key's messages come back in offset order
+// (which key holds what is not saved).
 func (s *sub) finishRecoveryLocked(now int64) {
 	s.mu.heap = s.mu.heap[:0]
 	ordered := s.mu.st.def.EnableMessageOrdering
@@ -1027,7 +1030,9 @@ func (s *sub) finishRecoveryLocked(now int64) {
 			if e.state == stAcked {
 				continue
 			}
-			e.state = stWaiting
+			if e.state != stOut || ordered || e.due <= now {
+				e.state = stWaiting
+			}
 			if ordered || e.due < now {
 				e.due = now
 			}

@@ -2,7 +2,6 @@ package subscription
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -162,12 +161,9 @@ func (m *Manager) httpPull(w http.ResponseWriter, r *http.Request, name string) 
 	if err != nil {
 		return err
 	}
-	if msgs == nil {
-		msgs = []Received{}
-	}
-	httpjson.WriteJSON(w, http.StatusOK, struct {
-		ReceivedMessages []Received `json:"receivedMessages"`
-	}{msgs})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(appendPullResponse(make([]byte, 0, 4096), msgs))
 	return nil
 }
 
@@ -327,10 +323,9 @@ func (m *Manager) httpStream(w http.ResponseWriter, r *http.Request, name string
 			continue
 		}
 		fc.add(msgs)
-		b, _ := json.Marshal(struct {
-			ReceivedMessages []Received `json:"receivedMessages"`
-		}{msgs})
-		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+		b := append([]byte("data: "), appendPullResponse(nil, msgs)...)
+		b = append(b[:len(b)-1], "\n\n"...) // the encoder's newline ends the data line
+		if _, err := w.Write(b); err != nil {
 			return nil
 		}
 		fl.Flush()

@@ -180,13 +180,28 @@ func (s *sub) push() {
 		<-ackerDone
 	}()
 	for s.ctx.Err() == nil {
-		for inflight >= ctl.limit() {
+		if inflight >= ctl.limit() {
 			select {
 			case r := <-results:
 				handle(r)
 			case <-s.ctx.Done():
 				return
 			}
+			// Gather a few more answers so that one pull fills many slots.
+			t := time.NewTimer(2 * time.Millisecond)
+		gather:
+			for inflight > ctl.limit()*3/4 {
+				select {
+				case r := <-results:
+					handle(r)
+				case <-t.C:
+					break gather
+				case <-s.ctx.Done():
+					t.Stop()
+					return
+				}
+			}
+			t.Stop()
 		}
 	drain:
 		for {
@@ -198,7 +213,7 @@ func (s *sub) push() {
 			}
 		}
 		flush()
-		msgs, err := s.pull(s.ctx, ctl.limit()-inflight, 200*time.Millisecond)
+		msgs, err := s.pullMode(s.ctx, ctl.limit()-inflight, 200*time.Millisecond, false)
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return

@@ -517,9 +517,16 @@ type claim struct {
 
 // pull delivers up to max messages, waiting up to wait for some.
 func (s *sub) pull(ctx context.Context, maxN int, wait time.Duration) ([]Received, error) {
+	return s.pullMode(ctx, maxN, wait, true)
+}
+
+// pullMode is pull; durable=false hands messages out before their
+// delivery attempt is durable (push, where a lost attempt count after a
+// crash only means one attempt too few is reported).
+func (s *sub) pullMode(ctx context.Context, maxN int, wait time.Duration, durable bool) ([]Received, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		out, nextDue, ch, err := s.pullOnce(ctx, maxN)
+		out, nextDue, ch, err := s.pullOnce(ctx, maxN, durable)
 		if err != nil || len(out) > 0 {
 			return out, err
 		}
@@ -548,7 +555,7 @@ func (s *sub) pull(ctx context.Context, maxN int, wait time.Duration) ([]Receive
 	}
 }
 
-func (s *sub) pullOnce(ctx context.Context, maxN int) (out []Received, nextDue int64, notify chan struct{}, err error) {
+func (s *sub) pullOnce(ctx context.Context, maxN int, durable bool) (out []Received, nextDue int64, notify chan struct{}, err error) {
 	now := time.Now()
 	nowMs := now.UnixMilli()
 	s.mu.Lock()
@@ -690,7 +697,7 @@ func (s *sub) pullOnce(ctx context.Context, maxN int) (out []Received, nextDue i
 		w = s.m.journal.add(s.name, vals...)
 	}
 	s.mu.Unlock()
-	if w != nil {
+	if w != nil && durable {
 		if err := w.wait(ctx); err != nil {
 			return nil, 0, nil, err
 		}

@@ -2,6 +2,7 @@ package subscription
 
 import (
 	"crypto/rand"
+	"errors"
 	"encoding/hex"
 	"fmt"
 	"net/url"
@@ -159,6 +160,10 @@ func validate(name string, sub Subscription) (*settings, error) {
 	st := &settings{}
 	f, err := ParseFilter(sub.Filter)
 	if err != nil {
+		var fe *FilterError
+		if errors.As(err, &fe) {
+			return nil, httpjson.Invalid("filter", "at position %d: %s", fe.Pos, fe.Reason)
+		}
 		return nil, httpjson.Invalid("filter", "%v", err)
 	}
 	st.filter = f

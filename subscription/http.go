@@ -300,6 +300,10 @@ func (m *Manager) httpStream(w http.ResponseWriter, r *http.Request, name string
 	ctx := r.Context()
 	fc := &flowControl{maxMsgs: req.MaxOutstandingMessages, maxBytes: req.MaxOutstandingBytes}
 	keepalive := time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(m.streams, cancel)
+	defer stop()
 	for ctx.Err() == nil && s.ctx.Err() == nil {
 		room, ch := fc.room(s)
 		if room <= 0 {
@@ -410,4 +414,3 @@ func (m *Manager) handleSnapList(w http.ResponseWriter, r *http.Request) {
 	}{m.ListSnapshots()})
 }
 
-var _ = context.Background

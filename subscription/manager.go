@@ -65,6 +65,8 @@ type Manager struct {
 	journal *journal
 	ctx     context.Context
 	cancel  context.CancelFunc
+	streams context.Context // ends streaming pulls (CloseStreams)
+	endStr  context.CancelFunc
 	wg      sync.WaitGroup
 	mu      struct {
 		sync.Mutex
@@ -106,6 +108,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.streams, m.endStr = context.WithCancel(m.ctx)
 	for _, s := range m.mu.subs {
 		m.start(s)
 	}
@@ -410,6 +413,10 @@ func (m *Manager) list() []*sub {
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
+
+// CloseStreams ends every streaming pull, so that an HTTP server's
+// graceful shutdown need not wait for them (http.Server.RegisterOnShutdown).
+func (m *Manager) CloseStreams() { m.endStr() }
 
 // Close checkpoints, stops every subscription and flushes the journal. It
 // does not close the Log.

@@ -33,6 +33,7 @@ protocol, an HTTP API, and the services built on them.`,
 	}
 	root.AddCommand(newServeCmd(), newBenchCmd())
 	root.AddCommand(newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newDLQCmd(), newExitCodesHelp())
+	root.AddCommand(newSubCmd())
 	return root
 }
 

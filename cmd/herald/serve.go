@@ -22,8 +22,10 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/commitlog"
+	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/kafka"
 	"github.com/heraldhq/herald/server"
+	"github.com/heraldhq/herald/subscription"
 )
 
 type serveOptions struct {
@@ -206,7 +208,24 @@ func runServe(ctx context.Context, o serveOptions) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// Subscriptions (/v1/subscriptions, /v1/snapshots) on the embedded log.
+	elog, err := embedded.New(embedded.Config{Broker: srv.Broker, Groups: srv.Groups})
+	if err != nil {
+		return err
+	}
+	defer elog.Close()
+	subs, err := subscription.Open(ctx, subscription.Config{Log: elog, Logger: logger, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := subs.Close(); err != nil {
+			logger.Error("closing subscriptions", "err", err)
+		}
+	}()
+	subs.Routes(mux)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs.RegisterOnShutdown(subs.CloseStreams)
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(hln) }()

@@ -413,4 +413,3 @@ func (m *Manager) handleSnapList(w http.ResponseWriter, r *http.Request) {
 		Snapshots []Snapshot `json:"snapshots"`
 	}{m.ListSnapshots()})
 }
-

@@ -2,10 +2,13 @@ package subscription
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/eventlog"
 )
 
 // TestRestart: definitions, acks, delivery attempts and snapshots survive
@@ -170,5 +173,35 @@ func TestJournalRoundTrip(t *testing.T) {
 		if _, err := decodeRecord(nil, bad); !errors.Is(err, errCorrupt) {
 			t.Errorf("%x: %v", bad, err)
 		}
+	}
+}
+
+// TestRetention: unacked messages older than messageRetentionDuration are
+// dropped (counted as acknowledged).
+func TestRetention(t *testing.T) {
+	e := newEnv(t)
+	e.topic("t", 1)
+	e.create("r", map[string]any{"topic": "t", "messageRetentionDuration": "600s"})
+	old := time.Now().Add(-20 * time.Minute)
+	var recs []eventlog.Record
+	for i := range 5 {
+		recs = append(recs, eventlog.Record{Value: []byte{byte(i)}, Timestamp: old})
+	}
+	recs = append(recs, eventlog.Record{Value: []byte("new")})
+	if _, err := e.log.Append(context.Background(), "t", 0, recs); err != nil {
+		t.Fatal(err)
+	}
+	e.m.enforceRetention(context.Background())
+	got := e.pullN("r", 1)
+	if string(got[0].Message.Data) != "new" {
+		t.Fatalf("got %q: an expired message was delivered", got[0].Message.Data)
+	}
+	if more := e.pull("r", 10, true); len(more) != 0 {
+		t.Fatalf("more: %v", datas(more))
+	}
+	var sub Subscription
+	e.do("GET", "/v1/subscriptions/r", nil, &sub)
+	if sub.Stats.Backlog != 1 || sub.MessageRetentionDuration != "600s" {
+		t.Fatalf("%+v %+v", sub, sub.Stats)
 	}
 }

@@ -373,12 +373,30 @@ func attributesOf(rec eventlog.Record) (map[string]string, bool) {
 	return attrs, false
 }
 
+// decoded is a record read ahead, with its attributes and whether the
+// filter matched: computed outside the lock.
+type decoded struct {
+	rec   eventlog.Record
+	attrs map[string]string
+	isCE  bool
+	match bool
+}
+
+func decodeAll(recs []eventlog.Record, f *Filter) []decoded {
+	out := make([]decoded, len(recs))
+	for i, r := range recs {
+		attrs, isCE := attributesOf(r)
+		out[i] = decoded{rec: r, attrs: attrs, isCE: isCE, match: f.MatchMap(attrs)}
+	}
+	return out
+}
+
 // ingestLocked adds records read from partition p at the window's end
 // (their offsets are at or after it: compaction leaves gaps, acked here).
-func (s *sub) ingestLocked(p int, recs []eventlog.Record) {
+func (s *sub) ingestLocked(p int, recs []decoded) {
 	pt := s.mu.parts[p]
-	st := s.mu.st
-	for _, r := range recs {
+	for _, d := range recs {
+		r := d.rec
 		if r.Offset < pt.next() {
 			continue
 		}
@@ -386,15 +404,14 @@ func (s *sub) ingestLocked(p int, recs []eventlog.Record) {
 			pt.ents = append(pt.ents, ent{state: stAcked})
 			pt.acked++
 		}
-		attrs, isCE := attributesOf(r)
-		if !st.filter.MatchMap(attrs) {
+		if !d.match {
 			pt.ents = append(pt.ents, ent{state: stAcked})
 			pt.acked++
 			s.mu.counters[cFiltered]++
 			continue
 		}
 		pt.ents = append(pt.ents, ent{state: stReady})
-		m := &msg{p: p, rec: r, attrs: attrs, isCE: isCE}
+		m := &msg{p: p, rec: r, attrs: d.attrs, isCE: d.isCE}
 		s.mu.ready = append(s.mu.ready, m)
 		s.mu.readyBytes += m.size()
 	}
@@ -425,6 +442,7 @@ func (s *sub) fetch(p int) {
 		}
 		gen, off := s.mu.gen, s.mu.parts[p].next()
 		topic = s.mu.st.def.Topic
+		filter := s.mu.st.filter
 		s.mu.Unlock()
 		recs, err := log.Read(s.ctx, topic, int32(p), off, eventlog.ReadOptions{MaxBytes: readBytes, Wait: 500 * time.Millisecond})
 		if s.ctx.Err() != nil {
@@ -454,9 +472,10 @@ func (s *sub) fetch(p int) {
 		if len(recs) == 0 {
 			continue
 		}
+		ds := decodeAll(recs, filter)
 		s.mu.Lock()
 		if gen == s.mu.gen && off == s.mu.parts[p].next() {
-			s.ingestLocked(p, recs)
+			s.ingestLocked(p, ds)
 		}
 		s.mu.Unlock()
 	}

@@ -178,8 +178,55 @@ func (m *Manager) recover(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// maxWindow bounds a recovered window (64 Mi entries, 1 GiB), so a record
+// that decodes but is wrong cannot make recovery allocate without limit.
+const maxWindow = 64 << 20
+
+// checkWindow checks that applying r keeps windows bounded.
+func checkWindow(r *jrec, s *sub) error {
+	span := func(p int, off int64) error {
+		base := int64(0)
+		if s != nil && p < len(s.mu.parts) {
+			base = s.mu.parts[p].base
+		}
+		if off-base > maxWindow {
+			return fmt.Errorf("%w: offset %d is %d past the cursor %d of partition %d", errCorrupt, off, off-base, base, p)
+		}
+		return nil
+	}
+	for _, pp := range r.pos {
+		if n := len(pp.Acked); n > 0 && pp.Acked[n-1][1]-pp.Base > maxWindow {
+			return fmt.Errorf("%w: acked range ends %d past the cursor", errCorrupt, pp.Acked[n-1][1]-pp.Base)
+		}
+	}
+	if len(r.pos) > 1<<16 || r.part >= 1<<15 {
+		return fmt.Errorf("%w: too many partitions", errCorrupt)
+	}
+	p := int(r.part)
+	if n := len(r.offs); n > 0 {
+		return span(p, r.offs[n-1])
+	}
+	if n := len(r.states); n > 0 {
+		return span(p, r.states[n-1].Off)
+	}
+	if len(r.runs) > 0 {
+		end := r.first
+		for _, rn := range r.runs {
+			end += rn.N
+			if end-r.first > maxWindow {
+				return fmt.Errorf("%w: runs span more than %d offsets", errCorrupt, maxWindow)
+			}
+		}
+		return span(p, end)
+	}
+	return nil
+}
+
 // apply applies one journal record during recovery.
 func (m *Manager) apply(r *jrec, now int64) error {
+	if err := checkWindow(r, m.mu.subs[r.sub]); err != nil {
+		return err
+	}
 	switch r.kind {
 	case kBegin:
 		return nil
@@ -242,9 +289,6 @@ func (m *Manager) apply(r *jrec, now int64) error {
 		pt := s.mu.parts[r.part]
 		o := r.first
 		for _, rn := range r.runs {
-			if rn.N > 1<<32 {
-				return fmt.Errorf("%w: run of %d", errCorrupt, rn.N)
-			}
 			if rn.Acked {
 				// Only materialize acked runs inside the window.
 				for k := int64(0); k < rn.N; k++ {

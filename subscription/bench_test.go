@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,6 +59,7 @@ func BenchmarkPullAck(b *testing.B) {
 			fill(b, e, "t", parts, b.N, 1024)
 			b.SetBytes(1024)
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			var got atomic.Int64
 			var wg sync.WaitGroup
 			for range bc.pullers {
@@ -92,6 +94,7 @@ func BenchmarkPullAck(b *testing.B) {
 			wg.Wait()
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(cpuSince(cpu0).Seconds()/b.Elapsed().Seconds(), "cpus")
 		})
 	}
 }
@@ -110,7 +113,7 @@ func BenchmarkPush(b *testing.B) {
 	fill(b, e, "t", 4, b.N, 1024)
 	b.SetBytes(1024)
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	// Created at the topic's end; seek to the start so the events published
 	// above are delivered.
 	e.create("p", map[string]any{"topic": "t", "pushConfig": map[string]any{"pushEndpoint": srv.URL, "maxOutstandingMessages": 64}})
@@ -129,7 +132,17 @@ func BenchmarkPush(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+	b.ReportMetric(cpuSince(cpu0).Seconds()/time.Since(start).Seconds(), "cpus")
 }
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func cpuSince(t time.Duration) time.Duration { return cpuTime() - t }
 
 // TestMemoryPerUnacked measures the bookkeeping of delivered, unacked
 // messages (200,000 of them; 1,000,000 with HERALD_LONG=1), and that

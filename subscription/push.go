@@ -140,12 +140,27 @@ func (s *sub) push() {
 	go func() { // acks and nacks in batches, off the delivery loop
 		defer close(ackerDone)
 		for b := range acks {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if len(b[0]) > 0 {
-				s.acknowledge(ctx, b[0])
+			// Merge whatever else is queued: one durable write per round,
+			// however fast the answers come.
+			ok, bad := b[0], b[1]
+		merge:
+			for {
+				select {
+				case more, open := <-acks:
+					if !open {
+						break merge
+					}
+					ok, bad = append(ok, more[0]...), append(bad, more[1]...)
+				default:
+					break merge
+				}
 			}
-			if len(b[1]) > 0 {
-				s.modifyAckDeadline(ctx, b[1], 0)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if len(ok) > 0 {
+				s.acknowledge(ctx, ok)
+			}
+			if len(bad) > 0 {
+				s.modifyAckDeadline(ctx, bad, 0)
 			}
 			cancel()
 		}

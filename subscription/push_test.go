@@ -270,3 +270,45 @@ herald_subscription_acked_total{subscription="s"} 1
 		t.Fatalf("oldest age: %d %v", n, err)
 	}
 }
+
+// TestStreamingPullBytes: the stream holds back while its outstanding data
+// reaches maxOutstandingBytes.
+func TestStreamingPullBytes(t *testing.T) {
+	e := newEnv(t)
+	e.topic("t", 1)
+	e.create("s", map[string]any{"topic": "t"})
+	e.publish("t", "E", "s", "")
+	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/subscriptions/s:streamingPull", strings.NewReader(`{"maxOutstandingBytes":1}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan []Received, 100)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if line := sc.Bytes(); bytes.HasPrefix(line, []byte("data: ")) {
+				var pr pullResp
+				json.Unmarshal(line[6:], &pr)
+				events <- pr.ReceivedMessages
+			}
+		}
+	}()
+	first := <-events
+	e.publish("t", "F", "s", "", "")
+	select {
+	case ev := <-events:
+		t.Fatalf("sent %d more over the byte limit", len(ev))
+	case <-time.After(1500 * time.Millisecond):
+	}
+	e.ack("s", first[0].AckID)
+	select {
+	case ev := <-events:
+		if len(ev) == 0 {
+			t.Fatal("empty event")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing sent after the ack")
+	}
+}

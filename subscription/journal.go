@@ -28,7 +28,7 @@ const (
 	kSnapDelete = 9  // key: "" ; snapshot deleted
 	kBegin      = 10 // key: "" ; a checkpoint cycle starts here
 
-	maxJournalBatch = 4 << 20
+	maxJournalBatch = 900 << 10 // under the 1 MiB batch limit of Kafka clients and brokers
 	maxRunsPerRec   = 32 << 10
 )
 

@@ -232,6 +232,32 @@ func (s *sub) advanceLocked(p *part) {
 	s.mu.dirty = true
 }
 
+// compactHeapLocked drops stale heap items (of messages acked, or whose
+// due time changed) once they outnumber the window: an acked message's
+// item otherwise stays until its deadline, up to 600 s of traffic.
+func (s *sub) compactHeapLocked() {
+	window := 0
+	for _, p := range s.mu.parts {
+		window += len(p.ents)
+	}
+	if len(s.mu.heap) <= 2*window+65536 {
+		return
+	}
+	h := s.mu.heap[:0]
+	for _, it := range s.mu.heap {
+		p, off := splitpk(it.pk)
+		if e := s.entLocked(p, off); e != nil && e.due == it.due && (e.state == stOut || e.state == stWaiting) {
+			h = append(h, it)
+		}
+	}
+	clear(s.mu.heap[len(h):])
+	s.mu.heap = h
+	if cap(h) > 4*len(h)+65536 {
+		s.mu.heap = slices.Clone(h)
+	}
+	heap.Init(&s.mu.heap)
+}
+
 // entLocked returns the entry of (p, off), or nil outside the window.
 func (s *sub) entLocked(p int, off int64) *ent {
 	if p < 0 || p >= len(s.mu.parts) {
@@ -535,13 +561,23 @@ type claim struct {
 }
 
 // pull delivers up to max messages, waiting up to wait for some.
+//
+// Under exactly-once delivery the messages' delivery attempts are durable
+// before they are handed out. Otherwise they are written behind (group
+// commit, milliseconds): a crash can lose the count of a delivery in
+// flight, which then reports one attempt too few; acks and their
+// validity do not depend on it (an ack is always durable before its
+// answer, and an ack id whose delivery was not recorded is refused under
+// exactly-once).
 func (s *sub) pull(ctx context.Context, maxN int, wait time.Duration) ([]Received, error) {
-	return s.pullMode(ctx, maxN, wait, true)
+	s.mu.Lock()
+	eod := s.mu.st.def.EnableExactlyOnceDelivery
+	s.mu.Unlock()
+	return s.pullMode(ctx, maxN, wait, eod)
 }
 
-// pullMode is pull; durable=false hands messages out before their
-// delivery attempt is durable (push, where a lost attempt count after a
-// crash only means one attempt too few is reported).
+// pullMode is pull; durable says whether to wait for the delivery
+// attempts to be durable before returning.
 func (s *sub) pullMode(ctx context.Context, maxN int, wait time.Duration, durable bool) ([]Received, error) {
 	deadline := time.Now().Add(wait)
 	for {
@@ -888,6 +924,7 @@ func (s *sub) acknowledge(ctx context.Context, ids []string) ([]string, error) {
 	}
 	w := s.journalAcksLocked(acked)
 	if len(acked) > 0 {
+		s.compactHeapLocked()
 		s.signalLocked()
 	}
 	s.mu.Unlock()

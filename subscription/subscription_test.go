@@ -345,3 +345,29 @@ func TestListPagination(t *testing.T) {
 		t.Fatalf("deleted subscription: %d", st)
 	}
 }
+
+// TestHeapCompaction: acked messages' deadline items do not pile up in the
+// heap until their deadline.
+func TestHeapCompaction(t *testing.T) {
+	e := newEnv(t)
+	e.topic("t", 1)
+	e.create("s", map[string]any{"topic": "t", "ackDeadlineSeconds": 600})
+	s, _ := e.m.get("s")
+	fill(t, e, "t", 1, 80_000, 16)
+	for got := 0; got < 80_000; {
+		rs, err := e.m.Pull(t.Context(), "s", 1000, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.m.Acknowledge(t.Context(), "s", ackIDs(rs)); err != nil {
+			t.Fatal(err)
+		}
+		got += len(rs)
+	}
+	s.mu.Lock()
+	n := len(s.mu.heap)
+	s.mu.Unlock()
+	if n > 70_000 {
+		t.Fatalf("%d heap items after everything was acked", n)
+	}
+}

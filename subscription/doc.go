@@ -41,7 +41,9 @@
 //	2 delete                                                   deleted
 //	3 ack        partition, count, offsets (delta)             acked (durable before the answer)
 //	4 state      partition, count, (offset delta, attempts<<1|out, due ms)
-//	                                                           delivered (before hand-out), nacked, deadline changed
+//	                                                           delivered (durable before hand-out under
+//	                                                           exactly-once, written behind otherwise),
+//	                                                           nacked, deadline changed
 //	5 positions  positions, incarnation                        seek
 //	6 ckpt       incarnation, JSON definition, 5 counters, bases
 //	7 runs       partition, first offset, runs of (n, attempts<<2|out<<1|acked, due)

@@ -26,6 +26,7 @@ const (
 	stOut                  // delivered; its ack deadline is due (in the heap)
 	stBlocked              // ordering: waits behind an earlier message of its key
 	stAcked
+	stUnread // unacked, to be read again by the fetcher, in offset order (after a restart or seek)
 )
 
 // ent is the bookkeeping of one message above the cursor: 16 bytes.
@@ -37,9 +38,10 @@ type ent struct {
 
 // part is one partition's window.
 type part struct {
-	base  int64 // every offset below is acknowledged
-	ents  []ent // offsets base .. base+len(ents)-1, read so far
-	acked int   // acked entries in ents
+	base    int64 // every offset below is acknowledged
+	ents    []ent // offsets base .. base+len(ents)-1, read so far
+	acked   int   // acked entries in ents
+	readPos int64 // where the fetcher reads next: <= next(), below it only stUnread entries are picked up
 }
 
 func (p *part) next() int64 { return p.base + int64(len(p.ents)) }
@@ -178,11 +180,11 @@ func (s *sub) setPositionsLocked(pos positions, inc uint32, now int64) {
 			}
 			for i := range p.ents {
 				if p.ents[i].state != stAcked {
-					p.ents[i].due = now
-					s.mu.heap = append(s.mu.heap, hitem{due: now, pk: mkpk(k, pp.Base+int64(i))})
+					p.ents[i].state = stUnread
 				}
 			}
 		}
+		p.readPos = p.base
 		s.mu.parts[k] = p
 		s.advanceLocked(p)
 	}
@@ -224,6 +226,7 @@ func (s *sub) advanceLocked(p *part) {
 	p.ents = p.ents[n:]
 	p.base += int64(n)
 	p.acked -= n
+	p.readPos = max(p.readPos, p.base)
 	if len(p.ents) == 0 {
 		p.ents = nil // drop the old array
 	} else if cap(p.ents) > 4*len(p.ents)+1024 {
@@ -423,9 +426,37 @@ func (s *sub) ingestLocked(p int, recs []decoded) {
 	pt := s.mu.parts[p]
 	for _, d := range recs {
 		r := d.rec
-		if r.Offset < pt.next() {
+		if r.Offset < pt.readPos {
 			continue
 		}
+		// Inside the window only unread entries are taken up; offsets the
+		// log no longer has (compaction) count as acknowledged.
+		for pt.readPos < r.Offset && pt.readPos < pt.next() {
+			if e := &pt.ents[pt.readPos-pt.base]; e.state == stUnread {
+				e.state = stAcked
+				pt.acked++
+			}
+			pt.readPos++
+		}
+		if r.Offset < pt.next() {
+			pt.readPos = r.Offset + 1
+			e := &pt.ents[r.Offset-pt.base]
+			if e.state != stUnread {
+				continue
+			}
+			if !d.match {
+				e.state = stAcked
+				pt.acked++
+				s.mu.counters[cFiltered]++
+				continue
+			}
+			e.state = stReady
+			m := &msg{p: p, rec: r, attrs: d.attrs, isCE: d.isCE}
+			s.mu.ready = append(s.mu.ready, m)
+			s.mu.readyBytes += m.size()
+			continue
+		}
+		pt.readPos = r.Offset + 1
 		for pt.next() < r.Offset { // a gap
 			pt.ents = append(pt.ents, ent{state: stAcked})
 			pt.acked++
@@ -466,7 +497,7 @@ func (s *sub) fetch(p int) {
 			s.mu.Unlock()
 			return
 		}
-		gen, off := s.mu.gen, s.mu.parts[p].next()
+		gen, off := s.mu.gen, s.mu.parts[p].readPos
 		topic = s.mu.st.def.Topic
 		filter := s.mu.st.filter
 		s.mu.Unlock()
@@ -500,7 +531,7 @@ func (s *sub) fetch(p int) {
 		}
 		ds := decodeAll(recs, filter)
 		s.mu.Lock()
-		if gen == s.mu.gen && off == s.mu.parts[p].next() {
+		if gen == s.mu.gen && off == s.mu.parts[p].readPos {
 			s.ingestLocked(p, ds)
 		}
 		s.mu.Unlock()
@@ -513,13 +544,14 @@ func (s *sub) fetch(p int) {
 func (s *sub) skipToLocked(p int, start, end int64) {
 	pt := s.mu.parts[p]
 	now := time.Now().UnixMilli()
-	if pt.next() > end {
+	if pt.readPos > end {
 		s.ackBelowLocked(p, end, now)
-		pt.base, pt.ents, pt.acked = end, nil, 0
+		pt.base, pt.ents, pt.acked, pt.readPos = end, nil, 0, end
 		s.mu.dirty = true
 		return
 	}
 	s.ackBelowLocked(p, start, now)
+	pt.readPos = max(pt.readPos, start)
 }
 
 // ackBelowLocked acknowledges every offset of p below off.
@@ -538,6 +570,7 @@ func (s *sub) ackBelowLocked(p int, off int64, now int64) {
 	if off > pt.next() {
 		pt.base, pt.ents, pt.acked = off, nil, 0
 	}
+	pt.readPos = max(pt.readPos, pt.base)
 	s.advanceLocked(pt)
 	s.mu.dirty = true
 }
@@ -643,7 +676,8 @@ func (s *sub) pullOnce(ctx context.Context, maxN int, durable bool) (out []Recei
 		claims = append(claims, c)
 	}
 	gen, inc := s.mu.gen, s.mu.inc
-	var fresh []*msg
+	var fresh, freshDead []*msg
+	var freshAttempts []uint16
 	for len(claims)+len(fresh) < maxN && len(s.mu.ready) > 0 {
 		m := s.mu.ready[0]
 		s.mu.ready[0] = nil
@@ -657,9 +691,21 @@ func (s *sub) pullOnce(ctx context.Context, maxN int, durable bool) (out []Recei
 			e.state = stBlocked
 			continue
 		}
-		e.state, e.due, e.attempts = stOut, deadline, 1
+		if st.maxAttempts > 0 && int(e.attempts) >= st.maxAttempts { // read again after a restart
+			e.state, e.due = stOut, deadline
+			freshDead = append(freshDead, m)
+			continue
+		}
+		if e.attempts < 0xffff {
+			e.attempts++
+		}
+		if e.attempts > 1 {
+			s.mu.counters[cRedeliveries]++
+		}
+		e.state, e.due = stOut, deadline
 		heap.Push(&s.mu.heap, hitem{due: deadline, pk: mkpk(m.p, m.rec.Offset)})
 		fresh = append(fresh, m)
+		freshAttempts = append(freshAttempts, e.attempts)
 	}
 	if len(s.mu.ready) == 0 {
 		s.mu.ready = nil
@@ -677,9 +723,12 @@ func (s *sub) pullOnce(ctx context.Context, maxN int, durable bool) (out []Recei
 		}
 		states[p] = append(states[p], stateEnt{Off: off, Attempts: attempts, Due: deadline, Out: true})
 	}
-	for _, m := range fresh {
-		out = append(out, s.received(inc, m, 1))
-		record(m.p, m.rec.Offset, 1)
+	if len(freshDead) > 0 {
+		s.deadLetter(ctx, gen, freshDead)
+	}
+	for i, m := range fresh {
+		out = append(out, s.received(inc, m, freshAttempts[i]))
+		record(m.p, m.rec.Offset, freshAttempts[i])
 	}
 	if len(claims) > 0 {
 		msgs, err := s.reread(ctx, claims)
@@ -910,7 +959,7 @@ func (s *sub) acknowledge(ctx context.Context, ids []string) ([]string, error) {
 	for _, id := range ids {
 		inc, p, off, attempt, _ := parseAckID(id)
 		e := s.entLocked(p, off)
-		ok := inc == s.mu.inc && e != nil && (e.state == stOut || e.state == stWaiting)
+		ok := inc == s.mu.inc && e != nil && e.state != stAcked
 		if ok && eod {
 			ok = e.state == stOut && e.attempts == attempt && e.due > now
 		}
@@ -1063,7 +1112,7 @@ func (s *sub) growLocked(p int, off int64) *ent {
 		return nil
 	}
 	for pt.next() <= off {
-		pt.ents = append(pt.ents, ent{state: stWaiting})
+		pt.ents = append(pt.ents, ent{state: stUnread})
 	}
 	return &pt.ents[off-pt.base]
 }
@@ -1079,11 +1128,12 @@ func (s *sub) ensurePartsLocked(n int) bool {
 	return grew
 }
 
-// finishRecoveryLocked puts every unacked entry into the heap after a
-// restart, due at its saved time: a delivered message stays out until its
-// deadline (its ack id stays valid). Under ordering every unacked message
-// is due now instead, so that a key's messages come back in offset order
-// (which key holds what is not saved).
+// finishRecoveryLocked prepares the windows after a restart. A delivered
+// message whose deadline has not passed stays out (its ack id stays valid)
+// and a nacked one waits for its redelivery time, in the heap; every other
+// unacked message is read again by the fetcher, in offset order. Under
+// ordering every unacked message is read again, so that each key's
+// messages come back in order (which message holds a key is not saved).
 func (s *sub) finishRecoveryLocked(now int64) {
 	s.mu.heap = s.mu.heap[:0]
 	ordered := s.mu.st.def.EnableMessageOrdering
@@ -1093,14 +1143,13 @@ func (s *sub) finishRecoveryLocked(now int64) {
 			if e.state == stAcked {
 				continue
 			}
-			if e.state != stOut || ordered || e.due <= now {
-				e.state = stWaiting
-			}
-			if ordered || e.due < now {
-				e.due = now
+			if ordered || e.due <= now || (e.state != stOut && e.state != stWaiting) {
+				e.state = stUnread
+				continue
 			}
 			s.mu.heap = append(s.mu.heap, hitem{due: e.due, pk: mkpk(k, p.base+int64(i))})
 		}
+		p.readPos = p.base
 		s.advanceLocked(p)
 	}
 	heap.Init(&s.mu.heap)

@@ -24,8 +24,13 @@
 // below is acknowledged) and one 16-byte entry per offset from the cursor
 // to the read position (state, delivery attempts, due time). Delivered and
 // waiting messages also sit in a min-heap of 16-byte (due, partition,
-// offset) items, stale items skipped when popped. Message contents are
-// never kept for unacked messages: a redelivery reads the log again. Only
+// offset) items, stale items skipped when popped (and dropped in bulk when
+// they outnumber the window). Message contents are never kept for unacked
+// messages: a redelivery reads the log again. After a restart or a seek
+// the unacked messages of the window are read again by the fetchers, in
+// offset order (a second read position per partition), except delivered
+// ones still within their deadline and nacked ones waiting for their
+// backoff, which stay in the heap (not under ordering). Only
 // records read ahead and not yet delivered (at most 8192 or 16 MiB per
 // subscription) hold data. Under ordering, a map holds the message that
 // owns each busy key and the offsets blocked behind it.

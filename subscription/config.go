@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
@@ -285,4 +284,3 @@ func errNotFound(name string) error {
 	return httpjson.Errorf(httpjson.CodeNotFound, "", "subscription %q not found", name)
 }
 
-var _ = fmt.Sprintf

@@ -283,4 +283,3 @@ func (st *settings) public() Subscription {
 func errNotFound(name string) error {
 	return httpjson.Errorf(httpjson.CodeNotFound, "", "subscription %q not found", name)
 }
-

@@ -44,3 +44,22 @@ func FuzzAppendJSONString(f *testing.F) {
 		}
 	})
 }
+
+func TestAckID(t *testing.T) {
+	for _, c := range []struct {
+		inc     uint32
+		p       int
+		off     int64
+		attempt uint16
+		want    string
+	}{{0, 0, 0, 1, "00000000-0-0-1"}, {0xabc, 3, 1 << 40, 65535, "00000abc-3-1099511627776-65535"}, {0xffffffff, 1, 7, 2, "ffffffff-1-7-2"}} {
+		got := ackID(c.inc, c.p, c.off, c.attempt)
+		if got != c.want {
+			t.Errorf("ackID = %q, want %q", got, c.want)
+		}
+		inc, p, off, a, ok := parseAckID(got)
+		if !ok || inc != c.inc || p != c.p || off != c.off || a != c.attempt {
+			t.Errorf("parseAckID(%q) = %x %d %d %d %v", got, inc, p, off, a, ok)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -359,7 +358,15 @@ type Message struct {
 }
 
 func ackID(inc uint32, p int, off int64, attempt uint16) string {
-	return fmt.Sprintf("%08x-%d-%d-%d", inc, p, off, attempt)
+	var buf [48]byte
+	b := strconv.AppendUint(buf[:0], uint64(inc)|1<<32, 16)[1:] // 8 hex digits, zero-padded
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(p), 10)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, off, 10)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, uint64(attempt), 10)
+	return string(b)
 }
 
 func parseAckID(id string) (inc uint32, p int, off int64, attempt uint16, ok bool) {

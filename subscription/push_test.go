@@ -312,3 +312,34 @@ func TestStreamingPullBytes(t *testing.T) {
 		t.Fatal("nothing sent after the ack")
 	}
 }
+
+// TestPushTimeout: an endpoint that does not answer within the ack deadline
+// counts as a nack; the message is pushed again (attempt 2).
+func TestPushTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a 10 s ack deadline")
+	}
+	e := newEnv(t)
+	e.topic("t", 1)
+	var calls atomic.Int64
+	var attempt2 atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body) // so that the server notices the client leaving
+		if calls.Add(1) == 1 {
+			<-r.Context().Done() // hang until Herald gives up
+			return
+		}
+		if r.Header.Get(HeaderDeliveryAttempt) == "2" {
+			attempt2.Store(true)
+		}
+	}))
+	defer srv.Close()
+	e.create("p", map[string]any{"topic": "t", "pushConfig": map[string]any{"pushEndpoint": srv.URL},
+		"retryPolicy": map[string]any{"minimumBackoff": "0s", "maximumBackoff": "0s"}})
+	start := time.Now()
+	e.publish("t", "E", "s", "")
+	waitFor(t, "the push after the timeout", 20*time.Second, attempt2.Load)
+	if d := time.Since(start); d < 9*time.Second {
+		t.Fatalf("pushed again after %v, before the 10 s deadline", d)
+	}
+}

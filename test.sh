@@ -48,6 +48,9 @@ fuzz FuzzTransformer ./rules
 fuzz FuzzParseDefinition ./saga
 fuzz FuzzParseDefinitionYAML ./saga
 fuzz FuzzInstance ./saga
+fuzz FuzzParseFilter ./subscription
+fuzz FuzzDecodeRecord ./subscription
+fuzz FuzzAppendJSONString ./subscription
 
 step "client compatibility (compat/: franz-go, sarama, kafka-go, kcat, kafkajs)"
 # A separate module, so the clients it tests never enter Herald's go.mod.

@@ -36,6 +36,7 @@ protocol, an HTTP API, and the services built on them.`,
 	root.AddCommand(newStoreCmd())
 	root.AddCommand(newRuleCmd(), newArchiveCmd(), newReplayCmd())
 	root.AddCommand(newSagaCmd(), newDemoCmd())
+	root.AddCommand(newSubCmd())
 	return root
 }
 

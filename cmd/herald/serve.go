@@ -29,6 +29,7 @@ import (
 	"github.com/heraldhq/herald/saga"
 	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
+	"github.com/heraldhq/herald/subscription"
 )
 
 type serveOptions struct {
@@ -237,6 +238,17 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("HTTP API: %w", err)
 	}
 	mux.Handle("/v1/", api)
+	// Subscriptions (/v1/subscriptions, /v1/snapshots) on the embedded log.
+	subs, err := subscription.Open(ctx, subscription.Config{Log: elog, Logger: logger.With("component", "subscription"), Registerer: reg})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := subs.Close(); err != nil {
+			logger.Error("closing subscriptions", "err", err)
+		}
+	}()
+	subs.Routes(api)
 	rulesEngine, err := rules.New(rules.Config{Log: elog, Logger: logger.With("component", "rules"), Registerer: reg})
 	if err != nil {
 		return err
@@ -269,6 +281,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	defer closeEventStore()
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs.RegisterOnShutdown(subs.CloseStreams)
 
 	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(hln) }()

@@ -56,6 +56,7 @@ step "client compatibility (compat/: franz-go, sarama, kafka-go, kcat, kafkajs)"
 # A separate module, so the clients it tests never enter Herald's go.mod.
 # Its tests fail, never skip, when kcat or kafkajs is missing.
 command -v kcat || { apt-get update && apt-get install -y kcat; }
+command -v npm || { apt-get update && apt-get install -y nodejs npm; }
 (cd compat/js && npm ci --no-audit --no-fund)
 (cd compat && go vet ./... && go test -race -count=1 -timeout 10m ./...)
 

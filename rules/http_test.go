@@ -42,7 +42,7 @@ func TestHTTPAPI(t *testing.T) {
 	e := newEngine(t, l, nil)
 	mux := http.NewServeMux()
 	e.Routes(mux)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(checkedAgainstOpenAPI(t, mux))
 	defer srv.Close()
 	createTopic(t, l, "out")
 

@@ -59,7 +59,8 @@ func Handler(t testing.TB, doc []byte, h http.Handler) http.Handler {
 // documentedPattern maps a route pattern whose path the document lacks,
 // such as "POST /v1/subscriptions/{nameAction}" (one Go pattern serving
 // the documented /v1/subscriptions/{name}:pull, :acknowledge, ...), to the
-// document's path that the request's path matches.
+// document's path that the request's path matches, or to "" (unrouted)
+// when none does.
 func documentedPattern(d *openapi3.T, pattern, urlPath string) string {
 	m, path, ok := strings.Cut(pattern, " ")
 	if !ok || d.Paths.Value(path) != nil {
@@ -70,7 +71,10 @@ func documentedPattern(d *openapi3.T, pattern, urlPath string) string {
 			return m + " " + p
 		}
 	}
-	return pattern
+	// No documented path: a request such a route refuses (an unknown
+	// action, say), which must get the shared Error response like an
+	// unrouted one.
+	return ""
 }
 
 var paramRE = regexp.MustCompile(`\{[^}/]+\}`)

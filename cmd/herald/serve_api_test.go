@@ -110,7 +110,10 @@ func TestOpenAPIMatchesServedAPI(t *testing.T) {
 		json.Unmarshal(b, &v)
 		return v
 	}
-	do("GET", "/v1/openapi.json", "", 200)
+	served := do("GET", "/v1/openapi.json", "", 200)
+	if paths, _ := served["paths"].(map[string]any); paths["/v1/sagas/{id}"] == nil || paths["/v1/all/head"] == nil {
+		t.Errorf("GET /v1/openapi.json is not the merged document: %d paths", len(paths))
+	}
 	do("POST", "/v1/topics", `{"name":"orders","partitions":1}`, 201)
 	do("GET", "/v1/asyncapi.json", "", 200)
 	do("GET", "/v1/nowhere", "", 404)

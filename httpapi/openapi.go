@@ -41,6 +41,28 @@ func (a *API) Document() []byte {
 // them without editing openapi.json. A path or component the document
 // already has is an error, and nothing is merged.
 func (a *API) AddOpenAPI(fragment []byte) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cur := a.mu.doc
+	if cur == nil {
+		cur = OpenAPI
+	}
+	merged, err := MergeOpenAPI(cur, fragment)
+	if err != nil {
+		return err
+	}
+	a.mu.doc = merged
+	return nil
+}
+
+// MergeOpenAPI returns the OpenAPI document doc with fragment's paths and
+// components merged in, as AddOpenAPI merges them into the served
+// document. A service's tests use it to check their responses against
+// httpapi's document with the service's fragment:
+//
+//	doc, _ := httpapi.MergeOpenAPI(httpapi.OpenAPI, subscription.OpenAPI)
+//	srv := httptest.NewServer(openapitest.Handler(t, doc, mux))
+func MergeOpenAPI(doc, fragment []byte) ([]byte, error) {
 	var frag struct {
 		Paths      map[string]json.RawMessage            `json:"paths"`
 		Components map[string]map[string]json.RawMessage `json:"components"`
@@ -48,29 +70,29 @@ func (a *API) AddOpenAPI(fragment []byte) error {
 	dec := json.NewDecoder(strings.NewReader(string(fragment)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&frag); err != nil {
-		return fmt.Errorf("OpenAPI fragment: want {\"paths\": ..., \"components\": ...}: %w", err)
+		return nil, fmt.Errorf("OpenAPI fragment: want {\"paths\": ..., \"components\": ...}: %w", err)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	cur := a.mu.doc
-	if cur == nil {
-		cur = OpenAPI
-	}
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(cur, &doc); err != nil {
-		return err
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &top); err != nil {
+		return nil, err
 	}
 	var paths map[string]json.RawMessage
 	var comps map[string]map[string]json.RawMessage
-	if err := json.Unmarshal(doc["paths"], &paths); err != nil {
-		return err
+	if err := json.Unmarshal(top["paths"], &paths); err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(doc["components"], &comps); err != nil {
-		return err
+	if err := json.Unmarshal(top["components"], &comps); err != nil {
+		return nil, err
+	}
+	if paths == nil {
+		paths = map[string]json.RawMessage{}
+	}
+	if comps == nil {
+		comps = map[string]map[string]json.RawMessage{}
 	}
 	for p, v := range frag.Paths {
 		if _, ok := paths[p]; ok {
-			return fmt.Errorf("OpenAPI fragment: path %s is already documented", p)
+			return nil, fmt.Errorf("OpenAPI fragment: path %s is already documented", p)
 		}
 		paths[p] = v
 	}
@@ -80,24 +102,19 @@ func (a *API) AddOpenAPI(fragment []byte) error {
 		}
 		for k, v := range m {
 			if _, ok := comps[sec][k]; ok {
-				return fmt.Errorf("OpenAPI fragment: components.%s.%s is already defined", sec, k)
+				return nil, fmt.Errorf("OpenAPI fragment: components.%s.%s is already defined", sec, k)
 			}
 			comps[sec][k] = v
 		}
 	}
 	var err error
-	if doc["paths"], err = json.Marshal(paths); err != nil {
-		return err
+	if top["paths"], err = json.Marshal(paths); err != nil {
+		return nil, err
 	}
-	if doc["components"], err = json.Marshal(comps); err != nil {
-		return err
+	if top["components"], err = json.Marshal(comps); err != nil {
+		return nil, err
 	}
-	merged, err := json.MarshalIndent(doc, "", " ")
-	if err != nil {
-		return err
-	}
-	a.mu.doc = merged
-	return nil
+	return json.MarshalIndent(top, "", " ")
 }
 
 // DocumentedOperation is one operation of the OpenAPI document.

@@ -124,7 +124,7 @@ func TestReplayCancel(t *testing.T) {
 	waitFor(t, 60*time.Second, "archive", func() bool { return len(readAll(t, l, archiveTopic("all"))) == n })
 	mux := http.NewServeMux()
 	e.Routes(mux)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(checkedAgainstOpenAPI(t, mux))
 	defer srv.Close()
 	body := fmt.Sprintf(`{"name":"long","archive":"all","start":%q,"end":%q,"rules":["r1"]}`,
 		base.Add(-time.Second).Format(time.RFC3339Nano), time.Now().Format(time.RFC3339Nano))

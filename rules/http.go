@@ -38,15 +38,36 @@ const bodyLimit = 256 << 10
 //
 // The bus defaults to "default". Errors use internal/httpjson's shape.
 func (e *Engine) Routes(h interface{ Handle(string, http.Handler) }) {
-	h.Handle("/v1/buses", http.HandlerFunc(e.serveBuses))
-	h.Handle("/v1/buses/", http.HandlerFunc(e.serveBuses))
-	h.Handle("/v1/rules", http.HandlerFunc(e.serveRules))
-	h.Handle("/v1/rules/", http.HandlerFunc(e.serveRules))
-	h.Handle("/v1/rules:test", http.HandlerFunc(e.serveTest))
-	h.Handle("/v1/archives", http.HandlerFunc(e.serveArchives))
-	h.Handle("/v1/archives/", http.HandlerFunc(e.serveArchives))
-	h.Handle("/v1/replays", http.HandlerFunc(e.serveReplays))
-	h.Handle("/v1/replays/", http.HandlerFunc(e.serveReplays))
+	// Exact Go 1.22 patterns (the handlers still parse the path), so the
+	// routes match the OpenAPI fragment (openapi.json) one for one.
+	for _, p := range []struct {
+		pattern string
+		h       http.HandlerFunc
+	}{
+		{"GET /v1/buses", e.serveBuses},
+		{"POST /v1/buses", e.serveBuses},
+		{"GET /v1/buses/{bus}", e.serveBuses},
+		{"DELETE /v1/buses/{bus}", e.serveBuses},
+		{"POST /v1/buses/{bus}/events", e.serveBuses},
+		{"GET /v1/rules", e.serveRules},
+		{"POST /v1/rules", e.serveRules},
+		{"GET /v1/rules/{name}", e.serveRules},
+		{"PUT /v1/rules/{name}", e.serveRules},
+		{"DELETE /v1/rules/{name}", e.serveRules},
+		{"POST /v1/rules/{name}/enable", e.serveRules},
+		{"POST /v1/rules/{name}/disable", e.serveRules},
+		{"POST /v1/rules:test", e.serveTest},
+		{"GET /v1/archives", e.serveArchives},
+		{"POST /v1/archives", e.serveArchives},
+		{"GET /v1/archives/{name}", e.serveArchives},
+		{"DELETE /v1/archives/{name}", e.serveArchives},
+		{"GET /v1/replays", e.serveReplays},
+		{"POST /v1/replays", e.serveReplays},
+		{"GET /v1/replays/{name}", e.serveReplays},
+		{"POST /v1/replays/{name}/cancel", e.serveReplays},
+	} {
+		h.Handle(p.pattern, p.h)
+	}
 }
 
 func (e *Engine) serveArchives(w http.ResponseWriter, r *http.Request) {

@@ -19,7 +19,7 @@ func TestHTTP(t *testing.T) {
 	defer e.Close()
 	mux := http.NewServeMux()
 	e.Routes(mux)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(checkedAgainstOpenAPI(t, mux))
 	defer srv.Close()
 	call := func(method, path, body string) (int, map[string]any) {
 		t.Helper()

@@ -19,6 +19,8 @@ import (
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/eventlog"
 	"github.com/heraldhq/herald/eventlog/embedded"
+	"github.com/heraldhq/herald/httpapi"
+	"github.com/heraldhq/herald/httpapi/openapitest"
 )
 
 // env is a broker in a temporary directory, an embedded log over it, a
@@ -80,7 +82,30 @@ func (e *env) openManager() {
 	}
 	mux := http.NewServeMux()
 	e.m.Routes(mux)
-	e.srv = httptest.NewServer(mux)
+	e.srv = httptest.NewServer(checkedAgainstOpenAPI(e.t, mux))
+}
+
+// checkedAgainstOpenAPI checks, in tests (not benchmarks), every response
+// against the served document: httpapi's with this package's fragment.
+// Streaming pulls pass through unchecked (the checker buffers a response
+// whole) and so do requests no route matches (a bare ServeMux answers
+// them in text; the served API in the error shape).
+func checkedAgainstOpenAPI(t testing.TB, mux *http.ServeMux) http.Handler {
+	if _, ok := t.(*testing.T); !ok {
+		return mux
+	}
+	doc, err := httpapi.MergeOpenAPI(httpapi.OpenAPI, OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := openapitest.Handler(t, doc, mux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pat := mux.Handler(r); pat == "" || strings.HasSuffix(r.URL.Path, ":streamingPull") {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		checked.ServeHTTP(w, r)
+	})
 }
 
 // closeManager stops the manager cleanly (crash=false) or abandons it as a

@@ -23,13 +23,9 @@ import (
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/commitlog"
 	"github.com/heraldhq/herald/eventlog/embedded"
-	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/kafka"
-	"github.com/heraldhq/herald/rules"
-	"github.com/heraldhq/herald/saga"
 	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
-	"github.com/heraldhq/herald/subscription"
 )
 
 type serveOptions struct {
@@ -233,53 +229,20 @@ func runServe(ctx context.Context, o serveOptions) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	api, err := httpapi.New(httpapi.Config{Broker: srv.Broker, Groups: srv.Groups, Logger: logger, Registerer: reg, MaxPublishBytes: o.httpMaxPublish})
-	if err != nil {
-		return fmt.Errorf("HTTP API: %w", err)
-	}
-	mux.Handle("/v1/", api)
-	// Subscriptions (/v1/subscriptions, /v1/snapshots) on the embedded log.
-	subs, err := subscription.Open(ctx, subscription.Config{Log: elog, Logger: logger.With("component", "subscription"), Registerer: reg})
+	mux.Handle("/registry/", http.StripPrefix("/registry", sreg.Handler()))
+	sapi, err := buildAPI(ctx, srv, elog, sreg, apiConfig{
+		Data: o.data, Durability: dur, MaxPublishBytes: o.httpMaxPublish, Logger: logger, Registerer: reg,
+	})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := subs.Close(); err != nil {
-			logger.Error("closing subscriptions", "err", err)
+		if err := sapi.Close(); err != nil {
+			logger.Error("closing", "err", err)
 		}
 	}()
-	subs.Routes(api)
-	rulesEngine, err := rules.New(rules.Config{Log: elog, Logger: logger.With("component", "rules"), Registerer: reg})
-	if err != nil {
-		return err
-	}
-	if err := rulesEngine.Start(ctx); err != nil {
-		return err
-	}
-	defer rulesEngine.Close()
-	rulesEngine.Routes(api)
-	// The saga engine is a Kafka client of this server (exactly-once
-	// transactions over the listener), as it would be of any cluster.
-	sagas, err := saga.Start(ctx, saga.Config{
-		Brokers: []string{srv.KafkaAddr()}, TransactionalID: "herald-serve-saga-engine",
-		Logger: logger.With("component", "saga"), Registerer: reg,
-	})
-	if err != nil {
-		return fmt.Errorf("saga engine: %w", err)
-	}
-	defer sagas.Close()
-	sagas.Routes(api)
-	mux.Handle("/registry/", http.StripPrefix("/registry", sreg.Handler()))
-	aapi, err := asyncAPIHandler(srv, sreg, srv.KafkaAddr())
-	if err != nil {
-		return err
-	}
-	mux.Handle("GET /v1/asyncapi.json", aapi)
-	closeEventStore, err := mountEventStore(mux, o.data, dur, logger, reg)
-	if err != nil {
-		return err
-	}
-	defer closeEventStore()
+	mux.Handle("/v1/", sapi.API)
+	subs, sagas := sapi.Subs, sapi.Sagas
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	hs.RegisterOnShutdown(subs.CloseStreams)
 

@@ -21,7 +21,7 @@ func TestRawRequests(t *testing.T) {
 	defer s.Close()
 	mux := http.NewServeMux()
 	httpapi.Routes(mux, s)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(checkedAgainstOpenAPI(t, mux))
 	defer srv.Close()
 
 	do := func(method, path, body string) (*http.Response, map[string]any) {

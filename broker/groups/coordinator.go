@@ -274,6 +274,7 @@ func await[T any](c *Coordinator, ctx context.Context, ch chan T, onCancel func(
 // Calling it again returns nil.
 func (c *Coordinator) Close() error {
 	c.closeOnce.Do(func() {
+		c.drain(closeDrainTimeout)
 		close(c.stop)
 		c.cancel()
 		c.wg.Wait()
@@ -282,6 +283,27 @@ func (c *Coordinator) Close() error {
 		}
 	})
 	return nil
+}
+
+// closeDrainTimeout bounds how long Close waits for queued group writes.
+const closeDrainTimeout = 5 * time.Second
+
+// drain waits, at most d, until no group write is queued or being
+// appended, so that what members did just before a shutdown (a LeaveGroup,
+// a last commit) is stored rather than cancelled. Callers stop sending
+// requests first (the server closes its listener before its coordinators).
+func (c *Coordinator) drain(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		idle, err := call(c, ctx, func() bool { return c.flushing == nil && len(c.st.queue) == 0 })
+		cancel()
+		if err != nil || idle {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	c.log.Warn("closing with group writes still pending", "after", d)
 }
 
 // Join handles JoinGroup. A member's first join (empty MemberID) gets a

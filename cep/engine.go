@@ -67,14 +67,21 @@ var ErrInvalidEvent = errors.New("cep: invalid event")
 
 // node is one matched event, shared by the partial matches that took it
 // (a run's events are the chain from its last node back).
+//
+// A node is 48 bytes (a size class): the step number shares a word with
+// the arrival index, and captured values hang off a pointer.
 type node struct {
 	prev *node
 	id   string
 	t    int64
-	idx  int64
-	step int32
-	vals []string // fields later comparisons read
+	is   int64     // arrival index << stepBits | positive step number
+	vals *[]string // fields later comparisons read (nil when none)
 }
+
+const stepBits = 6 // maxSteps <= 1<<stepBits
+
+func (n *node) index() int64 { return n.is >> stepBits }
+func (n *node) step() int    { return int(n.is & (1<<stepBits - 1)) }
 
 // run is a partial match: it has taken count events of positive step step.
 type run struct {
@@ -91,6 +98,9 @@ type partition struct {
 	pending []run // complete, waiting for a trailing not_followed_by to pass
 	idx     int64 // arrival counter
 }
+
+// The partition's runs swap buffers with Engine.next on every event, so
+// that no copy is made (see Process).
 
 // Stats counts what an Engine has seen.
 type Stats struct {
@@ -196,7 +206,7 @@ func (e *Engine) Process(ev *event.Event, out Output) {
 		nd := e.newNode(nil, &x, 0)
 		e.advanceTo(run{last: nd, startT: x.t, startIdx: x.i, step: 0, count: 1})
 	}
-	part.runs = append(part.runs[:0], e.next...)
+	part.runs, e.next = e.next, part.runs[:0]
 	e.emitDone(part, key, out)
 	if len(part.runs) == 0 && len(part.pending) == 0 {
 		delete(e.parts, key)
@@ -204,16 +214,17 @@ func (e *Engine) Process(ev *event.Event, out Output) {
 }
 
 func (e *Engine) newNode(prev *node, x *evalCtx, step int) *node {
-	nd := &node{prev: prev, id: x.ev.ID, t: x.t, idx: x.i, step: int32(step)}
+	nd := &node{prev: prev, id: x.ev.ID, t: x.t, is: x.i<<stepBits | int64(step)}
 	if caps := e.c.capture[step]; len(caps) > 0 {
-		nd.vals = make([]string, len(caps))
+		vals := make([]string, len(caps))
 		for k, f := range caps {
 			if v, _, ok := f.Raw(x.ev); ok {
-				nd.vals[k] = string(v)
+				vals[k] = string(v)
 			} else {
-				nd.vals[k] = "\x00missing"
+				vals[k] = "\x00missing"
 			}
 		}
+		nd.vals = &vals
 	}
 	return nd
 }
@@ -228,12 +239,12 @@ func (e *Engine) can(x *evalCtx, r *run, j int) bool {
 	for _, w := range s.where {
 		var ref *node
 		for n := r.last; n != nil; n = n.prev {
-			if int(n.step) == w.step {
+			if n.step() == w.step {
 				ref = n
 				break
 			}
 		}
-		if ref == nil || !compareValues(x.ev, w, ref.vals[w.slot]) {
+		if ref == nil || !compareValues(x.ev, w, (*ref.vals)[w.slot]) {
 			return false
 		}
 	}
@@ -280,7 +291,7 @@ func (e *Engine) step(x *evalCtx, r *run) {
 	s := int(r.step)
 	cs := &e.c.pos[s]
 	c := int(r.count)
-	immediate := x.i == r.last.idx+1
+	immediate := x.i == r.last.index()+1
 	canLoop := cs.max == -1 || c < cs.max
 	tookLoop := false
 	if canLoop && r.blocked&(1<<uint(s)) == 0 && (cs.contiguity != Strict || immediate) && e.can(x, r, s) {
@@ -357,10 +368,10 @@ func chainLess(a, b *node) bool {
 	var ai, bi [64]int64
 	as, bs := ai[:0], bi[:0]
 	for n := a; n != nil; n = n.prev {
-		as = append(as, n.idx)
+		as = append(as, n.index())
 	}
 	for n := b; n != nil; n = n.prev {
-		bs = append(bs, n.idx)
+		bs = append(bs, n.index())
 	}
 	for i, j := len(as)-1, len(bs)-1; i >= 0 && j >= 0; i, j = i-1, j-1 {
 		if as[i] != bs[j] {
@@ -398,7 +409,7 @@ func (e *Engine) emitDone(part *partition, key string, out Output) {
 func emitInOrder(e *Engine, part *partition, key string, ms []run, out Output) {
 	for k := 0; k < len(ms); k++ {
 		m := ms[k]
-		if m.last.idx < 0 {
+		if m.last.index() < 0 {
 			continue
 		}
 		e.emit(key, &m, false, out)
@@ -413,7 +424,7 @@ func (e *Engine) skip(part *partition, m *run, rest []run) {
 	var drop func(r *run) bool
 	switch e.c.p.Skip {
 	case SkipPastLastEvent:
-		li := m.last.idx
+		li := m.last.index()
 		drop = func(r *run) bool { return r.startIdx <= li }
 	case SkipToNext:
 		si := m.startIdx
@@ -439,7 +450,7 @@ func (e *Engine) skip(part *partition, m *run, rest []run) {
 	}
 }
 
-var filler = &node{idx: -1}
+var filler = &node{is: -1 << stepBits}
 
 func (e *Engine) emit(key string, r *run, timeout bool, out Output) {
 	var n int
@@ -449,7 +460,7 @@ func (e *Engine) emit(key string, r *run, timeout bool, out Output) {
 	m := &Match{Pattern: e.c.p.Name, Key: key, Events: make([]Matched, n), Timeout: timeout}
 	for nd := r.last; nd != nil; nd = nd.prev {
 		n--
-		m.Events[n] = Matched{Step: e.c.pos[nd.step].name, ID: nd.id, Time: time.Unix(0, nd.t).UTC(), Index: nd.idx}
+		m.Events[n] = Matched{Step: e.c.pos[nd.step()].name, ID: nd.id, Time: time.Unix(0, nd.t).UTC(), Index: nd.index()}
 	}
 	if timeout {
 		e.stats.Timeouts++

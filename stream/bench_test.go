@@ -11,7 +11,7 @@ import (
 
 type discard struct{ n int }
 
-func (d *discard) Result(*Result)                    { d.n++ }
+func (d *discard) Result(*Result)                     { d.n++ }
 func (d *discard) Late(*event.Event, int32)           {}
 func (d *discard) Invalid(*event.Event, int32, error) {}
 

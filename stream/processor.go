@@ -494,7 +494,7 @@ func (p *Processor) addSession(kb []byte, ts int64, out Output) bool {
 	ss[lo] = m
 	ss = append(ss[:lo+1], ss[hi+1:]...)
 	p.sessions[kid] = ss
-	heap.Push(&p.closeQ, closeEntry{at: m.last + p.gap + p.grace, key: kid, start: m.start})
+	heap.Push(&p.closeQ, closeEntry{at: m.last + p.gap + p.grace, key: kid, start: m.start, name: p.keys[kid]})
 	if p.cfg.Emit == EmitChanges {
 		p.emit(kid, m.start, m.last+p.gap, m.slot, false, out)
 	}
@@ -563,7 +563,7 @@ func (p *Processor) addSliding(kb []byte, ts int64, out Output) bool {
 	if !sk.ends[ts] {
 		sk.ends[ts] = true
 		p.open++
-		heap.Push(&p.closeQ, closeEntry{at: ts + p.grace, key: kid, start: ts})
+		heap.Push(&p.closeQ, closeEntry{at: ts + p.grace, key: kid, start: ts, name: p.keys[kid]})
 	}
 	if p.cfg.Emit == EmitChanges {
 		// Every open window the event falls in changes: ends in [ts, ts+size).
@@ -645,6 +645,7 @@ type closeEntry struct {
 	at    int64
 	key   uint32
 	start int64
+	name  string // the key, so that ties close in key order whatever the ids
 }
 
 type closeHeap []closeEntry
@@ -654,7 +655,10 @@ func (h closeHeap) Less(i, j int) bool {
 	if h[i].at != h[j].at {
 		return h[i].at < h[j].at
 	}
-	return h[i].key < h[j].key
+	if h[i].name != h[j].name {
+		return h[i].name < h[j].name
+	}
+	return h[i].start < h[j].start
 }
 func (h closeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *closeHeap) Push(x any)   { *h = append(*h, x.(closeEntry)) }

@@ -71,9 +71,9 @@ func TestTumblingOutOfOrderLateAndGrace(t *testing.T) {
 	var r rec
 	in := []*event.Event{
 		ev("1", "a", 1, 10), ev("2", "b", 2, 5), ev("3", "a", 9, 1),
-		ev("4", "a", 12, 7), // wm 10
-		ev("5", "a", 8, 2),  // out of order, window [0,10) still open (10+3 > 10)
-		ev("6", "b", 16, 1), // wm 14: closes [0,10) (10+3 <= 14)
+		ev("4", "a", 12, 7),  // wm 10
+		ev("5", "a", 8, 2),   // out of order, window [0,10) still open (10+3 > 10)
+		ev("6", "b", 16, 1),  // wm 14: closes [0,10) (10+3 <= 14)
 		ev("7", "a", 5, 100), // late: window closed
 		ev("8", "a", 25, 1),  // wm 23: closes [10,20)
 	}

@@ -2,7 +2,6 @@ package stream
 
 import (
 	"fmt"
-	"hash/maphash"
 	"math"
 	"math/bits"
 	"sort"
@@ -285,7 +284,22 @@ type extState interface {
 	merge(o extState)
 }
 
-var hashSeed = maphash.MakeSeed()
+// hash64 is FNV-1a with a splitmix64 finalizer: fixed across processes,
+// so that sketches in snapshots stay valid after a restart (a per-process
+// seed would not).
+func hash64(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return h
+}
 
 // hll is a HyperLogLog sketch with 2^12 one-byte registers (4 KiB,
 // standard error 1.04/sqrt(4096) = 1.6%), allocated on first use.
@@ -299,7 +313,7 @@ func (h *hll) add(v []byte) {
 	if h.reg == nil {
 		h.reg = make([]uint8, 1<<hllP)
 	}
-	x := maphash.Bytes(hashSeed, v)
+	x := hash64(v)
 	idx := x >> (64 - hllP)
 	rank := uint8(bits.LeadingZeros64(x<<hllP|1<<(hllP-1)) + 1)
 	if rank > h.reg[idx] {

@@ -36,6 +36,13 @@ type JobConfig struct {
 	LateTopic, ErrorTopic, StateTopic string
 	// Processor is the aggregation.
 	Processor Config
+	// Filter, when set, drops the events it refuses before they reach
+	// the Processor (a query's WHERE).
+	Filter func(*event.Event) bool
+	// Having, when set, drops the results it refuses (a query's HAVING).
+	Having func(*Result) bool
+	// Encode, when set, replaces EncodeResult for output records.
+	Encode func(*Result) []byte
 	// MaxPollRecords bounds a transaction's input (default 1000).
 	MaxPollRecords int
 	// KgoOptions are added to the client's options (tests).
@@ -166,7 +173,14 @@ type jobOut struct {
 }
 
 func (o *jobOut) Result(r *Result) {
-	o.recs = append(o.recs, &kgo.Record{Topic: o.j.cfg.Output, Key: []byte(r.Key), Value: EncodeResult(r)})
+	if o.j.cfg.Having != nil && !o.j.cfg.Having(r) {
+		return
+	}
+	enc := EncodeResult
+	if o.j.cfg.Encode != nil {
+		enc = o.j.cfg.Encode
+	}
+	o.recs = append(o.recs, &kgo.Record{Topic: o.j.cfg.Output, Key: []byte(r.Key), Value: enc(r)})
 }
 
 func (o *jobOut) Late(*event.Event, int32) {
@@ -293,6 +307,9 @@ func (j *Job) Run(ctx context.Context) error {
 			ev, err := event.DecodeAny(event.Message{Key: r.Key, Value: r.Value, Headers: hs})
 			if err != nil {
 				out.recs = append(out.recs, out.copyInput(j.cfg.ErrorTopic, err.Error()))
+				return
+			}
+			if j.cfg.Filter != nil && !j.cfg.Filter(ev) {
 				return
 			}
 			p.Process(r.Partition, ev, out)

@@ -35,7 +35,7 @@ protocol, an HTTP API, and the services built on them.`,
 	root.AddCommand(newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newDLQCmd(), newEventCmd(), newSchemaCmd(), newExitCodesHelp())
 	root.AddCommand(newStoreCmd())
 	root.AddCommand(newRuleCmd(), newArchiveCmd(), newReplayCmd())
-	root.AddCommand(newQueryCmd())
+	root.AddCommand(newQueryCmd(), newCEPCmd())
 	return root
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -41,7 +42,7 @@ commands talk to Herald's HTTP API (--api, $HERALD_API).`,
 	cmd.PersistentFlags().StringVar(&f.api, "api", def, "base URL of Herald's HTTP API ($HERALD_API)")
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
 	cmd.PersistentFlags().DurationVar(&f.timeout, "timeout", 30*time.Second, "bound on each request")
-	cmd.AddCommand(newQueryRunCmd(f), newQueryListCmd(f), newQueryDescribeCmd(f), newQueryDropCmd(f))
+	cmd.AddCommand(newQueryRunCmd(f), newQueryListCmd(f), newQueryDescribeCmd(f), newQueryDropCmd(f), newQueryPullCmd(f))
 	return cmd
 }
 
@@ -158,4 +159,52 @@ func newQueryDropCmd(f *queryAPIFlags) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&ifExists, "if-exists", false, "do not fail for a query that does not exist")
 	return cmd
+}
+
+func newQueryPullCmd(f *queryAPIFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:     "pull \"SELECT * FROM table [WHERE ...]\"",
+		Short:   "Answer a query from a table's current rows",
+		Example: `  herald query pull "SELECT * FROM hourly_orders WHERE window_start >= '2026-03-01T10:00:00Z'" -o json`,
+		Args:    argsUsage(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := sql.ParsePull(args[0]); err != nil {
+				return commandError(cmd, usageErrorf("%v", err))
+			}
+			var out struct {
+				Rows []sql.Row `json:"rows"`
+			}
+			if err := f.call(cmd, http.MethodPost, "/v1/queries/pull", nil, map[string]string{"sql": args[0]}, &out); err != nil {
+				return commandError(cmd, err)
+			}
+			if f.output == "json" {
+				return printJSON(cmd.OutOrStdout(), out.Rows)
+			}
+			// Columns: the windows first, then the others by name.
+			seen := map[string]bool{}
+			cols := []string{"window_start", "window_end"}
+			for _, r := range out.Rows {
+				for c := range r {
+					if c != "window_start" && c != "window_end" && !seen[c] {
+						seen[c] = true
+						cols = append(cols, c)
+					}
+				}
+			}
+			sort.Strings(cols[2:])
+			rows := [][]string{}
+			for _, r := range out.Rows {
+				row := make([]string, len(cols))
+				for i, c := range cols {
+					row[i] = strings.Trim(string(r[c]), `"`)
+				}
+				rows = append(rows, row)
+			}
+			header := make([]string, len(cols))
+			for i, c := range cols {
+				header[i] = strings.ToUpper(c)
+			}
+			return printTable(cmd.OutOrStdout(), header, rows)
+		},
+	}
 }

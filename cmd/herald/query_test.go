@@ -58,6 +58,12 @@ func TestQueryCommands(t *testing.T) {
 	if r := runRule(t, "query", "run", q, api); r.code != 4 {
 		t.Fatalf("run twice: exit %d, stderr %q", r.code, r.stderr)
 	}
+	if r := runRule(t, "query", "pull", "SELECT * FROM per_user WHERE n > 0", api, "-o", "json"); r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("pull: exit %d, stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := runRule(t, "query", "pull", "SELECT * FROM", api); r.code != 2 || !strings.Contains(r.stderr, "line 1, column 14: expected a table name") {
+		t.Fatalf("pull parse error: exit %d, stderr %q", r.code, r.stderr)
+	}
 	if r := runRule(t, "query", "list", api); r.code != 0 || !strings.Contains(r.stdout, "per_user") || !strings.Contains(r.stdout, "running") {
 		t.Fatalf("list: exit %d, stdout %q", r.code, r.stdout)
 	}

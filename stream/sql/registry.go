@@ -301,7 +301,9 @@ func (r *Registry) Close() error {
 //	GET    /v1/queries         -> {"queries": [Info]}
 //	GET    /v1/queries/{name}  -> Info
 //	DELETE /v1/queries/{name}  -> 204
+//	POST   /v1/queries/pull    {"sql": "SELECT * FROM table WHERE ..."} -> {"rows": [...]}
 func Routes(h interface{ Handle(string, http.Handler) }, r *Registry) {
+	pullRoute(h, r)
 	h.Handle("POST /v1/queries", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var body struct {
 			SQL string `json:"sql"`

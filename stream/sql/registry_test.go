@@ -104,6 +104,24 @@ func TestRegistryHTTP(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("table topic has %d records, want 2", n)
 	}
+	// Pull queries answer from the table.
+	pull := func(sql string) (int, string) {
+		b, _ := json.Marshal(map[string]string{"sql": sql})
+		return call("POST", "/v1/queries/pull", string(b))
+	}
+	if code, body := pull("SELECT * FROM hourly_orders"); code != 200 || strings.Count(body, "window_start") != 2 {
+		t.Fatalf("pull all: %d %s", code, body)
+	}
+	if code, body := pull("SELECT * FROM hourly_orders WHERE window_start >= '2026-03-01T11:00:00Z' AND order_count = 1"); code != 200 ||
+		body != `{"rows":[{"order_count":1,"total_revenue":7,"window_end":"2026-03-01T12:00:00Z","window_start":"2026-03-01T11:00:00Z"}]}`+"\n" {
+		t.Fatalf("pull range: %d %q", code, body)
+	}
+	if code, body := pull("SELECT * FROM nope"); code != 404 {
+		t.Fatalf("pull unknown table: %d %s", code, body)
+	}
+	if code, body := pull("SELECT a FROM hourly_orders"); code != 400 || !strings.Contains(body, `line 1, column 8: expected \"*\"`) {
+		t.Fatalf("pull parse error: %d %s", code, body)
+	}
 	// A restart runs the registered query again.
 	reg.Close()
 	reg2, err := NewRegistry(ctx, cfg)

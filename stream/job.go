@@ -167,9 +167,10 @@ func EncodeResult(r *Result) []byte {
 
 // jobOut collects a batch's records.
 type jobOut struct {
-	j    *Job
-	recs []*kgo.Record
-	cur  *kgo.Record // the input record being processed
+	j                      *Job
+	recs                   []*kgo.Record
+	cur                    *kgo.Record // the input record being processed
+	results, late, invalid int         // this batch's, counted on commit
 }
 
 func (o *jobOut) Result(r *Result) {
@@ -180,14 +181,17 @@ func (o *jobOut) Result(r *Result) {
 	if o.j.cfg.Encode != nil {
 		enc = o.j.cfg.Encode
 	}
+	o.results++
 	o.recs = append(o.recs, &kgo.Record{Topic: o.j.cfg.Output, Key: []byte(r.Key), Value: enc(r)})
 }
 
 func (o *jobOut) Late(*event.Event, int32) {
+	o.late++
 	o.recs = append(o.recs, o.copyInput(o.j.cfg.LateTopic, ""))
 }
 
 func (o *jobOut) Invalid(_ *event.Event, _ int32, err error) {
+	o.invalid++
 	o.recs = append(o.recs, o.copyInput(o.j.cfg.ErrorTopic, err.Error()))
 }
 
@@ -276,7 +280,7 @@ func (j *Job) Run(ctx context.Context) error {
 			}
 		})
 		out.recs = out.recs[:0]
-		before := p.Stats()
+		out.results, out.late, out.invalid = 0, 0, 0
 		if fs.NumRecords() == 0 {
 			if p.cfg.IdleTimeout <= 0 {
 				sess.AllowRebalance()
@@ -306,6 +310,7 @@ func (j *Job) Run(ctx context.Context) error {
 			}
 			ev, err := event.DecodeAny(event.Message{Key: r.Key, Value: r.Value, Headers: hs})
 			if err != nil {
+				out.invalid++
 				out.recs = append(out.recs, out.copyInput(j.cfg.ErrorTopic, err.Error()))
 				return
 			}
@@ -331,9 +336,9 @@ func (j *Job) Run(ctx context.Context) error {
 			snap, committed = state, offsets
 			after := p.Stats()
 			j.m.commits.Inc()
-			j.m.late.Add(float64(after.Late - before.Late))
-			j.m.invalid.Add(float64(len(out.recs)) - float64(after.Late-before.Late) - float64(after.Emitted-before.Emitted))
-			j.m.results.Add(float64(after.Emitted - before.Emitted))
+			j.m.late.Add(float64(out.late))
+			j.m.invalid.Add(float64(out.invalid))
+			j.m.results.Add(float64(out.results))
 			j.m.open.Set(float64(after.OpenWindows))
 			if !after.Watermark.IsZero() {
 				j.m.watermark.Set(float64(after.Watermark.UnixNano()) / 1e9)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -145,6 +146,8 @@ func TestCreateTableJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	promReg := prometheus.NewRegistry()
+	cfg.Registerer = promReg
 	j, err := stream.NewJob(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -193,6 +196,16 @@ func TestCreateTableJob(t *testing.T) {
 	want := []string{
 		`{"window_start":"2026-03-01T10:00:00Z","window_end":"2026-03-01T11:00:00Z","order_count":3,"total_revenue":35}`,
 		`{"window_start":"2026-03-01T11:00:00Z","window_end":"2026-03-01T12:00:00Z","order_count":1,"total_revenue":7}`,
+	}
+	mfs, _ := promReg.Gather()
+	metrics := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			metrics[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	if metrics["herald_stream_results_total"] != 2 || metrics["herald_stream_events_total"] != 6 || metrics["herald_stream_open_windows"] != 1 {
+		t.Errorf("metrics %v", metrics)
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("table topic:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

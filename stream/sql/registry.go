@@ -302,8 +302,10 @@ func (r *Registry) Close() error {
 //	GET    /v1/queries/{name}  -> Info
 //	DELETE /v1/queries/{name}  -> 204
 //	POST   /v1/queries/pull    {"sql": "SELECT * FROM table WHERE ..."} -> {"rows": [...]}
+//	POST   /v1/queries/push    {"sql": "SELECT ... EMIT CHANGES", "from"} -> text/event-stream
 func Routes(h interface{ Handle(string, http.Handler) }, r *Registry) {
 	pullRoute(h, r)
+	pushRoute(h, r)
 	h.Handle("POST /v1/queries", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var body struct {
 			SQL string `json:"sql"`

@@ -1,6 +1,7 @@
 package sql
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -121,6 +122,32 @@ func TestRegistryHTTP(t *testing.T) {
 	}
 	if code, body := pull("SELECT a FROM hourly_orders"); code != 400 || !strings.Contains(body, `line 1, column 8: expected \"*\"`) {
 		t.Fatalf("pull parse error: %d %s", code, body)
+	}
+	// A push query streams its results over SSE.
+	pb, _ := json.Marshal(map[string]string{"from": "earliest", "sql": "SELECT data.user, COUNT(*) AS n FROM orders WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) GROUP BY data.user EMIT CHANGES"})
+	pctx, pcancel := context.WithTimeout(ctx, 20*time.Second)
+	preq, _ := http.NewRequestWithContext(pctx, "POST", hs.URL+"/v1/queries/push", strings.NewReader(string(pb)))
+	presp, err := http.DefaultClient.Do(preq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if presp.StatusCode != 200 || presp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("push: %d %s", presp.StatusCode, presp.Header.Get("Content-Type"))
+	}
+	sc := bufio.NewScanner(presp.Body)
+	var pushed []string
+	for len(pushed) < 6 && sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			pushed = append(pushed, d)
+		}
+	}
+	pcancel()
+	presp.Body.Close()
+	if len(pushed) != 6 || pushed[0] != `{"window_start":"2026-03-01T10:00:00Z","window_end":"2026-03-01T11:00:00Z","data_user":"ann","n":1}` {
+		t.Fatalf("pushed %q", pushed)
+	}
+	if code, body := call("POST", "/v1/queries/push", `{"sql":"SELECT COUNT(*) FROM nope WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS)"}`); code != 400 || !strings.Contains(body, "unknown topic") {
+		t.Fatalf("push on unknown topic: %d %s", code, body)
 	}
 	// A restart runs the registered query again.
 	reg.Close()

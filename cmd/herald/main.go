@@ -37,6 +37,7 @@ protocol, an HTTP API, and the services built on them.`,
 	root.AddCommand(newRuleCmd(), newArchiveCmd(), newReplayCmd())
 	root.AddCommand(newSagaCmd(), newDemoCmd())
 	root.AddCommand(newSubCmd())
+	root.AddCommand(newQueryCmd(), newCEPCmd())
 	return root
 }
 

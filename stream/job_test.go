@@ -1,0 +1,232 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/broker/groups"
+	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/server"
+)
+
+// crashJobConfig is the job TestJobCrash runs, in the child and (as a
+// Processor) in the reference run.
+func crashJobConfig(brokers string) JobConfig {
+	return JobConfig{
+		Name: "crashjob", Brokers: []string{brokers}, Input: "orders", Output: "hourly",
+		Processor: Config{Key: "data.user", Window: TumblingWindow(10 * time.Second),
+			Aggs: []Agg{{Kind: Count}, {Kind: Sum, Field: "data.total", Name: "revenue"},
+				{Kind: CountDistinct, Field: "data.item", Name: "items"}},
+			MaxOutOfOrder: time.Second, Grace: Grace(time.Second), Emit: EmitFinal},
+		MaxPollRecords: 25,
+		KgoOptions: []kgo.Opt{kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100 * time.Millisecond),
+			kgo.RebalanceTimeout(2 * time.Second)},
+		Logger: slog.New(slog.DiscardHandler),
+	}
+}
+
+// TestJobCrashChild is the job process TestJobCrash SIGKILLs.
+func TestJobCrashChild(t *testing.T) {
+	if os.Getenv("HERALD_STREAM_CRASH_CHILD") != "1" {
+		t.Skip("run by TestJobCrash")
+	}
+	j, err := NewJob(crashJobConfig(os.Getenv("HERALD_STREAM_CRASH_BROKERS")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := j.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// crashInput is the input: orders over 8 users, out of order by up to 6s
+// (so some are late), a few without a usable time, and a last event far
+// ahead that closes every window.
+func crashInput(n int) []*kgo.Record {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var recs []*kgo.Record
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := 0; i < n; i++ {
+		e := event.New("/shop", "OrderCreated")
+		e.ID = fmt.Sprintf("o%d", i)
+		e.Time = base.Add(time.Duration(i)*200*time.Millisecond - time.Duration(rng.IntN(6000))*time.Millisecond)
+		if i%97 == 13 {
+			e.Time = time.Time{} // counted and sent to the error topic
+		}
+		e.DataContentType = "application/json"
+		e.Data = fmt.Appendf(nil, `{"user":"u%d","total":%d,"item":"i%d"}`, rng.IntN(8), rng.IntN(100), rng.IntN(20))
+		recs = append(recs, toKgo(e))
+	}
+	end := event.New("/shop", "OrderCreated")
+	end.ID, end.Time, end.Data = "end", base.Add(time.Hour), []byte(`{"user":"zz","total":0,"item":"x"}`)
+	recs = append(recs, toKgo(end))
+	recs = append(recs, &kgo.Record{Value: []byte("not an event")})
+	return recs
+}
+
+func toKgo(e *event.Event) *kgo.Record {
+	m, err := event.Encode(e)
+	if err != nil {
+		panic(err)
+	}
+	r := &kgo.Record{Topic: "orders", Partition: 0, Key: m.Key, Value: m.Value}
+	for _, h := range m.Headers {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	return r
+}
+
+// TestJobCrash SIGKILLs a job process (this test binary, re-executed) at
+// random points, lets a last one finish, and demands that the committed
+// output, late and error topics equal those of an uninterrupted run.
+func TestJobCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	srv, err := server.Start(context.Background(), server.Config{
+		Broker: broker.Config{DataDir: t.TempDir()},
+		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	brokers := srv.KafkaAddr()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	input := crashInput(40000)
+	if err := cl.ProduceSync(ctx, input...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The reference: the same Processor over the same input, in-process.
+	cfg := crashJobConfig(brokers)
+	ref, err := New(cfg.Processor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want recSink
+	for _, r := range input {
+		hs := make([]event.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			hs[i] = event.Header{Key: h.Key, Value: h.Value}
+		}
+		e, err := event.DecodeAny(event.Message{Key: r.Key, Value: r.Value, Headers: hs})
+		if err != nil {
+			want.errors++
+			continue
+		}
+		ref.Process(0, e, &want)
+	}
+	if want.late == 0 || want.errors < 2 || len(want.out) < 50 {
+		t.Fatalf("reference run too tame: %d results, %d late, %d errors", len(want.out), want.late, want.errors)
+	}
+
+	start := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestJobCrashChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "HERALD_STREAM_CRASH_CHILD=1", "HERALD_STREAM_CRASH_BROKERS="+brokers)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	rounds := 3
+	if os.Getenv("HERALD_LONG") == "1" {
+		rounds = 15
+	}
+	for r := 0; r < rounds; r++ {
+		cmd := start()
+		time.Sleep(time.Duration(1200+rand.IntN(1200)) * time.Millisecond) // startup (fencing, rebalance) takes about a second
+		cmd.Process.Kill()
+		cmd.Wait()
+		got := readCommitted(t, brokers, "hourly", 200*time.Millisecond)
+		t.Logf("round %d: killed with %d of %d results committed", r, len(got), len(want.out))
+	}
+	cmd := start()
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	var got []string
+	for {
+		got = readCommitted(t, brokers, "hourly", 300*time.Millisecond)
+		if len(got) >= len(want.out) || time.Now().After(deadline) {
+			break
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a duplicate would commit after the check
+	got = readCommitted(t, brokers, "hourly", 300*time.Millisecond)
+	if strings.Join(got, "\n") != strings.Join(want.out, "\n") {
+		n := min(len(got), len(want.out))
+		for i := 0; i < n; i++ {
+			if got[i] != want.out[i] {
+				t.Fatalf("output differs at record %d of %d (want %d):\n got  %s\n want %s", i, len(got), len(want.out), got[i], want.out[i])
+			}
+		}
+		t.Fatalf("output has %d records, want %d", len(got), len(want.out))
+	}
+	if late := readCommitted(t, brokers, "crashjob.late", 200*time.Millisecond); len(late) != want.late {
+		t.Fatalf("late topic has %d records, want %d", len(late), want.late)
+	}
+	if errs := readCommitted(t, brokers, "crashjob.errors", 200*time.Millisecond); len(errs) != want.errors {
+		t.Fatalf("error topic has %d records, want %d", len(errs), want.errors)
+	}
+	t.Logf("after %d kills: %d results, %d late, %d errors, all equal to the uninterrupted run", rounds, len(got), want.late, want.errors)
+}
+
+type recSink struct {
+	out          []string
+	late, errors int
+}
+
+func (s *recSink) Result(r *Result)                   { s.out = append(s.out, r.Key+" "+string(EncodeResult(r))) }
+func (s *recSink) Late(*event.Event, int32)           { s.late++ }
+func (s *recSink) Invalid(*event.Event, int32, error) { s.errors++ }
+
+// readCommitted reads a topic's committed records (partition 0) until
+// no record comes for quiet; each as "key value".
+func readCommitted(t *testing.T, brokers, topic string, quiet time.Duration) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []string
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), quiet)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			out = append(out, string(r.Key)+" "+string(r.Value))
+		})
+		if n == 0 {
+			return out
+		}
+	}
+}

@@ -1,0 +1,199 @@
+package sql
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/heraldhq/herald/internal/httpjson"
+)
+
+// pullQuiet is how long a pull waits for more of a table's records once
+// the records it has read end before the committed end (markers).
+const pullQuiet = 500 * time.Millisecond
+
+// PullQuery is a query against a table:
+//
+//	SELECT * FROM table [WHERE condition] [;]
+//
+// The condition compares the table's columns (window_start, window_end,
+// the group column and the selected columns) with literals; window times
+// compare as RFC 3339 strings, so window_start >= '2026-03-01T10:00:00Z'
+// selects a range.
+type PullQuery struct {
+	Table string
+	Where Cond
+}
+
+// ParsePull parses a pull query.
+func ParsePull(src string) (*PullQuery, error) {
+	toks, err := lex(src)
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{toks: toks}
+	if err := p.kw("SELECT"); err != nil {
+		return nil, err
+	}
+	if err := p.sym("*"); err != nil {
+		return nil, err
+	}
+	if err := p.kw("FROM"); err != nil {
+		return nil, err
+	}
+	t, err := p.ident("a table name")
+	if err != nil {
+		return nil, err
+	}
+	q := &PullQuery{Table: t.text}
+	if p.isKw("WHERE") {
+		p.next()
+		if q.Where, err = p.cond(true); err != nil {
+			return nil, err
+		}
+	}
+	if p.isSym(";") {
+		p.next()
+	}
+	if t := p.peek(); t.kind != tEOF {
+		return nil, p.errAt(t, "expected end of query, found %s", t)
+	}
+	return q, nil
+}
+
+// Row is one row of a table: its columns by name.
+type Row map[string]json.RawMessage
+
+func (r Row) match(c Cond) bool {
+	switch c := c.(type) {
+	case nil:
+		return true
+	case And:
+		return r.match(c.L) && r.match(c.R)
+	case Or:
+		return r.match(c.L) || r.match(c.R)
+	case Not:
+		return !r.match(c.X)
+	case *Cmp:
+		raw, ok := r[c.Operand]
+		if !ok {
+			return false
+		}
+		var v any
+		if json.Unmarshal(raw, &v) != nil {
+			return false
+		}
+		switch v := v.(type) {
+		case float64:
+			return c.Lit.IsNum && compare(cmpFloat(v, c.Lit.Num), c.Op)
+		case string:
+			return !c.Lit.IsNum && !c.Lit.IsBool && compare(strings.Compare(v, c.Lit.Str), c.Op)
+		}
+	}
+	return false
+}
+
+// Pull answers a pull query from the table of a registered query: the
+// newest row per group and window, in window then group order.
+func (r *Registry) Pull(ctx context.Context, text string) ([]Row, error) {
+	q, err := ParsePull(text)
+	if err != nil {
+		return nil, err
+	}
+	info, err := r.Get(q.Table)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted())}, r.cfg.KgoOptions...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, info.Output)
+	if err != nil {
+		return nil, fmt.Errorf("sql: table %q: %w", q.Table, err)
+	}
+	parts := map[int32]kgo.Offset{}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset > 0 {
+			parts[o.Partition] = kgo.NewOffset().AtStart()
+			want[o.Partition] = o.Offset
+		}
+	})
+	latest := map[string]Row{}
+	var order []string
+	if len(parts) > 0 {
+		cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{info.Output: parts})
+		for len(want) > 0 {
+			// NB: the committed end counts transaction markers, which are
+			// never delivered: a quiet poll means the table has been read.
+			pctx, cancel := context.WithTimeout(ctx, pullQuiet)
+			fs := cl.PollFetches(pctx)
+			cancel()
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if fs.NumRecords() == 0 && pctx.Err() != nil {
+				break
+			}
+			var ferr error
+			fs.EachError(func(_ string, _ int32, err error) {
+				if !errors.Is(err, context.DeadlineExceeded) {
+					ferr = err
+				}
+			})
+			if ferr != nil {
+				return nil, fmt.Errorf("sql: read table %q: %w", q.Table, ferr)
+			}
+			fs.EachRecord(func(rec *kgo.Record) {
+				if rec.Offset+1 >= want[rec.Partition] {
+					delete(want, rec.Partition)
+				}
+				var row Row
+				if json.Unmarshal(rec.Value, &row) != nil {
+					return
+				}
+				id := string(row["window_start"]) + "\x00" + string(rec.Key)
+				if _, ok := latest[id]; !ok {
+					order = append(order, id)
+				}
+				latest[id] = row
+			})
+		}
+	}
+	sort.Strings(order)
+	out := []Row{}
+	for _, id := range order {
+		if row := latest[id]; row.match(q.Where) {
+			out = append(out, row)
+		}
+	}
+	return out, nil
+}
+
+func pullRoute(h interface{ Handle(string, http.Handler) }, r *Registry) {
+	h.Handle("POST /v1/queries/pull", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var body struct {
+			SQL string `json:"sql"`
+		}
+		if err := httpjson.Decode(w, req, MaxQueryBytes+1024, &body); err != nil {
+			httpjson.WriteError(w, err)
+			return
+		}
+		rows, err := r.Pull(req.Context(), body.SQL)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		httpjson.WriteJSON(w, http.StatusOK, map[string]any{"rows": rows})
+	}))
+}

@@ -51,6 +51,9 @@ fuzz FuzzInstance ./saga
 fuzz FuzzParseFilter ./subscription
 fuzz FuzzDecodeRecord ./subscription
 fuzz FuzzAppendJSONString ./subscription
+fuzz FuzzJSONLookup ./stream
+fuzz FuzzRestoreState ./stream
+fuzz FuzzParse ./stream/sql
 
 step "client compatibility (compat/: franz-go, sarama, kafka-go, kcat, kafkajs)"
 # A separate module, so the clients it tests never enter Herald's go.mod.

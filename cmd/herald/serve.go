@@ -22,6 +22,7 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/commitlog"
+	"github.com/heraldhq/herald/console"
 	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/kafka"
@@ -256,6 +257,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	defer closeEventStore()
+	mux.Handle("/", console.Handler()) // the web console; every API path above is more specific
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 2)

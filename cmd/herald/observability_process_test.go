@@ -272,4 +272,39 @@ func TestPrometheusScrapesHerald(t *testing.T) {
 			time.Sleep(250 * time.Millisecond)
 		}
 	}
+
+	// Every query of the Grafana dashboard in docs/ is valid PromQL over
+	// these series (Prometheus answers "success", with or without samples).
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "grafana-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("docs/grafana-dashboard.json: %v", err)
+	}
+	vars := strings.NewReplacer("$job", "herald", "$group", ".*", "$__rate_interval", "1m")
+	var exprs int
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			exprs++
+			resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + url.QueryEscape(vars.Replace(tg.Expr)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"status":"success"`)) {
+				t.Errorf("dashboard panel %q: %s: %s", p.Title, tg.Expr, body)
+			}
+		}
+	}
+	if exprs < 20 {
+		t.Errorf("the dashboard has %d queries", exprs)
+	}
 }

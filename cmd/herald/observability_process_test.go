@@ -112,7 +112,7 @@ func repoRoot(t *testing.T) string {
 // is created, an event carrying HTML and script is produced and found (shown
 // as text, no script runs); API errors read as messages; a group's reset dry
 // run, a rule test, a schema diff and compatibility check, an event-store
-// stream and the overview's charts. Screenshots go to test-artifacts/console.
+// stream, a flow's lineage graph and the overview's charts. Screenshots go to test-artifacts/console.
 // It fails, never skips, when Chromium, node or playwright-core is missing.
 func TestConsoleInBrowser(t *testing.T) {
 	if testing.Short() {
@@ -146,6 +146,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		`{"schemaType":"JSON","schema":"{\"type\":\"object\",\"properties\":{\"total\":{\"type\":\"number\"}},\"additionalProperties\":false}"}`, 200)
 	p.call(t, "POST", "/registry/subjects/console-e2e-value/versions", ctype,
 		`{"schemaType":"JSON","schema":"{\"type\":\"object\",\"properties\":{\"total\":{\"type\":\"number\"},\"currency\":{\"type\":\"string\"}},\"additionalProperties\":false}"}`, 200)
+	p.call(t, "POST", "/v1/topics/console-orders/events", "application/cloudevents-batch+json", `[
+		{"specversion":"1.0","id":"console-flow-1","source":"/shop","type":"order.placed"},
+		{"specversion":"1.0","id":"console-flow-2","source":"/orders","type":"payment.requested","correlationid":"console-flow-1","causationid":"console-flow-1"},
+		{"specversion":"1.0","id":"console-flow-3","source":"/payments","type":"payment.ok","correlationid":"console-flow-1","causationid":"console-flow-2"},
+		{"specversion":"1.0","id":"console-flow-4","source":"/stock","type":"stock.reserved","correlationid":"console-flow-1","causationid":"console-flow-1"}]`, 200)
 	p.call(t, "POST", "/v1/streams/console-e2e-1", "application/json", `{"events":[{"type":"ConsoleTested","data":{"ok":true}}]}`, 200)
 
 	artifacts := filepath.Join(root, "test-artifacts", "console")

@@ -74,7 +74,7 @@ const hostile = `<img src=x onerror="alert('img')"><script>alert('script')</scri
 try {
   // Every page loads without console errors.
   for (const [hash, heading] of [["#/overview", "Overview"], ["#/topics", "Topics"], ["#/groups", "Consumer groups"],
-    ["#/deadletters", "Dead letters"], ["#/rules", "Rules"], ["#/schemas", "Schemas"], ["#/store", "Event store"]]) {
+    ["#/deadletters", "Dead letters"], ["#/rules", "Rules"], ["#/schemas", "Schemas"], ["#/store", "Event store"], ["#/lineage", "Lineage"]]) {
     await step(`page-${hash.slice(2)}`, () => visit(hash, heading));
   }
   // Services this server may not run: a note, not a blank page or an error.
@@ -161,6 +161,21 @@ try {
     await visit("#/store", "Event store");
     await page.getByRole("link", { name: "console-e2e-1" }).first().click();
     await page.locator("main td", { hasText: "ConsoleTested" }).first().waitFor();
+  });
+
+  // Lineage: a flow drawn as a graph, then one event's ancestors and descendants.
+  await step("lineage-flow-graph", async () => {
+    await visit("#/lineage", "Lineage");
+    await page.getByLabel("Correlation id").fill("console-flow-1");
+    await page.getByRole("button", { name: "Show flow" }).click();
+    await page.locator("main h2", { hasText: "Flow console-flow-1" }).waitFor();
+    const nodes = await page.locator("svg.graph .node").count(), edges = await page.locator("svg.graph path.edge").count();
+    if (nodes !== 4 || edges !== 3) throw new Error(`the flow graph has ${nodes} nodes and ${edges} edges, want 4 and 3`);
+    await page.locator("svg.graph .node", { hasText: "payment.ok" }).click();
+    await page.locator("main h2", { hasText: "Event console-flow-3" }).waitFor();
+    await page.locator("svg.graph .node.focus", { hasText: "payment.ok" }).waitFor();
+    const rows = await page.getByRole("table", { name: "Ancestors and descendants" }).locator("tbody tr").count();
+    if (rows !== 3) throw new Error(`lineage of console-flow-3 lists ${rows} events, want 2 ancestors, itself`);
   });
 
   // Overview: charts drawn after a few polls.

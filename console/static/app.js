@@ -9,6 +9,7 @@ import { rules, rule } from "./pages/rules.js";
 import { schemas, subject } from "./pages/schemas.js";
 import { streams, stream } from "./pages/store.js";
 import { optional } from "./pages/optional.js";
+import { lineage } from "./pages/lineage.js";
 
 const routes = {
   overview: [overview],
@@ -18,6 +19,7 @@ const routes = {
   rules: [rules, rule],
   schemas: [schemas, subject],
   store: [streams, stream],
+  lineage: [lineage],
   subscriptions: [(ctx) => optional(ctx, "Subscriptions", "/v1/subscriptions", "subscriptions")],
   sagas: [(ctx) => optional(ctx, "Sagas", "/v1/sagas", "sagas")],
 };

@@ -148,7 +148,7 @@ function browser(topicName, nparts) {
     const evs = (r.events || []).filter((e) => !f || JSON.stringify(e).toLowerCase().includes(f));
     const rows = evs.map((e) => {
       const ce = e.event;
-      const what = ce ? [ce.id, ce.type, ce.source, ce.subject || ""] : [e.record?.key ?? "", "(raw record)", "", ""];
+      const what = ce ? [link(`#/lineage/event/${enc(ce.id)}`, ce.id), ce.type, ce.source, ce.subject || ""] : [e.record?.key ?? "", "(raw record)", "", ""];
       return [e.partition, num(e.offset), e.timestamp, ...what, h("details", {}, h("summary", {}, "JSON"), json(ce || e.record))];
     });
     out.set(

@@ -118,6 +118,18 @@ try {
     await page.getByRole("button", { name: "Read", exact: true }).click();
     await page.locator("main p.note", { hasText: "0 shown of 1 read" }).waitFor();
   });
+  await step("follow-live", async () => {
+    await page.getByLabel("Filter", { exact: true }).fill("");
+    await page.getByRole("button", { name: "Follow live" }).click();
+    await page.locator("main [role=status]", { hasText: "waiting for new events" }).waitFor();
+    await page.evaluate(async () => {
+      const r = await fetch("/v1/topics/console-e2e/events", { method: "POST", headers: { "Content-Type": "application/cloudevents+json" },
+        body: JSON.stringify({ specversion: "1.0", id: "live-1", source: "/e2e", type: "console.live" }) });
+      if (!r.ok) throw new Error(`publish: ${r.status}`);
+    });
+    await page.getByRole("cell", { name: "live-1", exact: true }).waitFor();
+    await page.getByRole("button", { name: "Stop following" }).click();
+  });
   await step("api-error-readable", async () => {
     await page.goto(`${base}/#/topics/no-such-topic`);
     await page.locator("main .error", { hasText: "NOT_FOUND" }).waitFor();

@@ -120,6 +120,16 @@ function produceForm(topicName) {
   out);
 }
 
+function eventsTable(evs) {
+  const rows = evs.map((e) => {
+    const ce = e.event;
+    const what = ce ? [link(`#/lineage/event/${enc(ce.id)}`, ce.id), ce.type, ce.source, ce.subject || ""] : [e.record?.key ?? "", "(raw record)", "", ""];
+    return [e.partition, num(e.offset), e.timestamp, ...what, h("details", {}, h("summary", {}, "JSON"), json(ce || e.record))];
+  });
+  return table(["Partition", "Offset", "Time", "ID / key", "Type", "Source", "Subject", "Event"], rows,
+    { numeric: [0, 1], caption: "Events", empty: "No events here." });
+}
+
 function browser(topicName, nparts) {
   const out = slot({});
   const part = h("select", { id: "br-partition" }, h("option", { value: "" }, "all"),
@@ -129,6 +139,52 @@ function browser(topicName, nparts) {
   const limit = h("input", { id: "br-limit", type: "number", min: 1, max: 1000, value: "50" });
   const filter = h("input", { id: "br-filter", type: "search", placeholder: "text in the event" });
   let next = null;
+  const matching = (events) => {
+    const f = filter.value.trim().toLowerCase();
+    return (events || []).filter((e) => !f || JSON.stringify(e).toLowerCase().includes(f));
+  };
+
+  // Follow: long-polls from where the last read ended (or the end of the
+  // topic) and shows events as they are written, newest first.
+  let following = false, generation = 0;
+  const followBtn = h("button", { type: "button", class: "secondary", id: "br-follow", "aria-pressed": "false" }, "Follow live");
+  const follow = async () => {
+    const mine = ++generation;
+    const live = [];
+    if (!next) {
+      const q = { limit: 1, offset: "latest" };
+      if (part.value !== "") q.partition = part.value;
+      const r = await api("GET", `/v1/topics/${enc(topicName)}/events`, undefined, { query: q });
+      next = r.nextPageToken ? { pageToken: r.nextPageToken } : { offset: r.nextOffset };
+    }
+    out.set(h("p", { class: "note", role: "status" }, "Following: waiting for new events..."));
+    while (following && mine === generation && document.contains(out)) {
+      const q = { limit: 100, wait: "10s", ...(next.pageToken ? { pageToken: next.pageToken } : { offset: next.offset }) };
+      if (part.value !== "") q.partition = part.value;
+      const r = await api("GET", `/v1/topics/${enc(topicName)}/events`, undefined, { query: q });
+      if (!following || mine !== generation) break;
+      next = r.nextPageToken ? { pageToken: r.nextPageToken } : r.nextOffset !== undefined ? { offset: r.nextOffset } : next;
+      const evs = matching(r.events);
+      if (evs.length === 0) continue;
+      live.unshift(...evs.reverse());
+      live.length = Math.min(live.length, 500);
+      out.set(h("p", { class: "note", role: "status" }, `Following: ${live.length} new events, newest first.`), eventsTable(live));
+    }
+  };
+  followBtn.addEventListener("click", () => {
+    following = !following;
+    followBtn.textContent = following ? "Stop following" : "Follow live";
+    followBtn.setAttribute("aria-pressed", String(following));
+    if (following) {
+      const mine = generation + 1;
+      guard(out, follow).finally(() => {
+        if (mine !== generation) return; // a newer follow runs
+        following = false;
+        followBtn.textContent = "Follow live";
+        followBtn.setAttribute("aria-pressed", "false");
+      });
+    }
+  });
 
   const read = async (cont) => {
     const q = { limit: limit.value };
@@ -144,23 +200,16 @@ function browser(topicName, nparts) {
     } else q.offset = from.value;
     const r = await api("GET", `/v1/topics/${enc(topicName)}/events`, undefined, { query: q });
     next = r.nextPageToken ? { pageToken: r.nextPageToken } : r.nextOffset !== undefined ? { offset: r.nextOffset } : null;
-    const f = filter.value.trim().toLowerCase();
-    const evs = (r.events || []).filter((e) => !f || JSON.stringify(e).toLowerCase().includes(f));
-    const rows = evs.map((e) => {
-      const ce = e.event;
-      const what = ce ? [link(`#/lineage/event/${enc(ce.id)}`, ce.id), ce.type, ce.source, ce.subject || ""] : [e.record?.key ?? "", "(raw record)", "", ""];
-      return [e.partition, num(e.offset), e.timestamp, ...what, h("details", {}, h("summary", {}, "JSON"), json(ce || e.record))];
-    });
+    const evs = matching(r.events);
     out.set(
       h("p", { class: "note", role: "status" }, `${evs.length} shown of ${(r.events || []).length} read`,
         r.highWatermark !== undefined ? `; high watermark ${num(r.highWatermark)}` : "", "."),
-      table(["Partition", "Offset", "Time", "ID / key", "Type", "Source", "Subject", "Event"], rows,
-        { numeric: [0, 1], caption: "Events", empty: "No events here." }),
+      eventsTable(evs),
       next ? h("button", { type: "button", class: "secondary", onclick: () => guard(out, () => read(true)) }, "Next page") : null);
   };
   return h("form", { "aria-labelledby": "browse-h", onsubmit: (e) => { e.preventDefault(); guard(out, () => read(false)); } },
     h("h2", { id: "browse-h" }, "Events"),
     h("div", { class: "row" }, field("Partition", part), field("From", from), field("Offset or time", at), field("Limit", limit),
-      field("Filter", filter), h("button", { type: "submit", id: "br-read" }, "Read")),
+      field("Filter", filter), h("button", { type: "submit", id: "br-read" }, "Read"), followBtn),
     out);
 }

@@ -261,6 +261,7 @@ func TestPrometheusScrapesHerald(t *testing.T) {
 		{`sum(herald_http_requests_total{route="POST /v1/topics/{topic}/events",code="200"})`, func(v float64) bool { return v == 5 }, "5 publish requests"},
 		{`herald_broker_produce_records_total`, func(v float64) bool { return v >= 8 }, "at least 8 records produced"},
 		{`herald_group_offset_commits_total`, func(v float64) bool { return v >= 1 }, "offset commits counted"},
+		{`herald_lineage_events`, func(v float64) bool { return v == 5 }, "the 5 CloudEvents in the lineage index (the raw records are not events)"},
 		{`sum(herald_commitlog_fsync_seconds_count)`, func(v float64) bool { return v >= 1 }, "an fsync latency histogram"},
 		{`count(herald_http_request_duration_seconds_bucket{route="POST /v1/topics/{topic}/events"})`, func(v float64) bool { return v > 1 }, "a request latency histogram"},
 	} {

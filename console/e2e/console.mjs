@@ -66,6 +66,11 @@ async function visit(hash, heading) {
   }
   const errs = await page.locator("main .error").allTextContents();
   if (errs.length) throw new Error(`the page shows an error: ${errs.join(" | ")}`);
+  // Every form control has an accessible name (a label around it, or aria-label).
+  const unlabelled = await page.evaluate(() => [...document.querySelectorAll("main input, main select, main textarea, main button")]
+    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !(el.tagName === "BUTTON" && el.textContent.trim()))
+    .map((el) => el.outerHTML.slice(0, 80)));
+  if (unlabelled.length) throw new Error(`form controls without a label: ${unlabelled.join(" | ")}`);
 }
 
 const NOT_FOUND = "status of 404";

@@ -135,6 +135,14 @@ try {
     await page.getByRole("cell", { name: "live-1", exact: true }).waitFor();
     await page.getByRole("button", { name: "Stop following" }).click();
   });
+  await step("topic-settings", async () => {
+    await page.getByLabel("Retention (ms; empty: the default)").fill("86400000");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("main p", { hasText: "retention 1 d" }).waitFor();
+    await page.getByLabel("Retention (ms; empty: the default)").fill("-5");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("main .error", { hasText: "retention.ms" }).waitFor();
+  }, ["status of 400"]);
   await step("api-error-readable", async () => {
     await page.goto(`${base}/#/topics/no-such-topic`);
     await page.locator("main .error", { hasText: "NOT_FOUND" }).waitFor();

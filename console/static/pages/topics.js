@@ -78,10 +78,39 @@ export async function topic(ctx) {
     table(["Partition", "Start offset", "End offset", "Records", "Size"],
       parts.map((p) => [p.partition, num(p.startOffset), num(p.endOffset), num(p.endOffset - p.startOffset), bytes(p.sizeBytes)]),
       { numeric: [0, 1, 2, 3, 4], caption: "Partitions" }),
+    settingsForm(name, cfg["retention.ms"], parts.length),
     produceForm(name),
     browser(name, parts.length),
     h("details", {}, h("summary", {}, "Configs"),
       table(["Name", "Value", "Source"], (t.configs || []).map((c) => [c.name, c.value, c.source + (c.readOnly ? " (read-only)" : "")]), { caption: "Configs" })));
+}
+
+// settingsForm changes retention and the partition count (PATCH, checked
+// first with validateOnly) and deletes the topic.
+function settingsForm(topicName, retentionMs, nparts) {
+  const out = slot({});
+  const retention = h("input", { id: "set-retention", inputmode: "numeric", value: retentionMs || "" });
+  const partitions = h("input", { id: "set-partitions", type: "number", min: nparts, value: String(nparts) });
+  return h("form", { "aria-labelledby": "set-h", onsubmit: (e) => {
+    e.preventDefault();
+    guard(out, async () => {
+      const body = { configs: {} };
+      if (retention.value.trim() !== (retentionMs || "")) body.configs["retention.ms"] = retention.value.trim() || null;
+      if (Number(partitions.value) !== nparts) body.partitions = Number(partitions.value);
+      await api("PATCH", `/v1/topics/${enc(topicName)}`, { ...body, validateOnly: true });
+      await api("PATCH", `/v1/topics/${enc(topicName)}`, body);
+      location.reload();
+    });
+  } },
+  h("h2", { id: "set-h" }, "Settings"),
+  h("div", { class: "row" }, field("Retention (ms; empty: the default)", retention), field("Partitions (can only grow)", partitions),
+    h("button", { type: "submit" }, "Save"),
+    h("button", { type: "button", class: "danger", onclick: () => guard(out, async () => {
+      if (!confirm(`Delete topic ${topicName} and all its events?`)) return;
+      await api("DELETE", `/v1/topics/${enc(topicName)}`);
+      location.hash = "#/topics";
+    }) }, "Delete topic")),
+  out);
 }
 
 function produceForm(topicName) {

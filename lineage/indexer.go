@@ -152,8 +152,8 @@ func (x *Indexer) readOnce(ctx context.Context, k tp) (more bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if !ok || off < start {
-		off = start
+	if !ok || off < start || off > end {
+		off = start // new, or retention passed us, or the topic was deleted and created again
 	}
 	if off >= end {
 		x.next[k] = off

@@ -44,11 +44,27 @@ type Index struct {
 	byID     map[string]*Entry
 	children map[string][]*Entry // by causation id
 	flows    map[string][]*Entry // by correlation id
+	names    map[string]string   // interned sources, types and topics
+}
+
+// maxNames bounds the interned strings: sources, types and topics repeat
+// across events; past the bound (a source per event, say) they are kept as
+// they come.
+const maxNames = 100000
+
+func (x *Index) intern(s string) string {
+	if v, ok := x.names[s]; ok {
+		return v
+	}
+	if len(x.names) < maxNames {
+		x.names[s] = s
+	}
+	return s
 }
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{byID: map[string]*Entry{}, children: map[string][]*Entry{}, flows: map[string][]*Entry{}}
+	return &Index{byID: map[string]*Entry{}, children: map[string][]*Entry{}, flows: map[string][]*Entry{}, names: map[string]string{}}
 }
 
 // Add indexes e. An id seen before is ignored (a redelivered or redriven
@@ -59,6 +75,7 @@ func (x *Index) Add(e Entry) bool {
 	if _, ok := x.byID[e.ID]; ok || e.ID == "" {
 		return false
 	}
+	e.Source, e.Type, e.Topic = x.intern(e.Source), x.intern(e.Type), x.intern(e.Topic)
 	p := &e
 	x.byID[e.ID] = p
 	if e.CausationID != "" {

@@ -10,10 +10,10 @@
 // subject, place (topic, partition, offset), time, correlation and causation
 // ids. On start it reads the topics from their start, so after a restart the
 // index is whole again once it has caught up (Indexer.CaughtUp). Memory is
-// about 360 bytes an event with 20-character ids (BenchmarkFlow); events
+// about 330 bytes an event with 20-character ids (BenchmarkFlow); events
 // leave the index only with the server (a deleted topic's events stay until
-// a restart). Answers are read from memory: a flow of 100 events takes well
-// under a millisecond.
+// a restart). Answers are read from memory: a flow of 100 events takes
+// 16 µs with 10 million events indexed.
 package lineage
 
 import (

@@ -2,7 +2,7 @@
 // two seconds (one request whatever the number of topics), drawn as SVG.
 import { h, api, slot, errorBox, parseMetrics, sparkline, table, link, enc, num, fmtRate } from "../lib.js";
 
-const POLL_MS = 2000, KEEP = 90; // three minutes of history
+const POLL_MS = 2000, SLOW_POLL_MS = 10000, KEEP = 90; // three minutes of history at the normal pace
 const history = { at: [], produced: [], bytesIn: [], fetched: [], requests: [], lag: [], topicRate: new Map(), groupLag: new Map() };
 let last = null;
 
@@ -61,7 +61,7 @@ function card(title, values, unit, id) {
     h("h2", { id }, title),
     h("div", { class: "big" }, `${fmtRate(now)}${unit}`),
     sparkline(values, title, unit),
-    h("div", { class: "note" }, `peak ${fmtRate(Math.max(0, ...values))}${unit} over the last ${Math.round(values.length * POLL_MS / 1000)} s`));
+    h("div", { class: "note" }, `peak ${fmtRate(Math.max(0, ...values))}${unit} in the chart (the last ${values.length} samples)`));
 }
 
 function top(map, n) {
@@ -91,18 +91,22 @@ export async function overview(ctx) {
         top(history.groupLag, 10).map(([g, v, now, peak]) => [link(`#/groups/${enc(g)}`, g), num(now), num(peak), sparkline(v, `${g} lag`, "", true)]),
         { numeric: [1, 2], empty: "No group has committed offsets.", caption: "Consumer lag by group" }));
   };
+  // Every 2 s; every 10 s when /metrics is over 1 MB (thousands of topics),
+  // so the console does not load the server it watches.
+  let timer, left = false, every = POLL_MS;
   const poll = async () => {
     try {
       const text = await api("GET", "/metrics", undefined, { raw: true, headers: { Accept: "text/plain" } });
+      every = text.length > 1e6 ? SLOW_POLL_MS : POLL_MS;
       sample(parseMetrics(text), Date.now());
       draw();
-      status.set(`Updated ${new Date().toLocaleTimeString()}; every ${POLL_MS / 1000} s from /metrics.`);
+      status.set(`Updated ${new Date().toLocaleTimeString()}; every ${every / 1000} s from /metrics.`);
     } catch (e) {
       status.set(errorBox(e));
     }
+    if (!left) timer = setTimeout(poll, every);
   };
   await poll();
-  const timer = setInterval(poll, POLL_MS);
-  ctx.onLeave(() => clearInterval(timer));
+  ctx.onLeave(() => { left = true; clearTimeout(timer); });
   return h("div", {}, h("h1", {}, "Overview"), status, body);
 }

@@ -151,6 +151,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"specversion":"1.0","id":"console-flow-2","source":"/orders","type":"payment.requested","correlationid":"console-flow-1","causationid":"console-flow-1"},
 		{"specversion":"1.0","id":"console-flow-3","source":"/payments","type":"payment.ok","correlationid":"console-flow-1","causationid":"console-flow-2"},
 		{"specversion":"1.0","id":"console-flow-4","source":"/stock","type":"stock.reserved","correlationid":"console-flow-1","causationid":"console-flow-1"}]`, 200)
+	p.call(t, "POST", "/v1/topics", "application/json", `{"name":"console-orders-dlq","partitions":1}`, 201)
+	p.call(t, "POST", "/v1/topics/console-orders-dlq/events", "application/json", `{"records":[{"key":"k1","value":{"total":5},"headers":{
+		"herald-dlq-topic":"console-orders","herald-dlq-partition":"0","herald-dlq-offset":"0","herald-dlq-group":"billing",
+		"herald-dlq-error":"card declined <b>x</b>","herald-dlq-reason":"failed","herald-dlq-attempts":"3",
+		"herald-dlq-first-failure":"2026-11-26T08:00:00Z","herald-dlq-last-failure":"2026-11-26T08:01:00Z"}}]}`, 200)
 	p.call(t, "POST", "/v1/streams/console-e2e-1", "application/json", `{"events":[{"type":"ConsoleTested","data":{"ok":true}}]}`, 200)
 
 	artifacts := filepath.Join(root, "test-artifacts", "console")

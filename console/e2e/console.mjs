@@ -163,6 +163,20 @@ try {
     await page.locator("main [role=status]", { hasText: "Dry run" }).waitFor();
   });
 
+  // Dead letters: inspect one (its error shown as text), dry run, redrive.
+  await step("dead-letters-redrive", async () => {
+    await page.goto(`${base}/#/deadletters?topic=console-orders-dlq`);
+    await page.locator("main h1", { hasText: "Dead letters" }).waitFor();
+    await page.getByRole("button", { name: "Show" }).click();
+    const dl = page.getByRole("table", { name: "Dead letters", exact: true });
+    await dl.getByRole("cell", { name: "card declined <b>x</b>", exact: true }).waitFor();
+    await dl.getByRole("cell", { name: "console-orders/0@0", exact: true }).waitFor();
+    await page.getByRole("button", { name: "Dry run" }).click();
+    await page.locator("main [role=status]", { hasText: "Dry run: 1 dead letters would be redriven" }).waitFor();
+    await page.getByRole("button", { name: "Redrive", exact: true }).click();
+    await page.locator("main [role=status]", { hasText: "Redrove 1 of 1" }).waitFor();
+  });
+
   // Rules: test a pattern against an event.
   await step("rule-test", async () => {
     await visit("#/rules", "Rules");

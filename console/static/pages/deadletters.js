@@ -23,7 +23,9 @@ export async function deadletters(ctx) {
       table(["Name", "Records", "Last failure"], (b?.entries || []).map((e) => [e.name, num(e.records), e.lastFailure || ""]), { numeric: [1], caption: title }));
     out.set(
       h("h2", {}, "Summary"),
-      json({ matched: sum.matched ?? sum.records, firstFailure: sum.firstFailure, lastFailure: sum.lastFailure, complete: sum.complete }),
+      h("p", {}, `${num(sum.matched ?? 0)} dead letters match`,
+        sum.firstFailure ? `; failures from ${sum.firstFailure} to ${sum.lastFailure}` : "",
+        sum.complete === false ? " (the scan stopped before the end: there may be more)" : "", "."),
       h("div", { class: "cards" }, breakdown("By source topic", sum.bySourceTopic), breakdown("By group", sum.byGroup), breakdown("By error", sum.byError)),
       h("h2", {}, "Dead letters (partition 0)"),
       table(["Offset", "Source", "Group", "Reason", "Attempts", "Error", "Original"],

@@ -26,7 +26,6 @@ import (
 	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/kafka"
-	"github.com/heraldhq/herald/lineage"
 	"github.com/heraldhq/herald/rules"
 	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
@@ -247,22 +246,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	defer rulesEngine.Close()
 	rulesEngine.Routes(api)
-	lin, err := lineage.NewIndexer(lineage.Config{Log: elog, Logger: logger.With("component", "lineage"), Registerer: reg,
-		Topics: func() map[string]int {
-			out := map[string]int{}
-			for _, t := range srv.Broker.Topics() {
-				if !t.Internal && !strings.HasPrefix(t.Name, "_") {
-					out[t.Name] = t.Partitions
-				}
-			}
-			return out
-		}})
+	closeLineage, err := mountLineage(ctx, api, elog, srv, logger, reg)
 	if err != nil {
 		return err
 	}
-	lin.Start(ctx)
-	defer lin.Close()
-	lin.Routes(api) // GET /v1/lineage/{eventId}, GET /v1/flows/{correlationId}
+	defer closeLineage()
 	mux.Handle("/registry/", http.StripPrefix("/registry", sreg.Handler()))
 	aapi, err := asyncAPIHandler(srv, sreg, srv.KafkaAddr())
 	if err != nil {

@@ -106,9 +106,11 @@ func (x *Indexer) run(ctx context.Context) {
 	defer close(x.done)
 	t := time.NewTicker(x.cfg.Poll)
 	defer t.Stop()
+	began := time.Now()
 	for {
-		if x.round(ctx) {
+		if x.round(ctx) && !x.caughtUp.Load() {
 			x.caughtUp.Store(true)
+			x.log.Info("lineage index caught up", "events", x.idx.Len(), "took", time.Since(began).Round(time.Millisecond))
 		}
 		select {
 		case <-ctx.Done():
@@ -121,6 +123,7 @@ func (x *Indexer) run(ctx context.Context) {
 // round reads every partition to its end; it says whether it got there.
 func (x *Indexer) round(ctx context.Context) bool {
 	all := true
+	lastReport := time.Now()
 	for topic, parts := range x.cfg.Topics() {
 		for p := range int32(parts) {
 			for {
@@ -137,6 +140,10 @@ func (x *Indexer) round(ctx context.Context) bool {
 				}
 				if !more {
 					break
+				}
+				if !x.caughtUp.Load() && time.Since(lastReport) > 5*time.Second {
+					lastReport = time.Now()
+					x.log.Info("lineage index catching up", "events", x.idx.Len(), "topic", topic, "partition", p)
 				}
 			}
 		}

@@ -263,6 +263,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	defer closeEventStore()
 	mux.Handle("/", console.Handler()) // the web console; every API path above is more specific
+	mux.Handle("GET /console/live", console.Live(ctx, reg, 2*time.Second))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 2)

@@ -220,9 +220,22 @@ try {
   // Overview: charts drawn after a few polls.
   await step("overview-charts", async () => {
     await visit("#/overview", "Overview");
+    await page.locator("main [role=status]", { hasText: "; live." }).waitFor(); // Server-Sent Events, not polling
     await page.waitForTimeout(4500);
     if ((await page.locator("main svg.chart path.line").count()) === 0) throw new Error("no chart lines drawn");
+    const errs = await page.locator("main .error").allTextContents();
+    if (errs.length) throw new Error(`the overview shows an error: ${errs.join(" | ")}`);
   });
+
+  // Without the live stream (an older server, a buffering proxy) the
+  // overview polls /metrics instead.
+  await step("overview-polling-fallback", async () => {
+    await page.route("**/console/live", (r) => r.fulfill({ status: 404, contentType: "text/plain", body: "404 page not found" }));
+    await page.goto("about:blank");
+    await page.goto(`${base}/#/overview`);
+    await page.locator("main [role=status]", { hasText: "polling /metrics every 2 s" }).waitFor();
+    await page.unroute("**/console/live");
+  }, ["status of 404", "EventSource", "/console/live"]);
 
   // Keyboard: the navigation is reachable with Tab.
   await step("keyboard", async () => {

@@ -22,19 +22,28 @@ function sum(ms, name, by) {
   return by ? out : total;
 }
 
-function sample(ms, now) {
-  const cur = {
-    at: now,
+// summarize reduces parsed /metrics to what the live stream sends.
+function summarize(ms, now) {
+  return {
+    time: now,
     produced: sum(ms, "herald_broker_produce_records_total"),
     bytesIn: sum(ms, "herald_broker_produce_bytes_total"),
     fetched: sum(ms, "herald_broker_fetch_bytes_total"),
     requests: sum(ms, "herald_http_requests_total"),
-    topicEnd: sum(ms, "herald_broker_partition_high_watermark", "topic"),
-    groupLag: sum(ms, "herald_group_lag", "group"),
-    topics: sum(ms, "herald_broker_topics"),
+    topics: Object.fromEntries(sum(ms, "herald_broker_partition_high_watermark", "topic")),
+    groups: Object.fromEntries(sum(ms, "herald_group_lag", "group")),
+  };
+}
+
+function sample(s) {
+  const cur = {
+    at: s.time,
+    produced: s.produced, bytesIn: s.bytesIn, fetched: s.fetched, requests: s.requests,
+    topicEnd: new Map(Object.entries(s.topics || {})),
+    groupLag: new Map(Object.entries(s.groups || {})),
   };
   if (last) {
-    const dt = (now - last.at) / 1000;
+    const dt = Math.max(0.001, (cur.at - last.at) / 1000);
     const rate = (a, b) => Math.max(0, (a - b) / dt);
     push(history.produced, rate(cur.produced, last.produced));
     push(history.bytesIn, rate(cur.bytesIn, last.bytesIn));
@@ -91,22 +100,44 @@ export async function overview(ctx) {
         top(history.groupLag, 10).map(([g, v, now, peak]) => [link(`#/groups/${enc(g)}`, g), num(now), num(peak), sparkline(v, `${g} lag`, "", true)]),
         { numeric: [1, 2], empty: "No group has committed offsets.", caption: "Consumer lag by group" }));
   };
-  // Every 2 s; every 10 s when /metrics is over 1 MB (thousands of topics),
-  // so the console does not load the server it watches.
-  let timer, left = false, every = POLL_MS;
+  // Live: Server-Sent Events from /console/live (a summary every 2 s).
+  // Without it (an older server, a proxy that buffers), poll /metrics:
+  // every 2 s, every 10 s when it is over 1 MB (thousands of topics).
+  let timer, left = false, every = POLL_MS, live = null;
+  const got = (how) => {
+    draw();
+    status.set(`Updated ${new Date().toLocaleTimeString()}; ${how}.`);
+  };
   const poll = async () => {
     try {
       const text = await api("GET", "/metrics", undefined, { raw: true, headers: { Accept: "text/plain" } });
       every = text.length > 1e6 ? SLOW_POLL_MS : POLL_MS;
-      sample(parseMetrics(text), Date.now());
-      draw();
-      status.set(`Updated ${new Date().toLocaleTimeString()}; every ${every / 1000} s from /metrics.`);
+      sample(summarize(parseMetrics(text), Date.now()));
+      got(`polling /metrics every ${every / 1000} s`);
     } catch (e) {
       status.set(errorBox(e));
     }
     if (!left) timer = setTimeout(poll, every);
   };
-  await poll();
-  ctx.onLeave(() => { left = true; clearTimeout(timer); });
+  const opened = await new Promise((resolve) => {
+    if (typeof EventSource !== "function") return resolve(false);
+    live = new EventSource("/console/live");
+    let first = true;
+    live.addEventListener("sample", (m) => {
+      try {
+        sample(JSON.parse(m.data));
+        got("live");
+      } catch (e) {
+        status.set(errorBox(e));
+      }
+      if (first) { first = false; resolve(true); }
+    });
+    live.addEventListener("error", () => {
+      if (first) { live.close(); live = null; resolve(false); }
+      else status.set(h("span", {}, "Live updates interrupted; reconnecting..."));
+    });
+  });
+  if (!opened) await poll();
+  ctx.onLeave(() => { left = true; clearTimeout(timer); if (live) live.close(); });
   return h("div", {}, h("h1", {}, "Overview"), status, body);
 }

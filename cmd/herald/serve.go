@@ -55,9 +55,10 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the Herald server (Kafka protocol, HTTP API, embedded storage)",
 		Long: `Run the Herald server: topics on embedded storage in --data, the Kafka wire
 protocol on --kafka-addr, and HTTP on --http-addr: the JSON API under /v1/
-(described by /v1/openapi.json), /healthz, /readyz and /metrics. The schema
-registry (Confluent's REST API) answers on --registry-addr and under /registry
-on --http-addr; GET /v1/asyncapi.json describes the topics.
+(described by /v1/openapi.json), /healthz, /readyz, /metrics and the web
+console at /. The schema registry (Confluent's REST API) answers on
+--registry-addr and under /registry on --http-addr; GET /v1/asyncapi.json
+describes the topics. See docs/observability.md for the metrics and console.
 
 Every flag can also be set by an environment variable HERALD_<FLAG> (for
 example HERALD_KAFKA_ADDR=:9093) or by a line "flag = value" in the file named

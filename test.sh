@@ -69,5 +69,10 @@ step "PostgreSQL for the tests (scripts/postgres-test-cluster.sh)"
 eval "$(scripts/postgres-test-cluster.sh start)"
 trap 'scripts/postgres-test-cluster.sh stop "$HERALD_TEST_POSTGRES_DIR"' EXIT
 
+step "browser and Prometheus for the observability tests (cmd/herald/observability_process_test.go)"
+# They fail, never skip, when Chromium, playwright-core or Prometheus is missing.
+command -v chromium && command -v prometheus || { apt-get update && apt-get install -y chromium prometheus; }
+(cd console/e2e && npm ci --no-audit --no-fund)
+
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...

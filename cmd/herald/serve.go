@@ -22,6 +22,7 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/commitlog"
+	"github.com/heraldhq/herald/console"
 	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/kafka"
 	"github.com/heraldhq/herald/schema/registry"
@@ -52,9 +53,10 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the Herald server (Kafka protocol, HTTP API, embedded storage)",
 		Long: `Run the Herald server: topics on embedded storage in --data, the Kafka wire
 protocol on --kafka-addr, and HTTP on --http-addr: the JSON API under /v1/
-(described by /v1/openapi.json), /healthz, /readyz and /metrics. The schema
-registry (Confluent's REST API) answers on --registry-addr and under /registry
-on --http-addr; GET /v1/asyncapi.json describes the topics.
+(described by /v1/openapi.json), /healthz, /readyz, /metrics and the web
+console at /. The schema registry (Confluent's REST API) answers on
+--registry-addr and under /registry on --http-addr; GET /v1/asyncapi.json
+describes the topics. See docs/observability.md for the metrics and console.
 
 Every flag can also be set by an environment variable HERALD_<FLAG> (for
 example HERALD_KAFKA_ADDR=:9093) or by a line "flag = value" in the file named
@@ -243,6 +245,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}()
 	mux.Handle("/v1/", sapi.API)
 	subs, sagas := sapi.Subs, sapi.Sagas
+	closeLineage, err := mountLineage(ctx, sapi.API, elog, srv, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer closeLineage()
+	mux.Handle("/", console.Handler()) // the web console; every API path above is more specific
+	mux.Handle("GET /console/live", console.Live(ctx, reg, 2*time.Second))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	hs.RegisterOnShutdown(subs.CloseStreams)
 

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldhq/herald/eventlog"
+	"github.com/heraldhq/herald/httpapi"
+	"github.com/heraldhq/herald/lineage"
+	"github.com/heraldhq/herald/server"
+)
+
+// mountLineage starts the lineage indexer over every topic that is not
+// internal (nor named with a leading "_") and mounts GET /v1/lineage/{eventId}
+// and GET /v1/flows/{correlationId} on the API.
+func mountLineage(ctx context.Context, api *httpapi.API, log eventlog.Log, srv *server.Server, logger *slog.Logger, reg prometheus.Registerer) (func(), error) {
+	lin, err := lineage.NewIndexer(lineage.Config{Log: log, Logger: logger.With("component", "lineage"), Registerer: reg,
+		Topics: func() map[string]int {
+			out := map[string]int{}
+			for _, t := range srv.Broker.Topics() {
+				if !t.Internal && !strings.HasPrefix(t.Name, "_") {
+					out[t.Name] = t.Partitions
+				}
+			}
+			return out
+		}})
+	if err != nil {
+		return nil, err
+	}
+	lin.Start(ctx)
+	lin.Routes(api)
+	return func() { lin.Close() }, nil
+}

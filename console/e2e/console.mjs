@@ -1,0 +1,259 @@
+// Drives Herald's web console in headless Chromium (Debian's, at
+// $CHROMIUM or /usr/bin/chromium) with playwright-core. Run by
+// cmd/herald/console_process_test.go against a real `herald serve`:
+//
+//   node console.mjs http://127.0.0.1:8080 ARTIFACTS_DIR
+//
+// Exits non-zero, naming the step, when any check fails; screenshots of
+// every page go to ARTIFACTS_DIR.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const [base, artifacts] = process.argv.slice(2);
+if (!base || !artifacts) {
+  console.error("usage: node console.mjs BASE_URL ARTIFACTS_DIR");
+  process.exit(2);
+}
+mkdirSync(artifacts, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+const page = await browser.newPage({ viewport: { width: 1366, height: 800 } });
+page.setDefaultTimeout(15000);
+
+let problems = [];   // console errors and page errors of the current step
+let allowed = [];    // messages the current step expects (an API answering 404)
+const alerts = [];
+page.on("console", (m) => {
+  if (m.type() !== "error") return;
+  const t = m.text();
+  if (!allowed.some((a) => t.includes(a))) problems.push(`console error: ${t}`);
+});
+page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+page.on("dialog", async (d) => {
+  if (d.type() === "confirm") return d.accept(); // the console's own "are you sure?"
+  alerts.push(d.message());                       // an alert means injected script ran
+  await d.dismiss();
+});
+
+let n = 0;
+async function step(name, fn, allow = []) {
+  problems = [];
+  allowed = allow;
+  try {
+    await fn();
+    await page.waitForTimeout(100);
+  } catch (e) {
+    await page.screenshot({ path: join(artifacts, `FAILED-${name}.png`), fullPage: true }).catch(() => {});
+    throw new Error(`step ${name}: ${e.message}`);
+  }
+  await page.screenshot({ path: join(artifacts, `${String(++n).padStart(2, "0")}-${name}.png`), fullPage: true });
+  if (problems.length) throw new Error(`step ${name}: ${problems.join("; ")}`);
+  if (alerts.length) throw new Error(`step ${name}: a script from an event ran: alert(${alerts.join(", ")})`);
+  console.log(`ok ${name}`);
+}
+
+async function visit(hash, heading) {
+  await page.goto(`${base}/${hash}`);
+  await page.locator("main h1").first().waitFor();
+  if (heading) {
+    const h1 = await page.locator("main h1").first().textContent();
+    if (h1.trim() !== heading) throw new Error(`heading ${JSON.stringify(h1)}, want ${JSON.stringify(heading)}`);
+  }
+  const errs = await page.locator("main .error").allTextContents();
+  if (errs.length) throw new Error(`the page shows an error: ${errs.join(" | ")}`);
+  // Every form control has an accessible name (a label around it, or aria-label).
+  const unlabelled = await page.evaluate(() => [...document.querySelectorAll("main input, main select, main textarea, main button")]
+    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !(el.tagName === "BUTTON" && el.textContent.trim()))
+    .map((el) => el.outerHTML.slice(0, 80)));
+  if (unlabelled.length) throw new Error(`form controls without a label: ${unlabelled.join(" | ")}`);
+}
+
+const NOT_FOUND = "status of 404";
+const hostile = `<img src=x onerror="alert('img')"><script>alert('script')</script>`;
+
+try {
+  // Every page loads without console errors.
+  for (const [hash, heading] of [["#/overview", "Overview"], ["#/topics", "Topics"], ["#/groups", "Consumer groups"],
+    ["#/deadletters", "Dead letters"], ["#/rules", "Rules"], ["#/schemas", "Schemas"], ["#/store", "Event store"], ["#/lineage", "Lineage"]]) {
+    await step(`page-${hash.slice(2)}`, () => visit(hash, heading));
+  }
+  // Services this server may not run: a note, not a blank page or an error.
+  for (const [hash, heading] of [["#/subscriptions", "Subscriptions"], ["#/sagas", "Sagas"]]) {
+    await step(`page-${hash.slice(2)}`, async () => {
+      await visit(hash, heading);
+      await page.locator("main p").first().waitFor();
+    }, [NOT_FOUND]);
+  }
+
+  // Create a topic, produce an event carrying markup, find it in the browser.
+  await step("create-topic", async () => {
+    await visit("#/topics", "Topics");
+    await page.getByLabel("Name", { exact: true }).fill("console-e2e");
+    await page.getByLabel("Partitions", { exact: true }).fill("2");
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.locator("main .ok", { hasText: "Created" }).waitFor();
+    await page.getByLabel("Filter topics").fill("console-e2e");
+    await page.getByRole("table").getByRole("link", { name: "console-e2e", exact: true }).click();
+    await page.locator("main h1", { hasText: "console-e2e" }).waitFor();
+  });
+  let produced;
+  await step("produce-event", async () => {
+    await page.getByLabel("Type", { exact: true }).fill("console.e2e");
+    await page.getByLabel("Subject", { exact: true }).fill(hostile);
+    await page.getByLabel("Data (JSON, or text)").fill(JSON.stringify({ note: hostile, n: 7 }));
+    await page.getByRole("button", { name: "Publish" }).click();
+    produced = await page.locator("#produced").textContent();
+    if (!/partition \d+, offset 0/.test(produced)) throw new Error(`unexpected answer: ${produced}`);
+  });
+  await step("find-event", async () => {
+    const id = /event (\S+) at/.exec(produced)[1];
+    await page.getByLabel("Filter", { exact: true }).fill("console.e2e");
+    await page.getByRole("button", { name: "Read", exact: true }).click();
+    await page.getByRole("cell", { name: id, exact: true }).waitFor();
+    // The markup is shown as text, and made no element.
+    await page.getByRole("cell", { name: hostile, exact: true }).waitFor(); // the subject column
+    if (await page.locator("main img, main script:not([src])").count()) throw new Error("the event's markup became elements");
+    // The filter hides what does not match.
+    await page.getByLabel("Filter", { exact: true }).fill("no-such-text");
+    await page.getByRole("button", { name: "Read", exact: true }).click();
+    await page.locator("main p.note", { hasText: "0 shown of 1 read" }).waitFor();
+  });
+  await step("follow-live", async () => {
+    await page.getByLabel("Filter", { exact: true }).fill("");
+    await page.getByRole("button", { name: "Follow live" }).click();
+    await page.locator("main [role=status]", { hasText: "waiting for new events" }).waitFor();
+    await page.evaluate(async () => {
+      const r = await fetch("/v1/topics/console-e2e/events", { method: "POST", headers: { "Content-Type": "application/cloudevents+json" },
+        body: JSON.stringify({ specversion: "1.0", id: "live-1", source: "/e2e", type: "console.live" }) });
+      if (!r.ok) throw new Error(`publish: ${r.status}`);
+    });
+    await page.getByRole("cell", { name: "live-1", exact: true }).waitFor();
+    await page.getByRole("button", { name: "Stop following" }).click();
+  });
+  await step("topic-settings", async () => {
+    await page.getByLabel("Retention (ms; empty: the default)").fill("86400000");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("main p", { hasText: "retention 1 d" }).waitFor();
+    await page.getByLabel("Retention (ms; empty: the default)").fill("-5");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("main .error", { hasText: "retention.ms" }).waitFor();
+  }, ["status of 400"]);
+  await step("api-error-readable", async () => {
+    await page.goto(`${base}/#/topics/no-such-topic`);
+    await page.locator("main .error", { hasText: "NOT_FOUND" }).waitFor();
+  }, [NOT_FOUND]);
+  await step("bad-input-readable", async () => {
+    await visit("#/topics", "Topics");
+    await page.getByLabel("Name", { exact: true }).fill("console-e2e"); // exists
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.locator("main .error", { hasText: "ALREADY_EXISTS" }).waitFor();
+  }, ["status of 409"]);
+
+  // Groups: lag per partition and a dry-run reset.
+  await step("group-reset-dry-run", async () => {
+    await visit("#/groups", "Consumer groups");
+    await page.getByRole("link", { name: "console-e2e-group" }).click();
+    await page.locator("main h1", { hasText: "console-e2e-group" }).waitFor();
+    await page.getByRole("button", { name: "Dry run" }).click();
+    await page.locator("main [role=status]", { hasText: "Dry run" }).waitFor();
+  });
+
+  // Dead letters: inspect one (its error shown as text), dry run, redrive.
+  await step("dead-letters-redrive", async () => {
+    await page.goto(`${base}/#/deadletters?topic=console-orders-dlq`);
+    await page.locator("main h1", { hasText: "Dead letters" }).waitFor();
+    await page.getByRole("button", { name: "Show" }).click();
+    const dl = page.getByRole("table", { name: "Dead letters", exact: true });
+    await dl.getByRole("cell", { name: "card declined <b>x</b>", exact: true }).waitFor();
+    await dl.getByRole("cell", { name: "console-orders/0@0", exact: true }).waitFor();
+    await page.getByRole("button", { name: "Dry run" }).click();
+    await page.locator("main [role=status]", { hasText: "Dry run: 1 dead letters would be redriven" }).waitFor();
+    await page.getByRole("button", { name: "Redrive", exact: true }).click();
+    await page.locator("main [role=status]", { hasText: "Redrove 1 of 1" }).waitFor();
+  });
+
+  // Rules: test a pattern against an event.
+  await step("rule-test", async () => {
+    await visit("#/rules", "Rules");
+    await page.getByRole("button", { name: "Test" }).click();
+    await page.locator("#test-result", { hasText: "matches" }).waitFor();
+  });
+
+  // Schemas: versions, a diff, a compatibility check.
+  await step("schema-diff-compat", async () => {
+    await visit("#/schemas", "Schemas");
+    await page.getByRole("link", { name: "console-e2e-value" }).click();
+    await page.locator("main h1", { hasText: "console-e2e-value" }).waitFor();
+    await page.getByRole("button", { name: "Diff" }).click();
+    await page.locator("#sc-diff .add", { hasText: "currency" }).waitFor();
+    await page.getByRole("button", { name: "Check" }).click();
+    await page.locator("#compat-result", { hasText: "Compatible" }).waitFor();
+  });
+
+  // Event store: a stream's events.
+  await step("event-store", async () => {
+    await visit("#/store", "Event store");
+    await page.getByRole("link", { name: "console-e2e-1" }).first().click();
+    await page.locator("main td", { hasText: "ConsoleTested" }).first().waitFor();
+  });
+
+  // Lineage: a flow drawn as a graph, then one event's ancestors and descendants.
+  await step("lineage-flow-graph", async () => {
+    await visit("#/lineage", "Lineage");
+    await page.getByLabel("Correlation id").fill("console-flow-1");
+    await page.getByRole("button", { name: "Show flow" }).click();
+    await page.locator("main h2", { hasText: "Flow console-flow-1" }).waitFor();
+    const nodes = await page.locator("svg.graph .node").count(), edges = await page.locator("svg.graph path.edge").count();
+    if (nodes !== 4 || edges !== 3) throw new Error(`the flow graph has ${nodes} nodes and ${edges} edges, want 4 and 3`);
+    await page.locator("svg.graph .node", { hasText: "payment.ok" }).click();
+    await page.locator("main h2", { hasText: "Event console-flow-3" }).waitFor();
+    await page.locator("svg.graph .node.focus", { hasText: "payment.ok" }).waitFor();
+    const rows = await page.getByRole("table", { name: "Ancestors and descendants" }).locator("tbody tr").count();
+    if (rows !== 3) throw new Error(`lineage of console-flow-3 lists ${rows} events, want 2 ancestors, itself`);
+  });
+
+  // Overview: charts drawn after a few polls.
+  await step("overview-charts", async () => {
+    await visit("#/overview", "Overview");
+    await page.locator("main [role=status]", { hasText: "; live." }).waitFor(); // Server-Sent Events, not polling
+    await page.waitForTimeout(4500);
+    if ((await page.locator("main svg.chart path.line").count()) === 0) throw new Error("no chart lines drawn");
+    const errs = await page.locator("main .error").allTextContents();
+    if (errs.length) throw new Error(`the overview shows an error: ${errs.join(" | ")}`);
+  });
+
+  // Without the live stream (an older server, a buffering proxy) the
+  // overview polls /metrics instead.
+  await step("overview-polling-fallback", async () => {
+    await page.route("**/console/live", (r) => r.fulfill({ status: 404, contentType: "text/plain", body: "404 page not found" }));
+    await page.goto("about:blank");
+    await page.goto(`${base}/#/overview`);
+    await page.locator("main [role=status]", { hasText: "polling /metrics every 2 s" }).waitFor();
+    await page.unroute("**/console/live");
+  }, ["status of 404", "EventSource", "/console/live"]);
+
+  // Keyboard: the navigation is reachable with Tab.
+  await step("keyboard", async () => {
+    await page.goto("about:blank");
+    await page.goto(`${base}/#/overview`);
+    await page.locator("main h1").waitFor();
+    await page.keyboard.press("Tab"); // skip link
+    await page.keyboard.press("Tab");
+    const focused = await page.evaluate(() => document.activeElement?.textContent);
+    if (focused !== "Overview") throw new Error(`Tab focused ${JSON.stringify(focused)}, want the first navigation link`);
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Enter");
+    await page.locator("main h1", { hasText: "Topics" }).waitFor();
+  });
+} catch (e) {
+  console.error(`FAIL ${e.message}`);
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();
+console.log("PASS");

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 
@@ -29,6 +30,10 @@ func mountLineage(ctx context.Context, api *httpapi.API, log eventlog.Log, srv *
 		}})
 	if err != nil {
 		return nil, err
+	}
+	if err := api.AddOpenAPI(lineage.OpenAPI); err != nil {
+		lin.Close()
+		return nil, fmt.Errorf("lineage: %w", err)
 	}
 	lin.Start(ctx)
 	lin.Routes(api)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 	"github.com/heraldhq/herald/saga"
 	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
+	streamsql "github.com/heraldhq/herald/stream/sql"
 	"github.com/heraldhq/herald/subscription"
 )
 
@@ -49,6 +51,29 @@ func (s *servedAPI) Close() error {
 	return errors.Join(errs...)
 }
 
+// flushing mounts routes on the API with a response writer that is an
+// http.Flusher again: the API's status-recording writer hides the
+// server's, and the server-sent-event routes (streaming pull, push
+// queries) need it. Flush goes through http.ResponseController, which
+// unwraps to the server's writer.
+type flushing struct{ api *httpapi.API }
+
+func (f flushing) Handle(pattern string, h http.Handler) {
+	f.api.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := w.(http.Flusher); !ok {
+			w = flushWriter{w}
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+type flushWriter struct{ http.ResponseWriter }
+
+func (w flushWriter) Flush() { http.NewResponseController(w.ResponseWriter).Flush() }
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w flushWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // asyncAPIFragment documents GET /v1/asyncapi.json, served by cmd/herald.
 const asyncAPIFragment = `{"paths":{"/v1/asyncapi.json":{"get":{
  "operationId":"getAsyncAPI","x-herald-service":"asyncapi","tags":["meta"],
@@ -59,8 +84,8 @@ const asyncAPIFragment = `{"paths":{"/v1/asyncapi.json":{"get":{
 
 // buildAPI assembles the HTTP API herald serve serves under /v1/: the
 // topic and group routes, subscriptions and snapshots, the event bus
-// (rules, archives, replays), sagas, the event store and the AsyncAPI
-// document, each service's OpenAPI fragment merged into the served
+// (rules, archives, replays), sagas, the event store, continuous queries
+// and the AsyncAPI document, each service's OpenAPI fragment merged into the served
 // document. Every /v1 route goes through the one API mux (error shape,
 // request ids, metrics). The saga engine is a Kafka client of srv's
 // listener. On error, what was opened is closed.
@@ -89,7 +114,7 @@ func buildAPI(ctx context.Context, srv *server.Server, elog eventlog.Log, sreg *
 		}
 		return nil
 	})
-	subs.Routes(api)
+	subs.Routes(flushing{api})
 	rulesEngine, err := rules.New(rules.Config{Log: elog, Logger: logger.With("component", "rules"), Registerer: reg})
 	if err != nil {
 		return nil, err
@@ -132,13 +157,23 @@ func buildAPI(ctx context.Context, srv *server.Server, elog eventlog.Log, sreg *
 	s.closers = append(s.closers, es.Close)
 	esAPI := eshttp.Routes(api, es)
 	s.closers = append(s.closers, esAPI.Close)
+	// Continuous queries (/v1/queries): a Kafka client of srv's listener;
+	// the registered queries run again from _herald_queries.
+	queries, err := streamsql.NewRegistry(ctx, streamsql.RegistryConfig{
+		Brokers: []string{srv.KafkaAddr()}, Logger: logger, Registerer: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("continuous queries: %w", err)
+	}
+	s.closers = append(s.closers, queries.Close)
+	streamsql.Routes(flushing{api}, queries)
 
 	for _, f := range []struct {
 		name string
 		doc  []byte
 	}{
 		{"subscription", subscription.OpenAPI}, {"rules", rules.OpenAPI}, {"saga", saga.OpenAPI},
-		{"eventstore", eshttp.OpenAPI}, {"asyncapi", []byte(asyncAPIFragment)},
+		{"eventstore", eshttp.OpenAPI}, {"queries", streamsql.OpenAPI}, {"asyncapi", []byte(asyncAPIFragment)},
 	} {
 		if err := api.AddOpenAPI(f.doc); err != nil {
 			return nil, fmt.Errorf("%s: %w", f.name, err)

@@ -325,6 +325,13 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// Flush keeps the writer an http.Flusher for streaming routes (server-sent
+// events); a writer that cannot flush ignores it.
+func (w *statusWriter) Flush() {
+	w.wrote = true
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
 // Close unregisters the API's metrics. It does not close the broker.
 func (a *API) Close() error {
 	a.m.unregister(a.cfg.Registerer)

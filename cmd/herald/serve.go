@@ -245,11 +245,6 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}()
 	mux.Handle("/v1/", sapi.API)
 	subs, sagas := sapi.Subs, sapi.Sagas
-	closeLineage, err := mountLineage(ctx, sapi.API, elog, srv, logger, reg)
-	if err != nil {
-		return err
-	}
-	defer closeLineage()
 	mux.Handle("/", console.Handler()) // the web console; every API path above is more specific
 	mux.Handle("GET /console/live", console.Live(ctx, reg, 2*time.Second))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

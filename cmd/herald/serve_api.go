@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,29 +50,6 @@ func (s *servedAPI) Close() error {
 	return errors.Join(errs...)
 }
 
-// flushing mounts routes on the API with a response writer that is an
-// http.Flusher again: the API's status-recording writer hides the
-// server's, and the server-sent-event routes (streaming pull, push
-// queries) need it. Flush goes through http.ResponseController, which
-// unwraps to the server's writer.
-type flushing struct{ api *httpapi.API }
-
-func (f flushing) Handle(pattern string, h http.Handler) {
-	f.api.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := w.(http.Flusher); !ok {
-			w = flushWriter{w}
-		}
-		h.ServeHTTP(w, r)
-	}))
-}
-
-type flushWriter struct{ http.ResponseWriter }
-
-func (w flushWriter) Flush() { http.NewResponseController(w.ResponseWriter).Flush() }
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w flushWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // asyncAPIFragment documents GET /v1/asyncapi.json, served by cmd/herald.
 const asyncAPIFragment = `{"paths":{"/v1/asyncapi.json":{"get":{
  "operationId":"getAsyncAPI","x-herald-service":"asyncapi","tags":["meta"],
@@ -114,7 +90,7 @@ func buildAPI(ctx context.Context, srv *server.Server, elog eventlog.Log, sreg *
 		}
 		return nil
 	})
-	subs.Routes(flushing{api})
+	subs.Routes(api)
 	rulesEngine, err := rules.New(rules.Config{Log: elog, Logger: logger.With("component", "rules"), Registerer: reg})
 	if err != nil {
 		return nil, err
@@ -166,7 +142,13 @@ func buildAPI(ctx context.Context, srv *server.Server, elog eventlog.Log, sreg *
 		return nil, fmt.Errorf("continuous queries: %w", err)
 	}
 	s.closers = append(s.closers, queries.Close)
-	streamsql.Routes(flushing{api}, queries)
+	streamsql.Routes(api, queries)
+
+	closeLineage, err := mountLineage(ctx, api, elog, srv, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func() error { closeLineage(); return nil })
 
 	for _, f := range []struct {
 		name string

@@ -45,8 +45,7 @@ func openRegistry(ctx context.Context, l eventlog.Log, hook *registry.Hook, logg
 
 // regClient talks to a schema registry's REST API.
 type regClient struct {
-	base string
-	hc   *http.Client
+	api httpAPI
 }
 
 // regError is an API error: {"error_code","message"} and the status.
@@ -71,49 +70,37 @@ func (e *regError) exitCode() int {
 }
 
 func (c *regClient) do(ctx context.Context, method, path string, body, into any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.base, "/")+path, rd)
+	raw, err := jsonBody(body)
 	if err != nil {
-		return usageErrorf("--registry %q: %v", c.base, err)
+		return err
 	}
-	req.Header.Set("Content-Type", registry.ContentType)
-	req.Header.Set("Accept", registry.ContentType)
-	resp, err := c.hc.Do(req)
+	ans, err := c.api.send(ctx, method, path, http.Header{
+		"Content-Type": {registry.ContentType},
+		"Accept":       {registry.ContentType},
+	}, raw)
 	if err != nil {
-		return cliError(exitFailure, "schema registry at %s: %v", c.base, err)
+		return err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return cliError(exitFailure, "schema registry at %s: %v", c.base, err)
-	}
-	if resp.StatusCode >= 300 {
+	if !ans.ok() {
 		var e struct {
 			Code    int    `json:"error_code"`
 			Message string `json:"message"`
 		}
-		if json.Unmarshal(b, &e) != nil || e.Message == "" {
-			e.Message = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
+		if json.Unmarshal(ans.body, &e) != nil || e.Message == "" {
+			e.Message = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, ans.status, bytes.TrimSpace(ans.body))
 		}
-		re := &regError{status: resp.StatusCode, code: e.Code, message: e.Message}
+		re := &regError{status: ans.status, code: e.Code, message: e.Message}
 		return cliError(re.exitCode(), "%s", re.message)
 	}
 	if into == nil {
 		return nil
 	}
 	if p, ok := into.(*[]byte); ok {
-		*p = b
+		*p = ans.body
 		return nil
 	}
-	if err := json.Unmarshal(b, into); err != nil {
-		return cliError(exitFailure, "schema registry at %s: %s %s: bad answer: %v", c.base, method, path, err)
+	if err := json.Unmarshal(ans.body, into); err != nil {
+		return cliError(exitFailure, "schema registry at %s: %s %s: bad answer: %v", c.api.base, method, path, err)
 	}
 	return nil
 }
@@ -131,12 +118,12 @@ func (f *schemaFlags) client(cmd *cobra.Command) (*regClient, context.Context, c
 	if f.timeout <= 0 {
 		return nil, nil, nil, commandError(cmd, usageErrorf("--timeout %s: want a positive duration", f.timeout))
 	}
-	u, err := url.Parse(f.registry)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, nil, nil, commandError(cmd, usageErrorf("--registry %q: want an http:// or https:// URL", f.registry))
+	api := httpAPI{base: f.registry, flag: "--registry", hint: "is a schema registry there? --registry, env HERALD_REGISTRY", timeout: f.timeout}
+	if err := api.check(); err != nil {
+		return nil, nil, nil, commandError(cmd, err)
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-	return &regClient{base: f.registry, hc: &http.Client{}}, ctx, cancel, nil
+	return &regClient{api: api}, ctx, cancel, nil
 }
 
 func newSchemaCmd() *cobra.Command {

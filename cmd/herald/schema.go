@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -931,23 +932,18 @@ channel. Topics whose names start with "_" are internal and left out.`,
 						}
 					}
 				}
-				seen := map[string]bool{}
+				seen := eventTypes{}
 				if sample > 0 {
 					err := sampleTopic(ctx, io.Discard, seeds, td.Topic, sample*max(1, t.Partitions), func(r *kgo.Record) {
 						for _, h := range r.Headers {
-							if h.Key == "ce_type" && len(h.Value) > 0 && len(seen) < 100 {
-								seen[string(h.Value)] = true
-							}
+							seen.add(h.Key, h.Value)
 						}
 					})
 					if err != nil {
 						return commandError(cmd, err)
 					}
 				}
-				for et := range seen {
-					t.EventTypes = append(t.EventTypes, et)
-				}
-				slices.Sort(t.EventTypes)
+				t.EventTypes = seen.sorted()
 				for _, side := range []string{"key", "value"} {
 					var s registry.SchemaJSON
 					err := c.do(ctx, "GET", subjectPath(td.Topic+"-"+side)+"/versions/latest", nil, &s)
@@ -957,16 +953,7 @@ channel. Topics whose names start with "_" are internal and left out.`,
 						}
 						return err
 					}
-					typ := s.SchemaType
-					if typ == "" {
-						typ = "AVRO"
-					}
-					as := &asyncapi.Schema{Subject: s.Subject, Version: s.Version, ID: s.ID, Type: typ, Text: s.Schema}
-					if side == "key" {
-						t.Key = as
-					} else {
-						t.Value = as
-					}
+					setTopicSchema(&t, side, s)
 				}
 				topics = append(topics, t)
 			}
@@ -979,6 +966,33 @@ channel. Topics whose names start with "_" are internal and left out.`,
 	cmd.Flags().IntVar(&sample, "sample", 100, "records per partition to read for event types (0: none)")
 	cmd.Flags().StringVar(&title, "title", "Herald events", "the document's `TITLE`")
 	return cmd
+}
+
+// eventTypes collects the CloudEvents types (ce_type headers) seen in a
+// topic's records, up to 100.
+type eventTypes map[string]bool
+
+func (s eventTypes) add(key string, value []byte) {
+	if key == "ce_type" && len(value) > 0 && len(s) < 100 {
+		s[string(value)] = true
+	}
+}
+
+func (s eventTypes) sorted() []string { return slices.Sorted(maps.Keys(s)) }
+
+// setTopicSchema gives t its key or value (side) schema; a schema without
+// a type is Avro, as in the registry API.
+func setTopicSchema(t *asyncapi.Topic, side string, s registry.SchemaJSON) {
+	typ := s.SchemaType
+	if typ == "" {
+		typ = "AVRO"
+	}
+	as := &asyncapi.Schema{Subject: s.Subject, Version: s.Version, ID: s.ID, Type: typ, Text: s.Schema}
+	if side == "key" {
+		t.Key = as
+	} else {
+		t.Value = as
+	}
 }
 
 // asyncAPIHandler serves GET /v1/asyncapi.json: the AsyncAPI document of
@@ -998,7 +1012,7 @@ func asyncAPIHandler(srv *server.Server, reg *registry.Registry, kafkaAddr strin
 				continue
 			}
 			t := asyncapi.Topic{Name: ti.Name, Partitions: ti.Partitions, Configs: ti.Configs}
-			seen := map[string]bool{}
+			seen := eventTypes{}
 			for p := range ti.Partitions {
 				start, _, err := l.Offsets(ctx, ti.Name, int32(p))
 				if err != nil {
@@ -1013,31 +1027,17 @@ func asyncAPIHandler(srv *server.Server, reg *registry.Registry, kafkaAddr strin
 						break
 					}
 					for _, h := range rec.Headers {
-						if h.Key == "ce_type" && len(h.Value) > 0 && len(seen) < 100 {
-							seen[string(h.Value)] = true
-						}
+						seen.add(h.Key, h.Value)
 					}
 				}
 			}
-			for et := range seen {
-				t.EventTypes = append(t.EventTypes, et)
-			}
-			slices.Sort(t.EventTypes)
+			t.EventTypes = seen.sorted()
 			for _, side := range []string{"key", "value"} {
 				s, _, ok := reg.Latest(ti.Name + "-" + side)
 				if !ok {
 					continue
 				}
-				typ := s.SchemaType
-				if typ == "" {
-					typ = "AVRO"
-				}
-				as := &asyncapi.Schema{Subject: s.Subject, Version: s.Version, ID: s.ID, Type: typ, Text: s.Schema}
-				if side == "key" {
-					t.Key = as
-				} else {
-					t.Value = as
-				}
+				setTopicSchema(&t, side, s)
 			}
 			topics = append(topics, t)
 		}

@@ -167,7 +167,7 @@ func parseObject(obj map[string]json.RawMessage) (*Event, error) {
 	if hasData64 && isNull(data64) {
 		hasData64 = false
 	}
-	for _, name := range sortedRawKeys(obj) {
+	for _, name := range sortedKeys(obj) {
 		raw := obj[name]
 		if name == "data" || name == "data_base64" {
 			continue
@@ -308,19 +308,6 @@ func jsonKind(raw json.RawMessage) string {
 		return "null"
 	}
 	return "number"
-}
-
-func sortedRawKeys(m map[string]json.RawMessage) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	for i := 1; i < len(ks); i++ {
-		for j := i; j > 0 && ks[j] < ks[j-1]; j-- {
-			ks[j], ks[j-1] = ks[j-1], ks[j]
-		}
-	}
-	return ks
 }
 
 // IsJSONContentType reports whether a datacontenttype is JSON

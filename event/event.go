@@ -139,6 +139,12 @@ func NewID() string {
 	rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
+	return uuidString(b)
+}
+
+// uuidString is b in the canonical text form of a UUID:
+// 8-4-4-4-12 lower-case hex digits.
+func uuidString(b [16]byte) string {
 	var s [36]byte
 	hex.Encode(s[0:8], b[0:4])
 	s[8] = '-'

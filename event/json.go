@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,17 +36,7 @@ func NewIDv7() string {
 	copy(b[0:6], ms[2:8])
 	b[6] = b[6]&0x0f | 0x70
 	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
+	return uuidString(b)
 }
 
 // ValidAttributeName reports whether name is a legal CloudEvents attribute
@@ -178,7 +167,7 @@ func parseObject(obj map[string]json.RawMessage) (*Event, error) {
 	if hasData64 && isNull(data64) {
 		hasData64 = false
 	}
-	for _, name := range sortedRawKeys(obj) {
+	for _, name := range sortedKeys(obj) {
 		raw := obj[name]
 		if name == "data" || name == "data_base64" {
 			continue
@@ -319,19 +308,6 @@ func jsonKind(raw json.RawMessage) string {
 		return "null"
 	}
 	return "number"
-}
-
-func sortedRawKeys(m map[string]json.RawMessage) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	for i := 1; i < len(ks); i++ {
-		for j := i; j > 0 && ks[j] < ks[j-1]; j-- {
-			ks[j], ks[j-1] = ks[j-1], ks[j]
-		}
-	}
-	return ks
 }
 
 // IsJSONContentType reports whether a datacontenttype is JSON

@@ -171,7 +171,8 @@ func Decode(m Message) (*Event, error) {
 	return e, nil
 }
 
-func sortedKeys(m map[string]string) []string {
+// sortedKeys is m's keys in order (nil for an empty map).
+func sortedKeys[V any](m map[string]V) []string {
 	if len(m) == 0 {
 		return nil
 	}

@@ -253,13 +253,22 @@ func (e *Engine) StartReplay(ctx context.Context, r Replay) (Replay, error) {
 	return r, nil
 }
 
-// CancelReplay asks a running replay to stop.
-func (e *Engine) CancelReplay(ctx context.Context, name string) (Replay, error) {
+// replay is the state of the replay name.
+func (e *Engine) replay(name string) (*replayState, error) {
 	e.mu.Lock()
 	rs, ok := e.mu.replays[name]
 	e.mu.Unlock()
 	if !ok {
-		return Replay{}, fmt.Errorf("replay %q: %w", name, ErrNotFound)
+		return nil, fmt.Errorf("replay %q: %w", name, ErrNotFound)
+	}
+	return rs, nil
+}
+
+// CancelReplay asks a running replay to stop.
+func (e *Engine) CancelReplay(ctx context.Context, name string) (Replay, error) {
+	rs, err := e.replay(name)
+	if err != nil {
+		return Replay{}, err
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -273,11 +282,9 @@ func (e *Engine) CancelReplay(ctx context.Context, name string) (Replay, error) 
 
 // ReplayByName returns a replay's state and progress.
 func (e *Engine) ReplayByName(name string) (Replay, error) {
-	e.mu.Lock()
-	rs, ok := e.mu.replays[name]
-	e.mu.Unlock()
-	if !ok {
-		return Replay{}, fmt.Errorf("replay %q: %w", name, ErrNotFound)
+	rs, err := e.replay(name)
+	if err != nil {
+		return Replay{}, err
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()

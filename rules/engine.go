@@ -532,8 +532,10 @@ func (e *Engine) DeleteRule(ctx context.Context, bus, name string) error {
 	return nil
 }
 
-// Rule returns a rule.
-func (e *Engine) Rule(bus, name string) (Rule, error) {
+// readRule calls fn with a rule's state under its bus's read lock; bus ""
+// is the default bus. The error wraps ErrNotFound when there is no such bus
+// or rule.
+func (e *Engine) readRule(bus, name string, fn func(*ruleState)) error {
 	if bus == "" {
 		bus = DefaultBus
 	}
@@ -541,15 +543,23 @@ func (e *Engine) Rule(bus, name string) (Rule, error) {
 	bs, ok := e.mu.buses[bus]
 	e.mu.Unlock()
 	if !ok {
-		return Rule{}, fmt.Errorf("bus %q: %w", bus, ErrNotFound)
+		return fmt.Errorf("bus %q: %w", bus, ErrNotFound)
 	}
 	bs.mu.RLock()
 	defer bs.mu.RUnlock()
 	rs, ok := bs.rules[name]
 	if !ok {
-		return Rule{}, fmt.Errorf("rule %q on bus %q: %w", name, bus, ErrNotFound)
+		return fmt.Errorf("rule %q on bus %q: %w", name, bus, ErrNotFound)
 	}
-	return rs.c.Rule, nil
+	fn(rs)
+	return nil
+}
+
+// Rule returns a rule.
+func (e *Engine) Rule(bus, name string) (Rule, error) {
+	var r Rule
+	err := e.readRule(bus, name, func(rs *ruleState) { r = rs.c.Rule })
+	return r, err
 }
 
 // Rules lists a bus's rules (all buses when bus is ""), sorted.

@@ -82,26 +82,14 @@ func (e *Engine) serveArchives(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out, err := e.CreateArchive(r.Context(), a)
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		httpjson.WriteJSON(w, http.StatusCreated, out)
+		answer(w, http.StatusCreated, out, err)
 	case rest == "":
 		methodNotAllowed(w, "GET, POST")
 	case !strings.Contains(rest, "/") && r.Method == http.MethodGet:
 		a, err := e.ArchiveByName(rest)
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		httpjson.WriteJSON(w, http.StatusOK, a)
+		answer(w, http.StatusOK, a, err)
 	case !strings.Contains(rest, "/") && r.Method == http.MethodDelete:
-		if err := e.DeleteArchive(r.Context(), rest); err != nil {
-			writeErr(w, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		noContent(w, e.DeleteArchive(r.Context(), rest))
 	case !strings.Contains(rest, "/"):
 		methodNotAllowed(w, "GET, DELETE")
 	default:
@@ -122,20 +110,12 @@ func (e *Engine) serveReplays(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out, err := e.StartReplay(r.Context(), rp)
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		httpjson.WriteJSON(w, http.StatusCreated, out)
+		answer(w, http.StatusCreated, out, err)
 	case rest == "":
 		methodNotAllowed(w, "GET, POST")
 	case len(parts) == 1 && r.Method == http.MethodGet:
 		rp, err := e.ReplayByName(parts[0])
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		httpjson.WriteJSON(w, http.StatusOK, rp)
+		answer(w, http.StatusOK, rp, err)
 	case len(parts) == 1:
 		methodNotAllowed(w, "GET")
 	case len(parts) == 2 && parts[1] == "cancel":
@@ -144,11 +124,7 @@ func (e *Engine) serveReplays(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		rp, err := e.CancelReplay(r.Context(), parts[0])
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		httpjson.WriteJSON(w, http.StatusOK, rp)
+		answer(w, http.StatusOK, rp, err)
 	default:
 		writeErr(w, httpjson.Errorf(httpjson.CodeNotFound, "", "no such resource %s", r.URL.Path))
 	}
@@ -168,6 +144,24 @@ func writeErr(w http.ResponseWriter, err error) {
 		err = httpjson.Errorf(httpjson.CodeUnavailable, "", "%v", err)
 	}
 	httpjson.WriteError(w, err)
+}
+
+// answer writes v with status, or err when there is one.
+func answer(w http.ResponseWriter, status int, v any, err error) {
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	httpjson.WriteJSON(w, status, v)
+}
+
+// noContent answers 204, or err when there is one.
+func noContent(w http.ResponseWriter, err error) {
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func trimErr(err error) string {
@@ -200,11 +194,7 @@ func (e *Engine) serveBuses(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			b, err := e.CreateBus(r.Context(), req.Name)
-			if err != nil {
-				writeErr(w, err)
-				return
-			}
-			httpjson.WriteJSON(w, http.StatusCreated, b)
+			answer(w, http.StatusCreated, b, err)
 		default:
 			methodNotAllowed(w, "GET, POST")
 		}
@@ -212,17 +202,9 @@ func (e *Engine) serveBuses(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet:
 			b, err := e.Bus(parts[0])
-			if err != nil {
-				writeErr(w, err)
-				return
-			}
-			httpjson.WriteJSON(w, http.StatusOK, b)
+			answer(w, http.StatusOK, b, err)
 		case http.MethodDelete:
-			if err := e.DeleteBus(r.Context(), parts[0]); err != nil {
-				writeErr(w, err)
-				return
-			}
-			w.WriteHeader(http.StatusNoContent)
+			noContent(w, e.DeleteBus(r.Context(), parts[0]))
 		default:
 			methodNotAllowed(w, "GET, DELETE")
 		}
@@ -306,11 +288,7 @@ func (e *Engine) serveRules(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			out, err := e.PutRule(r.Context(), rl, true)
-			if err != nil {
-				writeErr(w, err)
-				return
-			}
-			httpjson.WriteJSON(w, http.StatusCreated, out)
+			answer(w, http.StatusCreated, out, err)
 		default:
 			methodNotAllowed(w, "GET, POST")
 		}
@@ -343,17 +321,9 @@ func (e *Engine) serveRules(w http.ResponseWriter, r *http.Request) {
 			}
 			_, err := e.Rule(bus, name)
 			out, err := e.PutRule(r.Context(), rl, errors.Is(err, ErrNotFound))
-			if err != nil {
-				writeErr(w, err)
-				return
-			}
-			httpjson.WriteJSON(w, http.StatusOK, out)
+			answer(w, http.StatusOK, out, err)
 		case http.MethodDelete:
-			if err := e.DeleteRule(r.Context(), bus, name); err != nil {
-				writeErr(w, err)
-				return
-			}
-			w.WriteHeader(http.StatusNoContent)
+			noContent(w, e.DeleteRule(r.Context(), bus, name))
 		default:
 			methodNotAllowed(w, "GET, PUT, DELETE")
 		}
@@ -367,11 +337,7 @@ func (e *Engine) serveRules(w http.ResponseWriter, r *http.Request) {
 			state = Disabled
 		}
 		out, err := e.SetState(r.Context(), bus, parts[0], state)
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		httpjson.WriteJSON(w, http.StatusOK, out)
+		answer(w, http.StatusOK, out, err)
 	default:
 		writeErr(w, httpjson.Errorf(httpjson.CodeNotFound, "", "no such resource %s", r.URL.Path))
 	}
@@ -415,9 +381,5 @@ func (e *Engine) serveTest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := TestPattern(req.Pattern, req.Event)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	httpjson.WriteJSON(w, http.StatusOK, res)
+	answer(w, http.StatusOK, res, err)
 }

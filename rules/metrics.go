@@ -64,29 +64,17 @@ type TargetMetrics struct {
 
 // Metrics returns a rule's counters.
 func (e *Engine) Metrics(bus, name string) (RuleMetrics, error) {
-	if bus == "" {
-		bus = DefaultBus
-	}
-	e.mu.Lock()
-	bs, ok := e.mu.buses[bus]
-	e.mu.Unlock()
-	if !ok {
-		return RuleMetrics{}, fmt.Errorf("bus %q: %w", bus, ErrNotFound)
-	}
-	bs.mu.RLock()
-	defer bs.mu.RUnlock()
-	rs, ok := bs.rules[name]
-	if !ok {
-		return RuleMetrics{}, fmt.Errorf("rule %q on bus %q: %w", name, bus, ErrNotFound)
-	}
-	out := RuleMetrics{Matched: rs.matched.Load(), Targets: map[string]TargetMetrics{}}
-	for id, w := range rs.targets {
-		tm := TargetMetrics{Delivered: w.delivered.Load(), Failed: w.failed.Load(),
-			DeadLettered: w.deadLettered.Load(), Dropped: w.dropped.Load(), Pending: w.pending()}
-		if tm.Delivered > 0 {
-			tm.MeanLatencyMillis = float64(w.latencyNanos.Load()) / float64(tm.Delivered) / 1e6
+	var out RuleMetrics
+	err := e.readRule(bus, name, func(rs *ruleState) {
+		out = RuleMetrics{Matched: rs.matched.Load(), Targets: map[string]TargetMetrics{}}
+		for id, w := range rs.targets {
+			tm := TargetMetrics{Delivered: w.delivered.Load(), Failed: w.failed.Load(),
+				DeadLettered: w.deadLettered.Load(), Dropped: w.dropped.Load(), Pending: w.pending()}
+			if tm.Delivered > 0 {
+				tm.MeanLatencyMillis = float64(w.latencyNanos.Load()) / float64(tm.Delivered) / 1e6
+			}
+			out.Targets[id] = tm
 		}
-		out.Targets[id] = tm
-	}
-	return out, nil
+	})
+	return out, err
 }

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/heraldhq/herald/internal/httpjson"
 )
 
 // The event commands use the HTTP API (--http): CloudEvents validated,
@@ -41,77 +41,34 @@ Exit codes: herald help exit-codes.`,
 	return cmd
 }
 
-// eventAPIError is an error answer of the HTTP API.
+// eventAPIError is an error answer of the HTTP API, with its status.
 type eventAPIError struct {
 	status int
-	Code   string `json:"code"`
-	Msg    string `json:"message"`
-	Field  string `json:"field"`
+	api    *httpjson.Error
 }
 
-func (e *eventAPIError) Error() string {
-	if e.Field != "" {
-		return e.Field + ": " + e.Msg
-	}
-	return e.Msg
-}
+func (e *eventAPIError) Error() string { return e.api.Error() }
 
 // eventCall sends one request to the HTTP API and decodes a 2xx answer
-// into out. An error answer becomes an exit code: 400 usage, 404 not
-// found, 409 and 412 conflict.
+// into out. An error answer becomes an exit code (apiExitCode).
 func eventCall(ctx context.Context, cf *clientFlags, method, path string, header http.Header, body []byte, out any) (http.Header, error) {
-	base, err := url.Parse(cf.httpURL)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, usageErrorf("--http %q: want a URL such as http://127.0.0.1:8080", cf.httpURL)
-	}
-	ctx, cancel := cf.withTimeout(ctx)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(cf.httpURL, "/")+path, bytes.NewReader(body))
+	ans, err := heraldAPI(cf.httpURL, cf.timeout).send(ctx, method, path, header, body)
 	if err != nil {
 		return nil, err
 	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		var ne *net.OpError
-		switch {
-		case errors.Is(err, context.DeadlineExceeded):
-			return nil, fmt.Errorf("no answer from %s within %s (--timeout): is the server running?", cf.httpURL, cf.timeout)
-		case errors.As(err, &ne):
-			return nil, fmt.Errorf("cannot reach %s: %v (is herald serve's HTTP there? --http, env HERALD_HTTP)", cf.httpURL, ne.Err)
+	if !ans.ok() {
+		e := ans.apiError()
+		if e == nil {
+			return nil, fmt.Errorf("%s %s: HTTP %d: %.200s", method, path, ans.status, ans.body)
 		}
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("reading the answer of %s: %w", cf.httpURL, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct{ Error *eventAPIError }
-		if json.Unmarshal(data, &e) != nil || e.Error == nil {
-			return nil, fmt.Errorf("%s %s: HTTP %d: %.200s", method, path, resp.StatusCode, data)
-		}
-		e.Error.status = resp.StatusCode
-		code := exitFailure
-		switch resp.StatusCode {
-		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
-			code = exitUsage
-		case http.StatusNotFound:
-			code = exitNotFound
-		case http.StatusConflict, http.StatusPreconditionFailed:
-			code = exitConflict
-		}
-		return nil, &exitError{code: code, err: e.Error}
+		return nil, &exitError{code: apiExitCode(ans.status), err: &eventAPIError{status: ans.status, api: e}}
 	}
 	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
+		if err := json.Unmarshal(ans.body, out); err != nil {
 			return nil, fmt.Errorf("%s %s: unexpected answer: %v", method, path, err)
 		}
 	}
-	return resp.Header, nil
+	return ans.header, nil
 }
 
 type eventPublishOptions struct {
@@ -234,14 +191,14 @@ func runEventPublish(cmd *cobra.Command, cf *clientFlags, o *eventPublishOptions
 		var out struct{ Results []eventPublishResult }
 		if _, err := eventCall(cmd.Context(), cf, "POST", "/v1/topics/"+url.PathEscape(topic)+"/events", header, body, &out); err != nil {
 			var ae *eventAPIError
-			if errors.As(err, &ae) && ae.status == http.StatusNotFound && ae.Field == "topic" {
+			if errors.As(err, &ae) && ae.status == http.StatusNotFound && ae.api.Field == "topic" {
 				return cliError(exitNotFound, "topic %q not found", topic)
 			}
-			if errors.As(err, &ae) && o.batch && strings.HasPrefix(ae.Field, "[") {
+			if errors.As(err, &ae) && o.batch && strings.HasPrefix(ae.api.Field, "[") {
 				// "[3].source" names an event of this request: say which line.
-				if i, _, ok := strings.Cut(strings.TrimPrefix(ae.Field, "["), "]"); ok {
+				if i, _, ok := strings.Cut(strings.TrimPrefix(ae.api.Field, "["), "]"); ok {
 					if n, perr := strconv.Atoi(i); perr == nil && bi*500+n < len(lines) {
-						msg := strings.ReplaceAll(strings.TrimPrefix(ae.Msg, "invalid CloudEvent: "), "["+i+"].", "")
+						msg := strings.ReplaceAll(strings.TrimPrefix(ae.api.Message, "invalid CloudEvent: "), "["+i+"].", "")
 						return cliError(exitUsage, "standard input line %d: %s (%d event(s) published before it)",
 							lines[bi*500+n], msg, len(all))
 					}
@@ -412,7 +369,7 @@ func runEventRead(cmd *cobra.Command, cf *clientFlags, o *eventReadOptions, topi
 				return nil // interrupted
 			}
 			var ae *eventAPIError
-			if errors.As(err, &ae) && ae.status == http.StatusNotFound && ae.Field == "topic" {
+			if errors.As(err, &ae) && ae.status == http.StatusNotFound && ae.api.Field == "topic" {
 				return cliError(exitNotFound, "topic %q not found", topic)
 			}
 			return err

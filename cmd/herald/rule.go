@@ -132,56 +132,29 @@ it like grep.`,
 	return cmd
 }
 
-// apiCall sends a request to the rules API and decodes a 2xx answer into
+// call sends a request to the rules API and decodes a 2xx answer into
 // out. Errors carry the CLI exit code of the API error.
 func (f *ruleAPIFlags) call(cmd *cobra.Command, method, path string, query url.Values, body, out any) error {
-	u := strings.TrimRight(f.api, "/") + path
 	if len(query) > 0 {
-		u += "?" + query.Encode()
+		path += "?" + query.Encode()
 	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	ctx := cmd.Context()
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	raw, err := jsonBody(body)
 	if err != nil {
-		return usageErrorf("--http %q: %v", f.api, err)
+		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := (&http.Client{Timeout: f.timeout}).Do(req)
+	ans, err := heraldAPI(f.api, f.timeout).send(cmd.Context(), method, path, nil, raw)
 	if err != nil {
-		return cliError(exitFailure, "%v", err)
+		return err
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error httpjson.Error `json:"error"`
+	if !ans.ok() {
+		msg := strings.TrimSpace(string(ans.body))
+		if e := ans.apiError(); e != nil {
+			msg = e.Error()
 		}
-		msg := strings.TrimSpace(string(b))
-		if json.Unmarshal(b, &e) == nil && e.Error.Message != "" {
-			msg = e.Error.Error()
-		}
-		code := exitFailure
-		switch resp.StatusCode {
-		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
-			code = exitUsage
-		case http.StatusNotFound:
-			code = exitNotFound
-		case http.StatusConflict, http.StatusPreconditionFailed:
-			code = exitConflict
-		}
-		return cliError(code, "%s", msg)
+		return cliError(apiExitCode(ans.status), "%s", msg)
 	}
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
+	if out != nil && len(ans.body) > 0 {
+		if err := json.Unmarshal(ans.body, out); err != nil {
 			return cliError(exitFailure, "decode the server's answer: %v", err)
 		}
 	}

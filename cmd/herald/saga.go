@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -181,68 +177,29 @@ func sagaCall(ctx context.Context, cf *clientFlags, method, path string, body []
 	if err := cf.check(); err != nil {
 		return nil, err
 	}
-	base := strings.TrimRight(cf.httpURL, "/")
-	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, usageErrorf("--http %q: want a URL like http://127.0.0.1:8080", cf.httpURL)
-	}
-	ctx, cancel := cf.withTimeout(ctx)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
+	ans, err := heraldAPI(cf.httpURL, cf.timeout).send(ctx, method, path, nil, body)
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		var ne *net.OpError
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("no answer from %s within %s (--timeout): is the server running?", cf.httpURL, cf.timeout)
-		}
-		if errors.As(err, &ne) {
-			return nil, fmt.Errorf("cannot reach %s: %v", cf.httpURL, ne.Err)
-		}
-		return nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read the answer of %s: %w", cf.httpURL, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-				Field   string `json:"field"`
-			} `json:"error"`
-		}
-		msg := strings.TrimSpace(string(raw))
-		if json.Unmarshal(raw, &e) == nil && e.Error.Message != "" {
-			msg = e.Error.Message
-			if e.Error.Field != "" && !strings.HasPrefix(msg, e.Error.Field+":") {
-				msg = e.Error.Field + ": " + msg
+	if !ans.ok() {
+		msg := strings.TrimSpace(string(ans.body))
+		e := ans.apiError()
+		if e != nil {
+			msg = e.Message
+			if e.Field != "" && !strings.HasPrefix(msg, e.Field+":") {
+				msg = e.Field + ": " + msg
 			}
 		}
-		code := exitFailure
-		switch resp.StatusCode {
-		case http.StatusNotFound:
-			code = exitNotFound
-			if e.Error.Code == "" {
-				msg = "the server has no saga API at " + cf.httpURL + " (is the saga engine enabled?)"
-			}
-		case http.StatusConflict, http.StatusPreconditionFailed:
-			code = exitConflict
-		case http.StatusBadRequest:
-			code = exitUsage
+		code := apiExitCode(ans.status)
+		if ans.status == http.StatusNotFound && (e == nil || e.Code == "") {
+			msg = "the server has no saga API at " + cf.httpURL + " (is the saga engine enabled?)"
 		}
 		return nil, cliError(code, "%s", strings.TrimPrefix(msg, "saga: "))
 	}
 	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
+		if err := json.Unmarshal(ans.body, out); err != nil {
 			return nil, fmt.Errorf("unexpected answer from %s: %v", cf.httpURL, err)
 		}
 	}
-	return raw, nil
+	return ans.body, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -45,8 +46,7 @@ func openRegistry(ctx context.Context, l eventlog.Log, hook *registry.Hook, logg
 
 // regClient talks to a schema registry's REST API.
 type regClient struct {
-	base string
-	hc   *http.Client
+	api httpAPI
 }
 
 // regError is an API error: {"error_code","message"} and the status.
@@ -71,49 +71,37 @@ func (e *regError) exitCode() int {
 }
 
 func (c *regClient) do(ctx context.Context, method, path string, body, into any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.base, "/")+path, rd)
+	raw, err := jsonBody(body)
 	if err != nil {
-		return usageErrorf("--registry %q: %v", c.base, err)
+		return err
 	}
-	req.Header.Set("Content-Type", registry.ContentType)
-	req.Header.Set("Accept", registry.ContentType)
-	resp, err := c.hc.Do(req)
+	ans, err := c.api.send(ctx, method, path, http.Header{
+		"Content-Type": {registry.ContentType},
+		"Accept":       {registry.ContentType},
+	}, raw)
 	if err != nil {
-		return cliError(exitFailure, "schema registry at %s: %v", c.base, err)
+		return err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return cliError(exitFailure, "schema registry at %s: %v", c.base, err)
-	}
-	if resp.StatusCode >= 300 {
+	if !ans.ok() {
 		var e struct {
 			Code    int    `json:"error_code"`
 			Message string `json:"message"`
 		}
-		if json.Unmarshal(b, &e) != nil || e.Message == "" {
-			e.Message = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
+		if json.Unmarshal(ans.body, &e) != nil || e.Message == "" {
+			e.Message = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, ans.status, bytes.TrimSpace(ans.body))
 		}
-		re := &regError{status: resp.StatusCode, code: e.Code, message: e.Message}
+		re := &regError{status: ans.status, code: e.Code, message: e.Message}
 		return cliError(re.exitCode(), "%s", re.message)
 	}
 	if into == nil {
 		return nil
 	}
 	if p, ok := into.(*[]byte); ok {
-		*p = b
+		*p = ans.body
 		return nil
 	}
-	if err := json.Unmarshal(b, into); err != nil {
-		return cliError(exitFailure, "schema registry at %s: %s %s: bad answer: %v", c.base, method, path, err)
+	if err := json.Unmarshal(ans.body, into); err != nil {
+		return cliError(exitFailure, "schema registry at %s: %s %s: bad answer: %v", c.api.base, method, path, err)
 	}
 	return nil
 }
@@ -131,12 +119,12 @@ func (f *schemaFlags) client(cmd *cobra.Command) (*regClient, context.Context, c
 	if f.timeout <= 0 {
 		return nil, nil, nil, commandError(cmd, usageErrorf("--timeout %s: want a positive duration", f.timeout))
 	}
-	u, err := url.Parse(f.registry)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, nil, nil, commandError(cmd, usageErrorf("--registry %q: want an http:// or https:// URL", f.registry))
+	api := httpAPI{base: f.registry, flag: "--registry", hint: "is a schema registry there? --registry, env HERALD_REGISTRY", timeout: f.timeout}
+	if err := api.check(); err != nil {
+		return nil, nil, nil, commandError(cmd, err)
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
-	return &regClient{base: f.registry, hc: &http.Client{}}, ctx, cancel, nil
+	return &regClient{api: api}, ctx, cancel, nil
 }
 
 func newSchemaCmd() *cobra.Command {
@@ -944,23 +932,18 @@ channel. Topics whose names start with "_" are internal and left out.`,
 						}
 					}
 				}
-				seen := map[string]bool{}
+				seen := eventTypes{}
 				if sample > 0 {
 					err := sampleTopic(ctx, io.Discard, seeds, td.Topic, sample*max(1, t.Partitions), func(r *kgo.Record) {
 						for _, h := range r.Headers {
-							if h.Key == "ce_type" && len(h.Value) > 0 && len(seen) < 100 {
-								seen[string(h.Value)] = true
-							}
+							seen.add(h.Key, h.Value)
 						}
 					})
 					if err != nil {
 						return commandError(cmd, err)
 					}
 				}
-				for et := range seen {
-					t.EventTypes = append(t.EventTypes, et)
-				}
-				slices.Sort(t.EventTypes)
+				t.EventTypes = seen.sorted()
 				for _, side := range []string{"key", "value"} {
 					var s registry.SchemaJSON
 					err := c.do(ctx, "GET", subjectPath(td.Topic+"-"+side)+"/versions/latest", nil, &s)
@@ -970,16 +953,7 @@ channel. Topics whose names start with "_" are internal and left out.`,
 						}
 						return err
 					}
-					typ := s.SchemaType
-					if typ == "" {
-						typ = "AVRO"
-					}
-					as := &asyncapi.Schema{Subject: s.Subject, Version: s.Version, ID: s.ID, Type: typ, Text: s.Schema}
-					if side == "key" {
-						t.Key = as
-					} else {
-						t.Value = as
-					}
+					setTopicSchema(&t, side, s)
 				}
 				topics = append(topics, t)
 			}
@@ -992,6 +966,33 @@ channel. Topics whose names start with "_" are internal and left out.`,
 	cmd.Flags().IntVar(&sample, "sample", 100, "records per partition to read for event types (0: none)")
 	cmd.Flags().StringVar(&title, "title", "Herald events", "the document's `TITLE`")
 	return cmd
+}
+
+// eventTypes collects the CloudEvents types (ce_type headers) seen in a
+// topic's records, up to 100.
+type eventTypes map[string]bool
+
+func (s eventTypes) add(key string, value []byte) {
+	if key == "ce_type" && len(value) > 0 && len(s) < 100 {
+		s[string(value)] = true
+	}
+}
+
+func (s eventTypes) sorted() []string { return slices.Sorted(maps.Keys(s)) }
+
+// setTopicSchema gives t its key or value (side) schema; a schema without
+// a type is Avro, as in the registry API.
+func setTopicSchema(t *asyncapi.Topic, side string, s registry.SchemaJSON) {
+	typ := s.SchemaType
+	if typ == "" {
+		typ = "AVRO"
+	}
+	as := &asyncapi.Schema{Subject: s.Subject, Version: s.Version, ID: s.ID, Type: typ, Text: s.Schema}
+	if side == "key" {
+		t.Key = as
+	} else {
+		t.Value = as
+	}
 }
 
 // asyncAPIHandler serves GET /v1/asyncapi.json: the AsyncAPI document of
@@ -1011,7 +1012,7 @@ func asyncAPIHandler(srv *server.Server, reg *registry.Registry, kafkaAddr strin
 				continue
 			}
 			t := asyncapi.Topic{Name: ti.Name, Partitions: ti.Partitions, Configs: ti.Configs}
-			seen := map[string]bool{}
+			seen := eventTypes{}
 			for p := range ti.Partitions {
 				start, _, err := l.Offsets(ctx, ti.Name, int32(p))
 				if err != nil {
@@ -1026,31 +1027,17 @@ func asyncAPIHandler(srv *server.Server, reg *registry.Registry, kafkaAddr strin
 						break
 					}
 					for _, h := range rec.Headers {
-						if h.Key == "ce_type" && len(h.Value) > 0 && len(seen) < 100 {
-							seen[string(h.Value)] = true
-						}
+						seen.add(h.Key, h.Value)
 					}
 				}
 			}
-			for et := range seen {
-				t.EventTypes = append(t.EventTypes, et)
-			}
-			slices.Sort(t.EventTypes)
+			t.EventTypes = seen.sorted()
 			for _, side := range []string{"key", "value"} {
 				s, _, ok := reg.Latest(ti.Name + "-" + side)
 				if !ok {
 					continue
 				}
-				typ := s.SchemaType
-				if typ == "" {
-					typ = "AVRO"
-				}
-				as := &asyncapi.Schema{Subject: s.Subject, Version: s.Version, ID: s.ID, Type: typ, Text: s.Schema}
-				if side == "key" {
-					t.Key = as
-				} else {
-					t.Value = as
-				}
+				setTopicSchema(&t, side, s)
 			}
 			topics = append(topics, t)
 		}

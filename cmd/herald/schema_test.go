@@ -19,13 +19,16 @@ import (
 	"github.com/heraldhq/herald/server"
 )
 
-// TestSchemaCommands drives herald schema against a registry wired as
-// herald serve wires it: register, list, get, check, diff, config, delete,
-// with their outputs and exit codes.
-func TestSchemaCommands(t *testing.T) {
-	srv, err := server.Start(context.Background(), server.Config{
-		Broker: broker.Config{DataDir: t.TempDir(), Validator: &registry.Hook{}}, Logger: slog.New(slog.DiscardHandler),
-	})
+// registryServer starts a server and its schema registry served over HTTP,
+// wired as herald serve wires them; validator, when not nil, is the
+// broker's record validator.
+func registryServer(t *testing.T, validator *registry.Hook) (*server.Server, *registry.Registry, *httptest.Server) {
+	t.Helper()
+	cfg := server.Config{Broker: broker.Config{DataDir: t.TempDir()}, Logger: slog.New(slog.DiscardHandler)}
+	if validator != nil {
+		cfg.Broker.Validator = validator
+	}
+	srv, err := server.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +43,15 @@ func TestSchemaCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(reg.Handler())
-	defer hs.Close()
+	t.Cleanup(hs.Close)
+	return srv, reg, hs
+}
+
+// TestSchemaCommands drives herald schema against a registry wired as
+// herald serve wires it: register, list, get, check, diff, config, delete,
+// with their outputs and exit codes.
+func TestSchemaCommands(t *testing.T) {
+	_, _, hs := registryServer(t, &registry.Hook{})
 
 	dir := t.TempDir()
 	write := func(name, text string) string {
@@ -117,24 +128,7 @@ func TestSchemaCommands(t *testing.T) {
 // TestSchemaDiscover infers a JSON Schema from a topic's events and
 // registers it.
 func TestSchemaDiscover(t *testing.T) {
-	srv, err := server.Start(context.Background(), server.Config{
-		Broker: broker.Config{DataDir: t.TempDir()}, Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	elog, err := embedded.New(embedded.Config{Broker: srv.Broker, Groups: srv.Groups})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { elog.Close() })
-	reg, err := openRegistry(context.Background(), elog, &registry.Hook{}, slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(reg.Handler())
-	defer hs.Close()
+	srv, reg, hs := registryServer(t, nil)
 	s := cliServer{addr: srv.KafkaAddr(), b: srv.Broker}
 	s.ok(t, "", "topic", "create", "orders", "--partitions", "2")
 	var lines []string
@@ -176,24 +170,7 @@ func TestSchemaDiscover(t *testing.T) {
 // TestSchemaAsyncAPI generates the AsyncAPI document of a server with a
 // schema'd topic carrying CloudEvents.
 func TestSchemaAsyncAPI(t *testing.T) {
-	srv, err := server.Start(context.Background(), server.Config{
-		Broker: broker.Config{DataDir: t.TempDir()}, Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	elog, err := embedded.New(embedded.Config{Broker: srv.Broker, Groups: srv.Groups})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { elog.Close() })
-	reg, err := openRegistry(context.Background(), elog, &registry.Hook{}, slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(reg.Handler())
-	defer hs.Close()
+	srv, reg, hs := registryServer(t, nil)
 	s := cliServer{addr: srv.KafkaAddr(), b: srv.Broker}
 	s.ok(t, "", "topic", "create", "payments", "--partitions", "2", "--config", "retention.ms=3600000")
 	s.ok(t, "", "topic", "create", "plain")

@@ -46,8 +46,8 @@ func storeClient(cmd *cobra.Command, f *clientFlags, bounded bool) (*httpstore.C
 	if f.timeout <= 0 {
 		return nil, nil, nil, usageErrorf("--timeout %s: want a positive duration", f.timeout)
 	}
-	if !strings.HasPrefix(f.httpURL, "http://") && !strings.HasPrefix(f.httpURL, "https://") {
-		return nil, nil, nil, usageErrorf("--http %q: want an http:// or https:// URL", f.httpURL)
+	if err := heraldAPI(f.httpURL, f.timeout).check(); err != nil {
+		return nil, nil, nil, err
 	}
 	ctx, cancel := cmd.Context(), context.CancelFunc(func() {})
 	if bounded {

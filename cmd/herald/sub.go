@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -48,43 +46,21 @@ func apiCall(ctx context.Context, cf *clientFlags, method, path string, body, ou
 	if err := cf.check(); err != nil {
 		return err
 	}
-	base := strings.TrimRight(cf.httpURL, "/")
-	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return usageErrorf("--http %q: want an http:// or https:// URL", cf.httpURL)
-	}
-	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+	raw, err := jsonBody(body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	ans, err := heraldAPI(cf.httpURL, cf.timeout).send(ctx, method, path, nil, raw)
 	if err != nil {
-		return fmt.Errorf("HTTP API at %s: %w", cf.httpURL, errors.Unwrap(err))
+		return err
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return fmt.Errorf("HTTP API at %s: %w", cf.httpURL, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error *httpjson.Error `json:"error"`
-		}
-		if json.Unmarshal(raw, &e) != nil || e.Error == nil {
-			return fmt.Errorf("HTTP API at %s: %s %s: %s", cf.httpURL, method, path, resp.Status)
+	if !ans.ok() {
+		e := ans.apiError()
+		if e == nil {
+			return fmt.Errorf("HTTP API at %s: %s %s: %d %s", cf.httpURL, method, path, ans.status, http.StatusText(ans.status))
 		}
 		code := exitFailure
-		switch e.Error.Code {
+		switch e.Code {
 		case httpjson.CodeInvalidArgument, httpjson.CodePayloadTooLarge:
 			code = exitUsage
 		case httpjson.CodeNotFound:
@@ -92,10 +68,10 @@ func apiCall(ctx context.Context, cf *clientFlags, method, path string, body, ou
 		case httpjson.CodeAlreadyExists:
 			code = exitConflict
 		}
-		return cliError(code, "%s", e.Error.Error())
+		return cliError(code, "%s", e.Error())
 	}
 	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
+		if err := json.Unmarshal(ans.body, out); err != nil {
 			return fmt.Errorf("HTTP API at %s: bad answer: %w", cf.httpURL, err)
 		}
 	}

@@ -362,15 +362,7 @@ func (a *api) read(w http.ResponseWriter, r *http.Request) error {
 		}{fromRecordedAll(evs)})
 		return nil
 	}
-	back, err := queryBool(r, "backwards")
-	if err != nil {
-		return err
-	}
-	def := int64(0)
-	if back {
-		def = eventstore.End
-	}
-	from, err := queryInt(r, "from", def)
+	from, back, err := queryDirection(r)
 	if err != nil {
 		return err
 	}
@@ -384,20 +376,26 @@ func (a *api) read(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (a *api) readAll(w http.ResponseWriter, r *http.Request) error {
-	max, err := queryMax(r)
-	if err != nil {
-		return err
-	}
-	back, err := queryBool(r, "backwards")
-	if err != nil {
-		return err
+// queryDirection reads ?backwards and ?from: a read starts at from,
+// by default the first position forwards and the end backwards.
+func queryDirection(r *http.Request) (from int64, back bool, err error) {
+	if back, err = queryBool(r, "backwards"); err != nil {
+		return 0, false, err
 	}
 	def := int64(0)
 	if back {
 		def = eventstore.End
 	}
-	from, err := queryInt(r, "from", def)
+	from, err = queryInt(r, "from", def)
+	return from, back, err
+}
+
+func (a *api) readAll(w http.ResponseWriter, r *http.Request) error {
+	max, err := queryMax(r)
+	if err != nil {
+		return err
+	}
+	from, back, err := queryDirection(r)
 	if err != nil {
 		return err
 	}

@@ -260,20 +260,28 @@ func (f *flattener) object(node *pathNode, depth int, top bool) error {
 		if err := f.value(child, depth+1); err != nil {
 			return err
 		}
-		f.ws()
-		if f.pos >= len(f.src) {
-			return errSyntax
-		}
-		switch f.src[f.pos] {
-		case ',':
-			f.pos++
-		case '}':
-			f.pos++
-			return nil
-		default:
-			return errSyntax
+		if done, err := f.next('}'); done || err != nil {
+			return err
 		}
 	}
+}
+
+// next reads what follows a member or an element: a comma (more follow)
+// or close, the object's or array's end (done).
+func (f *flattener) next(close byte) (done bool, err error) {
+	f.ws()
+	if f.pos >= len(f.src) {
+		return false, errSyntax
+	}
+	switch f.src[f.pos] {
+	case ',':
+		f.pos++
+		return false, nil
+	case close:
+		f.pos++
+		return true, nil
+	}
+	return false, errSyntax
 }
 
 func (f *flattener) array(node *pathNode, depth int) error {
@@ -300,18 +308,8 @@ func (f *flattener) array(node *pathNode, depth int) error {
 		if nested {
 			f.cur = f.cur[:len(f.cur)-1]
 		}
-		f.ws()
-		if f.pos >= len(f.src) {
-			return errSyntax
-		}
-		switch f.src[f.pos] {
-		case ',':
-			f.pos++
-		case ']':
-			f.pos++
-			return nil
-		default:
-			return errSyntax
+		if done, err := f.next(']'); done || err != nil {
+			return err
 		}
 	}
 }

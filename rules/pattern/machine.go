@@ -683,6 +683,28 @@ func (sc *scratch) addOne(t *trans, n *state) {
 	sc.nexts = append(sc.nexts, n)
 }
 
+// addPrefixes adds the states of the trie n at every prefix of s, the
+// empty one included.
+func (t *trans) addPrefixes(sc *scratch, n *trie, s []byte) {
+	sc.add(t, n.out)
+	for i := 0; i < len(s) && n != nil; i++ {
+		if n = n.child(s[i], false); n != nil {
+			sc.add(t, n.out)
+		}
+	}
+}
+
+// addSuffixes is addPrefixes for a trie of reversed strings: it walks s
+// from its end, so it finds every suffix.
+func (t *trans) addSuffixes(sc *scratch, n *trie, s []byte) {
+	sc.add(t, n.out)
+	for i := len(s) - 1; i >= 0 && n != nil; i-- {
+		if n = n.child(s[i], false); n != nil {
+			sc.add(t, n.out)
+		}
+	}
+}
+
 // step appends the states the value f leads to from t.
 func (t *trans) step(sc *scratch, f *field) {
 	switch f.k {
@@ -694,22 +716,10 @@ func (t *trans) step(sc *scratch, f *field) {
 			}
 		}
 		if t.prefix != nil {
-			n := t.prefix
-			sc.add(t, n.out)
-			for i := 0; i < len(s) && n != nil; i++ {
-				if n = n.child(s[i], false); n != nil {
-					sc.add(t, n.out)
-				}
-			}
+			t.addPrefixes(sc, t.prefix, s)
 		}
 		if t.suffix != nil {
-			n := t.suffix
-			sc.add(t, n.out)
-			for i := len(s) - 1; i >= 0 && n != nil; i-- {
-				if n = n.child(s[i], false); n != nil {
-					sc.add(t, n.out)
-				}
-			}
+			t.addSuffixes(sc, t.suffix, s)
 		}
 		var fold []byte
 		if t.needFold {
@@ -722,22 +732,10 @@ func (t *trans) step(sc *scratch, f *field) {
 			}
 		}
 		if t.prefixFold != nil {
-			n := t.prefixFold
-			sc.add(t, n.out)
-			for i := 0; i < len(fold) && n != nil; i++ {
-				if n = n.child(fold[i], false); n != nil {
-					sc.add(t, n.out)
-				}
-			}
+			t.addPrefixes(sc, t.prefixFold, fold)
 		}
 		if t.suffixFold != nil {
-			n := t.suffixFold
-			sc.add(t, n.out)
-			for i := len(fold) - 1; i >= 0 && n != nil; i-- {
-				if n = n.child(fold[i], false); n != nil {
-					sc.add(t, n.out)
-				}
-			}
+			t.addSuffixes(sc, t.suffixFold, fold)
 		}
 		if t.wildTrie != nil {
 			n := t.wildTrie

@@ -187,30 +187,37 @@ func versionParam(q *http.Request) (int, error) {
 	return v, nil
 }
 
-func (r *Registry) getSchemaByID(w http.ResponseWriter, q *http.Request) error {
+// schemaParam is the schema the path's {id} names.
+func (r *Registry) schemaParam(q *http.Request) (*schemaRec, error) {
 	id, err := idParam(q)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.mu.RLock()
 	s, ok := r.st.ids[id]
 	r.mu.RUnlock()
 	if !ok {
-		return &Error{Code: ErrSchemaNotFound, Message: fmt.Sprintf("Schema %d not found", id)}
+		return nil, schemaNotFound(id)
+	}
+	return s, nil
+}
+
+func schemaNotFound(id int) error {
+	return &Error{Code: ErrSchemaNotFound, Message: fmt.Sprintf("Schema %d not found", id)}
+}
+
+func (r *Registry) getSchemaByID(w http.ResponseWriter, q *http.Request) error {
+	s, err := r.schemaParam(q)
+	if err != nil {
+		return err
 	}
 	return replyRaw(w, 200, s.body)
 }
 
 func (r *Registry) getSchemaTextByID(w http.ResponseWriter, q *http.Request) error {
-	id, err := idParam(q)
+	s, err := r.schemaParam(q)
 	if err != nil {
 		return err
-	}
-	r.mu.RLock()
-	s, ok := r.st.ids[id]
-	r.mu.RUnlock()
-	if !ok {
-		return &Error{Code: ErrSchemaNotFound, Message: fmt.Sprintf("Schema %d not found", id)}
 	}
 	return replyRaw(w, 200, []byte(s.text))
 }
@@ -235,17 +242,27 @@ func (r *Registry) usages(id int, deleted bool) []subjectVersion {
 	return out
 }
 
-func (r *Registry) getSubjectsByID(w http.ResponseWriter, q *http.Request) error {
+// usagesParam is the subject versions that use the schema the path's
+// {id} names (?deleted=true: deleted versions too).
+func (r *Registry) usagesParam(q *http.Request) ([]subjectVersion, error) {
 	id, err := idParam(q)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.mu.RLock()
 	_, ok := r.st.ids[id]
 	us := r.usages(id, boolParam(q, "deleted"))
 	r.mu.RUnlock()
 	if !ok {
-		return &Error{Code: ErrSchemaNotFound, Message: fmt.Sprintf("Schema %d not found", id)}
+		return nil, schemaNotFound(id)
+	}
+	return us, nil
+}
+
+func (r *Registry) getSubjectsByID(w http.ResponseWriter, q *http.Request) error {
+	us, err := r.usagesParam(q)
+	if err != nil {
+		return err
 	}
 	out := []string{}
 	for _, u := range us {
@@ -257,16 +274,9 @@ func (r *Registry) getSubjectsByID(w http.ResponseWriter, q *http.Request) error
 }
 
 func (r *Registry) getVersionsByID(w http.ResponseWriter, q *http.Request) error {
-	id, err := idParam(q)
+	us, err := r.usagesParam(q)
 	if err != nil {
 		return err
-	}
-	r.mu.RLock()
-	_, ok := r.st.ids[id]
-	us := r.usages(id, boolParam(q, "deleted"))
-	r.mu.RUnlock()
-	if !ok {
-		return &Error{Code: ErrSchemaNotFound, Message: fmt.Sprintf("Schema %d not found", id)}
 	}
 	return reply(w, 200, us)
 }
@@ -512,11 +522,9 @@ func (r *Registry) putConfig(w http.ResponseWriter, q *http.Request) error {
 	if err != nil {
 		return &Error{Code: ErrInvalidCompatibilityLevel, Message: "Invalid compatibility level: " + err.Error()}
 	}
-	subject := q.PathValue("subject")
-	if subject != "" {
-		if err := validSubject(subject); err != nil {
-			return err
-		}
+	subject, err := configSubjectParam(q)
+	if err != nil {
+		return err
 	}
 	if err := r.SetLevel(q.Context(), subject, l); err != nil {
 		return err
@@ -537,6 +545,18 @@ func (r *Registry) deleteConfig(w http.ResponseWriter, q *http.Request) error {
 		L  schema.Level `json:"compatibilityLevel"`
 		L2 schema.Level `json:"compatibility"`
 	}{prev, prev})
+}
+
+// configSubjectParam is the subject of a config or mode request: "" for
+// the global one.
+func configSubjectParam(q *http.Request) (string, error) {
+	subject := q.PathValue("subject")
+	if subject != "" {
+		if err := validSubject(subject); err != nil {
+			return "", err
+		}
+	}
+	return subject, nil
 }
 
 func (r *Registry) getMode(w http.ResponseWriter, q *http.Request) error {
@@ -562,11 +582,9 @@ func (r *Registry) putMode(w http.ResponseWriter, q *http.Request) error {
 	if err != nil {
 		return &Error{Code: ErrInvalidMode, Message: "Invalid mode: " + err.Error()}
 	}
-	subject := q.PathValue("subject")
-	if subject != "" {
-		if err := validSubject(subject); err != nil {
-			return err
-		}
+	subject, err := configSubjectParam(q)
+	if err != nil {
+		return err
 	}
 	if err := r.SetMode(q.Context(), subject, m, boolParam(q, "force")); err != nil {
 		return err

@@ -15,14 +15,15 @@ import (
 type Hook func(ctx context.Context, ev *Event)
 
 // Emit builds an event of source, type and subject with data marshalled
-// to JSON and passes it to h. A nil h does nothing; so does data that
+// to JSON and passes it to h. The subject is also the partition key, so
+// the events of one resource stay in order. A nil h does nothing; so does data that
 // does not marshal (a programming error, never the caller's failure).
 func (h Hook) Emit(ctx context.Context, source, typ, subject string, data any) {
 	if h == nil {
 		return
 	}
 	ev := New(source, typ)
-	ev.Subject = subject
+	ev.Subject, ev.PartitionKey = subject, subject
 	if data != nil {
 		b, err := json.Marshal(data)
 		if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldhq/herald/commitlog"
+	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/internal/vfs"
 )
 
@@ -56,6 +57,10 @@ type Config struct {
 	MaxOpenFiles       int
 	CheckpointInterval time.Duration
 	CleanInterval      time.Duration
+	// OnEvent, if set, receives a herald.topic.created or
+	// herald.topic.deleted event (source "herald/broker") after a topic
+	// other than an internal one is created or deleted.
+	OnEvent event.Hook
 }
 
 func (c *Config) setDefaults() {
@@ -329,6 +334,20 @@ func ValidateTopicName(name string) error {
 	return nil
 }
 
+// The system events the broker emits through Config.OnEvent.
+const (
+	SystemSource     = "herald/broker"
+	TypeTopicCreated = "herald.topic.created"
+	TypeTopicDeleted = "herald.topic.deleted"
+)
+
+// TopicEvent is the data of a herald.topic.created or deleted event.
+type TopicEvent struct {
+	Topic      string            `json:"topic"`
+	Partitions int               `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"`
+}
+
 // MaxPartitions bounds the partitions of one topic.
 const MaxPartitions = 100000
 
@@ -383,6 +402,10 @@ func (b *Broker) createTopic(name string, n int, configs map[string]string, inte
 		return err
 	}
 	b.logger.Info("created topic", "topic", name, "partitions", n, "configs", configs)
+	if !internal {
+		b.cfg.OnEvent.Emit(context.Background(), SystemSource, TypeTopicCreated, name,
+			TopicEvent{Topic: name, Partitions: n, Configs: configs})
+	}
 	return nil
 }
 
@@ -413,6 +436,7 @@ func (b *Broker) DeleteTopic(ctx context.Context, name string) error {
 	}
 	errs = append(errs, b.fs.RemoveAll(b.producerDir(name)))
 	b.logger.Info("deleted topic", "topic", name)
+	b.cfg.OnEvent.Emit(ctx, SystemSource, TypeTopicDeleted, name, TopicEvent{Topic: name, Partitions: len(t.parts)})
 	return errors.Join(errs...)
 }
 

@@ -26,9 +26,11 @@ const (
 	maxSystemEventDataSize = 64 << 10
 )
 
-// Emitter publishes Herald's own events on the system bus. Components
-// (the broker on topic creation and deletion, the schema registry, group
-// coordination, subscriptions, sagas) are given one; *Engine is one.
+// Emitter publishes Herald's own events on the system bus, synchronously;
+// *Engine is one. Components below the rules engine (the broker, the
+// schema registry, group coordination, subscriptions, sagas) do not see
+// it: they take an event.Hook, which herald serve feeds to a SystemQueue
+// that publishes here without making them wait.
 type Emitter interface {
 	// Emit publishes an event of source ("herald/COMPONENT"), type and
 	// subject with data (marshalled to JSON) on the system bus.

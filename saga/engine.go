@@ -77,6 +77,29 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// OnEvent, if set, receives a herald.saga.completed or
+	// herald.saga.compensated event (source "herald/sagas") once the
+	// transaction that finished a saga committed.
+	OnEvent event.Hook
+}
+
+// The system events the engine emits through Config.OnEvent.
+const (
+	SystemSource        = "herald/sagas"
+	TypeSagaCompleted   = "herald.saga.completed"
+	TypeSagaCompensated = "herald.saga.compensated"
+)
+
+// FinishedEvent is the data of a herald.saga.completed or compensated
+// event.
+type FinishedEvent struct {
+	ID         string    `json:"id"`
+	Definition string    `json:"definition"`
+	Version    int       `json:"version"`
+	Status     Status    `json:"status"`
+	Reason     string    `json:"reason,omitempty"`
+	Created    time.Time `json:"created"`
+	Ended      time.Time `json:"ended"`
 }
 
 func (c *Config) setDefaults() {
@@ -645,8 +668,14 @@ func (e *Engine) loop(ctx context.Context) error {
 			return fmt.Errorf("end transaction: %w", err)
 		}
 		if committed {
+			var finished []*Instance
 			e.state.Lock()
 			for id, in := range b.work {
+				if in.Status.Final() {
+					if prev, ok := e.state.parts[b.part[id]][id]; !ok || prev.Status != in.Status {
+						finished = append(finished, in)
+					}
+				}
 				if insts := e.state.parts[b.part[id]]; insts != nil {
 					insts[id] = in
 					if d := e.deadline(in); d.IsZero() {
@@ -663,6 +692,14 @@ func (e *Engine) loop(ctx context.Context) error {
 			e.state.Unlock()
 			for def, effs := range b.effects {
 				e.m.apply(def, effs)
+			}
+			for _, in := range finished {
+				typ := TypeSagaCompleted
+				if in.Status == StatusCompensated {
+					typ = TypeSagaCompensated
+				}
+				e.cfg.OnEvent.Emit(ctx, SystemSource, typ, in.ID, FinishedEvent{ID: in.ID, Definition: in.Definition,
+					Version: in.Version, Status: in.Status, Reason: in.Reason, Created: in.Created, Ended: in.Updated})
 			}
 			e.m.txn("committed")
 		} else {

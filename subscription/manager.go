@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/eventlog"
 	"github.com/heraldhq/herald/internal/httpjson"
 )
@@ -37,6 +38,32 @@ type Config struct {
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// OnEvent, if set, receives a herald.subscription.deadlettered event
+	// (source "herald/subscriptions") for each message moved to a
+	// subscription's dead-letter topic.
+	OnEvent event.Hook
+}
+
+// The system event the manager emits through Config.OnEvent.
+const (
+	SystemSource     = "herald/subscriptions"
+	TypeDeadLettered = "herald.subscription.deadlettered"
+)
+
+// DeadLetteredEvent is the data of a herald.subscription.deadlettered
+// event: where the message came from and where it went. EventID,
+// EventSource and EventType are the message's CloudEvent attributes
+// (empty for a message that is not a CloudEvent).
+type DeadLetteredEvent struct {
+	Subscription    string `json:"subscription"`
+	Topic           string `json:"topic"`
+	Partition       int    `json:"partition"`
+	Offset          int64  `json:"offset"`
+	DeadLetterTopic string `json:"dead_letter_topic"`
+	Attempts        int    `json:"attempts"`
+	EventID         string `json:"event_id,omitempty"`
+	EventSource     string `json:"event_source,omitempty"`
+	EventType       string `json:"event_type,omitempty"`
 }
 
 func (c *Config) setDefaults() {

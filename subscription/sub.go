@@ -924,6 +924,14 @@ func (s *sub) deadLetter(ctx context.Context, gen uint64, msgs []*msg) {
 		}
 		s.mu.counters[cDLQ]++
 		s.ackLocked(m.p, m.rec.Offset, now)
+		if h := s.m.cfg.OnEvent; h != nil {
+			d := DeadLetteredEvent{Subscription: s.name, Topic: st.def.Topic, Partition: m.p, Offset: m.rec.Offset,
+				DeadLetterTopic: st.def.DeadLetterPolicy.DeadLetterTopic, Attempts: st.maxAttempts}
+			if m.isCE {
+				d.EventID, d.EventSource, d.EventType = m.attrs["id"], m.attrs["source"], m.attrs["type"]
+			}
+			h.Emit(ctx, SystemSource, TypeDeadLettered, s.name, d)
+		}
 		acked[m.p] = append(acked[m.p], m.rec.Offset)
 	}
 	if err != nil {

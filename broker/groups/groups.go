@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldhq/herald/event"
 )
 
 // Errors, one per Kafka error code they map to.
@@ -60,6 +62,25 @@ type Config struct {
 	HighWatermark func(topic string, partition int32) (int64, bool)
 	// Now is the clock (default time.Now); tests script it.
 	Now func() time.Time
+	// OnEvent, if set, receives a herald.group.rebalanced event (source
+	// "herald/groups") when a rebalance completes with a new generation.
+	OnEvent event.Hook
+}
+
+// The system event the coordinator emits through Config.OnEvent.
+const (
+	SystemSource        = "herald/groups"
+	TypeGroupRebalanced = "herald.group.rebalanced"
+)
+
+// RebalanceEvent is the data of a herald.group.rebalanced event.
+type RebalanceEvent struct {
+	Group        string   `json:"group"`
+	Generation   int32    `json:"generation"`
+	ProtocolType string   `json:"protocol_type,omitempty"`
+	Protocol     string   `json:"protocol,omitempty"`
+	Leader       string   `json:"leader,omitempty"`
+	Members      []string `json:"members"`
 }
 
 // Protocol is one assignment protocol a member supports.

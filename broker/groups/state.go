@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"context"
 	"log/slog"
 	"maps"
 	"slices"
@@ -613,6 +614,8 @@ func (s *state) completeJoin(g *group) {
 		s.transition(g, stateEmpty)
 		s.log.Info("group is empty", "group", g.id, "generation", g.generation)
 		s.persistGroup(g, nil)
+		s.cfg.OnEvent.Emit(context.Background(), SystemSource, TypeGroupRebalanced, g.id,
+			RebalanceEvent{Group: g.id, Generation: g.generation, ProtocolType: g.protocolType, Members: []string{}})
 		return
 	}
 	g.protocol = g.selectProtocol()
@@ -623,6 +626,8 @@ func (s *state) completeJoin(g *group) {
 	}
 	s.log.Info("group rebalanced", "group", g.id, "generation", g.generation, "protocol", g.protocol,
 		"leader", g.leader, "members", len(g.members), "member_ids", strings.Join(ids, ","))
+	s.cfg.OnEvent.Emit(context.Background(), SystemSource, TypeGroupRebalanced, g.id,
+		RebalanceEvent{Group: g.id, Generation: g.generation, ProtocolType: g.protocolType, Protocol: g.protocol, Leader: g.leader, Members: ids})
 	for _, m := range g.order {
 		if m.joinW != nil {
 			m.joinW.ch <- s.currentJoinResponse(g, m)

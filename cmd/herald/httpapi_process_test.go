@@ -66,9 +66,24 @@ func TestServeHTTPAPI(t *testing.T) {
 	}
 
 	serve := start()
+	// herald serve wires the components' own events to herald-system: a
+	// rule there sees the topic created below.
+	if code, body := call("POST", "/v1/topics", "application/json", `{"name":"topic-audit"}`); code != 201 {
+		t.Fatalf("create topic: %d %s", code, body)
+	}
+	if code, body := call("POST", "/v1/rules", "application/json", `{"name":"new-topics","bus":"herald-system",
+		"event_pattern":{"source":["herald/broker"],"type":["herald.topic.created"],"subject":["orders"]},
+		"targets":[{"id":"audit","topic":"topic-audit"}]}`); code != 201 {
+		t.Fatalf("create rule: %d %s", code, body)
+	}
 	if code, body := call("POST", "/v1/topics", "application/json", `{"name":"orders","partitions":2}`); code != 201 {
 		t.Fatalf("create topic: %d %s", code, body)
 	}
+	waitFor(t, "herald.topic.created on the rule's target", 30*time.Second, func() bool {
+		_, body := call("GET", "/v1/topics/topic-audit/events?partition=0", "", "")
+		return strings.Contains(body, `"source":"herald/broker"`) && strings.Contains(body, `"subject":"orders"`) &&
+			strings.Contains(body, `"partitions":2`)
+	})
 	ev := `{"specversion":"1.0","id":"o-1","source":"/shop","type":"order.placed","partitionkey":"cust-7","data":{"total":5}}`
 	code, first := call("POST", "/v1/topics/orders/events", "application/cloudevents+json", ev)
 	if code != 200 {
@@ -80,7 +95,7 @@ func TestServeHTTPAPI(t *testing.T) {
 	if code, body := call("GET", "/v1/openapi.json", "", ""); code != 200 || !strings.Contains(body, `"openapi"`) {
 		t.Errorf("openapi.json: %d", code)
 	}
-	if code, body := call("GET", "/metrics", "", ""); code != 200 || !strings.Contains(body, `herald_http_requests_total{code="201",route="POST /v1/topics"} 1`) {
+	if code, body := call("GET", "/metrics", "", ""); code != 200 || !strings.Contains(body, `herald_http_requests_total{code="201",route="POST /v1/topics"} 2`) {
 		t.Errorf("metrics lack the API's requests: %d", code)
 	}
 	serve.Process.Signal(syscall.SIGKILL)

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/eventlog"
 	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/internal/httpjson"
@@ -35,8 +36,13 @@ import (
 
 // openRegistry starts the schema registry on the server's broker (its
 // _schemas topic) and lets hook validate produced records with it.
-func openRegistry(ctx context.Context, l eventlog.Log, hook *registry.Hook, logger *slog.Logger, reg prometheus.Registerer) (*registry.Registry, error) {
-	r, err := registry.Open(ctx, registry.Config{Log: l, Logger: logger, Registerer: reg})
+// onEvent, if given, receives the registry's system events.
+func openRegistry(ctx context.Context, l eventlog.Log, hook *registry.Hook, logger *slog.Logger, reg prometheus.Registerer, onEvent ...event.Hook) (*registry.Registry, error) {
+	cfg := registry.Config{Log: l, Logger: logger, Registerer: reg}
+	if len(onEvent) > 0 {
+		cfg.OnEvent = onEvent[0]
+	}
+	r, err := registry.Open(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("schema registry: %w", err)
 	}

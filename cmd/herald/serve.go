@@ -21,10 +21,12 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/broker/groups"
 	"github.com/heraldhq/herald/commitlog"
 	"github.com/heraldhq/herald/console"
 	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/kafka"
+	"github.com/heraldhq/herald/rules"
 	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
 )
@@ -190,11 +192,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 	var kc kafka.Config
 	hook := &registry.Hook{}
 	kc.AdvertisedHost, kc.AdvertisedPort = advHost, advPort
+	// Components' own events (topic created, group rebalanced, ...) wait
+	// here until the rules engine publishes them on its system bus.
+	sysq := rules.NewSystemQueue(rules.SystemQueueConfig{Logger: logger, Registerer: reg})
 	srv, err := server.Start(ctx, server.Config{
 		Broker: broker.Config{
 			DataDir: o.data, Durability: dur, AutoCreateTopics: o.autoCreate, DefaultPartitions: o.defaultParts,
-			Validator: hook,
+			Validator: hook, OnEvent: sysq.Hook(),
 		},
+		Groups:    groups.Config{OnEvent: sysq.Hook()},
 		KafkaAddr: o.kafkaAddr, Kafka: kc, Logger: logger, Registerer: reg,
 	})
 	if err != nil {
@@ -211,7 +217,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	defer elog.Close() // after the services, deferred below, are closed
-	sreg, err := openRegistry(ctx, elog, hook, logger, reg)
+	sreg, err := openRegistry(ctx, elog, hook, logger, reg, sysq.Hook())
 	if err != nil {
 		return err
 	}
@@ -233,7 +239,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/registry/", http.StripPrefix("/registry", sreg.Handler()))
 	sapi, err := buildAPI(ctx, srv, elog, sreg, apiConfig{
-		Data: o.data, Durability: dur, MaxPublishBytes: o.httpMaxPublish, Logger: logger, Registerer: reg,
+		Data: o.data, Durability: dur, MaxPublishBytes: o.httpMaxPublish, Logger: logger, Registerer: reg, SystemEvents: sysq,
 	})
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ type apiConfig struct {
 	MaxPublishBytes int64
 	Logger          *slog.Logger
 	Registerer      prometheus.Registerer
+	SystemEvents    *rules.SystemQueue // components' own events, to the system bus (nil: none)
 }
 
 // servedAPI is the assembled /v1 API with the services behind it.
@@ -79,7 +80,7 @@ func buildAPI(ctx context.Context, srv *server.Server, elog eventlog.Log, sreg *
 	}
 	s.API = api
 	// Subscriptions (/v1/subscriptions, /v1/snapshots) on the embedded log.
-	subs, err := subscription.Open(ctx, subscription.Config{Log: elog, Logger: logger.With("component", "subscription"), Registerer: reg})
+	subs, err := subscription.Open(ctx, subscription.Config{Log: elog, Logger: logger.With("component", "subscription"), Registerer: reg, OnEvent: c.SystemEvents.Hook()})
 	if err != nil {
 		return nil, err
 	}
@@ -98,13 +99,13 @@ func buildAPI(ctx context.Context, srv *server.Server, elog eventlog.Log, sreg *
 	if err := rulesEngine.Start(ctx); err != nil {
 		return nil, err
 	}
-	s.closers = append(s.closers, rulesEngine.Close)
+	s.closers = append(s.closers, rulesEngine.Close, c.SystemEvents.Start(rulesEngine))
 	rulesEngine.Routes(api)
 	// The saga engine is a Kafka client of this server (exactly-once
 	// transactions over the listener), as it would be of any cluster.
 	sagas, err := saga.Start(ctx, saga.Config{
 		Brokers: []string{srv.KafkaAddr()}, TransactionalID: "herald-serve-saga-engine",
-		Logger: logger.With("component", "saga"), Registerer: reg,
+		Logger: logger.With("component", "saga"), Registerer: reg, OnEvent: c.SystemEvents.Hook(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("saga engine: %w", err)

@@ -11,18 +11,21 @@ import (
 	"github.com/heraldhq/herald/eventlog"
 	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/lineage"
+	"github.com/heraldhq/herald/rules"
 	"github.com/heraldhq/herald/server"
 )
 
 // mountLineage starts the lineage indexer over every topic that is not
-// internal (nor named with a leading "_") and mounts GET /v1/lineage/{eventId}
+// internal (nor named with a leading "_", nor the system bus) and mounts GET /v1/lineage/{eventId}
 // and GET /v1/flows/{correlationId} on the API.
 func mountLineage(ctx context.Context, api *httpapi.API, log eventlog.Log, srv *server.Server, logger *slog.Logger, reg prometheus.Registerer) (func(), error) {
 	lin, err := lineage.NewIndexer(lineage.Config{Log: log, Logger: logger.With("component", "lineage"), Registerer: reg,
 		Topics: func() map[string]int {
 			out := map[string]int{}
 			for _, t := range srv.Broker.Topics() {
-				if !t.Internal && !strings.HasPrefix(t.Name, "_") {
+				// Not herald-system either: Herald's own events (topic
+				// created, group rebalanced, ...) are not business flows.
+				if !t.Internal && !strings.HasPrefix(t.Name, "_") && t.Name != rules.SystemBus {
 					out[t.Name] = t.Partitions
 				}
 			}

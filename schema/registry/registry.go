@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/eventlog"
 	"github.com/heraldhq/herald/schema"
 )
@@ -57,6 +58,23 @@ type Config struct {
 	// metrics.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// OnEvent, if set, receives a herald.schema.registered event (source
+	// "herald/registry") when a new version of a subject is registered.
+	OnEvent event.Hook
+}
+
+// The system event the registry emits through Config.OnEvent.
+const (
+	SystemSource         = "herald/registry"
+	TypeSchemaRegistered = "herald.schema.registered"
+)
+
+// RegisteredEvent is the data of a herald.schema.registered event.
+type RegisteredEvent struct {
+	Subject    string `json:"subject"`
+	Version    int    `json:"version"`
+	ID         int    `json:"id"`
+	SchemaType string `json:"schema_type"`
 }
 
 // Registry is a schema registry whose state lives in a compacted topic and
@@ -558,6 +576,8 @@ func (r *Registry) Register(ctx context.Context, subject string, req RegisterReq
 	}
 	r.mu.Unlock()
 	r.logger.Info("schema registered", "subject", subject, "version", next, "id", id, "type", s.Type())
+	r.cfg.OnEvent.Emit(ctx, SystemSource, TypeSchemaRegistered, subject,
+		RegisteredEvent{Subject: subject, Version: next, ID: id, SchemaType: string(s.Type())})
 	return id, nil
 }
 

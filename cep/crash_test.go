@@ -46,8 +46,8 @@ func TestCEPJobCrashChild(t *testing.T) {
 
 type crashSink struct{ matches, timeouts []string }
 
-func (s *crashSink) Match(m *Match)   { s.matches = append(s.matches, m.Key+": "+matchIDs(*m)) }
-func (s *crashSink) Timeout(m *Match) { s.timeouts = append(s.timeouts, m.Key+": "+matchIDs(*m)) }
+func (s *crashSink) Match(m *Match)              { s.matches = append(s.matches, m.Key+": "+matchIDs(*m)) }
+func (s *crashSink) Timeout(m *Match)            { s.timeouts = append(s.timeouts, m.Key+": "+matchIDs(*m)) }
 func (s *crashSink) Invalid(*event.Event, error) {}
 
 // TestCEPJobCrash SIGKILLs a job process (this test binary, re-executed)

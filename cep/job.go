@@ -30,8 +30,9 @@ type JobConfig struct {
 	// (Match.Event, Kafka binary binding, keyed by the partition key).
 	Input, Output string
 	// TimeoutTopic, when set, receives the event of each partial match
-	// that Within ended (type "<Name>TimedOut" unless Pattern.Type is set;
-	// data.timeout true). Setting it turns Pattern.EmitTimeouts on.
+	// that Within ended (type "<Type>TimedOut", or "<Name>TimedOut" when
+	// Pattern.Type is empty; data.timeout true). Setting it turns
+	// Pattern.EmitTimeouts on.
 	TimeoutTopic string
 	// StateTopic (compacted) receives the snapshots (default
 	// "<Name>.state").

@@ -263,7 +263,7 @@ func TestCEPServerFraud(t *testing.T) {
 		t.Fatalf("timeouts %d: carol's three failures not among them", len(timeouts))
 	}
 	for _, x := range timeouts {
-		if !x.match.Timeout || x.ev.Type != "FraudAlert" {
+		if !x.match.Timeout || x.ev.Type != "FraudAlertTimedOut" {
 			t.Errorf("timeout event %q: timeout %v", x.ev.Type, x.match.Timeout)
 		}
 	}

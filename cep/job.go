@@ -114,13 +114,27 @@ func NewJob(cfg JobConfig) (*Job, error) {
 	j.m.partial = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "herald", Subsystem: "cep", Name: "partial_matches",
 		Help: "Partial matches held.", ConstLabels: prometheus.Labels{"job": cfg.Name}})
 	if cfg.Registerer != nil {
-		for _, col := range []prometheus.Collector{j.m.events, j.m.matches, j.m.timeouts, j.m.invalid, j.m.commits, j.m.aborts, j.m.partial} {
+		for _, col := range j.collectors() {
 			if err := cfg.Registerer.Register(col); err != nil {
 				return nil, fmt.Errorf("cep job %q: register metrics: %w", cfg.Name, err)
 			}
 		}
 	}
 	return j, nil
+}
+
+func (j *Job) collectors() []prometheus.Collector {
+	return []prometheus.Collector{j.m.events, j.m.matches, j.m.timeouts, j.m.invalid, j.m.commits, j.m.aborts, j.m.partial}
+}
+
+// unregister removes the job's metrics from the Registerer (a stopped
+// server-side pattern).
+func (j *Job) unregister() {
+	if j.cfg.Registerer != nil {
+		for _, col := range j.collectors() {
+			j.cfg.Registerer.Unregister(col)
+		}
+	}
 }
 
 func (j *Job) group() string { return "herald-cep-" + j.cfg.Name }

@@ -210,6 +210,7 @@ func (r *Registry) start(p Pattern, d Definition) Info {
 			KgoOptions: r.cfg.KgoOptions, Logger: r.cfg.Logger, Registerer: r.cfg.Registerer})
 		if err == nil {
 			err = j.Run(ctx)
+			j.unregister()
 		}
 		if err != nil && ctx.Err() == nil {
 			r.log.Error("pattern failed", "name", p.Name, "err", err)
@@ -247,8 +248,11 @@ func (r *Registry) Create(ctx context.Context, d Definition) (Info, error) {
 			return Info{}, httpjson.Invalid(f.field, "%q is not a topic name (1 to 249 letters, digits, '.', '_' or '-')", f.v)
 		}
 	}
-	if d.Input == d.Output || d.Input == d.TimeoutTopic {
+	if d.Input == d.Output {
 		return Info{}, httpjson.Invalid("output", "the input topic %q cannot also be an output", d.Input)
+	}
+	if d.Input == d.TimeoutTopic {
+		return Info{}, httpjson.Invalid("timeout_topic", "the input topic %q cannot also be an output", d.Input)
 	}
 	// NB: a fresh client, since kgo answers metadata requests from a cache
 	// that would hide a topic created a moment ago.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -50,10 +51,14 @@ func startServer(t *testing.T, dir string) *server.Server {
 }
 
 func newRegistry(t *testing.T, brokers string) *Registry {
+	return newRegistryMetrics(t, brokers, nil)
+}
+
+func newRegistryMetrics(t *testing.T, brokers string, pr prometheus.Registerer) *Registry {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	reg, err := NewRegistry(ctx, RegistryConfig{Brokers: []string{brokers}, KgoOptions: testKgo, Logger: slog.New(slog.DiscardHandler)})
+	reg, err := NewRegistry(ctx, RegistryConfig{Brokers: []string{brokers}, KgoOptions: testKgo, Logger: slog.New(slog.DiscardHandler), Registerer: pr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +195,8 @@ func TestCEPServerFraud(t *testing.T) {
 	}
 	defer cl.Close()
 	createTopic(t, cl, "logins", 3)
-	reg := newRegistry(t, brokers)
+	metrics := prometheus.NewRegistry()
+	reg := newRegistryMetrics(t, brokers, metrics)
 	defer reg.Close()
 	api := apiServer(t, reg)
 
@@ -215,6 +221,7 @@ func TestCEPServerFraud(t *testing.T) {
 		{def("F2", "nosuchtopic", "out", ""), "input", http.StatusBadRequest},
 		{def("F3", "logins", "", ""), "output", http.StatusBadRequest},
 		{def("F4", "logins", "logins", ""), "output", http.StatusBadRequest},
+		{def("F5", "logins", "o", "logins"), "timeout_topic", http.StatusBadRequest},
 		{def("bad name!", "logins", "o", ""), "pattern.name", http.StatusBadRequest},
 		{`{"pattern":{"name":"x","steps":[]},"input":"logins","output":"o"}`, "pattern", http.StatusBadRequest},
 		{`{"input":"logins","output":"o"}`, "pattern", http.StatusBadRequest},
@@ -271,6 +278,26 @@ func TestCEPServerFraud(t *testing.T) {
 		t.Fatalf("alerts after the decoys: %d, want 1", len(alerts))
 	}
 
+	matchesMetric := func() (float64, bool) {
+		mfs, err := metrics.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "herald_cep_matches_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if n, ok := matchesMetric(); ok && n == 1 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("herald_cep_matches_total: %v (exported: %v), want 1", n, ok)
+		}
+	}
+
 	code, body = call(t, "GET", api.URL+"/v1/cep/patterns", "")
 	var list struct{ Patterns []Info }
 	if err := json.Unmarshal(body, &list); code != 200 || err != nil || len(list.Patterns) != 1 || list.Patterns[0].Name != "Fraud" {
@@ -284,6 +311,9 @@ func TestCEPServerFraud(t *testing.T) {
 	}
 	if code, _ := call(t, "GET", api.URL+"/v1/cep/patterns/Fraud", ""); code != http.StatusNotFound {
 		t.Fatalf("get after delete: %d", code)
+	}
+	if _, ok := matchesMetric(); ok {
+		t.Error("a deleted pattern's metrics are still exported")
 	}
 }
 

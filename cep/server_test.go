@@ -37,7 +37,7 @@ func fraudJSON(name string) string {
 var testKgo = []kgo.Opt{kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100 * time.Millisecond),
 	kgo.RebalanceTimeout(2 * time.Second)}
 
-func startServer(t *testing.T, dir string) *server.Server {
+func startServer(t testing.TB, dir string) *server.Server {
 	t.Helper()
 	srv, err := server.Start(context.Background(), server.Config{
 		Broker: broker.Config{DataDir: dir},

@@ -44,6 +44,9 @@ type RegistryConfig struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	KgoOptions []kgo.Opt
+	// RetryBackoff is the first wait before a failed pattern's job is
+	// run again (default 1s; doubling up to 30s).
+	RetryBackoff time.Duration
 }
 
 // Definition is a server-side pattern: what POST /v1/cep/patterns takes.
@@ -107,6 +110,9 @@ func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = time.Second
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks())}, cfg.KgoOptions...)...)
 	if err != nil {
@@ -208,14 +214,32 @@ func (r *Registry) start(p Pattern, d Definition) Info {
 		j, err := NewJob(JobConfig{Name: jobName(p.Name, d.Created), Brokers: r.cfg.Brokers, Pattern: p,
 			Input: d.Input, Output: d.Output, TimeoutTopic: d.TimeoutTopic, Start: d.Start,
 			KgoOptions: r.cfg.KgoOptions, Logger: r.cfg.Logger, Registerer: r.cfg.Registerer})
-		if err == nil {
-			err = j.Run(ctx)
-			j.unregister()
-		}
-		if err != nil && ctx.Err() == nil {
+		if err != nil { // a definition that no longer validates: no retry
 			r.log.Error("pattern failed", "name", p.Name, "err", err)
 			r.mu.Lock()
 			run.info.Status, run.info.Error = "failed", err.Error()
+			r.mu.Unlock()
+			return
+		}
+		defer j.unregister()
+		// A failed job (its input topic gone, the cluster unreachable) is
+		// retried with backoff; its status says failed meanwhile.
+		for backoff := r.cfg.RetryBackoff; ; backoff = min(2*backoff, 30*time.Second) {
+			err := j.Run(ctx)
+			if ctx.Err() != nil || err == nil {
+				return
+			}
+			r.log.Error("pattern failed; retrying", "name", p.Name, "err", err, "retry_in", backoff)
+			r.mu.Lock()
+			run.info.Status, run.info.Error = "failed", err.Error()
+			r.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			r.mu.Lock()
+			run.info.Status, run.info.Error = "running", ""
 			r.mu.Unlock()
 		}
 	}()

@@ -503,3 +503,63 @@ func TestCEPRestartResumes(t *testing.T) {
 		t.Fatalf("alerts after restart: %d %+v", len(alerts), alerts)
 	}
 }
+
+// TestCEPRetryAfterFailure: a pattern whose job cannot run (its input
+// topic is gone after a restart) reports failed with the reason, and runs
+// once the topic is back.
+func TestCEPRetryAfterFailure(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	defer srv.Close()
+	brokers := srv.KafkaAddr()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	createTopic(t, cl, "logins", 1)
+	ctx := context.Background()
+	open := func() *Registry {
+		reg, err := NewRegistry(ctx, RegistryConfig{Brokers: []string{brokers}, KgoOptions: testKgo, Logger: slog.New(slog.DiscardHandler),
+			RetryBackoff: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reg
+	}
+	reg := open()
+	if _, err := reg.Create(ctx, Definition{Pattern: json.RawMessage(fraudJSON("Fraud")), Input: "logins", Output: "alerts"}); err != nil {
+		t.Fatal(err)
+	}
+	reg.Close()
+	if _, err := kadm.NewClient(cl).DeleteTopic(ctx, "logins"); err != nil {
+		t.Fatal(err)
+	}
+	reg = open()
+	defer reg.Close()
+	status := func(want string) Info {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			info, err := reg.Get("Fraud")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Status == want {
+				return info
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status %q (%s), want %q", info.Status, info.Error, want)
+			}
+		}
+	}
+	if info := status("failed"); !strings.Contains(info.Error, `input topic "logins" does not exist`) {
+		t.Fatalf("failed with %q", info.Error)
+	}
+	createTopic(t, cl, "logins", 1)
+	produce(t, cl, login("m1", "LoginFailed", "mallory", 0), login("m2", "LoginFailed", "mallory", time.Minute),
+		login("m3", "LoginFailed", "mallory", 2*time.Minute), login("m4", "LoginSuccess", "mallory", 3*time.Minute))
+	alerts := readUntil(t, brokers, "alerts", 30*time.Second, func(a []alert) bool { return len(a) >= 1 })
+	if len(alerts) != 1 || matchIDs(alerts[0].match) != "m1 m2 m3 m4" {
+		t.Fatalf("alerts after the topic came back: %d", len(alerts))
+	}
+	status("running")
+}

@@ -51,8 +51,9 @@ type RegistryConfig struct {
 
 // Definition is a server-side pattern: what POST /v1/cep/patterns takes.
 type Definition struct {
-	// Pattern is the JSON definition (see ParseJSON); its name names the
-	// server-side pattern.
+	// Pattern is the JSON definition (see ParseJSON), or a string holding
+	// it in YAML (see ParseYAML); its name names the server-side pattern.
+	// The registry stores and shows it as JSON.
 	Pattern json.RawMessage `json:"pattern"`
 	Input   string          `json:"input"`
 	Output  string          `json:"output"`
@@ -257,7 +258,17 @@ func (r *Registry) Create(ctx context.Context, d Definition) (Info, error) {
 	if len(d.Pattern) == 0 {
 		return Info{}, httpjson.Invalid("pattern", "is required")
 	}
-	p, err := ParseJSON(d.Pattern)
+	var p Pattern
+	var err error
+	if d.Pattern[0] == '"' { // a string: the pattern in YAML (or JSON)
+		var text string
+		if err := json.Unmarshal(d.Pattern, &text); err != nil {
+			return Info{}, httpjson.Invalid("pattern", "%v", err)
+		}
+		p, err = ParseYAML([]byte(text))
+	} else {
+		p, err = ParseJSON(d.Pattern)
+	}
 	if err != nil {
 		return Info{}, httpjson.Invalid("pattern", "%v", err)
 	}

@@ -225,6 +225,8 @@ func TestCEPServerFraud(t *testing.T) {
 		{def("bad name!", "logins", "o", ""), "pattern.name", http.StatusBadRequest},
 		{`{"pattern":{"name":"x","steps":[]},"input":"logins","output":"o"}`, "pattern", http.StatusBadRequest},
 		{`{"input":"logins","output":"o"}`, "pattern", http.StatusBadRequest},
+		{`{"pattern":"name: [","input":"logins","output":"o"}`, "pattern", http.StatusBadRequest},
+		{`{"pattern":"name: Y\nwithin: soon\nsteps: [{name: a}]","input":"logins","output":"o"}`, "pattern", http.StatusBadRequest},
 	} {
 		code, body := call(t, "POST", api.URL+"/v1/cep/patterns", c.body)
 		var e struct {
@@ -234,6 +236,15 @@ func TestCEPServerFraud(t *testing.T) {
 		if code != c.code || e.Error.Field != c.field {
 			t.Errorf("POST %s: %d %s; want %d naming %q", c.body, code, body, c.code, c.field)
 		}
+	}
+	// YAML, as a string.
+	yb, _ := json.Marshal(map[string]any{"input": "logins", "output": "y.alerts",
+		"pattern": "name: FraudY\nkey: data.user\nwithin: 10m\nsteps:\n  - {name: f, match: {type: [LoginFailed]}, min: 3, max: 3}\n  - {name: s, match: {type: [LoginSuccess]}}\n"})
+	if code, body := call(t, "POST", api.URL+"/v1/cep/patterns", string(yb)); code != http.StatusCreated || !bytes.Contains(body, []byte(`"within":"10m0s"`)) {
+		t.Fatalf("create from YAML: %d %s", code, body)
+	}
+	if code, body := call(t, "DELETE", api.URL+"/v1/cep/patterns/FraudY", ""); code != http.StatusNoContent {
+		t.Fatalf("delete FraudY: %d %s", code, body)
 	}
 	if code, body := call(t, "GET", api.URL+"/v1/cep/patterns/nope", ""); code != http.StatusNotFound {
 		t.Errorf("GET unknown: %d %s", code, body)

@@ -121,3 +121,22 @@ func FuzzRestoreState(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseYAML: no pattern text crashes ParseYAML, and what it accepts
+// runs.
+func FuzzParseYAML(f *testing.F) {
+	f.Add([]byte("name: F\nkey: data.user\nwithin: 10m\nsteps:\n  - {name: f, match: {type: [a]}, min: 3, max: 3}\n  - {name: s, match: {type: [b]}}\n"))
+	f.Add([]byte(`{"name":"x","steps":[{"name":"a"}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := ParseYAML(b)
+		if err != nil {
+			return
+		}
+		eng, err := NewEngine(p)
+		if err != nil {
+			t.Fatalf("ParseYAML accepted a pattern NewEngine refuses: %v", err)
+		}
+		var r rec
+		eng.Process(mk("1", "a", "u", 1), &r)
+	})
+}

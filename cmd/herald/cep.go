@@ -49,7 +49,7 @@ Herald's HTTP API (--http, $HERALD_HTTP).`,
 func newCEPCreateCmd(f *ruleAPIFlags) *cobra.Command {
 	var pat, input, output, side string
 	cmd := &cobra.Command{
-		Use:   "create --pattern JSON|@FILE --input TOPIC --output TOPIC [--timeout-topic TOPIC]",
+		Use:   "create --pattern JSON|YAML|@FILE --input TOPIC --output TOPIC [--timeout-topic TOPIC]",
 		Short: "Register a pattern on the server and start it on a topic",
 		Long: `Registers a pattern (named by its "name") on the server. It reads the
 CloudEvents of --input that follow its creation and writes the event each match
@@ -71,10 +71,19 @@ restarts of the server.`,
 				return commandError(cmd, err)
 			}
 			// Validate locally first: the error names the pattern's field.
-			if _, err := cep.ParseJSON(pb); err != nil {
+			parse := cep.ParseYAML
+			if t := bytes.TrimSpace(pb); len(t) > 0 && t[0] == '{' {
+				parse = cep.ParseJSON
+			}
+			p, err := parse(pb)
+			if err != nil {
 				return commandError(cmd, usageErrorf("--pattern: %v", err))
 			}
-			def := cep.Definition{Pattern: json.RawMessage(pb), Input: input, Output: output, TimeoutTopic: side}
+			pj, err := json.Marshal(p)
+			if err != nil {
+				return commandError(cmd, err)
+			}
+			def := cep.Definition{Pattern: pj, Input: input, Output: output, TimeoutTopic: side}
 			var info cep.Info
 			if err := f.call(cmd, http.MethodPost, "/v1/cep/patterns", nil, def, &info); err != nil {
 				return commandError(cmd, err)
@@ -90,7 +99,7 @@ restarts of the server.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pat, "pattern", "", "the pattern: JSON, or @file (@- for standard input)")
+	cmd.Flags().StringVar(&pat, "pattern", "", "the pattern: JSON or YAML, or @file (@- for standard input)")
 	cmd.Flags().StringVar(&input, "input", "", "topic of CloudEvents the pattern reads")
 	cmd.Flags().StringVar(&output, "output", "", "topic receiving the event each match emits")
 	cmd.Flags().StringVar(&side, "timeout-topic", "", "topic receiving partial matches that within ended (optional)")

@@ -71,6 +71,17 @@ func TestCEPServerCommands(t *testing.T) {
 	if r := runRule(t, "cep", "create", "--pattern", "@"+pf, "--input", "logins", "--output", "alerts", api); r.code != 4 {
 		t.Fatalf("create twice: exit %d, stderr %q", r.code, r.stderr)
 	}
+	yf := filepath.Join(t.TempDir(), "fraud.yaml")
+	os.WriteFile(yf, []byte("name: FraudY\ntype: FraudAlert\nkey: data.user\nwithin: 10m\nsteps:\n  - {name: failures, match: {type: [LoginFailed]}, min: 3, max: 3}\n  - {name: success, match: {type: [LoginSuccess]}, contiguity: strict}\n"), 0o644)
+	if r := runRule(t, "cep", "create", "--pattern", "@"+yf, "--input", "logins", "--output", "alerts-y", api); r.code != 0 || !strings.Contains(r.stdout, `pattern "FraudY" running`) {
+		t.Fatalf("create from YAML: exit %d, stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := runRule(t, "cep", "create", "--pattern", "name: [", "--input", "logins", "--output", "o", api); r.code != 2 || !strings.Contains(r.stderr, "bad YAML") {
+		t.Fatalf("create from bad YAML: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := runRule(t, "cep", "delete", "FraudY", api); r.code != 0 {
+		t.Fatalf("delete FraudY: exit %d, stderr %q", r.code, r.stderr)
+	}
 	if r := runRule(t, "cep", "list", api); r.code != 0 || !strings.Contains(r.stdout, "Fraud") || !strings.Contains(r.stdout, "running") {
 		t.Fatalf("list: exit %d, stdout %q", r.code, r.stdout)
 	}

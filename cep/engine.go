@@ -30,7 +30,8 @@ type Match struct {
 	Timeout bool      `json:"timeout,omitempty"`
 }
 
-// Event builds the event a match emits: of the pattern's Source and Type,
+// Event builds the event a match emits: of the pattern's Source and Type
+// (a timed-out partial match's type ends in "TimedOut"),
 // caused by the last matched event (CausationID), its data the match with
 // every matched event's id (the full causation list).
 func (m *Match) Event(p *Pattern) *event.Event {
@@ -38,11 +39,13 @@ func (m *Match) Event(p *Pattern) *event.Event {
 	if src == "" {
 		src = "herald/cep/" + p.Name
 	}
-	if typ == "" {
+	switch {
+	case m.Timeout && typ != "":
+		typ += "TimedOut" // a timed-out partial match is not the alert
+	case m.Timeout:
+		typ = p.Name + "TimedOut"
+	case typ == "":
 		typ = p.Name + "Matched"
-		if m.Timeout {
-			typ = p.Name + "TimedOut"
-		}
 	}
 	e := event.New(src, typ)
 	e.Time = m.Events[len(m.Events)-1].Time

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -27,9 +30,147 @@ three LoginFailed then a LoginSuccess for one user within ten minutes:
      {"name": "failures", "match": {"type": ["LoginFailed"]}, "min": 3, "max": 3},
      {"name": "success", "match": {"type": ["LoginSuccess"]}, "contiguity": "strict"}]}
 
-"herald cep test" runs a pattern over events offline.`,
+"herald cep test" runs a pattern over events offline; "herald cep create"
+registers it on the server, where it runs exactly-once over an input topic
+and writes the event each match emits (its data listing the matched events)
+to an output topic, until "herald cep delete". The server commands talk to
+Herald's HTTP API (--http, $HERALD_HTTP).`,
+	}
+	f := &ruleAPIFlags{}
+	for _, c := range []*cobra.Command{newCEPCreateCmd(f), newCEPListCmd(f), newCEPDeleteCmd(f)} {
+		c.Flags().StringVar(&f.api, "http", envOr("HERALD_HTTP", "http://127.0.0.1:8080"), "`URL` of the server's HTTP API (env HERALD_HTTP)")
+		c.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "bound on each request")
+		cmd.AddCommand(c)
 	}
 	cmd.AddCommand(newCEPTestCmd())
+	return cmd
+}
+
+func newCEPCreateCmd(f *ruleAPIFlags) *cobra.Command {
+	var pat, input, output, side string
+	cmd := &cobra.Command{
+		Use:   "create --pattern JSON|YAML|@FILE --input TOPIC --output TOPIC [--timeout-topic TOPIC]",
+		Short: "Register a pattern on the server and start it on a topic",
+		Long: `Registers a pattern (named by its "name") on the server. It reads the
+CloudEvents of --input that follow its creation and writes the event each match
+emits to --output (created when missing); with --timeout-topic, partial matches
+that the pattern's within ended go there. Patterns run exactly-once and survive
+restarts of the server.`,
+		Example: `  herald cep create --pattern @fraud.json --input logins --output fraud-alerts
+  herald cep create --pattern @fraud.json --input logins --output fraud-alerts --timeout-topic fraud-timeouts`,
+		Args: argsUsage(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if pat == "" || input == "" || output == "" {
+				return commandError(cmd, usageErrorf("--pattern, --input and --output are required"))
+			}
+			if f.output != "text" && f.output != "json" {
+				return commandError(cmd, usageErrorf("-o %q: want text or json", f.output))
+			}
+			pb, err := readArg(cmd, "pattern", pat)
+			if err != nil {
+				return commandError(cmd, err)
+			}
+			// Validate locally first: the error names the pattern's field.
+			parse := cep.ParseYAML
+			if t := bytes.TrimSpace(pb); len(t) > 0 && t[0] == '{' {
+				parse = cep.ParseJSON
+			}
+			p, err := parse(pb)
+			if err != nil {
+				return commandError(cmd, usageErrorf("--pattern: %v", err))
+			}
+			pj, err := json.Marshal(p)
+			if err != nil {
+				return commandError(cmd, err)
+			}
+			def := cep.Definition{Pattern: pj, Input: input, Output: output, TimeoutTopic: side}
+			var info cep.Info
+			if err := f.call(cmd, http.MethodPost, "/v1/cep/patterns", nil, def, &info); err != nil {
+				return commandError(cmd, err)
+			}
+			if f.output == "json" {
+				return printJSON(cmd.OutOrStdout(), info)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pattern %q running: %s -> %s", info.Name, info.Input, info.Output)
+			if info.TimeoutTopic != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), " (timeouts -> %s)", info.TimeoutTopic)
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pat, "pattern", "", "the pattern: JSON or YAML, or @file (@- for standard input)")
+	cmd.Flags().StringVar(&input, "input", "", "topic of CloudEvents the pattern reads")
+	cmd.Flags().StringVar(&output, "output", "", "topic receiving the event each match emits")
+	cmd.Flags().StringVar(&side, "timeout-topic", "", "topic receiving partial matches that within ended (optional)")
+	cmd.Flags().StringVarP(&f.output, "format", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func newCEPListCmd(f *ruleAPIFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the patterns registered on the server",
+		Args:  argsUsage(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.output != "text" && f.output != "json" {
+				return commandError(cmd, usageErrorf("-o %q: want text or json", f.output))
+			}
+			var out struct {
+				Patterns []cep.Info `json:"patterns"`
+			}
+			if err := f.call(cmd, http.MethodGet, "/v1/cep/patterns", nil, nil, &out); err != nil {
+				return commandError(cmd, err)
+			}
+			if f.output == "json" {
+				return printJSON(cmd.OutOrStdout(), out.Patterns)
+			}
+			rows := [][]string{}
+			for _, p := range out.Patterns {
+				status := p.Status
+				if p.Error != "" {
+					status += ": " + p.Error
+				}
+				rows = append(rows, []string{p.Name, status, p.Input, p.Output, p.TimeoutTopic})
+			}
+			return printTable(cmd.OutOrStdout(), []string{"NAME", "STATUS", "INPUT", "OUTPUT", "TIMEOUTS"}, rows)
+		},
+	}
+	cmd.Flags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func newCEPDeleteCmd(f *ruleAPIFlags) *cobra.Command {
+	var ifExists bool
+	cmd := &cobra.Command{
+		Use:   "delete NAME...",
+		Short: "Stop patterns on the server and forget them (their output topics stay)",
+		Args:  argsUsage(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var first error
+			failed := 0
+			for _, n := range args {
+				err := f.call(cmd, http.MethodDelete, "/v1/cep/patterns/"+url.PathEscape(n), nil, nil, nil)
+				if err != nil && ifExists && exitCode(err) == exitNotFound {
+					err = nil
+				}
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "herald: cep delete: pattern %q: %v\n", n, err)
+					if first == nil {
+						first = err
+					}
+					failed++
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "pattern %q deleted\n", n)
+			}
+			if first != nil {
+				return commandError(cmd, fmt.Errorf("%d of %d patterns not deleted: %w", failed, len(args), first))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&ifExists, "if-exists", false, "do not fail for a pattern that does not exist")
 	return cmd
 }
 

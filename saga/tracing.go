@@ -2,6 +2,7 @@ package saga
 
 import (
 	"context"
+	"net/http"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -74,4 +75,11 @@ func traceFromContext(ctx context.Context, ev *event.Event) {
 	c := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(ctx, c)
 	ev.TraceParent = c["traceparent"]
+}
+
+// requestTrace returns the request's context with the W3C trace context of
+// its traceparent header, so a saga started over HTTP joins the caller's
+// trace.
+func requestTrace(r *http.Request) context.Context {
+	return propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 }

@@ -2,6 +2,9 @@ package saga
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,4 +51,30 @@ func TestCommandSpan(t *testing.T) {
 	if span.Status().Code != 0 {
 		t.Errorf("command span status %v", span.Status())
 	}
+
+	// Over HTTP, the request's traceparent header is the parent.
+	mux := http.NewServeMux()
+	e.Routes(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/sagas", strings.NewReader(`{"definition":"order","id":"traced-2","input":{"amount":1}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbb-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		t.Fatalf("start over HTTP: %s", resp.Status)
+	}
+	waitUntil(t, "the command span of the saga started over HTTP", 20*time.Second, func() bool {
+		for _, s := range rec.Ended() {
+			if s.Name() == "saga ProcessPayment" && s.SpanContext().TraceID().String() == "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" &&
+				s.Parent().SpanID().String() == "bbbbbbbbbbbbbbbb" {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -129,6 +129,8 @@ type partition struct {
 	producers map[int64]*producerState
 	pdirty    bool     // producer state changed since the last snapshot
 	txns      partTxns // ongoing and aborted transactions (txn.go); changed under pmu
+
+	counters partCounters // records appended and fetched (counters.go)
 }
 
 // TopicInfo describes a topic.

@@ -13,6 +13,7 @@ type metrics struct {
 	produceErrors, fetchBytes    prometheus.Counter
 	partHWM, partStart, partSize *prometheus.Desc
 	topics                       *prometheus.Desc
+	appended, fetched, dlqDepth  *prometheus.Desc
 	schemaErrors                 *prometheus.CounterVec
 }
 
@@ -33,6 +34,9 @@ func newMetrics(b *Broker) *metrics {
 		partStart:      d("partition_start_offset", "First offset of a partition.", "topic", "partition"),
 		partSize:       d("partition_size_bytes", "Bytes stored for a partition.", "topic", "partition"),
 		topics:         d("topics", "Topics."),
+		appended:       d("records_appended_total", "Records appended by producers (Kafka and HTTP), per topic.", "topic"),
+		fetched:        d("records_fetched_total", "Records (offsets) returned to fetches, per topic.", "topic"),
+		dlqDepth:       d("dlq_records", "Records kept in dead-letter topics (named *.dlq, *-dlq, *_dlq, *.dead-letter, ...).", "topic"),
 		schemaErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "herald", Name: "schema_validation_errors_total",
 			Help: "Records refused on produce because they do not match their schema, by topic."}, []string{"topic"}),
 	}
@@ -61,11 +65,15 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.partStart
 	ch <- m.partSize
 	ch <- m.topics
+	ch <- m.appended
+	ch <- m.fetched
+	ch <- m.dlqDepth
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ts := m.b.Topics()
 	ch <- prometheus.MustNewConstMetric(m.topics, prometheus.GaugeValue, float64(len(ts)))
+	m.collectCounters(ch)
 	for _, t := range ts {
 		parts, err := m.b.Partitions(t.Name)
 		if err != nil {
@@ -81,3 +89,43 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 }
 
 func itoa(i int32) string { return strconv.Itoa(int(i)) }
+
+// collectCounters sums the partitions' record counters per topic, and
+// reports the depth of dead-letter topics.
+func (m *metrics) collectCounters(ch chan<- prometheus.Metric) {
+	type sums struct {
+		name              string
+		appended, fetched int64
+		depth             int64
+		dlq               bool
+	}
+	var out []sums
+	m.b.mu.RLock()
+	for _, t := range m.b.mu.topics {
+		if t.internal {
+			continue
+		}
+		s := sums{name: t.name, dlq: IsDeadLetterTopic(t.name)}
+		for _, p := range t.parts {
+			s.appended += p.counters.appended.Load()
+			s.fetched += p.counters.fetched.Load()
+		}
+		out = append(out, s)
+	}
+	m.b.mu.RUnlock()
+	for _, s := range out {
+		ch <- prometheus.MustNewConstMetric(m.appended, prometheus.CounterValue, float64(s.appended), s.name)
+		ch <- prometheus.MustNewConstMetric(m.fetched, prometheus.CounterValue, float64(s.fetched), s.name)
+		if !s.dlq {
+			continue
+		}
+		parts, err := m.b.Partitions(s.name)
+		if err != nil {
+			continue
+		}
+		for _, p := range parts {
+			s.depth += max(p.HighWatermark-p.StartOffset, 0)
+		}
+		ch <- prometheus.MustNewConstMetric(m.dlqDepth, prometheus.GaugeValue, float64(s.depth), s.name)
+	}
+}

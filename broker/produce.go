@@ -140,6 +140,7 @@ func (b *Broker) ProduceAsync(ctx context.Context, topic string, part int32, bat
 	res.LogStartOffset = p.log.StartOffset()
 	res.Records, res.Bytes = records, len(batches)
 	b.m.produceRecords.Add(float64(records))
+	p.counters.appended.Add(int64(records))
 	b.m.produceBytes.Add(float64(len(batches)))
 	return res, nil
 }
@@ -208,6 +209,7 @@ func (b *Broker) Fetch(ctx context.Context, topic string, part int32, offset int
 	}
 	out.Records = recs
 	b.m.fetchBytes.Add(float64(len(recs)))
+	p.counters.fetched.Add(countFetched(recs, offset))
 	return out, nil
 }
 
@@ -306,5 +308,8 @@ func (b *Broker) FetchSpan(ctx context.Context, topic string, part int32, offset
 		out.Aborted = p.txns.abortedIn(offset, span.LastOffset)
 	}
 	b.m.fetchBytes.Add(float64(span.Len))
+	if span.Len > 0 {
+		p.counters.fetched.Add(span.LastOffset - max(offset, out.LogStartOffset) + 1)
+	}
 	return out, span, true, nil
 }

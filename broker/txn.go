@@ -322,6 +322,7 @@ func (b *Broker) FetchCommitted(ctx context.Context, topic string, part int32, o
 		out.Aborted = p.txns.abortedIn(offset, last)
 	}
 	b.m.fetchBytes.Add(float64(n))
+	p.counters.fetched.Add(countFetched(recs[:n], offset))
 	return out, nil
 }
 

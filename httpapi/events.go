@@ -78,8 +78,11 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return b, nil
 }
 
-func (a *API) publish(w http.ResponseWriter, r *http.Request) error {
+func (a *API) publish(w http.ResponseWriter, r *http.Request) (err error) {
 	name := r.PathValue("topic")
+	ctx, span := startPublishSpan(r, name)
+	defer func() { endSpan(span, err) }()
+	r = r.WithContext(ctx)
 	ti, err := a.b.Topic(name)
 	if err != nil {
 		return topicErr(name, err)
@@ -134,6 +137,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) error {
 		}
 		recs = make([]pubRec, len(evs))
 		for i, e := range evs {
+			traceEvent(ctx, span, e)
 			m, err := event.Encode(e)
 			if err != nil {
 				return fieldErrors(err, "")

@@ -221,10 +221,16 @@ func (w *targetWorker) outgoing(cfg *targetConfig, j *job) *event.Event {
 func (w *targetWorker) deliver(batch []*job) {
 	cfg := w.cfg.Load()
 	errs := make([]*deliveryError, len(batch))
+	outs := make([]*event.Event, len(batch))
+	for i, j := range batch {
+		ctx, span := w.startDeliverySpan(cfg, j.ev.ev)
+		defer func() { endDeliverySpan(span, errs[i]) }()
+		outs[i] = traced(ctx, w.outgoing(cfg, j))
+	}
 	if cfg.t.Topic != "" {
 		recs := make([]eventlog.Record, 0, len(batch))
-		for _, j := range batch {
-			recs = append(recs, toRecord(w.outgoing(cfg, j)))
+		for i := range batch {
+			recs = append(recs, toRecord(outs[i]))
 		}
 		err := w.e.writer(cfg.t.Topic).append(recs)
 		if err != nil {
@@ -243,13 +249,13 @@ func (w *targetWorker) deliver(batch []*job) {
 	} else {
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, w.e.cfg.WebhookConcurrency)
-		for i, j := range batch {
+		for i := range batch {
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				errs[i] = w.post(cfg, w.outgoing(cfg, j))
+				errs[i] = w.post(cfg, outs[i])
 			}()
 		}
 		wg.Wait()
@@ -396,6 +402,7 @@ func (w *targetWorker) post(cfg *targetConfig, ev *event.Event) *deliveryError {
 		}
 	}
 	req.Header.Set("Herald-Rule", w.rule)
+	injectTraceHeader(req.Header, ev)
 	resp, err := w.e.cfg.HTTPClient.Do(req)
 	if err != nil {
 		return &deliveryError{code: "HTTP_ERROR", msg: err.Error(), retryable: true}

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/event"
 )
@@ -644,7 +645,9 @@ func (e *Engine) loop(ctx context.Context) error {
 		for id, p := range b.drop {
 			e.sess.Produce(ctx, &kgo.Record{Topic: e.cfg.StateTopic, Partition: p, Key: []byte(id)}, onProduced)
 		}
+		spans := make([]trace.Span, 0, len(b.outs))
 		for _, o := range b.outs {
+			spans = append(spans, startCommandSpan(ctx, o))
 			r, err := toRecord(o.topic, o.ev)
 			if err != nil {
 				e.log.Error("dropping a command that cannot be encoded", "topic", o.topic, "type", o.ev.Type, "err", err)
@@ -664,6 +667,7 @@ func (e *Engine) loop(ctx context.Context) error {
 		ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.TransactionTimeout)
 		committed, err := e.sess.End(ectx, kgo.TransactionEndTry(ok))
 		ecancel()
+		endCommandSpans(spans, committed && err == nil)
 		if err != nil {
 			return fmt.Errorf("end transaction: %w", err)
 		}
@@ -746,6 +750,7 @@ func (e *Engine) input(b *batch, r *kgo.Record, now time.Time) {
 			return
 		}
 		m := e.machine(def, nil, ev.ID, now)
+		defer m.traceFrom(ev)
 		m.start(id, json.RawMessage(ev.Data))
 		b.keep(m, r.Partition)
 		return
@@ -762,6 +767,7 @@ func (e *Engine) input(b *batch, r *kgo.Record, now time.Time) {
 		return
 	}
 	m := e.machine(def, in.clone(), ev.ID, now)
+	defer m.traceFrom(ev)
 	switch ev.Type {
 	case TypeRetry:
 		if err := m.retry(ev.Extensions[ExtStep]); err != nil {
@@ -938,6 +944,7 @@ func (e *Engine) send(ctx context.Context, ev *event.Event) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
+	traceFromContext(ctx, ev)
 	r, err := toRecord(e.cfg.Inbox, ev)
 	if err != nil {
 		return errorf(ErrInvalid, "%v", err)

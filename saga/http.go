@@ -129,7 +129,7 @@ func (e *Engine) httpStart(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, httpjson.Invalid("id", "%v", err))
 		return
 	}
-	if err := e.StartSaga(r.Context(), req.Definition, req.ID, req.Input); err != nil {
+	if err := e.StartSaga(requestTrace(r), req.Definition, req.ID, req.Input); err != nil {
 		httpjson.WriteError(w, apiError(err))
 		return
 	}

@@ -78,6 +78,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	gc := cfg.Groups
 	gc.Store, gc.Logger, gc.Registerer = gstore, cfg.Logger, cfg.Registerer
 	gc.TopicExists, gc.HighWatermark = s.Broker.PartitionExists, s.Broker.HighWatermark
+	gc.RecordTimestamp = s.Broker.RecordTimestamp
 	if s.Groups, err = groups.New(ctx, gc); err != nil {
 		return nil, fmt.Errorf("start group coordinator: %w", err)
 	}

@@ -297,12 +297,15 @@ func (s *sub) post(pc *PushConfig, timeout time.Duration, r Received) bool {
 	h.Set(HeaderSubscription, s.name)
 	h.Set(HeaderMessageID, r.Message.MessageID)
 	h.Set(HeaderSignature, Sign(pc.SigningSecret, time.Now(), r.Message.Data))
+	end := s.tracePush(h, attrs, r.Message.MessageID)
 	resp, err := s.m.cfg.HTTPClient.Do(req)
 	if err != nil {
+		end(0, err)
 		return false
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
+	end(resp.StatusCode, nil)
 	return resp.StatusCode >= 200 && resp.StatusCode < 300
 }
 

@@ -60,6 +60,9 @@ type Config struct {
 	TopicExists func(topic string, partition int32) bool
 	// HighWatermark, if set, gives lag for Describe and metrics.
 	HighWatermark func(topic string, partition int32) (int64, bool)
+	// RecordTimestamp, if set, gives the timestamp (Unix ms) of the record
+	// at an offset, for lag in seconds (herald_group_lag_seconds).
+	RecordTimestamp func(topic string, partition int32, offset int64) (int64, bool)
 	// Now is the clock (default time.Now); tests script it.
 	Now func() time.Time
 	// OnEvent, if set, receives a herald.group.rebalanced event (source

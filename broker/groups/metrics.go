@@ -3,6 +3,7 @@ package groups
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -12,6 +13,7 @@ type metrics struct {
 	rebalances, commits, replaySkips prometheus.Counter
 	removals                         *prometheus.CounterVec
 	groupsDesc, membersDesc, lagDesc *prometheus.Desc
+	lagSecondsDesc                   *prometheus.Desc
 }
 
 func newMetrics(c *Coordinator) *metrics {
@@ -28,6 +30,9 @@ func newMetrics(c *Coordinator) *metrics {
 		groupsDesc:  prometheus.NewDesc("herald_group_groups", "Consumer groups by state.", []string{"state"}, nil),
 		membersDesc: prometheus.NewDesc("herald_group_members", "Members of all consumer groups.", nil, nil),
 		lagDesc: prometheus.NewDesc("herald_group_lag", "High watermark minus committed offset, per committed partition.",
+			[]string{"group", "topic", "partition"}, nil),
+		lagSecondsDesc: prometheus.NewDesc("herald_group_lag_seconds",
+			"Age of the oldest record not yet consumed (the record at the committed offset), 0 when caught up, per committed partition.",
 			[]string{"group", "topic", "partition"}, nil),
 	}
 	for _, r := range []string{"session_timeout", "rebalance_timeout", "sync_timeout"} {
@@ -62,6 +67,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.groupsDesc
 	ch <- m.membersDesc
 	ch <- m.lagDesc
+	ch <- m.lagSecondsDesc
 }
 
 // metricsSnapshot is what Collect needs from the actor; lag is computed
@@ -99,14 +105,28 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.groupsDesc, prometheus.GaugeValue, float64(n), groupState(st).String())
 	}
 	ch <- prometheus.MustNewConstMetric(m.membersDesc, prometheus.GaugeValue, float64(snap.members))
+	now := time.Now()
+	if m.c.cfg.Now != nil {
+		now = m.c.cfg.Now()
+	}
 	for id, offs := range snap.offsets {
 		for tp, off := range offs {
 			hwm, ok := m.c.cfg.HighWatermark(tp.Topic, tp.Partition)
 			if !ok {
 				continue
 			}
+			part := strconv.Itoa(int(tp.Partition))
 			ch <- prometheus.MustNewConstMetric(m.lagDesc, prometheus.GaugeValue, float64(max(hwm-off, 0)),
-				id, tp.Topic, strconv.Itoa(int(tp.Partition)))
+				id, tp.Topic, part)
+			if ts := m.c.cfg.RecordTimestamp; ts != nil {
+				secs := 0.0
+				if off < hwm {
+					if at, ok := ts(tp.Topic, tp.Partition, off); ok {
+						secs = max(float64(now.UnixMilli()-at)/1000, 0)
+					}
+				}
+				ch <- prometheus.MustNewConstMetric(m.lagSecondsDesc, prometheus.GaugeValue, secs, id, tp.Topic, part)
+			}
 		}
 	}
 }

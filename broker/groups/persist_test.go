@@ -300,10 +300,17 @@ func TestMetrics(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	e := newEnv(t, func(c *Config) {
 		c.Registerer = reg
-		c.HighWatermark = func(topic string, p int32) (int64, bool) { return 100, topic == "t1" }
+		c.HighWatermark = func(topic string, p int32) (int64, bool) { return 100, topic == "t1" || topic == "t3" }
+		// The record at offset 40 of t1 was written 90 s before the clock.
+		c.RecordTimestamp = func(topic string, p int32, off int64) (int64, bool) {
+			if topic == "t1" && off == 40 {
+				return c.Now().Add(-90 * time.Second).UnixMilli(), true
+			}
+			return 0, false
+		}
 	})
 	ids, gen := e.stableGroup("g", 2)
-	if _, err := e.c.CommitOffsets(e.ctx, "g", ids[0], "", gen, map[TopicPartition]Offset{{"t1", 0}: {Offset: 40}, {"t2", 0}: {Offset: 1}}); err != nil {
+	if _, err := e.c.CommitOffsets(e.ctx, "g", ids[0], "", gen, map[TopicPartition]Offset{{"t1", 0}: {Offset: 40}, {"t2", 0}: {Offset: 1}, {"t3", 0}: {Offset: 100}}); err != nil {
 		t.Fatal(err)
 	}
 	got := gathered(t, reg)
@@ -312,7 +319,10 @@ func TestMetrics(t *testing.T) {
 		`herald_group_groups{state="Empty"}`:                           0,
 		`herald_group_lag{group="g",partition="0",topic="t1"}`:         60,
 		`herald_group_members`:                                         2,
-		`herald_group_offset_commits_total`:                            2,
+		`herald_group_lag_seconds{group="g",partition="0",topic="t1"}`: 90,
+		`herald_group_lag_seconds{group="g",partition="0",topic="t3"}`: 0,
+		`herald_group_lag{group="g",partition="0",topic="t3"}`:         0,
+		`herald_group_offset_commits_total`:                            3,
 		`herald_group_rebalances_total`:                                2,
 		`herald_group_member_removals_total{reason="session_timeout"}`: 0,
 	} {

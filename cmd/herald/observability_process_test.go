@@ -202,6 +202,9 @@ func TestPrometheusScrapesHerald(t *testing.T) {
 	}
 	p.cli(t, "", "consume", "prom-orders", "--group", "prom-group")
 	p.cli(t, "a\nb\nc\n", "produce", "prom-orders")
+	// A dead-letter topic (named by the convention) holding 2 records.
+	p.call(t, "POST", "/v1/topics", "application/json", `{"name":"prom-orders.dlq","partitions":1}`, 201)
+	p.cli(t, "x\ny\n", "produce", "prom-orders.dlq")
 
 	dir := t.TempDir()
 	promAddr := freeAddr(t)
@@ -263,6 +266,13 @@ func TestPrometheusScrapesHerald(t *testing.T) {
 		{`sum by (group, topic) (herald_group_lag{group="prom-group",topic="prom-orders"})`, func(v float64) bool { return v == 3 }, "a lag of 3"},
 		{`count(herald_group_lag{group="prom-group",topic="prom-orders",partition=~"0|1"})`, func(v float64) bool { return v == 2 }, "lag per partition"},
 		{`herald_http_published_events_total`, func(v float64) bool { return v == 5 }, "5 events published over HTTP"},
+		{`herald_broker_records_appended_total{topic="prom-orders"}`, func(v float64) bool { return v == 8 }, "8 records appended to prom-orders (HTTP and Kafka)"},
+		{`herald_broker_records_fetched_total{topic="prom-orders"}`, func(v float64) bool { return v >= 5 }, "the 5 consumed records fetched"},
+		{`herald_broker_records_appended_total{topic="prom-orders.dlq"}`, func(v float64) bool { return v == 2 }, "2 records appended to the DLQ"},
+		{`herald_broker_dlq_records{topic="prom-orders.dlq"}`, func(v float64) bool { return v == 2 }, "a DLQ depth of 2"},
+		{`count(herald_broker_dlq_records)`, func(v float64) bool { return v == 1 }, "only the .dlq topic counted as a DLQ"},
+		{`max by (group, topic) (herald_group_lag_seconds{group="prom-group",topic="prom-orders"})`, func(v float64) bool { return v > 0 && v < 600 }, "lag in seconds: the age of the oldest unconsumed record"},
+		{`count(herald_group_lag_seconds{group="prom-group",topic="prom-orders"} == 0) + count(herald_group_lag_seconds{group="prom-group",topic="prom-orders"} > 0)`, func(v float64) bool { return v == 2 }, "lag in seconds per partition"},
 		{`sum(herald_http_requests_total{route="POST /v1/topics/{topic}/events",code="200"})`, func(v float64) bool { return v == 5 }, "5 publish requests"},
 		{`herald_broker_produce_records_total`, func(v float64) bool { return v >= 8 }, "at least 8 records produced"},
 		{`herald_group_offset_commits_total`, func(v float64) bool { return v >= 1 }, "offset commits counted"},

@@ -170,6 +170,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	slog.SetDefault(logger)
+	stopTracing, err := setupTracing(ctx, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing(context.WithoutCancel(ctx))
 	dur, err := commitlog.ParseDurability(o.durability)
 	if err != nil {
 		return fmt.Errorf("--durability: %w", err)

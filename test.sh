@@ -54,6 +54,8 @@ fuzz FuzzAppendJSONString ./subscription
 fuzz FuzzJSONLookup ./stream
 fuzz FuzzRestoreState ./stream
 fuzz FuzzParse ./stream/sql
+fuzz FuzzRestoreState ./cep
+fuzz FuzzParseYAML ./cep
 
 step "client compatibility (compat/: franz-go, sarama, kafka-go, kcat, kafkajs)"
 # A separate module, so the clients it tests never enter Herald's go.mod.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -33,13 +32,9 @@ result as a JSON record to a topic named like its table, until it is dropped:
   EMIT FINAL;
 
 Queries run exactly-once on the server and survive its restarts. The
-commands talk to Herald's HTTP API (--api, $HERALD_API).`,
+commands talk to Herald's HTTP API (--http, env HERALD_HTTP).`,
 	}
-	def := os.Getenv("HERALD_API")
-	if def == "" {
-		def = "http://127.0.0.1:8080"
-	}
-	cmd.PersistentFlags().StringVar(&f.api, "api", def, "base URL of Herald's HTTP API ($HERALD_API)")
+	cmd.PersistentFlags().StringVar(&f.api, "http", envOr("HERALD_HTTP", "http://127.0.0.1:8080"), "`URL` of the server's HTTP API (env HERALD_HTTP)")
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
 	cmd.PersistentFlags().DurationVar(&f.timeout, "timeout", 30*time.Second, "bound on each request")
 	cmd.AddCommand(newQueryRunCmd(f), newQueryListCmd(f), newQueryDescribeCmd(f), newQueryDropCmd(f), newQueryPullCmd(f))

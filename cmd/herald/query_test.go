@@ -43,7 +43,7 @@ func TestQueryCommands(t *testing.T) {
 	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
 		t.Fatal(err)
 	}
-	api := "--api=" + hs.URL
+	api := "--http=" + hs.URL
 	q := "CREATE TABLE per_user AS SELECT data.user, COUNT(*) AS n FROM orders\nWINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY data.user"
 	if r := runRule(t, "query", "run", q, api); r.code != 2 || !strings.Contains(r.stderr, "line 2, column 1: the window has no GRACE") {
 		t.Fatalf("run without grace: exit %d, stderr %q", r.code, r.stderr)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/heraldhq/herald/cep"
 	"github.com/heraldhq/herald/commitlog"
 	"github.com/heraldhq/herald/eventlog"
 	esembedded "github.com/heraldhq/herald/eventstore/embedded"
@@ -113,6 +114,12 @@ func buildAPI(ctx context.Context, srv *server.Server, elog eventlog.Log, sreg *
 	s.Sagas = sagas
 	s.closers = append(s.closers, sagas.Close)
 	sagas.Routes(api)
+	cepReg, err := cep.NewRegistry(ctx, cep.RegistryConfig{Brokers: []string{srv.KafkaAddr()}, Logger: logger, Registerer: reg})
+	if err != nil {
+		return nil, fmt.Errorf("cep patterns: %w", err)
+	}
+	s.closers = append(s.closers, cepReg.Close)
+	cep.Routes(api, cepReg)
 	aapi, err := asyncAPIHandler(srv, sreg, srv.KafkaAddr())
 	if err != nil {
 		return nil, err
@@ -156,7 +163,7 @@ func buildAPI(ctx context.Context, srv *server.Server, elog eventlog.Log, sreg *
 		doc  []byte
 	}{
 		{"subscription", subscription.OpenAPI}, {"rules", rules.OpenAPI}, {"saga", saga.OpenAPI},
-		{"eventstore", eshttp.OpenAPI}, {"queries", streamsql.OpenAPI}, {"asyncapi", []byte(asyncAPIFragment)},
+		{"eventstore", eshttp.OpenAPI}, {"queries", streamsql.OpenAPI}, {"cep", cep.OpenAPI}, {"asyncapi", []byte(asyncAPIFragment)},
 	} {
 		if err := api.AddOpenAPI(f.doc); err != nil {
 			return nil, fmt.Errorf("%s: %w", f.name, err)

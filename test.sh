@@ -2,7 +2,7 @@
 # test.sh runs every Herald test: formatting, go vet, the whole suite under the
 # race detector, short fuzz runs of every decoder of untrusted bytes, and the
 # client compatibility suite in compat/ against a real herald serve.
-# Set FUZZTIME (default 5s per target, 41 targets) to fuzz longer.
+# Set FUZZTIME (default 10s per target, 41 targets) to fuzz longer.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,7 +19,7 @@ step "go vet"
 go vet ./...
 (cd bench/peers && go vet ./...) # its own module: the peers harness must keep building
 
-step "fuzz (${FUZZTIME:=5s} per target)"
+step "fuzz (${FUZZTIME:=10s} per target)"
 fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "$FUZZTIME" "$2"; }
 fuzz FuzzValidate ./commitlog/batch
 fuzz FuzzIter ./commitlog/batch

@@ -20,7 +20,22 @@ go vet ./...
 (cd bench/peers && go vet ./...) # its own module: the peers harness must keep building
 
 step "fuzz (${FUZZTIME:=10s} per target)"
-fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "$FUZZTIME" "$2"; }
+# Go 1.26's fuzz coordinator can report "context deadline exceeded" when
+# -fuzztime ends while a worker is busy (go.dev/issue/75804, fixed in Go
+# 1.27): a run that failed only that way, having written no failing input,
+# is not a finding. Any other failure, or a written input, fails the suite.
+fuzz() {
+	local out rc=0
+	out=$(go test -run '^$' -fuzz "^$1\$" -fuzztime "$FUZZTIME" "$2" 2>&1) || rc=$?
+	printf '%s\n' "$out"
+	if [ "$rc" -ne 0 ]; then
+		if grep -q 'context deadline exceeded' <<<"$out" && ! grep -qE 'Failing input written|panic:|_test\.go:[0-9]+:' <<<"$out"; then
+			echo "test.sh: $1 stopped at the -fuzztime boundary (go.dev/issue/75804), no failing input: not a finding"
+			return 0
+		fi
+		return "$rc"
+	fi
+}
 fuzz FuzzValidate ./commitlog/batch
 fuzz FuzzIter ./commitlog/batch
 fuzz FuzzRecoverTail ./commitlog

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -414,18 +415,6 @@ func (j *Job) committedOffsets(ctx context.Context, adm *kadm.Client) (map[int32
 	return offs, nil
 }
 
-func sameOffsets(a, b map[int32]int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
 const restoreWait = time.Minute
 
 // loadSnapshot reads the state topic until its newest snapshot is the one
@@ -446,12 +435,12 @@ func (j *Job) loadSnapshot(ctx context.Context, committed map[int32]int64) ([]by
 		val     []byte
 	}
 	latest := map[string]chunk{}
-	atStart := sameOffsets(committed, j.cfg.Start)
+	atStart := maps.Equal(committed, j.cfg.Start)
 	var maxSeq int64
 	deadline := time.Now().Add(restoreWait)
 	quiet := 0
 	for {
-		if first, ok := latest[j.cfg.Name+"/0"]; ok && sameOffsets(first.offsets, committed) {
+		if first, ok := latest[j.cfg.Name+"/0"]; ok && maps.Equal(first.offsets, committed) {
 			var snap []byte
 			for i := int64(0); i < first.n; i++ {
 				c, ok := latest[j.cfg.Name+"/"+strconv.FormatInt(i, 10)]

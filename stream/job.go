@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"strconv"
 	"sync/atomic"
@@ -437,18 +438,6 @@ func (j *Job) committedOffsets(ctx context.Context, adm *kadm.Client) (map[int32
 	return offs, nil
 }
 
-func sameOffsets(a, b map[int32]int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
 // restoreWait bounds how long a restart waits for the state topic to
 // show the snapshot matching the committed offsets.
 const restoreWait = time.Minute
@@ -475,7 +464,7 @@ func (j *Job) loadSnapshot(ctx context.Context, committed map[int32]int64) ([]by
 	latest := map[string]chunk{}
 	deadline := time.Now().Add(restoreWait)
 	for {
-		if first, ok := latest[j.cfg.Name+"/0"]; ok && sameOffsets(first.offsets, committed) {
+		if first, ok := latest[j.cfg.Name+"/0"]; ok && maps.Equal(first.offsets, committed) {
 			var snap []byte
 			for i := int64(0); i < first.n; i++ {
 				c, ok := latest[j.cfg.Name+"/"+strconv.FormatInt(i, 10)]

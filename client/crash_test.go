@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/heraldhq/herald/event"
 )
@@ -42,7 +44,8 @@ func TestCrashChild(t *testing.T) {
 		WithKgoOptions(kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100*time.Millisecond),
 			// NB: a member killed mid-rebalance is dropped only after the
 			// rebalance timeout (default 60s), not the session timeout.
-			kgo.RebalanceTimeout(2*time.Second)))
+			kgo.RebalanceTimeout(2*time.Second),
+			kgo.ClientID(os.Getenv("HERALD_CRASH_CLIENT_ID"))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,10 +86,11 @@ func testCrash(t *testing.T, b backend, rounds, n int) {
 	for _, mode := range []string{"amo", "alo", "eos"} {
 		out := map[string]string{"amo": "out-at-most-once", "alo": "out-at-least-once", "eos": "out-exactly-once"}[mode]
 		t.Run(mode, func(t *testing.T) {
-			start := func() *exec.Cmd {
+			group := "crash-" + map[string]string{"amo": "at-most-once", "alo": "at-least-once", "eos": "exactly-once"}[mode]
+			start := func(clientID string) *exec.Cmd {
 				cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 				cmd.Env = append(os.Environ(), "HERALD_CRASH_CHILD=1", "HERALD_CRASH_MODE="+mode,
-					"HERALD_CRASH_BROKERS="+b.brokers[0])
+					"HERALD_CRASH_BROKERS="+b.brokers[0], "HERALD_CRASH_CLIENT_ID="+clientID)
 				cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
@@ -94,14 +98,16 @@ func testCrash(t *testing.T, b backend, rounds, n int) {
 				return cmd
 			}
 			for r := range rounds {
-				cmd := start()
+				cmd := start("crash-" + mode + "-" + strconv.Itoa(r))
 				time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
 				cmd.Process.Kill()
 				cmd.Wait()
 				t.Logf("round %d: killed", r)
 			}
-			cmd := start()
+			live := "crash-" + mode + "-final"
+			cmd := start(live)
 			defer func() { cmd.Process.Kill(); cmd.Wait() }()
+			defer watchDeadMembers(t, b, group, live)()
 			var recs []*kgo.Record
 			deadline := time.Now().Add(30*time.Second + time.Duration(n)*5*time.Millisecond)
 			if mode == "amo" {
@@ -135,7 +141,6 @@ func testCrash(t *testing.T, b backend, rounds, n int) {
 					}
 					cl, _ := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
 					adm := kadm.NewClient(cl)
-					group := "crash-" + map[string]string{"alo": "at-least-once", "eos": "exactly-once"}[mode]
 					offs, _ := adm.FetchOffsets(context.Background(), group)
 					ends, _ := adm.ListEndOffsets(context.Background(), "in")
 					dg, _ := adm.DescribeGroups(context.Background(), group)
@@ -172,6 +177,73 @@ func testCrash(t *testing.T, b backend, rounds, n int) {
 				}
 			}
 		})
+	}
+}
+
+// watchDeadMembers watches group while the last processor (client id
+// live) runs: a member left by a killed processor must be gone once its
+// session and rebalance timeouts (1 s and 2 s) have passed. On Herald a
+// member still there after 10 s fails the test. kfake keeps, with no
+// session timer, a member whose JoinGroup reply could not be sent because
+// it was killed while joining (group.reply returns before updateHeartbeat
+// when the connection is gone; kfake v0.0.0-20260918054303); its
+// partitions would never be consumed, so on kfake such a member is sent a
+// LeaveGroup, as an operator would. The returned function stops the watch
+// and reports.
+func watchDeadMembers(t *testing.T, b backend, group, live string) func() {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan string, 1)
+	go func() {
+		var failure string
+		defer func() { done <- failure }()
+		start := time.Now()
+		for ctx.Err() == nil {
+			time.Sleep(200 * time.Millisecond)
+			dg, err := adm.DescribeGroups(ctx, group)
+			if err != nil {
+				continue
+			}
+			var dead []string
+			for _, g := range dg {
+				for _, m := range g.Members {
+					if m.ClientID != live {
+						dead = append(dead, m.MemberID)
+					}
+				}
+			}
+			if len(dead) == 0 {
+				continue
+			}
+			switch {
+			case b.name == "kfake" && time.Since(start) > 5*time.Second:
+				req := kmsg.NewPtrLeaveGroupRequest()
+				req.Group = group
+				for _, id := range dead {
+					m := kmsg.NewLeaveGroupRequestMember()
+					m.MemberID = id
+					req.Members = append(req.Members, m)
+				}
+				if _, err := req.RequestWith(ctx, cl); err == nil {
+					t.Logf("kfake kept %d dead member(s) of %s past their timeouts; sent them LeaveGroup", len(dead), group)
+				}
+			case b.name != "kfake" && time.Since(start) > 10*time.Second:
+				failure = fmt.Sprintf("members %v of killed processors still in group %s after 10 s", dead, group)
+				return
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		f := <-done
+		cl.Close()
+		if f != "" {
+			t.Error(f)
+		}
 	}
 }
 

@@ -124,8 +124,10 @@ func newTopicListCmd(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List topics",
-		Long: `List topics, sorted by name. Internal topics (__consumer_offsets) are shown
-with --all.
+		Long: `List topics, sorted by name. Internal topics are shown with --all: those the
+broker flags (__consumer_offsets, __transaction_state) and every topic whose
+name starts with "__", where Herald's services keep their state
+(__herald_subscriptions, __herald_rules, __herald_processed, ...).
 
 -o json prints [{"name": NAME, "partitions": N, "internal": BOOL}, ...].`,
 		Args: argsUsage(cobra.NoArgs),
@@ -152,18 +154,17 @@ func runTopicList(ctx context.Context, cf *clientFlags, out io.Writer, all bool)
 		return err
 	}
 	defer done()
-	var tds kadm.TopicDetails
-	if all {
-		tds, err = adm.ListTopicsWithInternal(ctx)
-	} else {
-		tds, err = adm.ListTopics(ctx)
-	}
+	tds, err := adm.ListTopicsWithInternal(ctx)
 	if err != nil {
 		return cf.requestError(err)
 	}
 	list := []topicListEntry{}
 	for _, td := range tds.Sorted() {
-		list = append(list, topicListEntry{Name: td.Topic, Partitions: len(td.Partitions), Internal: td.IsInternal})
+		internal := isInternalTopic(td.Topic, td.IsInternal)
+		if internal && !all {
+			continue
+		}
+		list = append(list, topicListEntry{Name: td.Topic, Partitions: len(td.Partitions), Internal: internal})
 	}
 	if cf.json() {
 		return printJSON(out, list)
@@ -536,4 +537,11 @@ func someFailed(cmd *cobra.Command, errs []error, total int, what string) error 
 		fmt.Fprintln(cmd.ErrOrStderr(), cmd.Root().Name()+":", commandError(cmd, err))
 	}
 	return cliError(exitCode(errs[0]), "%d of %d %s failed", len(errs), total, what)
+}
+
+// isInternalTopic reports whether a topic is internal: flagged so by the
+// broker, or named with the "__" prefix that Kafka reserves for internal
+// topics and Herald's services use for their state.
+func isInternalTopic(name string, flagged bool) bool {
+	return flagged || strings.HasPrefix(name, "__")
 }

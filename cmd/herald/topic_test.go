@@ -63,6 +63,7 @@ func TestTopicListDescribe(t *testing.T) {
 	s := startCLITestServer(t)
 	s.ok(t, "", "topic", "create", "b", "--partitions", "2")
 	s.ok(t, "", "topic", "create", "a")
+	s.ok(t, "", "topic", "create", "__herald_test_state") // a service's state topic
 	// The coordinators' internal topics exist once they run.
 	out := s.ok(t, "", "topic", "list")
 	if want := "NAME  PARTITIONS\na     1\nb     2\n"; out != want {
@@ -72,7 +73,8 @@ func TestTopicListDescribe(t *testing.T) {
 	if err := json.Unmarshal([]byte(s.ok(t, "", "topic", "list", "--all", "-o", "json")), &all); err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != 4 || all[0] != (topicListEntry{"__consumer_offsets", 1, true}) || all[1] != (topicListEntry{"__transaction_state", 1, true}) || all[2] != (topicListEntry{"a", 1, false}) {
+	if len(all) != 5 || all[0] != (topicListEntry{"__consumer_offsets", 1, true}) || all[1] != (topicListEntry{"__herald_test_state", 1, true}) ||
+		all[2] != (topicListEntry{"__transaction_state", 1, true}) || all[3] != (topicListEntry{"a", 1, false}) {
 		t.Errorf("topic list --all -o json: %+v", all)
 	}
 	if out := s.ok(t, "", "topic", "list", "--all"); !strings.Contains(out, "INTERNAL") || !strings.Contains(out, "__consumer_offsets") {

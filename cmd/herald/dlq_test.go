@@ -560,8 +560,13 @@ func TestDLQRedriveEndToEnd(t *testing.T) {
 	publish("bad-1", "poison")
 	publish("ok-2", "placed")
 	waitFor(t, "ok-2 handled after the poison event", 20*time.Second, func() bool { return count("ok-2") == 1 })
-
-	recs := showJSON(t, s, "orders.dlq")
+	// The dead letter is written with the batch's other outputs: it is
+	// readable once the batch is done, not when the next event is handled.
+	var recs []dlqShowJSON
+	waitFor(t, "the poison event's dead letter", 20*time.Second, func() bool {
+		recs = showJSON(t, s, "orders.dlq")
+		return len(recs) >= 1
+	})
 	if len(recs) != 1 {
 		t.Fatalf("%d dead letters, want 1: %+v", len(recs), recs)
 	}

@@ -26,6 +26,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -54,7 +55,9 @@ type Config struct {
 	PaymentDeclineRate, ShippingFailureRate float64
 	// CrashEvery, when positive, crashes one service (in turn, the saga
 	// engine included) every CrashEvery: its subscriber stops without
-	// waiting for in-flight events, and restarts.
+	// waiting for in-flight events, and restarts. A crash is skipped while
+	// no service has handled a new input since the last one, so the flow
+	// always moves however slow the machine.
 	CrashEvery time.Duration
 	// Timeout bounds the wait for every order to end (default 2 minutes).
 	Timeout time.Duration
@@ -181,9 +184,10 @@ type output struct {
 // ledger is a service's durable-in-spirit memory: what it did per input
 // id. It outlives the service's crashes, as a database would.
 type ledger struct {
-	mu   sync.Mutex
-	done map[string][]output
-	dups int
+	mu    sync.Mutex
+	done  map[string][]output
+	dups  int
+	fresh atomic.Int64 // inputs handled the first time
 }
 
 func newLedger() *ledger { return &ledger{done: map[string][]output{}} }
@@ -199,6 +203,7 @@ func (l *ledger) once(ctx context.Context, in *event.Event, f func() []output) e
 	} else {
 		outs = f()
 		l.done[in.ID] = outs
+		l.fresh.Add(1)
 	}
 	l.mu.Unlock()
 	for _, o := range outs {
@@ -490,14 +495,25 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 				}
 			})
 		}
-		for i := 0; ; i++ {
+		// NB: a crash waits until the services have handled a new input
+		// since the last one. On a slow machine restarts and rebalances
+		// can outlast CrashEvery, and crashes at a fixed rate would then
+		// stop all progress; this way the flow always moves.
+		last := int64(-1)
+		for i := 0; ; {
 			select {
 			case <-stopCrash:
 				return
 			case <-t.C:
 			}
+			if n := w.freshInputs(); n == last {
+				continue
+			} else {
+				last = n
+			}
 			targets[i%len(targets)]()
 			crashes++
+			i++
 		}
 	}()
 
@@ -707,6 +723,16 @@ func (w *world) orchestration() []*service {
 			"CreateShipmentCommand": w.ship, "CancelShipment": func(Order) string { return "ShipmentCancelled" }})),
 		w.svc("analytics", []string{w.t.events}, w.analyticsHandler()),
 	}
+}
+
+// freshInputs is how many inputs the services have handled, not counting
+// redeliveries.
+func (w *world) freshInputs() int64 {
+	var n int64
+	for _, l := range []*ledger{w.payments, w.inventory, w.shipping, w.orderSvc, w.analytics} {
+		n += l.fresh.Load()
+	}
+	return n
 }
 
 func (w *world) progress(start time.Time) Progress {

@@ -133,8 +133,10 @@ func TestNackDeadlineAndRetry(t *testing.T) {
 		t.Fatalf("redelivery %+v", r2)
 	}
 	// A short deadline expires and redelivers.
-	e.modack("s", 1, r2.AckID)
+	// NB: deadlines and backoffs run from when the server took the
+	// modifyAckDeadline, which is after start and before the call returns.
 	start := time.Now()
+	e.modack("s", 1, r2.AckID)
 	r3 := e.pullN("s", 1)[0]
 	if r3.DeliveryAttempt != 3 || time.Since(start) < 900*time.Millisecond {
 		t.Fatalf("expiry redelivery after %v: %+v", time.Since(start), r3)
@@ -152,8 +154,8 @@ func TestNackDeadlineAndRetry(t *testing.T) {
 	e.create("r", map[string]any{"topic": "t", "retryPolicy": map[string]any{"minimumBackoff": "1s", "maximumBackoff": "2s"}})
 	e.publish("t", "B", "s", "")
 	m := e.pullN("r", 1)[0]
-	e.modack("r", 0, m.AckID)
 	start = time.Now()
+	e.modack("r", 0, m.AckID)
 	if got := e.pull("r", 1, true); len(got) != 0 {
 		t.Fatal("redelivered before the minimum backoff")
 	}
@@ -161,8 +163,8 @@ func TestNackDeadlineAndRetry(t *testing.T) {
 	if d := time.Since(start); d < 900*time.Millisecond || m.DeliveryAttempt != 2 {
 		t.Fatalf("redelivered after %v, attempt %d", d, m.DeliveryAttempt)
 	}
-	e.modack("r", 0, m.AckID)
 	start = time.Now()
+	e.modack("r", 0, m.AckID)
 	m = e.pullN("r", 1)[0]
 	if d := time.Since(start); d < 1900*time.Millisecond || m.DeliveryAttempt != 3 {
 		t.Fatalf("second backoff %v (want 2s), attempt %d", d, m.DeliveryAttempt)

@@ -84,7 +84,9 @@ stdout as a table or, with -o json, as one JSON document.`,
 
 func (f *benchSchemaFlags) check() error {
 	var errs []string
-	bad := func(flag, v, want string) { errs = append(errs, fmt.Sprintf("invalid --%s %q: want %s", flag, v, want)) }
+	bad := func(flag, v, want string) {
+		errs = append(errs, fmt.Sprintf("invalid --%s %q: want %s", flag, v, want))
+	}
 	if u, err := url.Parse(f.registry); err != nil || (u.Scheme != "http") || u.Host == "" {
 		bad("registry", f.registry, "an http:// URL such as http://127.0.0.1:8081")
 	}

@@ -42,7 +42,8 @@ type Server struct {
 	hs  *http.Server
 	ho  *handoffListener
 
-	hsOnce sync.Once // starts hs on the first Serve
+	hsOnce sync.Once     // starts hs on the first Serve
+	hsDone chan struct{} // closed once hs.Serve has returned (or will never run)
 	wg     sync.WaitGroup
 
 	closing atomic.Bool
@@ -59,7 +60,7 @@ func (r *Registry) NewServer(cfg ServerConfig) *Server {
 	if cfg.ReadHeaderTimeout <= 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
 	}
-	s := &Server{reg: r, cfg: cfg}
+	s := &Server{reg: r, cfg: cfg, hsDone: make(chan struct{})}
 	s.ho = &handoffListener{ch: make(chan net.Conn), done: make(chan struct{})}
 	s.hs = &http.Server{
 		Handler: r.Handler(), ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout,
@@ -76,7 +77,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.hsOnce.Do(func() {
 		s.ho.addr = ln.Addr()
 		// It returns once Shutdown or Close has closed ho and hs.
-		go s.hs.Serve(s.ho)
+		go func() {
+			defer close(s.hsDone)
+			s.hs.Serve(s.ho)
+		}()
 	})
 	s.mu.Lock()
 	if s.closing.Load() {
@@ -148,11 +152,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wakeConns()
 		select {
 		case <-done:
-			return <-hsErr
+			err := <-hsErr
+			<-s.hsDone
+			return err
 		case <-ctx.Done():
 			s.closeConns()
 			<-done
 			s.hs.Close()
+			<-s.hsDone
 			return ctx.Err()
 		case <-tick.C:
 		}
@@ -165,6 +172,7 @@ func (s *Server) Close() error {
 	s.closeConns()
 	err := s.hs.Close()
 	s.wg.Wait()
+	<-s.hsDone
 	return err
 }
 
@@ -176,7 +184,7 @@ func (s *Server) stopAccepting() {
 	}
 	s.mu.Unlock()
 	s.ho.Close()
-	s.hsOnce.Do(func() {}) // no hs.Serve after this
+	s.hsOnce.Do(func() { close(s.hsDone) }) // no hs.Serve after this
 }
 
 func (s *Server) wakeConns() {

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/heraldhq/herald/schema"
@@ -47,5 +48,43 @@ func TestFastPathAllocatesNothing(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%q: %v allocations per request", req, allocs)
 		}
+	}
+}
+
+// TestRenderedVersionFollowsItsSchema: a schema record for an id already
+// known, with other references (only another writer of the topic makes
+// one), re-renders the versions that use the id; the same record again
+// changes nothing.
+func TestRenderedVersionFollowsItsSchema(t *testing.T) {
+	st := newState()
+	apply := func(k recKey, v any) {
+		t.Helper()
+		er := jsonRec(k, v)
+		d, err := decodeRecord(er.Key, er.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.apply(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(recKey{KeyType: keySchemaID, ID: 1}, schemaValue{ID: 1, SchemaType: schema.Avro, Schema: `"string"`})
+	apply(recKey{KeyType: keySchemaID, ID: 2}, schemaValue{ID: 2, SchemaType: schema.Avro, Schema: `"long"`,
+		References: []schema.Reference{{Name: "a", Subject: "s", Version: 1}}})
+	apply(recKey{KeyType: keySubjectVersion, Subject: strp("s"), Version: 1}, versionValue{ID: 2})
+	before := st.subjects["s"][0].resp
+	apply(recKey{KeyType: keySchemaID, ID: 2}, schemaValue{ID: 2, SchemaType: schema.Avro, Schema: `"long"`,
+		References: []schema.Reference{{Name: "a", Subject: "s", Version: 1}}})
+	if st.subjects["s"][0].resp != before {
+		t.Fatal("the same schema record again re-rendered the version")
+	}
+	apply(recKey{KeyType: keySchemaID, ID: 2}, schemaValue{ID: 2, SchemaType: schema.Avro, Schema: `"long"`,
+		References: []schema.Reference{{Name: "b", Subject: "s", Version: 1}}})
+	body := string(st.subjects["s"][0].resp.body())
+	if !strings.Contains(body, `"name":"b"`) || strings.Contains(body, `"name":"a"`) {
+		t.Fatalf("version after its schema's references changed: %s", body)
+	}
+	if !strings.Contains(string(st.ids[2].byID.body()), `"name":"b"`) || len(st.byGUID) != 2 {
+		t.Fatalf("schema 2: %s, %d GUIDs", st.ids[2].byID.body(), len(st.byGUID))
 	}
 }

@@ -231,18 +231,37 @@ func (st *state) apply(d record) error {
 	switch k.KeyType {
 	case keySchemaID:
 		v := d.schema
-		if old, ok := st.ids[v.ID]; ok && (old.text != v.Schema || old.typ != v.SchemaType) {
+		typ := v.SchemaType
+		if typ == "" {
+			typ = schema.Avro
+		}
+		old, replaced := st.ids[v.ID]
+		if replaced && (old.text != v.Schema || old.typ != typ) {
 			return fmt.Errorf("schema id %d is already assigned to another schema; ids are never reassigned", v.ID)
 		}
-		s := &schemaRec{id: v.ID, typ: v.SchemaType, text: v.Schema, refs: v.References}
-		if s.typ == "" {
-			s.typ = schema.Avro
+		if replaced && slices.Equal(old.refs, v.References) {
+			return nil // the same schema again
 		}
+		s := &schemaRec{id: v.ID, typ: typ, text: v.Schema, refs: v.References}
 		s.guid = guidOf(s)
 		s.byID, s.textResp = render(schemaBody(s)), render([]byte(s.text))
+		if replaced {
+			delete(st.byGUID, old.guid)
+		}
 		st.ids[v.ID] = s
 		st.byGUID[s.guid] = v.ID
 		st.maxID = max(st.maxID, v.ID)
+		if replaced {
+			// Other references (a record another writer made): the
+			// versions with this id answer with the new ones.
+			for subject, vs := range st.subjects {
+				for _, ver := range vs {
+					if ver.id == v.ID {
+						ver.resp = st.renderVersion(subject, ver)
+					}
+				}
+			}
+		}
 	case keySubjectVersion:
 		if d.version != nil && st.ids[d.version.ID] == nil {
 			return fmt.Errorf("subject %q version %d has schema id %d, which has no schema", *k.Subject, k.Version, d.version.ID)

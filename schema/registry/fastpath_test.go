@@ -186,7 +186,10 @@ func TestFastPathMatchesGeneral(t *testing.T) {
 		"/subjects/gone-value/versions/latest", "/subjects/gone-value/versions/-1/schema", "/subjects/perm-value/versions/1",
 		"/subjects/perm-value/versions/1?deleted=true", "/subjects/nope/versions/1", "/subjects/./versions/1", "/subjects/../versions/1",
 		"/subjects//versions/1", "/subjects/orders%2Dvalue/versions/1", "/subjects/orders-value/versions/2147483648",
-		"/subjects/orders-value/versions/+1", "/schemas", "/subjects", "/schemas/types", "/config", "/mode", "/")
+		"/subjects/orders-value/versions/+1", "/schemas", "/subjects", "/schemas/types", "/config", "/mode", "/",
+		// Context-qualified forms: Herald has the default context only.
+		"/contexts", "/contexts/./schemas/ids/1", "/contexts/.ctx/subjects/money/versions/1")
+	add(true, "/schemas/ids/4?subject=:.ctx:money", "/subjects/:.ctx:money/versions/latest?deleted=false")
 
 	for _, target := range targets {
 		want := rawGet(t, e.general, target)

@@ -363,6 +363,17 @@ func TestServerEdges(t *testing.T) {
 		t.Fatalf("a stalled request was cut off after %v, want about 300ms", el)
 	}
 
+	// The headers Confluent's Java client sends, "no body" included: a
+	// fast-path hit.
+	c, br = dial()
+	hits := e.reg.FastHits()
+	fmt.Fprintf(c, "GET /schemas/ids/1?fetchMaxId=false&subject=orders-value HTTP/1.1\r\nContent-Type: %s\r\n"+
+		"Accept: application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json, application/json\r\n"+
+		"User-Agent: Java/17.0.9\r\nHost: localhost:8081\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", registry.ContentType)
+	if got, err := readRaw(br); err != nil || got != rawGet(t, e.general, "/schemas/ids/1") || e.reg.FastHits() != hits+1 {
+		t.Fatalf("a Java client's lookup: %q, %v, fast-path hits %d", got, err, e.reg.FastHits()-hits)
+	}
+
 	c, br = dial()
 	fmt.Fprintf(c, "GET /schemas/ids/1 HTTP/1.1\r\nHost: r\r\nX-Big: %s\r\n\r\n", strings.Repeat("b", 6000))
 	if got, err := readRaw(br); err != nil || got != rawGet(t, e.general, "/schemas/ids/1") {

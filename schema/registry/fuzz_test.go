@@ -57,6 +57,7 @@ func FuzzParseRequest(f *testing.F) {
 		"GET /subjects/orders-value/versions/latest?deleted=false HTTP/1.1\r\nHost: [::1]:8081\r\nAccept: application/vnd.schemaregistry.v1+json\r\n\r\n",
 		"GET /subjects/:.ctx:a/versions/-1/schema HTTP/1.1\r\nhost: r\r\n\r\nGET /schemas/ids/2 HTTP/1.1\r\nHost: r\r\n\r\n",
 		"GET /schemas/ids/1 HTTP/1.1\r\nHost: r\r\nContent-Length: 3\r\n\r\nabc",
+		"GET /schemas/ids/1 HTTP/1.1\r\nContent-Type: application/vnd.schemaregistry.v1+json\r\nContent-Length: 0\r\nHost: r\r\n\r\n",
 		"GET /schemas/ids/1 HTTP/1.1\nHost: r\n\n",
 		"GET /schemas/ids/1 HTTP/1.1\r\nHost: r\r\n folded\r\n\r\n",
 		"GET /schemas/ids/1 HTTP/1.0\r\n\r\n",

@@ -19,8 +19,8 @@ const (
 // Accepted: "GET <target> HTTP/1.1" CRLF, header lines "Name: value" CRLF
 // with token names and values free of control characters, exactly one
 // Host, and a blank line. Refused: bare LF line ends, folded lines, a body
-// (Content-Length, Transfer-Encoding), Expect, Upgrade, and Connection
-// other than keep-alive.
+// (Content-Length other than one "0", Transfer-Encoding), Expect, Upgrade,
+// and Connection other than keep-alive.
 func parseRequest(b []byte) (q fastReq, n int, res int) {
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
@@ -40,7 +40,7 @@ func parseRequest(b []byte) (q fastReq, n int, res int) {
 	if q, ok = parseTarget(target); !ok {
 		return q, 0, parseNot
 	}
-	hosts := 0
+	hosts, lengths := 0, 0
 	for pos := i + 1; ; {
 		j := bytes.IndexByte(b[pos:], '\n')
 		if j < 0 {
@@ -84,8 +84,12 @@ func parseRequest(b []byte) (q fastReq, n int, res int) {
 			if !equalFold(value, "keep-alive") {
 				return q, 0, parseNot
 			}
-		case equalFold(name, "content-length"), equalFold(name, "transfer-encoding"),
-			equalFold(name, "expect"), equalFold(name, "upgrade"):
+		case equalFold(name, "content-length"):
+			// Some clients say "no body" on a GET; any body goes to net/http.
+			if lengths++; lengths > 1 || string(value) != "0" {
+				return q, 0, parseNot
+			}
+		case equalFold(name, "transfer-encoding"), equalFold(name, "expect"), equalFold(name, "upgrade"):
 			return q, 0, parseNot
 		}
 	}

@@ -49,7 +49,7 @@ raw TCP keep-alive connections, each writing --pipeline requests at once
 (HTTP/1.1 pipelining) and reading the answers with a parser that allocates
 nothing. Every answer is checked: status 200, Content-Length, and the body
 byte for byte. --client net/http uses Go's HTTP client instead, one request
-in flight per connection, as ordinary clients do (--pipeline must be 1).
+in flight per connection, as ordinary clients do (--pipeline is 1 then).
 
 With --server-pid (the herald serve process, on this host) the server's CPU
 time per lookup is reported too: the figure that says what the server costs
@@ -57,10 +57,13 @@ however busy the machine is. Progress goes to stderr; the results go to
 stdout as a table or, with -o json, as one JSON document.`,
 		Example: `  herald bench schema-lookups --register 50
   herald bench schema-lookups --registry http://127.0.0.1:8081 --conns 2 --pipeline 32 --duration 10s --server-pid $(pidof herald)
-  herald bench schema-lookups --client net/http --conns 8 --pipeline 1 --runs 3 -o json
+  herald bench schema-lookups --client net/http --conns 8 --runs 3 -o json
   herald bench schema-lookups --registry http://127.0.0.1:8080/registry --kind ids,versions`,
 		Args: argsUsage(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.client == srload.NetHTTP && !cmd.Flags().Changed("pipeline") {
+				f.pipeline = 1
+			}
 			if err := f.check(); err != nil {
 				return commandError(cmd, err)
 			}
@@ -70,7 +73,7 @@ stdout as a table or, with -o json, as one JSON document.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.registry, "registry", "http://127.0.0.1:8081", "the registry's URL (with the path prefix it is under, if any: http://HOST:8080/registry)")
 	fl.IntVar(&f.conns, "conns", 2, "keep-alive connections")
-	fl.IntVar(&f.pipeline, "pipeline", 32, "requests written at once per connection (HTTP/1.1 pipelining; 1 for none)")
+	fl.IntVar(&f.pipeline, "pipeline", 32, "requests written at once per connection (HTTP/1.1 pipelining; 1 for none, the default with --client net/http)")
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long each run lasts")
 	fl.IntVar(&f.runs, "runs", 1, "runs, one after another (the best is reported too)")
 	fl.StringSliceVar(&f.kinds, "kind", []string{srload.KindID}, "lookup kinds: "+strings.Join(srload.Kinds, ", "))

@@ -34,8 +34,8 @@ func TestRunChecksEveryAnswer(t *testing.T) {
 	ctx := context.Background()
 	ok := []Request{{"/a", []byte("alpha")}, {"/big", []byte(big)}}
 	for _, cfg := range []Config{
-		{Client: Raw, Conns: 2, Pipeline: 8, Lookups: 2000},
-		{Client: NetHTTP, Conns: 2, Pipeline: 1, Lookups: 200},
+		{Client: Raw, Conns: 2, Pipeline: 8, Lookups: 320},
+		{Client: NetHTTP, Conns: 2, Pipeline: 1, Lookups: 100},
 		{Client: Raw, Conns: 1, Pipeline: 4, Duration: 200 * time.Millisecond},
 	} {
 		cfg.Addr, cfg.Requests = addr, ok

@@ -7,6 +7,6 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure Herald's performance",
 	}
-	cmd.AddCommand(append([]*cobra.Command{newBenchLogCmd()}, newBenchKafkaCmds()...)...)
+	cmd.AddCommand(append([]*cobra.Command{newBenchLogCmd(), newBenchSchemaLookupsCmd()}, newBenchKafkaCmds()...)...)
 	return cmd
 }

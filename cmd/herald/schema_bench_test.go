@@ -1,27 +1,30 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/internal/srload"
+	"github.com/heraldhq/herald/schema/registry"
 )
 
-// BenchmarkRegistryLookupByID measures GET /schemas/ids/{id} against a
-// real herald serve process on --registry-addr: keep-alive connections,
-// pipelined 32 deep, 50 schemas. Besides lookups/s it reports the server
-// process's own CPU time per lookup (from /proc), so the rate two cores
-// of server give can be read off even when the load generator shares the
-// machine: lookups/server-cpu-s.
+// BenchmarkRegistryLookupByID measures GET /schemas/ids/{id} (50 schemas)
+// against a real herald serve process on --registry-addr, with
+// internal/srload as the client: pipelined raw TCP, unpipelined raw TCP,
+// and net/http's client. Every body is checked. Besides lookups/s (wall,
+// the load generator sharing the machine) it reports the server process's
+// own CPU time per lookup (from /proc): server-cpu-us/lookup, the figure
+// that says what the server costs however busy the machine is.
 func BenchmarkRegistryLookupByID(b *testing.B) {
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "herald")
@@ -61,93 +64,85 @@ func BenchmarkRegistryLookupByID(b *testing.B) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	for i := range 50 {
-		body := fmt.Sprintf(`{"schema":"{\"type\":\"record\",\"name\":\"R%d\",\"fields\":[{\"name\":\"a\",\"type\":\"long\"}]}"}`, i)
-		resp, err := http.Post(fmt.Sprintf("%s/subjects/s%d-value/versions", base, i), "application/vnd.schemaregistry.v1+json", strings.NewReader(body))
-		if err != nil || resp.StatusCode != 200 {
-			b.Fatalf("register: %v %v", err, resp)
-		}
-		resp.Body.Close()
-	}
-	cpu0 := procCPU(b, cmd.Process.Pid)
-	const depth = 32
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		c, err := net.Dial("tcp", regAddr)
-		if err != nil {
-			b.Error(err)
-			return
-		}
-		defer c.Close()
-		br, bw := bufio.NewReaderSize(c, 64<<10), bufio.NewWriterSize(c, 64<<10)
-		n, id := 0, 1
-		flush := func() bool {
-			if err := bw.Flush(); err != nil {
-				b.Error(err)
-				return false
-			}
-			for ; n > 0; n-- {
-				if err := readOK(br); err != nil {
-					b.Error(err)
-					return false
-				}
-			}
-			return true
-		}
-		for pb.Next() {
-			fmt.Fprintf(bw, "GET /schemas/ids/%d HTTP/1.1\r\nHost: r\r\n\r\n", id)
-			id = id%50 + 1
-			if n++; n == depth && !flush() {
-				return
-			}
-		}
-		flush()
-	})
-	b.StopTimer()
-	server := procCPU(b, cmd.Process.Pid) - cpu0
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
-	if server > 0 {
-		b.ReportMetric(float64(b.N)/server.Seconds(), "lookups/server-cpu-s")
-	}
-}
-
-// procCPU is a process's user + system CPU time from /proc/PID/stat.
-func procCPU(b *testing.B, pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	ctx := context.Background()
+	if err := benchRegister(ctx, base, 50); err != nil {
 		b.Fatal(err)
 	}
-	// Fields after the command name (which may hold spaces) in parens.
-	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / hz
+	reqs, err := srload.Discover(ctx, base, []string{srload.KindID}, 50)
+	if err != nil || len(reqs) != 50 {
+		b.Fatalf("discover: %d lookups, %v", len(reqs), err)
+	}
+	for _, c := range []struct {
+		client          string
+		conns, pipeline int
+	}{{srload.Raw, 2, 32}, {srload.Raw, 8, 1}, {srload.NetHTTP, 8, 1}} {
+		b.Run(fmt.Sprintf("client=%s/conns=%d/pipeline=%d", strings.ReplaceAll(c.client, "/", ""), c.conns, c.pipeline), func(b *testing.B) {
+			cpu0, err := srload.ProcCPU(cmd.Process.Pid)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			res, err := srload.Run(ctx, srload.Config{Addr: regAddr, Requests: reqs, Conns: c.conns, Pipeline: c.pipeline,
+				Client: c.client, Lookups: uint64(b.N)})
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			cpu1, err := srload.ProcCPU(cmd.Process.Pid)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(res.PerSecond(), "lookups/s")
+			// /proc counts in 10 ms ticks: meaningful over runs of a second
+			// or more (-benchtime 2s).
+			b.ReportMetric((cpu1-cpu0).Seconds()*1e6/float64(res.Lookups), "server-cpu-us/lookup")
+		})
+	}
 }
 
-func readOK(br *bufio.Reader) error {
-	line, err := br.ReadSlice('\n')
+// TestBenchSchemaLookups runs herald bench schema-lookups against the
+// registry's own Server: it registers schemas, loads them for a moment,
+// checks every body and reports; bad flags are usage errors, an empty
+// registry is "not found".
+func TestBenchSchemaLookups(t *testing.T) {
+	_, reg, _ := registryServer(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(line, []byte("HTTP/1.1 200 ")) {
-		return fmt.Errorf("status line %q", line)
+	rs := reg.NewServer(registry.ServerConfig{})
+	go rs.Serve(ln)
+	t.Cleanup(func() { rs.Close() })
+	url := "http://" + ln.Addr().String()
+	var s cliServer
+
+	r := s.run(t, "", "bench", "schema-lookups", "--registry", url, "--duration", "300ms")
+	if r.code != exitNotFound || !strings.Contains(r.stderr, "--register 50") {
+		t.Fatalf("empty registry: exit %d, stderr %s", r.code, r.stderr)
 	}
-	n := -1
-	for {
-		if line, err = br.ReadSlice('\n'); err != nil {
-			return err
+	r = s.run(t, "", "bench", "schema-lookups", "--registry", url, "--register", "5", "--kind", "ids,versions-schema",
+		"--duration", "300ms", "--runs", "2", "--server-pid", fmt.Sprint(os.Getpid()), "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var rep benchSchemaReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("-o json: %v\n%s", err, r.stdout)
+	}
+	if rep.Lookups != 10 || len(rep.Runs) != 2 || rep.Best.Lookups == 0 || rep.Best.LookupsPerSec <= 0 || !strings.Contains(r.stderr, "lookups/s") {
+		t.Fatalf("report %+v\nstderr %s", rep, r.stderr)
+	}
+	r = s.run(t, "", "bench", "schema-lookups", "--registry", url, "--client", "net/http", "--conns", "2", "--duration", "300ms")
+	if r.code != 0 || !strings.Contains(r.stdout, "LOOKUPS/S") {
+		t.Fatalf("net/http client: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, args := range [][]string{
+		{"--client", "net/http", "--pipeline", "4"}, // net/http's client does not pipeline
+		{"--conns", "0"}, {"--kind", "bogus"}, {"--registry", "ftp://x"}, {"-o", "yaml"}, {"--duration", "0s"},
+	} {
+		r = s.run(t, "", append([]string{"bench", "schema-lookups", "--registry", url}, args...)...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "invalid --") {
+			t.Fatalf("%v: exit %d, stderr %s", args, r.code, r.stderr)
 		}
-		if len(line) <= 2 {
-			break
-		}
-		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
-			n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
-		}
 	}
-	if n < 0 {
-		return errors.New("no Content-Length")
-	}
-	_, err = br.Discard(n)
-	return err
 }

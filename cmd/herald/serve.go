@@ -263,7 +263,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(hln) }()
-	rs := &http.Server{Handler: sreg.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Its own loop for the lookups clients make most; net/http for the rest.
+	rs := sreg.NewServer(registry.ServerConfig{ReadHeaderTimeout: 10 * time.Second})
 	if o.registryAddr != "" {
 		rln, err := net.Listen("tcp", o.registryAddr)
 		switch {

@@ -1,14 +1,10 @@
 package registry_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +15,7 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/commitlog/batch"
+	"github.com/heraldhq/herald/internal/srload"
 	"github.com/heraldhq/herald/schema"
 	"github.com/heraldhq/herald/schema/registry"
 )
@@ -124,83 +121,59 @@ func BenchmarkProduceValidation(b *testing.B) {
 	}
 }
 
-// BenchmarkLookupByID fetches GET /schemas/ids/{id} over keep-alive
-// connections, requests pipelined 32 deep, as many connections as
-// GOMAXPROCS. The figure is lookups/s.
-func BenchmarkLookupByID(b *testing.B) {
+// BenchmarkLookup fetches schemas by id (and subject versions) over HTTP
+// keep-alive connections from a server in this process: the registry's
+// own Server (server=fast) or net/http serving Registry.Handler
+// (server=nethttp, as on the main HTTP port under /registry). The load
+// generator is internal/srload: raw TCP with requests pipelined
+// pipeline deep, or net/http's client (client=nethttp, one request in
+// flight per connection). Every body is checked. cpu-us/lookup is the
+// whole process (server and load generator together).
+func BenchmarkLookup(b *testing.B) {
 	e := open(b, b.TempDir())
 	for i := range 50 {
 		mustRegister(b, e.reg, fmt.Sprintf("s%d-value", i), registry.RegisterRequest{Schema: fmt.Sprintf(`{"type":"record","name":"R%d","fields":[{"name":"a","type":"long"}]}`, i)})
 	}
-	srv := httptest.NewServer(e.reg.Handler())
-	defer srv.Close()
-	addr := strings.TrimPrefix(srv.URL, "http://")
-	const depth = 32
-	cpu0 := cpuSeconds()
-	b.RunParallel(func(pb *testing.PB) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			b.Error(err)
-			return
-		}
-		defer c.Close()
-		br := bufio.NewReaderSize(c, 64<<10)
-		bw := bufio.NewWriterSize(c, 64<<10)
-		n, id := 0, 1
-		flush := func() bool {
-			if err := bw.Flush(); err != nil {
-				b.Error(err)
-				return false
-			}
-			for ; n > 0; n-- {
-				if err := readResponse(br); err != nil {
-					b.Error(err)
-					return false
-				}
-			}
-			return true
-		}
-		for pb.Next() {
-			fmt.Fprintf(bw, "GET /schemas/ids/%d HTTP/1.1\r\nHost: r\r\n\r\n", id)
-			id = id%50 + 1
-			if n++; n == depth && !flush() {
-				return
-			}
-		}
-		flush()
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
-	b.ReportMetric(float64(b.N)/(cpuSeconds()-cpu0), "lookups/cpu-s")
-}
-
-// readResponse reads one HTTP/1.1 response with a Content-Length and a 200
-// status, discarding the body: a cheap client, so the server is measured.
-func readResponse(br *bufio.Reader) error {
-	line, err := br.ReadSlice('\n')
+	fastLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		b.Fatal(err)
 	}
-	if !bytes.HasPrefix(line, []byte("HTTP/1.1 200 ")) {
-		return fmt.Errorf("status line %q", line)
+	fs := e.reg.NewServer(registry.ServerConfig{})
+	go fs.Serve(fastLn)
+	defer fs.Close()
+	hs := httptest.NewServer(e.reg.Handler())
+	defer hs.Close()
+	addrs := map[string]string{"fast": fastLn.Addr().String(), "nethttp": strings.TrimPrefix(hs.URL, "http://")}
+	ctx := context.Background()
+	for _, c := range []struct {
+		server, client, kind string
+		conns, pipeline      int
+	}{
+		{"fast", srload.Raw, srload.KindID, 2, 32},
+		{"fast", srload.Raw, srload.KindVersion, 2, 32},
+		{"fast", srload.Raw, srload.KindID, 8, 1},
+		{"fast", srload.NetHTTP, srload.KindID, 8, 1},
+		{"nethttp", srload.Raw, srload.KindID, 2, 32},
+		{"nethttp", srload.NetHTTP, srload.KindID, 8, 1},
+	} {
+		client := strings.ReplaceAll(c.client, "/", "")
+		b.Run(fmt.Sprintf("server=%s/client=%s/kind=%s/conns=%d/pipeline=%d", c.server, client, c.kind, c.conns, c.pipeline), func(b *testing.B) {
+			reqs, err := srload.Discover(ctx, "http://"+addrs[c.server], []string{c.kind}, 50)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cpu0 := srload.SelfCPU()
+			b.ResetTimer()
+			res, err := srload.Run(ctx, srload.Config{Addr: addrs[c.server], Requests: reqs, Conns: c.conns, Pipeline: c.pipeline,
+				Client: c.client, Lookups: uint64(b.N)})
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(res.PerSecond(), "lookups/s")
+			b.ReportMetric(float64((srload.SelfCPU()-cpu0).Nanoseconds())/1e3/float64(res.Lookups), "cpu-us/lookup")
+		})
 	}
-	n := -1
-	for {
-		line, err = br.ReadSlice('\n')
-		if err != nil {
-			return err
-		}
-		if len(line) <= 2 {
-			break
-		}
-		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
-			n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
-		}
-	}
-	if n < 0 {
-		return errors.New("no Content-Length")
-	}
-	_, err = br.Discard(n)
-	return err
 }
 
 // cpuSeconds is the CPU time (user + system) this process has used.

@@ -8,16 +8,22 @@
 //
 //	registry.go   state, loading, Register, Lookup, deletes, config, mode
 //	store.go      the _schemas record formats (frozen, magic 1)
-//	http.go       the REST API
+//	http.go       the REST API (Handler), routed by a ServeMux
+//	fastpath.go   lookups answered from responses rendered at apply
+//	request.go    the strict HTTP/1.1 request parser of the fast path
+//	server.go     Server: a keep-alive loop for lookups, net/http for the rest
 //	validate.go   validation on produce (wire format, CloudEvents dataschema)
 //	errors.go     the Confluent error codes
 //	metrics.go    Prometheus metrics
 //
 // Lock order: wmu (one write at a time: check, append, apply) before mu
-// (the in-memory state). Readers take mu only.
+// (the in-memory state). Readers take mu only. Server's own mu (listeners,
+// connections) is never held with either.
 //
 // Invariants: a change is in memory only once its record is durable in
-// the topic. A schema id is written once and never reassigned or reused.
+// the topic. A rendered response is never modified: apply renders a new
+// one with every schema or version it stores, so a reader holding the old
+// one still sends a consistent answer. A schema id is written once and never reassigned or reused.
 // A subject's versions only grow until the subject is deleted for good. The
 // registry is its topic's only writer; it reads records other clients
 // wrote only when it loads, and skips those it cannot decode or apply.

@@ -20,10 +20,9 @@ const ContentType = "application/vnd.schemaregistry.v1+json"
 // maxBody bounds a request body.
 const maxBody = 8 << 20
 
-// Handler returns the Confluent Schema Registry REST API over r. Mount it
-// at the root of its own listener, or under a prefix with
-// http.StripPrefix.
-func (r *Registry) Handler() http.Handler {
+// generalHandler is the API with every request routed by a ServeMux: the
+// reference the fast path must agree with.
+func (r *Registry) generalHandler() http.Handler {
 	mux := http.NewServeMux()
 	h := func(pattern string, f func(w http.ResponseWriter, q *http.Request) error) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, q *http.Request) {
@@ -71,27 +70,23 @@ func (r *Registry) Handler() http.Handler {
 		return &Error{Code: ErrNotFound, Message: fmt.Sprintf("HTTP %d Not Found: %s %s", 404, q.Method, q.URL.Path)}
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, q *http.Request) {
-		// The hot path, lookups by id (every consumer's deserializer
-		// makes one per new id): no routing, no allocation beyond
-		// net/http's own.
-		if q.Method == http.MethodGet && strings.HasPrefix(q.URL.Path, "/schemas/ids/") && q.URL.RawQuery == "" {
-			if id, err := strconv.Atoi(q.URL.Path[len("/schemas/ids/"):]); err == nil && id > 0 {
-				r.mu.RLock()
-				s, ok := r.st.ids[id]
-				r.mu.RUnlock()
-				if ok {
-					h := w.Header()
-					h["Content-Type"], h["Content-Length"] = contentTypeHeader, s.bodyLen
-					w.WriteHeader(http.StatusOK)
-					w.Write(s.body)
-					r.m.status(http.StatusOK)
-					return
-				}
-			}
-		}
 		sw := &statusWriter{ResponseWriter: w, code: 200}
 		mux.ServeHTTP(sw, q)
 		r.m.status(sw.code)
+	})
+}
+
+// Handler returns the Confluent Schema Registry REST API over r. Mount it
+// at the root of its own listener, or under a prefix with
+// http.StripPrefix. The lookups clients make most (fastpath.go) are
+// answered from pre-rendered responses before any routing; for a
+// listener of its own, NewServer is cheaper still.
+func (r *Registry) Handler() http.Handler {
+	general := r.generalHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, q *http.Request) {
+		if !r.serveFast(w, q) {
+			general.ServeHTTP(w, q)
+		}
 	})
 }
 
@@ -211,7 +206,13 @@ func (r *Registry) getSchemaByID(w http.ResponseWriter, q *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return replyRaw(w, 200, s.body)
+	if boolParam(q, "fetchMaxId") {
+		r.mu.RLock()
+		maxID := r.st.maxID
+		r.mu.RUnlock()
+		return reply(w, 200, SchemaJSON{GUID: s.guid, SchemaType: typeField(s.typ), References: s.refs, Schema: s.text, MaxID: maxID})
+	}
+	return replyRaw(w, 200, s.byID.body())
 }
 
 func (r *Registry) getSchemaTextByID(w http.ResponseWriter, q *http.Request) error {
@@ -219,7 +220,7 @@ func (r *Registry) getSchemaTextByID(w http.ResponseWriter, q *http.Request) err
 	if err != nil {
 		return err
 	}
-	return replyRaw(w, 200, []byte(s.text))
+	return replyRaw(w, 200, s.textResp.body())
 }
 
 type subjectVersion struct {

@@ -3,6 +3,7 @@ package registry
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -14,6 +15,11 @@ type metrics struct {
 	storeErrors  prometheus.Counter
 	corrupt      prometheus.Counter
 	requests     *prometheus.CounterVec
+	// fast counts fast-path answers by route: an atomic add is all the
+	// fast path spends on metrics.
+	fast [numRoutes]atomic.Uint64
+	// handoffs counts connections of a Server passed to net/http.
+	handoffs atomic.Uint64
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,11 +42,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_schema_registry_http_requests_total",
-			Help: "Schema registry HTTP requests by status code.",
+			Help: "Schema registry HTTP requests the general path answered, by status code (fast-path lookups are in herald_schema_registry_fast_path_requests_total).",
 		}, []string{"code"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.ops, m.incompatible, m.storeErrors, m.corrupt, m.requests)
+		for i, name := range routeNames {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "herald_schema_registry_fast_path_requests_total",
+				Help:        "Schema registry lookups answered by the fast path from pre-rendered responses, by route (all 200).",
+				ConstLabels: prometheus.Labels{"route": name},
+			}, func() float64 { return float64(m.fast[i].Load()) }))
+		}
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "herald_schema_registry_handoffs_total",
+			Help: "Connections of the registry's own listener handed to net/http because they asked for more than a fast-path lookup.",
+		}, func() float64 { return float64(m.handoffs.Load()) }))
 	}
 	return m
 }

@@ -91,20 +91,21 @@ type Registry struct {
 }
 
 type schemaRec struct {
-	id      int
-	typ     schema.Type
-	text    string
-	refs    []schema.Reference
-	guid    string
-	fp      string
-	parsed  schema.Schema
-	body    []byte   // the JSON GET /schemas/ids/{id} answers
-	bodyLen []string // its Content-Length header
+	id     int
+	typ    schema.Type
+	text   string
+	refs   []schema.Reference
+	guid   string
+	fp     string
+	parsed schema.Schema
+	// The answers to GET /schemas/ids/{id} and /schemas/ids/{id}/schema.
+	byID, textResp *rendered
 }
 
 type version struct {
 	version, id int
 	deleted     bool
+	resp        *rendered // GET /subjects/{s}/versions/{v}
 }
 
 type state struct {
@@ -230,32 +231,57 @@ func (st *state) apply(d record) error {
 	switch k.KeyType {
 	case keySchemaID:
 		v := d.schema
-		if old, ok := st.ids[v.ID]; ok && (old.text != v.Schema || old.typ != v.SchemaType) {
+		typ := v.SchemaType
+		if typ == "" {
+			typ = schema.Avro
+		}
+		old, replaced := st.ids[v.ID]
+		if replaced && (old.text != v.Schema || old.typ != typ) {
 			return fmt.Errorf("schema id %d is already assigned to another schema; ids are never reassigned", v.ID)
 		}
-		s := &schemaRec{id: v.ID, typ: v.SchemaType, text: v.Schema, refs: v.References}
-		if s.typ == "" {
-			s.typ = schema.Avro
+		if replaced && slices.Equal(old.refs, v.References) {
+			return nil // the same schema again
 		}
+		s := &schemaRec{id: v.ID, typ: typ, text: v.Schema, refs: v.References}
 		s.guid = guidOf(s)
-		s.body = schemaBody(s)
-		s.bodyLen = []string{strconv.Itoa(len(s.body))}
+		s.byID, s.textResp = render(schemaBody(s)), render([]byte(s.text))
+		if replaced {
+			delete(st.byGUID, old.guid)
+		}
 		st.ids[v.ID] = s
 		st.byGUID[s.guid] = v.ID
 		st.maxID = max(st.maxID, v.ID)
+		if replaced {
+			// Other references (a record another writer made): the
+			// versions with this id answer with the new ones.
+			for subject, vs := range st.subjects {
+				for _, ver := range vs {
+					if ver.id == v.ID {
+						ver.resp = st.renderVersion(subject, ver)
+					}
+				}
+			}
+		}
 	case keySubjectVersion:
 		if d.version != nil && st.ids[d.version.ID] == nil {
 			return fmt.Errorf("subject %q version %d has schema id %d, which has no schema", *k.Subject, k.Version, d.version.ID)
 		}
 		vs := st.subjects[*k.Subject]
 		i, found := slices.BinarySearchFunc(vs, k.Version, func(v *version, n int) int { return v.version - n })
+		var nv *version
+		if d.version != nil {
+			// A new version, its answer rendered anew: readers holding the
+			// old one still see a consistent response.
+			nv = &version{version: k.Version, id: d.version.ID, deleted: d.version.Deleted}
+			nv.resp = st.renderVersion(*k.Subject, nv)
+		}
 		switch {
-		case d.version == nil && found:
+		case nv == nil && found:
 			vs = slices.Delete(vs, i, i+1)
-		case d.version != nil && found:
-			vs[i] = &version{version: k.Version, id: d.version.ID, deleted: d.version.Deleted}
-		case d.version != nil:
-			vs = slices.Insert(vs, i, &version{version: k.Version, id: d.version.ID, deleted: d.version.Deleted})
+		case found:
+			vs[i] = nv
+		case nv != nil:
+			vs = slices.Insert(vs, i, nv)
 		}
 		if len(vs) == 0 {
 			delete(st.subjects, *k.Subject)
@@ -308,6 +334,9 @@ type SchemaJSON struct {
 	References []schema.Reference `json:"references,omitempty"`
 	Schema     string             `json:"schema"`
 	Deleted    bool               `json:"deleted,omitempty"`
+	// MaxID is the highest id in the registry, for GET
+	// /schemas/ids/{id}?fetchMaxId=true.
+	MaxID int `json:"maxId,omitempty"`
 }
 
 func typeField(t schema.Type) string {
@@ -357,20 +386,7 @@ func (st *state) deps(refs []schema.Reference) ([]schema.Dep, error) {
 // version finds a subject's version (-1: the latest), live only unless
 // deleted.
 func (st *state) version(subject string, v int, deleted bool) *version {
-	vs := st.subjects[subject]
-	if v == -1 {
-		for i := len(vs) - 1; i >= 0; i-- {
-			if deleted || !vs[i].deleted {
-				return vs[i]
-			}
-		}
-		return nil
-	}
-	i, ok := slices.BinarySearchFunc(vs, v, func(x *version, n int) int { return x.version - n })
-	if !ok || (vs[i].deleted && !deleted) {
-		return nil
-	}
-	return vs[i]
+	return findVersion(st.subjects[subject], v, deleted)
 }
 
 func (st *state) live(subject string) []*version {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -88,11 +89,29 @@ const userV3 = `{"type":"record","name":"User","namespace":"com.example","fields
 	{"name":"age","type":"int"}]}`
 
 // TestFranzGoSRClient drives every method of franz-go's sr client against
-// the registry.
+// the registry, through Handler on net/http and through the registry's
+// own Server (its fast loop and its handoffs to net/http).
 func TestFranzGoSRClient(t *testing.T) {
+	t.Run("server=handler", func(t *testing.T) { testFranzGoSRClient(t, false) })
+	t.Run("server=own", func(t *testing.T) { testFranzGoSRClient(t, true) })
+}
+
+func testFranzGoSRClient(t *testing.T, ownServer bool) {
 	e := open(t, t.TempDir())
 	ctx := context.Background()
 	cl := e.cl
+	if ownServer {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs := e.reg.NewServer(registry.ServerConfig{})
+		go rs.Serve(ln)
+		t.Cleanup(func() { rs.Close() })
+		if cl, err = sr.NewClient(sr.URLs("http://" + ln.Addr().String())); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	types, err := cl.SupportedTypes(ctx)
 	if err != nil || !slices.Equal(types, []sr.SchemaType{sr.TypeAvro, sr.TypeProtobuf, sr.TypeJSON}) {

@@ -2,7 +2,7 @@
 # test.sh runs every Herald test: formatting, go vet, the whole suite under the
 # race detector, short fuzz runs of every decoder of untrusted bytes, and the
 # client compatibility suite in compat/ against a real herald serve.
-# Set FUZZTIME (default 10s per target, 41 targets) to fuzz longer.
+# Set FUZZTIME (default 10s per target, 42 targets) to fuzz longer.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -53,6 +53,7 @@ fuzz FuzzAvroBinary ./schema
 fuzz FuzzValidUTF8 ./schema
 fuzz FuzzProtobufMessage ./schema
 fuzz FuzzDecodeRecord ./schema/registry
+fuzz FuzzParseRequest ./schema/registry
 fuzz FuzzDecodeRecord ./eventstore/embedded
 fuzz FuzzDecodeKeyed ./eventstore/embedded
 fuzz FuzzDecodeIndex ./eventstore/embedded

@@ -2,7 +2,7 @@
 # test.sh runs every Herald test: formatting, go vet, the whole suite under the
 # race detector, short fuzz runs of every decoder of untrusted bytes, and the
 # client compatibility suite in compat/ against a real herald serve.
-# Set FUZZTIME (default 10s per target, 42 targets) to fuzz longer.
+# Set FUZZTIME (default 10s per target) to fuzz longer.
 set -euo pipefail
 cd "$(dirname "$0")"
 

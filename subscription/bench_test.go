@@ -1,13 +1,17 @@
 package subscription
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -111,23 +115,43 @@ func BenchmarkPullAck(b *testing.B) {
 }
 
 // BenchmarkPush: push to a local webhook that answers 204 at once, with
-// concurrency 64; 1 KiB events.
+// concurrency 64; 1 KiB events. The webhook is a net/http server in a
+// child process (TestWebhookProcess), so server-µs/event is Herald's CPU
+// per event and webhook-µs/event the receiver's.
 func BenchmarkPush(b *testing.B) {
 	e := newEnv(b)
 	e.topic("t", 4)
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer srv.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWebhookProcess$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), "HERALD_BENCH_WEBHOOK=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+	}
+	defer stop()
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		b.Fatalf("webhook: %v", err)
+	}
 	fill(b, e, "t", 4, b.N, 1024)
 	b.SetBytes(1024)
+	runtime.GC()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0, child0 := time.Now(), cpuTime(), childCPUTime()
 	// Created at the topic's end; seek to the start so the events published
 	// above are delivered.
-	e.create("p", map[string]any{"topic": "t", "pushConfig": map[string]any{"pushEndpoint": srv.URL, "maxOutstandingMessages": 64}})
+	e.create("p", map[string]any{"topic": "t", "pushConfig": map[string]any{"pushEndpoint": "http://" + strings.TrimSpace(addr) + "/", "maxOutstandingMessages": 64}})
 	if err := e.m.SeekTime(context.Background(), "p", time.Time{}); err != nil {
 		b.Fatal(err)
 	}
@@ -141,9 +165,38 @@ func BenchmarkPush(b *testing.B) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	elapsed := time.Since(start)
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
-	b.ReportMetric(cpuSince(cpu0).Seconds()/time.Since(start).Seconds(), "cpus")
+	server := cpuSince(cpu0)
+	stop()
+	hook := childCPUTime() - child0
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(server.Microseconds())/float64(b.N), "server-µs/event")
+	b.ReportMetric(float64(hook.Microseconds())/float64(b.N), "webhook-µs/event")
+	b.ReportMetric((server+hook).Seconds()/elapsed.Seconds(), "cpus")
+}
+
+// TestWebhookProcess is BenchmarkPush's webhook when run as a child
+// process: it prints its address and answers 204 until SIGTERM. It does
+// nothing otherwise.
+func TestWebhookProcess(t *testing.T) {
+	if os.Getenv("HERALD_BENCH_WEBHOOK") == "" {
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println(ln.Addr().String())
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go srv.Serve(ln)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	<-sig
+	os.Exit(0)
 }
 
 // cpuTime is the process's user+system CPU time so far.

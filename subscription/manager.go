@@ -236,6 +236,9 @@ func checkWindow(r *jrec, s *sub) error {
 	if n := len(r.states); n > 0 {
 		return span(p, r.states[n-1].Off)
 	}
+	if n := len(r.holds); n > 0 {
+		return span(p, r.holds[n-1].Off)
+	}
 	if len(r.runs) > 0 {
 		end := r.first
 		for _, rn := range r.runs {
@@ -307,6 +310,16 @@ func (m *Manager) apply(r *jrec, now int64) error {
 				if se.Out {
 					e.state = stOut
 				}
+			}
+		}
+	case kHold:
+		s.ensurePartsLocked(int(r.part) + 1)
+		for _, h := range r.holds {
+			if e := s.growLocked(int(r.part), h.Off); e != nil && e.state != stAcked {
+				if s.mu.recHolds == nil {
+					s.mu.recHolds = map[uint64]string{}
+				}
+				s.mu.recHolds[mkpk(int(r.part), h.Off)] = h.Key
 			}
 		}
 	case kPositions:

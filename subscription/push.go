@@ -228,7 +228,7 @@ func (s *sub) push() {
 			}
 		}
 		flush()
-		msgs, err := s.pullMode(s.ctx, ctl.limit()-inflight, 200*time.Millisecond, false)
+		msgs, err := s.pull(s.ctx, ctl.limit()-inflight, 200*time.Millisecond)
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return

@@ -108,8 +108,9 @@ type sub struct {
 		keyHold    map[keyRef]int64  // ordering: the message that holds a key
 		holders    map[uint64]string // pk -> key, for the holders
 		blocked    map[keyRef][]int64
-		inc        uint32 // in every ack id; new at load and at each seek
-		gen        uint64 // bumped by seek: reads in flight are dropped
+		recHolds   map[uint64]string // recovery only: pk -> ordering key of messages delivered under ordering
+		inc        uint32            // in every ack id; new at load and at each seek
+		gen        uint64            // bumped by seek: reads in flight are dropped
 		notify     chan struct{}
 		counters   [5]int64 // delivered, acked, redeliveries, dead-lettered, filtered
 		dirty      bool
@@ -165,6 +166,7 @@ func (s *sub) setPositionsLocked(pos positions, inc uint32, now int64) {
 	clear(s.mu.keyHold)
 	clear(s.mu.holders)
 	clear(s.mu.blocked)
+	s.mu.recHolds = nil
 	s.mu.parts = make([]*part, len(pos))
 	for k, pp := range pos {
 		p := &part{base: pp.Base}
@@ -641,26 +643,15 @@ type claim struct {
 
 // pull delivers up to max messages, waiting up to wait for some.
 //
-// Under exactly-once delivery the messages' delivery attempts are durable
-// before they are handed out. Otherwise they are written behind (group
-// commit, milliseconds): a crash can lose the count of a delivery in
-// flight, which then reports one attempt too few; acks and their
-// validity do not depend on it (an ack is always durable before its
-// answer, and an ack id whose delivery was not recorded is refused under
-// exactly-once).
+// The messages' delivery attempts (and, under ordering, the key each
+// holds) are durable before they are handed out, in one group-committed
+// journal append per call: a crash never makes a delivery attempt count
+// go backwards or under-count, and an ack id handed out stays valid
+// across a restart until its deadline.
 func (s *sub) pull(ctx context.Context, maxN int, wait time.Duration) ([]Received, error) {
-	s.mu.Lock()
-	eod := s.mu.st.def.EnableExactlyOnceDelivery
-	s.mu.Unlock()
-	return s.pullMode(ctx, maxN, wait, eod)
-}
-
-// pullMode is pull; durable says whether to wait for the delivery
-// attempts to be durable before returning.
-func (s *sub) pullMode(ctx context.Context, maxN int, wait time.Duration, durable bool) ([]Received, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		out, nextDue, ch, err := s.pullOnce(ctx, maxN, durable)
+		out, nextDue, ch, err := s.pullOnce(ctx, maxN)
 		if err != nil || len(out) > 0 {
 			return out, err
 		}
@@ -689,7 +680,7 @@ func (s *sub) pullMode(ctx context.Context, maxN int, wait time.Duration, durabl
 	}
 }
 
-func (s *sub) pullOnce(ctx context.Context, maxN int, durable bool) (out []Received, nextDue int64, notify chan struct{}, err error) {
+func (s *sub) pullOnce(ctx context.Context, maxN int) (out []Received, nextDue int64, notify chan struct{}, err error) {
 	now := time.Now()
 	nowMs := now.UnixMilli()
 	s.mu.Lock()
@@ -763,18 +754,26 @@ func (s *sub) pullOnce(ctx context.Context, maxN int, durable bool) (out []Recei
 	s.mu.Unlock()
 
 	var states map[int][]stateEnt
-	record := func(p int, off int64, attempts uint16) {
+	var holds map[int][]holdEnt
+	ordered := st.def.EnableMessageOrdering
+	record := func(p int, off int64, attempts uint16, key []byte) {
 		if states == nil {
 			states = map[int][]stateEnt{}
 		}
 		states[p] = append(states[p], stateEnt{Off: off, Attempts: attempts, Due: deadline, Out: true})
+		if ordered {
+			if holds == nil {
+				holds = map[int][]holdEnt{}
+			}
+			holds[p] = append(holds[p], holdEnt{Off: off, Key: string(key)})
+		}
 	}
 	if len(freshDead) > 0 {
 		s.deadLetter(ctx, gen, freshDead)
 	}
 	for i, m := range fresh {
 		out = append(out, s.received(inc, m, freshAttempts[i]))
-		record(m.p, m.rec.Offset, freshAttempts[i])
+		record(m.p, m.rec.Offset, freshAttempts[i], m.rec.Key)
 	}
 	if len(claims) > 0 {
 		msgs, err := s.reread(ctx, claims)
@@ -814,7 +813,7 @@ func (s *sub) pullOnce(ctx context.Context, maxN int, durable bool) (out []Recei
 						s.mu.counters[cRedeliveries]++
 					}
 					out = append(out, s.received(inc, m, c.attempts))
-					record(c.p, c.off, c.attempts)
+					record(c.p, c.off, c.attempts, m.rec.Key)
 				}
 			}
 		}
@@ -839,15 +838,19 @@ func (s *sub) pullOnce(ctx context.Context, maxN int, durable bool) (out []Recei
 	// handed-out ack id valid again.
 	var w *jwait
 	if !s.mu.deleted {
-		vals := make([][]byte, 0, len(states))
+		vals := make([][]byte, 0, len(states)+len(holds))
 		for p, ss := range states {
 			slices.SortFunc(ss, func(a, b stateEnt) int { return int(a.Off - b.Off) })
 			vals = append(vals, encState(int32(p), ss))
 		}
+		for p, hs := range holds {
+			slices.SortFunc(hs, func(a, b holdEnt) int { return int(a.Off - b.Off) })
+			vals = append(vals, encHold(int32(p), hs))
+		}
 		w = s.m.journal.add(s.name, vals...)
 	}
 	s.mu.Unlock()
-	if w != nil && durable {
+	if w != nil {
 		if err := w.wait(ctx); err != nil {
 			return nil, 0, nil, err
 		}
@@ -1185,6 +1188,25 @@ func (s *sub) checkpointLocked(def []byte) [][]byte {
 		if len(runs) > 0 {
 			vals = append(vals, encRuns(int32(k), first, runs))
 		}
+		if s.mu.st.def.EnableMessageOrdering {
+			// The messages delivered or due again, with the key each holds:
+			// after a restart they keep their keys and ack ids.
+			var hs []holdEnt
+			for i, e := range p.ents {
+				if e.state != stOut && e.state != stWaiting {
+					continue
+				}
+				off := p.base + int64(i)
+				hs = append(hs, holdEnt{Off: off, Key: s.mu.holders[mkpk(k, off)]})
+				if len(hs) == maxRunsPerRec {
+					vals = append(vals, encHold(int32(k), hs))
+					hs = nil
+				}
+			}
+			if len(hs) > 0 {
+				vals = append(vals, encHold(int32(k), hs))
+			}
+		}
 	}
 	s.mu.dirty = false
 	return vals
@@ -1218,8 +1240,10 @@ func (s *sub) ensurePartsLocked(n int) bool {
 // message whose deadline has not passed stays out (its ack id stays valid)
 // and a nacked one waits for its redelivery time, in the heap; every other
 // unacked message is read again by the fetcher, in offset order. Under
-// ordering every unacked message is read again, so that each key's
-// messages come back in order (which message holds a key is not saved).
+// ordering the journal's hold records say which message holds each key:
+// it keeps the key (and, still due later, its state), and the key's later
+// messages block behind it when read again. A message with no hold record
+// (a journal written before hold records existed) is read again.
 func (s *sub) finishRecoveryLocked(now int64) {
 	s.mu.heap = s.mu.heap[:0]
 	ordered := s.mu.st.def.EnableMessageOrdering
@@ -1229,15 +1253,29 @@ func (s *sub) finishRecoveryLocked(now int64) {
 			if e.state == stAcked {
 				continue
 			}
-			if ordered || e.due <= now || (e.state != stOut && e.state != stWaiting) {
+			off := p.base + int64(i)
+			pk := mkpk(k, off)
+			key, held := s.mu.recHolds[pk]
+			if ordered && held && key != "" {
+				kr := keyRef{k, key}
+				if h, ok := s.mu.keyHold[kr]; !ok || off < h {
+					if ok {
+						delete(s.mu.holders, mkpk(k, h))
+					}
+					s.mu.keyHold[kr] = off
+					s.mu.holders[pk] = key
+				}
+			}
+			if (ordered && !held) || e.due <= now || (e.state != stOut && e.state != stWaiting) {
 				e.state = stUnread
 				continue
 			}
-			s.mu.heap = append(s.mu.heap, hitem{due: e.due, pk: mkpk(k, p.base+int64(i))})
+			s.mu.heap = append(s.mu.heap, hitem{due: e.due, pk: pk})
 		}
 		p.readPos = p.base
 		s.advanceLocked(p)
 	}
+	s.mu.recHolds = nil
 	heap.Init(&s.mu.heap)
 }
 

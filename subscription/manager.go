@@ -32,9 +32,11 @@ type Config struct {
 	// CheckpointInterval is how often changed state is checkpointed
 	// (default 5s); recovery replays the journal from the last checkpoint.
 	CheckpointInterval time.Duration
-	// HTTPClient posts push messages (default: a client with its own
-	// transport); its Timeout is not used, each request gets the
-	// subscription's ack deadline.
+	// HTTPClient posts push messages; its Timeout is not used, each
+	// request gets the subscription's ack deadline. By default pushes to
+	// http endpoints go over Herald's own keep-alive connections (one per
+	// concurrent request) and pushes to https endpoints through a client
+	// with its own transport; with HTTPClient set, every push uses it.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -95,6 +97,7 @@ type Manager struct {
 	streams context.Context // ends streaming pulls (CloseStreams)
 	endStr  context.CancelFunc
 	wg      sync.WaitGroup
+	rawPush bool // no Config.HTTPClient: plain-http pushes use pushConn
 	mu      struct {
 		sync.Mutex
 		subs      map[string]*sub
@@ -117,8 +120,9 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Log == nil {
 		return nil, errors.New("subscription: Config.Log is nil")
 	}
+	rawPush := cfg.HTTPClient == nil
 	cfg.setDefaults()
-	m := &Manager{cfg: cfg, logger: cfg.Logger}
+	m := &Manager{cfg: cfg, logger: cfg.Logger, rawPush: rawPush}
 	m.mu.subs = map[string]*sub{}
 	m.mu.snapshots = map[string]*snapshot{}
 	err := cfg.Log.CreateTopic(ctx, cfg.StateTopic, 1, map[string]string{

@@ -113,10 +113,17 @@ func (pc *pushConn) build(h http.Header, body []byte) error {
 	b = append(b, pc.uri...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, pc.host...)
-	b = append(b, "\r\nUser-Agent: Herald\r\nContent-Length: "...)
+	if _, ok := h["User-Agent"]; !ok {
+		b = append(b, "\r\nUser-Agent: Herald"...)
+	}
+	b = append(b, "\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n"...)
 	for k, vs := range h {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue // framing is ours, as net/http's Request.Write does
+		}
 		if !validHeaderName(k) {
 			return fmt.Errorf("%w: name %q", errBadHeader, k)
 		}

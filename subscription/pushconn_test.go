@@ -142,6 +142,11 @@ func TestPushConn(t *testing.T) {
 	if n := conns.Load(); n != 2 {
 		t.Fatalf("%d connections, want 2", n)
 	}
+	// Framing headers from the subscription's attributes are not sent.
+	st, err := pc.post(time.Now().Add(5*time.Second), http.Header{"Content-Length": {"999"}, "Host": {"evil"}, "Transfer-Encoding": {"chunked"}, "Ce-Id": {"framed"}}, []byte("data-framed"))
+	if err != nil || st != 204 || got.Load() != "POST /hook?x=1 framed data-framed" {
+		t.Fatalf("with framing headers: %d %v, server saw %q", st, err, got.Load())
+	}
 	// A header that would split the request is refused, not sent.
 	if _, err := pc.post(time.Now().Add(time.Second), http.Header{"X": {"a\r\nEvil: 1"}}, nil); err == nil {
 		t.Fatal("a header value with CRLF was sent")

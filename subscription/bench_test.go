@@ -34,7 +34,7 @@ func fill(tb testing.TB, e *env, topic string, parts, n, size int) {
 		{Key: "ce_source", Value: []byte("bench")}, {Key: "ce_type", Value: []byte("Bench")},
 	}
 	// Small batches: encoding a batch costs more than linear time in its size.
-	batch := max(1, min(1000, (64<<10)/(size+64)))
+	batch := max(1, min(1000, (16<<10)/(size+64)))
 	for done := 0; done < n; {
 		k := min(batch, n-done)
 		recs := make([]eventlog.Record, k)

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"io"
 	"net/http"
 	"net/url"
@@ -36,6 +37,34 @@ func Sign(secret string, t time.Time, body []byte) string {
 	mac.Write([]byte{'.'})
 	mac.Write(body)
 	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// signer computes Sign for one secret, reusing its HMAC state (one per
+// push worker).
+type signer struct {
+	mac hash.Hash
+	buf []byte
+}
+
+func newSigner(secret string) *signer {
+	return &signer{mac: hmac.New(sha256.New, []byte(secret))}
+}
+
+func (sg *signer) sign(t time.Time, body []byte) string {
+	sg.mac.Reset()
+	b := strconv.AppendInt(append(sg.buf[:0], "t="...), t.Unix(), 10)
+	sg.mac.Write(b[2:])
+	sg.mac.Write([]byte{'.'})
+	sg.mac.Write(body)
+	b = append(b, ",v1="...)
+	n := len(b)
+	b = sg.mac.Sum(b)
+	sum := b[n:]
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], sum)
+	b = append(b[:n], hx[:]...)
+	sg.buf = b
+	return string(b)
 }
 
 // Verify checks a Herald-Signature header against body: the signature must
@@ -188,9 +217,10 @@ func (s *sub) push() {
 			}
 			defer conn.close()
 			h := make(http.Header, 16)
+			sg := newSigner(pc.SigningSecret)
 			for r := range work {
 				clear(h)
-				results <- pushResult{r.AckID, s.post(pc, st.ackDeadline, r, h, conn)}
+				results <- pushResult{r.AckID, s.post(pc, st.ackDeadline, r, h, sg, conn)}
 			}
 		}()
 	}
@@ -312,10 +342,10 @@ func (s *sub) push() {
 	}
 }
 
-// post sends one message with the headers in h (empty, reused); true
-// means the endpoint acknowledged it (2xx in time). conn, if not nil, is
-// the worker's connection to a plain-http endpoint.
-func (s *sub) post(pc *PushConfig, timeout time.Duration, r Received, h http.Header, conn *pushConn) bool {
+// post sends one message with the headers in h (empty, reused), signed by
+// sg; true means the endpoint acknowledged it (2xx in time). conn, if not
+// nil, is the worker's connection to a plain-http endpoint.
+func (s *sub) post(pc *PushConfig, timeout time.Duration, r Received, h http.Header, sg *signer, conn *pushConn) bool {
 	attrs := r.Message.Attributes
 	if _, ok := attrs["specversion"]; ok {
 		for k, v := range attrs {
@@ -354,7 +384,7 @@ func (s *sub) post(pc *PushConfig, timeout time.Duration, r Received, h http.Hea
 	h.Set(HeaderDeliveryAttempt, strconv.Itoa(r.DeliveryAttempt))
 	h.Set(HeaderSubscription, s.name)
 	h.Set(HeaderMessageID, r.Message.MessageID)
-	h.Set(HeaderSignature, Sign(pc.SigningSecret, time.Now(), r.Message.Data))
+	h.Set(HeaderSignature, sg.sign(time.Now(), r.Message.Data))
 	end := s.tracePush(h, attrs, r.Message.MessageID)
 	if conn != nil {
 		status, err := conn.post(time.Now().Add(timeout), h, r.Message.Data)

@@ -216,3 +216,15 @@ func TestPushHTTPS(t *testing.T) {
 		t.Fatalf("%d pushes with a bad signature or headers", bad)
 	}
 }
+
+// TestSigner: the push workers' reused signer gives Sign's value, again and
+// again.
+func TestSigner(t *testing.T) {
+	sg := newSigner("secret")
+	for i, body := range []string{"", "a", strings.Repeat("x", 5000), "a"} {
+		at := time.Unix(1700000000+int64(i), 0)
+		if got, want := sg.sign(at, []byte(body)), Sign("secret", at, []byte(body)); got != want {
+			t.Fatalf("sign %d = %q, want %q", i, got, want)
+		}
+	}
+}

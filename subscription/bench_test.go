@@ -128,6 +128,9 @@ func BenchmarkPush(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	if _, err := cmd.StdinPipe(); err != nil { // the child ends when it closes
+		b.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -195,8 +198,8 @@ func TestWebhookProcess(t *testing.T) {
 	go srv.Serve(ln)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM)
-	<-sig
-	os.Exit(0)
+	go func() { <-sig; os.Exit(0) }()
+	exitWithParent()
 }
 
 // cpuTime is the process's user+system CPU time so far.

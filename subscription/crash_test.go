@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -32,6 +33,9 @@ func TestCrashDeliveryAttempts(t *testing.T) {
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()
 		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cmd.StdinPipe(); err != nil { // the child ends when it closes
 			t.Fatal(err)
 		}
 		if err := cmd.Start(); err != nil {
@@ -108,5 +112,13 @@ func TestServeProcess(t *testing.T) {
 		e.publish("t", "E", "src", keys...)
 	}
 	fmt.Println(e.srv.URL)
-	select {}
+	exitWithParent()
+}
+
+// exitWithParent blocks until the parent test process closes our stdin
+// (it exits or is killed), then exits: a child process never outlives
+// the test that started it.
+func exitWithParent() {
+	io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
 }

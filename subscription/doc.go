@@ -14,6 +14,7 @@
 //	manager.go   Manager: create/delete, recovery, checkpoints, retention, snapshots
 //	journal.go   the state journal: record encoding and the group-commit writer
 //	push.go      push delivery, HMAC signature, AIMD concurrency
+//	pushconn.go  keep-alive HTTP/1.1 connections to plain-http push endpoints
 //	http.go      the HTTP API and streaming pull
 //	jsonenc.go   reflection-free encoding of pull responses
 //	metrics.go   the Prometheus collector

@@ -1,12 +1,17 @@
 package subscription
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
+	"os/exec"
+	"os/signal"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,7 +33,8 @@ func fill(tb testing.TB, e *env, topic string, parts, n, size int) {
 		{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_id", Value: []byte("x")},
 		{Key: "ce_source", Value: []byte("bench")}, {Key: "ce_type", Value: []byte("Bench")},
 	}
-	batch := max(1, min(1000, (512<<10)/(size+64)))
+	// Small batches: encoding a batch costs more than linear time in its size.
+	batch := max(1, min(1000, (16<<10)/(size+64)))
 	for done := 0; done < n; {
 		k := min(batch, n-done)
 		recs := make([]eventlog.Record, k)
@@ -44,12 +50,15 @@ func fill(tb testing.TB, e *env, topic string, parts, n, size int) {
 
 // BenchmarkPullAck: pull in batches of 1,000 and ack each batch with one
 // call, over the HTTP API (or the Go API), with concurrent pullers; 1 KiB
-// events.
+// events. Over HTTP the client is a child process (a raw keep-alive
+// HTTP/1.1 client, TestRawPullClientProcess), so the server's CPU per
+// event (server-µs/event) is this process's CPU time and the client's
+// (client-µs/event) is the child's.
 func BenchmarkPullAck(b *testing.B) {
 	for _, bc := range []struct {
 		via     string
 		pullers int
-	}{{"http", 2}, {"http", 4}, {"http", 8}, {"go", 4}} {
+	}{{"http", 2}, {"http", 4}, {"go", 4}} {
 		via := bc.via
 		b.Run(fmt.Sprintf("via=%s/pullers=%d", via, bc.pullers), func(b *testing.B) {
 			e := newEnv(b)
@@ -58,24 +67,25 @@ func BenchmarkPullAck(b *testing.B) {
 			e.create("s", map[string]any{"topic": "t"})
 			fill(b, e, "t", parts, b.N, 1024)
 			b.SetBytes(1024)
+			runtime.GC()
 			b.ResetTimer()
-			cpu0 := cpuTime()
-			var got atomic.Int64
-			var wg sync.WaitGroup
-			for range bc.pullers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for got.Load() < int64(b.N) {
-						var rs []Received
-						if via == "http" {
-							rs = e.pull("s", 1000, false)
-							if len(rs) > 0 {
-								e.ack("s", ackIDs(rs)...)
-							}
-						} else {
-							var err error
-							rs, err = e.m.Pull(context.Background(), "s", 1000, time.Second)
+			cpu0, child0 := cpuTime(), childCPUTime()
+			if via == "http" {
+				cmd := exec.Command(os.Args[0], "-test.run=^TestRawPullClientProcess$", "-test.bench=^$")
+				cmd.Env = append(os.Environ(), "HERALD_BENCH_PULL_ADDR="+e.srv.Listener.Addr().String(),
+					"HERALD_BENCH_SUB=s", fmt.Sprintf("HERALD_BENCH_PULLERS=%d", bc.pullers), fmt.Sprintf("HERALD_BENCH_N=%d", b.N))
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("client: %v\n%s", err, out)
+				}
+			} else {
+				var got atomic.Int64
+				var wg sync.WaitGroup
+				for range bc.pullers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for got.Load() < int64(b.N) {
+							rs, err := e.m.Pull(context.Background(), "s", 1000, time.Second)
 							if err != nil {
 								b.Error(err)
 								return
@@ -86,37 +96,65 @@ func BenchmarkPullAck(b *testing.B) {
 									return
 								}
 							}
+							got.Add(int64(len(rs)))
 						}
-						got.Add(int64(len(rs)))
-					}
-				}()
+					}()
+				}
+				wg.Wait()
 			}
-			wg.Wait()
 			b.StopTimer()
+			server, client := cpuSince(cpu0), childCPUTime()-child0
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-			b.ReportMetric(cpuSince(cpu0).Seconds()/b.Elapsed().Seconds(), "cpus")
+			b.ReportMetric(float64(server.Microseconds())/float64(b.N), "server-µs/event")
+			if via == "http" {
+				b.ReportMetric(float64(client.Microseconds())/float64(b.N), "client-µs/event")
+			}
+			b.ReportMetric((server+client).Seconds()/b.Elapsed().Seconds(), "cpus")
 		})
 	}
 }
 
 // BenchmarkPush: push to a local webhook that answers 204 at once, with
-// concurrency 64; 1 KiB events.
+// concurrency 64; 1 KiB events. The webhook is a net/http server in a
+// child process (TestWebhookProcess), so server-µs/event is Herald's CPU
+// per event and webhook-µs/event the receiver's.
 func BenchmarkPush(b *testing.B) {
 	e := newEnv(b)
 	e.topic("t", 4)
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer srv.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWebhookProcess$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), "HERALD_BENCH_WEBHOOK=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := cmd.StdinPipe(); err != nil { // the child ends when it closes
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+	}
+	defer stop()
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		b.Fatalf("webhook: %v", err)
+	}
 	fill(b, e, "t", 4, b.N, 1024)
 	b.SetBytes(1024)
+	runtime.GC()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0, child0 := time.Now(), cpuTime(), childCPUTime()
 	// Created at the topic's end; seek to the start so the events published
 	// above are delivered.
-	e.create("p", map[string]any{"topic": "t", "pushConfig": map[string]any{"pushEndpoint": srv.URL, "maxOutstandingMessages": 64}})
+	e.create("p", map[string]any{"topic": "t", "pushConfig": map[string]any{"pushEndpoint": "http://" + strings.TrimSpace(addr) + "/", "maxOutstandingMessages": 64}})
 	if err := e.m.SeekTime(context.Background(), "p", time.Time{}); err != nil {
 		b.Fatal(err)
 	}
@@ -130,9 +168,38 @@ func BenchmarkPush(b *testing.B) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	elapsed := time.Since(start)
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
-	b.ReportMetric(cpuSince(cpu0).Seconds()/time.Since(start).Seconds(), "cpus")
+	server := cpuSince(cpu0)
+	stop()
+	hook := childCPUTime() - child0
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(server.Microseconds())/float64(b.N), "server-µs/event")
+	b.ReportMetric(float64(hook.Microseconds())/float64(b.N), "webhook-µs/event")
+	b.ReportMetric((server+hook).Seconds()/elapsed.Seconds(), "cpus")
+}
+
+// TestWebhookProcess is BenchmarkPush's webhook when run as a child
+// process: it prints its address and answers 204 until SIGTERM. It does
+// nothing otherwise.
+func TestWebhookProcess(t *testing.T) {
+	if os.Getenv("HERALD_BENCH_WEBHOOK") == "" {
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println(ln.Addr().String())
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	go srv.Serve(ln)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	go func() { <-sig; os.Exit(0) }()
+	exitWithParent()
 }
 
 // cpuTime is the process's user+system CPU time so far.
@@ -143,6 +210,14 @@ func cpuTime() time.Duration {
 }
 
 func cpuSince(t time.Duration) time.Duration { return cpuTime() - t }
+
+// childCPUTime is the user+system CPU time of the child processes waited
+// for so far.
+func childCPUTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // TestMemoryPerUnacked measures the bookkeeping of delivered, unacked
 // messages (200,000 of them, 50,000 under -race; 1,000,000 with

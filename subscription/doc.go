@@ -14,6 +14,7 @@
 //	manager.go   Manager: create/delete, recovery, checkpoints, retention, snapshots
 //	journal.go   the state journal: record encoding and the group-commit writer
 //	push.go      push delivery, HMAC signature, AIMD concurrency
+//	pushconn.go  keep-alive HTTP/1.1 connections to plain-http push endpoints
 //	http.go      the HTTP API and streaming pull
 //	jsonenc.go   reflection-free encoding of pull responses
 //	metrics.go   the Prometheus collector
@@ -30,7 +31,8 @@
 // the unacked messages of the window are read again by the fetchers, in
 // offset order (a second read position per partition), except delivered
 // ones still within their deadline and nacked ones waiting for their
-// backoff, which stay in the heap (not under ordering). Only
+// backoff, which stay in the heap (under ordering only those with a hold
+// record, which also gives back the key each holds). Only
 // records read ahead and not yet delivered (at most 8192 or 16 MiB per
 // subscription) hold data. Under ordering, a map holds the message that
 // owns each busy key and the offsets blocked behind it.
@@ -46,8 +48,7 @@
 //	2 delete                                                   deleted
 //	3 ack        partition, count, offsets (delta)             acked (durable before the answer)
 //	4 state      partition, count, (offset delta, attempts<<1|out, due ms)
-//	                                                           delivered (durable before hand-out under
-//	                                                           exactly-once, written behind otherwise),
+//	                                                           delivered (durable before hand-out),
 //	                                                           nacked, deadline changed
 //	5 positions  positions, incarnation                        seek
 //	6 ckpt       incarnation, JSON definition, 5 counters, bases
@@ -55,12 +56,16 @@
 //	8 snap       name, subscription, topic, created ms, positions
 //	9 snapdel    name
 //	10 begin                                                   a checkpoint starts
+//	11 hold      partition, count, (offset delta, ordering key)
+//	                                                           ordering: delivered with its state record
+//	                                                           (and in ckpt, for messages out or due):
+//	                                                           the key each message holds ("" none)
 //
 // positions = count, per partition: base, count, (first-prev, last-first)
 // acked ranges. Every CheckpointInterval (5 s) with changes, and at least
 // hourly, the manager writes begin, every snapshot and every subscription's
-// ckpt+runs, then commits the begin offset as the offset of consumer group
-// "<state topic>.checkpoint". Recovery replays from that offset: a ckpt
+// ckpt+runs (and holds), then commits the begin offset as the offset of
+// consumer group "<state topic>.checkpoint". Recovery replays from that offset: a ckpt
 // resets its subscription, later records apply on top. A record that does
 // not decode stops recovery with an error wrapping errCorrupt.
 //

@@ -128,6 +128,65 @@ func TestRestartOrdering(t *testing.T) {
 	}
 }
 
+// TestRestartOrderingExactlyOnce: on an ordered exactly-once subscription
+// the ack ids outstanding at a restart (clean, crash, or crash right after
+// a checkpoint) are accepted after it, and each key stays held by its
+// outstanding message: its later messages come only after that ack.
+func TestRestartOrderingExactlyOnce(t *testing.T) {
+	for _, mode := range []string{"clean", "crash", "checkpointed"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			e.topic("t", 1)
+			e.create("o", map[string]any{"topic": "t", "enableMessageOrdering": true, "enableExactlyOnceDelivery": true, "ackDeadlineSeconds": 60})
+			e.publish("t", "E", "s", "A", "A", "A", "B", "B", "")
+			first := e.pullN("o", 3) // E-0 (A), E-3 (B), E-5 (no key)
+			slices.SortFunc(first, func(a, b Received) int { return bytes.Compare(a.Message.Data, b.Message.Data) })
+			if got := datas(first); !slices.Equal(got, []string{"E-0", "E-3", "E-5"}) {
+				t.Fatalf("first pull %v", got)
+			}
+			if mode == "checkpointed" {
+				if err := e.m.checkpoint(context.Background(), true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.closeManager(mode != "clean")
+			e.openManager()
+
+			// Nothing else is deliverable: A and B are held by E-0 and E-3.
+			if more := e.pull("o", 10, true); len(more) != 0 {
+				t.Fatalf("after restart, delivered %v while their keys are held", datas(more))
+			}
+			if inv := e.ack("o", first[0].AckID, first[2].AckID); len(inv) != 0 {
+				t.Fatalf("ack ids from before the restart refused: %v", inv)
+			}
+			if inv := e.ack("o", first[0].AckID); len(inv) != 1 {
+				t.Fatalf("exactly-once: an ack id accepted twice")
+			}
+			next := e.pullN("o", 1)
+			if string(next[0].Message.Data) != "E-1" || next[0].DeliveryAttempt != 1 {
+				t.Fatalf("after acking E-0 got %s (attempt %d), want E-1 (attempt 1)", next[0].Message.Data, next[0].DeliveryAttempt)
+			}
+			if more := e.pull("o", 10, true); len(more) != 0 {
+				t.Fatalf("delivered %v while E-1 and E-3 hold their keys", datas(more))
+			}
+			// Nack B's holder with its pre-restart id: it comes back first.
+			if inv := e.modack("o", 0, first[1].AckID); len(inv) != 0 {
+				t.Fatalf("nack with an ack id from before the restart refused: %v", inv)
+			}
+			again := e.pullN("o", 1)
+			if string(again[0].Message.Data) != "E-3" || again[0].DeliveryAttempt != 2 {
+				t.Fatalf("after the nack got %s (attempt %d), want E-3 (attempt 2)", again[0].Message.Data, again[0].DeliveryAttempt)
+			}
+			e.ack("o", next[0].AckID, again[0].AckID)
+			rest := e.pullN("o", 2)
+			slices.SortFunc(rest, func(a, b Received) int { return bytes.Compare(a.Message.Data, b.Message.Data) })
+			if got := datas(rest); !slices.Equal(got, []string{"E-2", "E-4"}) {
+				t.Fatalf("last messages %v, want E-2 and E-4", got)
+			}
+		})
+	}
+}
+
 func boolInt(b bool) int {
 	if b {
 		return 1
@@ -143,6 +202,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add([]byte("s"), encRuns(0, 10, []run{{N: 3, Acked: true}, {N: 2, Attempts: 4, Due: 9}}))
 	f.Add([]byte(""), encSnap("n", "s", "t", 99, positions{{Base: 1}}))
 	f.Add([]byte(""), encSnapDelete("n"))
+	f.Add([]byte("s"), encHold(2, []holdEnt{{Off: 4, Key: "k"}, {Off: 9}}))
 	f.Add([]byte(""), []byte{1, kBegin})
 	f.Add([]byte(""), []byte{2, 1})
 	f.Fuzz(func(t *testing.T, key, value []byte) {
@@ -169,7 +229,12 @@ func TestJournalRoundTrip(t *testing.T) {
 	if err != nil || r.part != 2 || r.first != 10 || len(r.runs) != 2 || r.runs[1] != (run{N: 2, Attempts: 4, Due: 9, Out: true}) || !r.runs[0].Acked {
 		t.Fatalf("%+v %v", r, err)
 	}
-	for _, bad := range [][]byte{nil, {1}, {1, 99}, {2, kAck}, append(encAck(0, []int64{1}), 0)} {
+	hs := []holdEnt{{Off: 4, Key: "k"}, {Off: 9}, {Off: 1 << 40, Key: "é"}}
+	r, err = decodeRecord([]byte("s"), encHold(3, hs))
+	if err != nil || r.kind != kHold || r.part != 3 || !slices.Equal(r.holds, hs) {
+		t.Fatalf("%+v %v", r, err)
+	}
+	for _, bad := range [][]byte{nil, {1}, {1, 99}, {2, kAck}, append(encAck(0, []int64{1}), 0), {1, kHold, 0, 1, 2, 5}} {
 		if _, err := decodeRecord(nil, bad); !errors.Is(err, errCorrupt) {
 			t.Errorf("%x: %v", bad, err)
 		}

@@ -1,11 +1,16 @@
 package subscription
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/internal/httpjson"
@@ -161,9 +166,16 @@ func (m *Manager) httpPull(w http.ResponseWriter, r *http.Request, name string) 
 	if err != nil {
 		return err
 	}
+	bp := bodyPool.Get().(*[]byte)
+	b := appendPullResponse(slices.Grow((*bp)[:0], pullResponseSize(msgs)), msgs)
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
-	w.Write(appendPullResponse(make([]byte, 0, 4096), msgs))
+	w.Write(b)
+	if cap(b) <= 8<<20 {
+		*bp = b[:0]
+		bodyPool.Put(bp)
+	}
 	return nil
 }
 
@@ -173,12 +185,19 @@ type ackResponse struct {
 	InvalidAckIDs []string `json:"invalidAckIds,omitempty"`
 }
 
-func checkAckIDs(ids []string) error {
-	if len(ids) == 0 {
+func checkAckIDCount(n int) error {
+	if n == 0 {
 		return httpjson.Invalid("ackIds", "at least one ack id is required")
 	}
-	if len(ids) > maxAckIDs {
-		return httpjson.Invalid("ackIds", "%d ack ids, more than the limit of %d", len(ids), maxAckIDs)
+	if n > maxAckIDs {
+		return httpjson.Invalid("ackIds", "%d ack ids, more than the limit of %d", n, maxAckIDs)
+	}
+	return nil
+}
+
+func checkAckIDs(ids []string) error {
+	if err := checkAckIDCount(len(ids)); err != nil {
+		return err
 	}
 	for i, id := range ids {
 		if _, _, _, _, ok := parseAckID(id); !ok {
@@ -189,21 +208,146 @@ func checkAckIDs(ids []string) error {
 }
 
 func (m *Manager) httpAck(w http.ResponseWriter, r *http.Request, name string) error {
-	var req struct {
-		AckIDs []string `json:"ackIds"`
-	}
-	if err := httpjson.Decode(w, r, maxAckBodyBytes, &req); err != nil {
-		return err
-	}
-	if err := checkAckIDs(req.AckIDs); err != nil {
-		return err
-	}
-	invalid, err := m.Acknowledge(r.Context(), name, req.AckIDs)
+	bp := bodyPool.Get().(*[]byte)
+	defer bodyPool.Put(bp)
+	body, err := readBody(w, r, maxAckBodyBytes, (*bp)[:0])
+	*bp = body[:0]
 	if err != nil {
 		return err
 	}
+	var refs []ackRef
+	var ids [][]byte
+	if raw, ok := scanAckIDs(body, nil); ok {
+		ids = raw
+	} else {
+		// Anything but the plain shape goes through encoding/json, for
+		// its errors.
+		var req struct {
+			AckIDs []string `json:"ackIds"`
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if err := httpjson.Decode(w, r, maxAckBodyBytes, &req); err != nil {
+			return err
+		}
+		ids = make([][]byte, len(req.AckIDs))
+		for i, id := range req.AckIDs {
+			ids[i] = []byte(id)
+		}
+	}
+	if err := checkAckIDCount(len(ids)); err != nil {
+		return err
+	}
+	refs = make([]ackRef, len(ids))
+	for i, id := range ids {
+		if refs[i] = parseAckRef(id); !refs[i].ok {
+			return httpjson.Invalid(fmt.Sprintf("ackIds[%d]", i), "%q is not an ack id", id)
+		}
+	}
+	s, err := m.get(name)
+	if err != nil {
+		return err
+	}
+	bad, err := s.ackRefs(r.Context(), refs)
+	if err != nil {
+		return err
+	}
+	if len(bad) == 0 {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "3")
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte("{}\n"))
+		return nil
+	}
+	invalid := make([]string, len(bad))
+	for k, i := range bad {
+		invalid[k] = string(ids[i])
+	}
 	httpjson.WriteJSON(w, http.StatusOK, ackResponse{invalid})
 	return nil
+}
+
+// bodyPool holds request and response buffers of the pull and ack paths.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// readBody reads r's body into buf, up to limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) ([]byte, error) {
+	if n := r.ContentLength; n > limit {
+		return buf, httpjson.Errorf(httpjson.CodePayloadTooLarge, "", "request body is larger than the limit of %d bytes", limit)
+	} else if n > 0 && int64(cap(buf)) < n {
+		buf = make([]byte, 0, n)
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		k, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		if err == io.EOF {
+			return buf, nil
+		}
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return buf, httpjson.Errorf(httpjson.CodePayloadTooLarge, "", "request body is larger than the limit of %d bytes", limit)
+		}
+		if err != nil {
+			return buf, httpjson.Invalid("", "reading the request body: %v", err)
+		}
+	}
+}
+
+// scanAckIDs parses the common shape of an ack request,
+// {"ackIds":["...",...]} with optional white space and ids of printable
+// ASCII without escapes, appending the ids (slices of b) to ids. Any
+// other input is reported as !ok, for encoding/json to decode or reject.
+func scanAckIDs(b []byte, ids [][]byte) ([][]byte, bool) {
+	i := 0
+	ws := func() {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+	}
+	lit := func(s string) bool {
+		ws()
+		if len(b)-i < len(s) || string(b[i:i+len(s)]) != s {
+			return false
+		}
+		i += len(s)
+		return true
+	}
+	if !lit("{") || !lit(`"ackIds"`) || !lit(":") || !lit("[") {
+		return ids, false
+	}
+	if lit("]") {
+		return ids, lit("}") && func() bool { ws(); return i == len(b) }()
+	}
+	for {
+		ws()
+		if i >= len(b) || b[i] != '"' {
+			return ids, false
+		}
+		i++
+		start := i
+		for i < len(b) && b[i] != '"' {
+			if b[i] < 0x20 || b[i] >= 0x7f || b[i] == '\\' {
+				return ids, false
+			}
+			i++
+		}
+		if i >= len(b) {
+			return ids, false
+		}
+		ids = append(ids, b[start:i:i])
+		i++
+		if lit(",") {
+			continue
+		}
+		if !lit("]") || !lit("}") {
+			return ids, false
+		}
+		ws()
+		return ids, i == len(b)
+	}
 }
 
 func (m *Manager) httpModAck(w http.ResponseWriter, r *http.Request, name string) error {

@@ -27,6 +27,7 @@ const (
 	kSnap       = 8  // key: "" ; a snapshot
 	kSnapDelete = 9  // key: "" ; snapshot deleted
 	kBegin      = 10 // key: "" ; a checkpoint cycle starts here
+	kHold       = 11 // key: subscription; ordering: partition, (offset, ordering key) of delivered messages
 
 	maxJournalBatch = 900 << 10 // under the 1 MiB batch limit of Kafka clients and brokers
 	maxRunsPerRec   = 32 << 10
@@ -52,6 +53,13 @@ type stateEnt struct {
 	Out      bool  // delivered, Due is its ack deadline (else a redelivery time)
 }
 
+// holdEnt is a message delivered under ordering, with its ordering key
+// ("" for none): while unacked it holds its key.
+type holdEnt struct {
+	Off int64
+	Key string
+}
+
 // run is a run of window entries that share their state.
 type run struct {
 	N        int64
@@ -70,6 +78,7 @@ type jrec struct {
 	part      int32
 	offs      []int64    // kAck
 	states    []stateEnt // kState
+	holds     []holdEnt  // kHold
 	first     int64      // kRuns
 	runs      []run      // kRuns
 	counters  [5]int64   // kCkpt: delivered, acked, redeliveries, dead-lettered, filtered
@@ -216,6 +225,19 @@ func encState(part int32, ss []stateEnt) []byte {
 	return e.b
 }
 
+func encHold(part int32, hs []holdEnt) []byte {
+	e := newEnc(kHold)
+	e.i(int64(part))
+	e.u(uint64(len(hs)))
+	prev := int64(0)
+	for _, h := range hs {
+		e.i(h.Off - prev)
+		prev = h.Off
+		e.s(h.Key)
+	}
+	return e.b
+}
+
 func encPositions(pos positions, inc uint32) []byte {
 	e := newEnc(kPositions)
 	e.pos(pos)
@@ -315,6 +337,20 @@ func decodeRecord(key, value []byte) (*jrec, error) {
 				break
 			}
 			r.states = append(r.states, stateEnt{Off: o, Attempts: uint16(a >> 1), Out: a&1 == 1, Due: due})
+			prev = o
+		}
+	case kHold:
+		r.part = int32(d.i())
+		n := d.count(2)
+		prev := int64(0)
+		for range n {
+			o := prev + d.i()
+			k := d.s()
+			if o < prev {
+				d.fail("offsets out of order")
+				break
+			}
+			r.holds = append(r.holds, holdEnt{Off: o, Key: k})
 			prev = o
 		}
 	case kPositions:

@@ -22,6 +22,19 @@ func appendPullResponse(b []byte, rs []Received) []byte {
 	return append(b, "]}\n"...)
 }
 
+// pullResponseSize is about what appendPullResponse writes for rs.
+func pullResponseSize(rs []Received) int {
+	n := 32
+	for i := range rs {
+		r := &rs[i]
+		n += base64.StdEncoding.EncodedLen(len(r.Message.Data)) + len(r.AckID) + len(r.Message.MessageID) + len(r.Message.OrderingKey) + 128
+		for k, v := range r.Message.Attributes {
+			n += len(k) + len(v) + 8
+		}
+	}
+	return n
+}
+
 func appendReceived(b []byte, r *Received) []byte {
 	b = append(b, `{"ackId":`...)
 	b = appendJSONString(b, r.AckID)

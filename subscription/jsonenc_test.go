@@ -3,6 +3,7 @@ package subscription
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"testing"
 	"time"
 )
@@ -62,4 +63,50 @@ func TestAckID(t *testing.T) {
 			t.Errorf("parseAckID(%q) = %x %d %d %d %v", got, inc, p, off, a, ok)
 		}
 	}
+}
+
+func TestParseAckIDRejects(t *testing.T) {
+	for _, id := range []string{"", "0000000-0-0-1", "000000000-0-0-1", "0000000g-0-0-1", "00000000-0-0", "00000000-0-0-1-", "00000000--0-1",
+		"00000000-32768-0-1", "00000000-0-281474976710656-1", "00000000-0-0-65536", "00000000-+1-0-1", "00000000-0-0-1x", "00000000-0-0- 1"} {
+		if _, _, _, _, ok := parseAckID(id); ok {
+			t.Errorf("parseAckID(%q) accepted it", id)
+		}
+	}
+	if inc, p, off, a, ok := parseAckID("ABCDEF01-32767-281474976710655-65535"); !ok || inc != 0xabcdef01 || p != 32767 || off != 1<<48-1 || a != 65535 {
+		t.Errorf("parseAckID of the largest id = %x %d %d %d %v", inc, p, off, a, ok)
+	}
+}
+
+// FuzzScanAckIDs: the ack body's fast path agrees with encoding/json on
+// every input it accepts.
+func FuzzScanAckIDs(f *testing.F) {
+	for _, s := range []string{`{"ackIds":["a","b"]}`, ` { "ackIds" : [ ] } `, `{"ackIds":["a\"b"]}`, `{"ackIds":["a"]}x`,
+		`{"ackIds":["a",]}`, `{"ackIds":["é"]}`, `{"ackids":["a"]}`, `{"ackIds":["a"],"x":1}`, `{"ackIds":[1]}`, ``} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ids, ok := scanAckIDs(b, nil)
+		if !ok {
+			return
+		}
+		var req struct {
+			AckIDs []string `json:"ackIds"`
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			t.Fatalf("fast path accepted %q; encoding/json: %v", b, err)
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			t.Fatalf("fast path accepted %q with trailing data", b)
+		}
+		if len(ids) != len(req.AckIDs) {
+			t.Fatalf("%q: %d ids, encoding/json %d", b, len(ids), len(req.AckIDs))
+		}
+		for i := range ids {
+			if string(ids[i]) != req.AckIDs[i] {
+				t.Fatalf("%q: id %d is %q, encoding/json %q", b, i, ids[i], req.AckIDs[i])
+			}
+		}
+	})
 }

@@ -32,9 +32,11 @@ type Config struct {
 	// CheckpointInterval is how often changed state is checkpointed
 	// (default 5s); recovery replays the journal from the last checkpoint.
 	CheckpointInterval time.Duration
-	// HTTPClient posts push messages (default: a client with its own
-	// transport); its Timeout is not used, each request gets the
-	// subscription's ack deadline.
+	// HTTPClient posts push messages; its Timeout is not used, each
+	// request gets the subscription's ack deadline. By default pushes to
+	// http endpoints go over Herald's own keep-alive connections (one per
+	// concurrent request) and pushes to https endpoints through a client
+	// with its own transport; with HTTPClient set, every push uses it.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -95,6 +97,7 @@ type Manager struct {
 	streams context.Context // ends streaming pulls (CloseStreams)
 	endStr  context.CancelFunc
 	wg      sync.WaitGroup
+	rawPush bool // no Config.HTTPClient: plain-http pushes use pushConn
 	mu      struct {
 		sync.Mutex
 		subs      map[string]*sub
@@ -117,8 +120,9 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Log == nil {
 		return nil, errors.New("subscription: Config.Log is nil")
 	}
+	rawPush := cfg.HTTPClient == nil
 	cfg.setDefaults()
-	m := &Manager{cfg: cfg, logger: cfg.Logger}
+	m := &Manager{cfg: cfg, logger: cfg.Logger, rawPush: rawPush}
 	m.mu.subs = map[string]*sub{}
 	m.mu.snapshots = map[string]*snapshot{}
 	err := cfg.Log.CreateTopic(ctx, cfg.StateTopic, 1, map[string]string{
@@ -236,6 +240,9 @@ func checkWindow(r *jrec, s *sub) error {
 	if n := len(r.states); n > 0 {
 		return span(p, r.states[n-1].Off)
 	}
+	if n := len(r.holds); n > 0 {
+		return span(p, r.holds[n-1].Off)
+	}
 	if len(r.runs) > 0 {
 		end := r.first
 		for _, rn := range r.runs {
@@ -307,6 +314,16 @@ func (m *Manager) apply(r *jrec, now int64) error {
 				if se.Out {
 					e.state = stOut
 				}
+			}
+		}
+	case kHold:
+		s.ensurePartsLocked(int(r.part) + 1)
+		for _, h := range r.holds {
+			if e := s.growLocked(int(r.part), h.Off); e != nil && e.state != stAcked {
+				if s.mu.recHolds == nil {
+					s.mu.recHolds = map[uint64]string{}
+				}
+				s.mu.recHolds[mkpk(int(r.part), h.Off)] = h.Key
 			}
 		}
 	case kPositions:

@@ -6,11 +6,14 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,6 +37,34 @@ func Sign(secret string, t time.Time, body []byte) string {
 	mac.Write([]byte{'.'})
 	mac.Write(body)
 	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// signer computes Sign for one secret, reusing its HMAC state (one per
+// push worker).
+type signer struct {
+	mac hash.Hash
+	buf []byte
+}
+
+func newSigner(secret string) *signer {
+	return &signer{mac: hmac.New(sha256.New, []byte(secret))}
+}
+
+func (sg *signer) sign(t time.Time, body []byte) string {
+	sg.mac.Reset()
+	b := strconv.AppendInt(append(sg.buf[:0], "t="...), t.Unix(), 10)
+	sg.mac.Write(b[2:])
+	sg.mac.Write([]byte{'.'})
+	sg.mac.Write(body)
+	b = append(b, ",v1="...)
+	n := len(b)
+	b = sg.mac.Sum(b)
+	sum := b[n:]
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], sum)
+	b = append(b[:n], hx[:]...)
+	sg.buf = b
+	return string(b)
 }
 
 // Verify checks a Herald-Signature header against body: the signature must
@@ -119,6 +150,10 @@ func (a *aimd) failure(now time.Time) {
 
 func (a *aimd) limit() int { return max(1, int(a.cwnd)) }
 
+// maxPushAhead bounds the messages a push subscription pulls beyond its
+// concurrency limit, to overlap the journal writes with the requests.
+const maxPushAhead = 1024
+
 type pushResult struct {
 	ackID string
 	ok    bool
@@ -165,10 +200,43 @@ func (s *sub) push() {
 			cancel()
 		}
 	}()
+	// Workers post the messages, each over its own connection; there are
+	// never fewer than the messages in flight, so a send on work finds a
+	// free one.
+	work := make(chan Received)
+	workers := 0
+	var workerWG sync.WaitGroup
+	startWorker := func() {
+		workers++
+		workerWG.Add(1)
+		go func() {
+			defer workerWG.Done()
+			var conn *pushConn
+			if s.m.rawPush {
+				conn = newPushConn(s.ctx, pc.PushEndpoint)
+			}
+			defer conn.close()
+			h := make(http.Header, 16)
+			sg := newSigner(pc.SigningSecret)
+			for r := range work {
+				clear(h)
+				results <- pushResult{r.AckID, s.post(pc, st.ackDeadline, r, h, sg, conn)}
+			}
+		}()
+	}
 	inflight := 0
 	var ok, bad []string
+	var held, answered, limit atomic.Int64 // pulled and not yet answered; answers; ctl.limit()
+	limit.Store(int64(ctl.limit()))
+	taken := make(chan struct{}, 1)
 	handle := func(r pushResult) {
 		inflight--
+		held.Add(-1)
+		answered.Add(1)
+		select {
+		case taken <- struct{}{}:
+		default:
+		}
 		if r.ok {
 			ctl.success()
 			ok = append(ok, r.ackID)
@@ -182,6 +250,7 @@ func (s *sub) push() {
 			acks <- [2][]string{ok, bad}
 			ok, bad = nil, nil
 		}
+		limit.Store(int64(ctl.limit()))
 		s.mu.Lock()
 		s.mu.pushConc = ctl.limit()
 		s.mu.Unlock()
@@ -190,74 +259,93 @@ func (s *sub) push() {
 		for inflight > 0 {
 			handle(<-results)
 		}
+		close(work)
+		workerWG.Wait()
 		flush()
 		close(acks)
 		<-ackerDone
 	}()
-	for s.ctx.Err() == nil {
-		if inflight >= ctl.limit() {
-			select {
-			case r := <-results:
-				handle(r)
-			case <-s.ctx.Done():
-				return
+	// The feeder pulls ahead into ready, so that the journal write that
+	// makes each pull's delivery attempts durable overlaps the requests in
+	// flight instead of stalling them. It holds (pulled, not yet answered)
+	// at most the concurrency limit plus twice what the endpoint answered
+	// during its previous pull: as much as keeps the requests busy while
+	// the next write is on its way, and nothing beyond the limit for an
+	// endpoint that does not answer. It pulls when nothing is held or a
+	// quarter of its budget is free (one journal write per batch).
+	ready := make(chan Received, st.pushConc+maxPushAhead)
+	feederDone := make(chan struct{})
+	go func() {
+		defer close(feederDone)
+		ahead := 0
+		for s.ctx.Err() == nil {
+			h := int(held.Load())
+			budget := int(limit.Load()) + ahead
+			room := budget - h
+			if room <= 0 || (h > 0 && room < max(1, budget/4)) {
+				select {
+				case <-taken:
+				case <-s.ctx.Done():
+				}
+				continue
 			}
-			// Gather a few more answers so that one pull fills many slots.
-			t := time.NewTimer(2 * time.Millisecond)
-		gather:
-			for inflight > ctl.limit()*3/4 {
+			a0 := answered.Load()
+			msgs, err := s.pull(s.ctx, room, 200*time.Millisecond)
+			if err != nil {
+				if s.ctx.Err() != nil {
+					return
+				}
+				s.m.logger.Warn("push: pull failed", "subscription", s.name, "err", err)
+				select {
+				case <-time.After(time.Second):
+				case <-s.ctx.Done():
+				}
+				continue
+			}
+			if len(msgs) > 0 {
+				ahead = min(maxPushAhead, 2*int(answered.Load()-a0))
+			}
+			held.Add(int64(len(msgs)))
+			for _, r := range msgs {
+				ready <- r // only the feeder sends: there is room
+			}
+		}
+	}()
+	defer func() { <-feederDone }() // it stops with s.ctx
+	for s.ctx.Err() == nil {
+		var next <-chan Received
+		if inflight < ctl.limit() {
+			next = ready
+		}
+		select {
+		case r := <-results:
+			handle(r)
+		drain:
+			for {
 				select {
 				case r := <-results:
 					handle(r)
-				case <-t.C:
-					break gather
-				case <-s.ctx.Done():
-					t.Stop()
-					return
+				default:
+					break drain
 				}
 			}
-			t.Stop()
-		}
-	drain:
-		for {
-			select {
-			case r := <-results:
-				handle(r)
-			default:
-				break drain
-			}
-		}
-		flush()
-		msgs, err := s.pullMode(s.ctx, ctl.limit()-inflight, 200*time.Millisecond, false)
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return
-			}
-			s.m.logger.Warn("push: pull failed", "subscription", s.name, "err", err)
-			select {
-			case <-time.After(time.Second):
-			case <-s.ctx.Done():
-				return
-			}
-			continue
-		}
-		for _, r := range msgs {
+			flush()
+		case r := <-next:
 			inflight++
-			go func() { results <- pushResult{r.AckID, s.post(pc, st.ackDeadline, r)} }()
+			if workers < inflight {
+				startWorker()
+			}
+			work <- r
+		case <-s.ctx.Done():
+			return
 		}
 	}
 }
 
-// post sends one message; true means the endpoint acknowledged it (2xx in
-// time).
-func (s *sub) post(pc *PushConfig, timeout time.Duration, r Received) bool {
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, pc.PushEndpoint, bytes.NewReader(r.Message.Data))
-	if err != nil {
-		return false
-	}
-	h := req.Header
+// post sends one message with the headers in h (empty, reused), signed by
+// sg; true means the endpoint acknowledged it (2xx in time). conn, if not
+// nil, is the worker's connection to a plain-http endpoint.
+func (s *sub) post(pc *PushConfig, timeout time.Duration, r Received, h http.Header, sg *signer, conn *pushConn) bool {
 	attrs := r.Message.Attributes
 	if _, ok := attrs["specversion"]; ok {
 		for k, v := range attrs {
@@ -296,14 +384,27 @@ func (s *sub) post(pc *PushConfig, timeout time.Duration, r Received) bool {
 	h.Set(HeaderDeliveryAttempt, strconv.Itoa(r.DeliveryAttempt))
 	h.Set(HeaderSubscription, s.name)
 	h.Set(HeaderMessageID, r.Message.MessageID)
-	h.Set(HeaderSignature, Sign(pc.SigningSecret, time.Now(), r.Message.Data))
+	h.Set(HeaderSignature, sg.sign(time.Now(), r.Message.Data))
 	end := s.tracePush(h, attrs, r.Message.MessageID)
+	if conn != nil {
+		status, err := conn.post(time.Now().Add(timeout), h, r.Message.Data)
+		end(status, err)
+		return err == nil && status >= 200 && status < 300
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, pc.PushEndpoint, bytes.NewReader(r.Message.Data))
+	if err != nil {
+		end(0, err)
+		return false
+	}
+	req.Header = h
 	resp, err := s.m.cfg.HTTPClient.Do(req)
 	if err != nil {
 		end(0, err)
 		return false
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	io.Copy(io.Discard, io.LimitReader(resp.Body, pushDrainLimit))
 	resp.Body.Close()
 	end(resp.StatusCode, nil)
 	return resp.StatusCode >= 200 && resp.StatusCode < 300

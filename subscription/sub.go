@@ -108,8 +108,9 @@ type sub struct {
 		keyHold    map[keyRef]int64  // ordering: the message that holds a key
 		holders    map[uint64]string // pk -> key, for the holders
 		blocked    map[keyRef][]int64
-		inc        uint32 // in every ack id; new at load and at each seek
-		gen        uint64 // bumped by seek: reads in flight are dropped
+		recHolds   map[uint64]string // recovery only: pk -> ordering key of messages delivered under ordering
+		inc        uint32            // in every ack id; new at load and at each seek
+		gen        uint64            // bumped by seek: reads in flight are dropped
 		notify     chan struct{}
 		counters   [5]int64 // delivered, acked, redeliveries, dead-lettered, filtered
 		dirty      bool
@@ -165,6 +166,7 @@ func (s *sub) setPositionsLocked(pos positions, inc uint32, now int64) {
 	clear(s.mu.keyHold)
 	clear(s.mu.holders)
 	clear(s.mu.blocked)
+	s.mu.recHolds = nil
 	s.mu.parts = make([]*part, len(pos))
 	for k, pp := range pos {
 		p := &part{base: pp.Base}
@@ -369,19 +371,58 @@ func ackID(inc uint32, p int, off int64, attempt uint16) string {
 	return string(b)
 }
 
-func parseAckID(id string) (inc uint32, p int, off int64, attempt uint16, ok bool) {
-	f := strings.Split(id, "-")
-	if len(f) != 4 || len(f[0]) != 8 {
+// parseAckID parses "<8 hex digits>-<partition>-<offset>-<attempt>"
+// without allocating (the ack path parses up to 10,000 per request).
+func parseAckID[T string | []byte](id T) (inc uint32, p int, off int64, attempt uint16, ok bool) {
+	if len(id) < 14 || id[8] != '-' {
 		return
 	}
-	i, err1 := strconv.ParseUint(f[0], 16, 32)
-	pp, err2 := strconv.ParseUint(f[1], 10, 15)
-	o, err3 := strconv.ParseInt(f[2], 10, 64)
-	a, err4 := strconv.ParseUint(f[3], 10, 16)
-	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || o < 0 || o >= 1<<48 {
+	var v uint64
+	for i := range 8 {
+		c := id[i]
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return
+		}
+		v = v<<4 | uint64(c)
+	}
+	i := 9
+	// field reads a decimal number below limit ending at sep (or at the
+	// end when sep is 0).
+	field := func(limit uint64, sep byte) (uint64, bool) {
+		start, n := i, uint64(0)
+		for i < len(id) && id[i] >= '0' && id[i] <= '9' {
+			n = n*10 + uint64(id[i]-'0')
+			if n >= limit {
+				return 0, false
+			}
+			i++
+		}
+		if i == start {
+			return 0, false
+		}
+		if sep == 0 {
+			return n, i == len(id)
+		}
+		if i >= len(id) || id[i] != sep {
+			return 0, false
+		}
+		i++
+		return n, true
+	}
+	pp, ok1 := field(1<<15, '-')
+	o, ok2 := field(1<<48, '-')
+	a, ok3 := field(1<<16, 0)
+	if !ok1 || !ok2 || !ok3 {
 		return
 	}
-	return uint32(i), int(pp), o, uint16(a), true
+	return uint32(v), int(pp), int64(o), uint16(a), true
 }
 
 // attributesOf returns a record's message attributes: a CloudEvent's
@@ -602,26 +643,15 @@ type claim struct {
 
 // pull delivers up to max messages, waiting up to wait for some.
 //
-// Under exactly-once delivery the messages' delivery attempts are durable
-// before they are handed out. Otherwise they are written behind (group
-// commit, milliseconds): a crash can lose the count of a delivery in
-// flight, which then reports one attempt too few; acks and their
-// validity do not depend on it (an ack is always durable before its
-// answer, and an ack id whose delivery was not recorded is refused under
-// exactly-once).
+// The messages' delivery attempts (and, under ordering, the key each
+// holds) are durable before they are handed out, in one group-committed
+// journal append per call: a crash never makes a delivery attempt count
+// go backwards or under-count, and an ack id handed out stays valid
+// across a restart until its deadline.
 func (s *sub) pull(ctx context.Context, maxN int, wait time.Duration) ([]Received, error) {
-	s.mu.Lock()
-	eod := s.mu.st.def.EnableExactlyOnceDelivery
-	s.mu.Unlock()
-	return s.pullMode(ctx, maxN, wait, eod)
-}
-
-// pullMode is pull; durable says whether to wait for the delivery
-// attempts to be durable before returning.
-func (s *sub) pullMode(ctx context.Context, maxN int, wait time.Duration, durable bool) ([]Received, error) {
 	deadline := time.Now().Add(wait)
 	for {
-		out, nextDue, ch, err := s.pullOnce(ctx, maxN, durable)
+		out, nextDue, ch, err := s.pullOnce(ctx, maxN)
 		if err != nil || len(out) > 0 {
 			return out, err
 		}
@@ -650,7 +680,7 @@ func (s *sub) pullMode(ctx context.Context, maxN int, wait time.Duration, durabl
 	}
 }
 
-func (s *sub) pullOnce(ctx context.Context, maxN int, durable bool) (out []Received, nextDue int64, notify chan struct{}, err error) {
+func (s *sub) pullOnce(ctx context.Context, maxN int) (out []Received, nextDue int64, notify chan struct{}, err error) {
 	now := time.Now()
 	nowMs := now.UnixMilli()
 	s.mu.Lock()
@@ -724,18 +754,26 @@ func (s *sub) pullOnce(ctx context.Context, maxN int, durable bool) (out []Recei
 	s.mu.Unlock()
 
 	var states map[int][]stateEnt
-	record := func(p int, off int64, attempts uint16) {
+	var holds map[int][]holdEnt
+	ordered := st.def.EnableMessageOrdering
+	record := func(p int, off int64, attempts uint16, key []byte) {
 		if states == nil {
 			states = map[int][]stateEnt{}
 		}
 		states[p] = append(states[p], stateEnt{Off: off, Attempts: attempts, Due: deadline, Out: true})
+		if ordered {
+			if holds == nil {
+				holds = map[int][]holdEnt{}
+			}
+			holds[p] = append(holds[p], holdEnt{Off: off, Key: string(key)})
+		}
 	}
 	if len(freshDead) > 0 {
 		s.deadLetter(ctx, gen, freshDead)
 	}
 	for i, m := range fresh {
 		out = append(out, s.received(inc, m, freshAttempts[i]))
-		record(m.p, m.rec.Offset, freshAttempts[i])
+		record(m.p, m.rec.Offset, freshAttempts[i], m.rec.Key)
 	}
 	if len(claims) > 0 {
 		msgs, err := s.reread(ctx, claims)
@@ -775,7 +813,7 @@ func (s *sub) pullOnce(ctx context.Context, maxN int, durable bool) (out []Recei
 						s.mu.counters[cRedeliveries]++
 					}
 					out = append(out, s.received(inc, m, c.attempts))
-					record(c.p, c.off, c.attempts)
+					record(c.p, c.off, c.attempts, m.rec.Key)
 				}
 			}
 		}
@@ -800,15 +838,19 @@ func (s *sub) pullOnce(ctx context.Context, maxN int, durable bool) (out []Recei
 	// handed-out ack id valid again.
 	var w *jwait
 	if !s.mu.deleted {
-		vals := make([][]byte, 0, len(states))
+		vals := make([][]byte, 0, len(states)+len(holds))
 		for p, ss := range states {
 			slices.SortFunc(ss, func(a, b stateEnt) int { return int(a.Off - b.Off) })
 			vals = append(vals, encState(int32(p), ss))
 		}
+		for p, hs := range holds {
+			slices.SortFunc(hs, func(a, b holdEnt) int { return int(a.Off - b.Off) })
+			vals = append(vals, encHold(int32(p), hs))
+		}
 		w = s.m.journal.add(s.name, vals...)
 	}
 	s.mu.Unlock()
-	if w != nil && durable {
+	if w != nil {
 		if err := w.wait(ctx); err != nil {
 			return nil, 0, nil, err
 		}
@@ -957,13 +999,43 @@ type ackResult struct {
 	invalid []string
 }
 
+// ackRef is a parsed ack id; ok is false when it did not parse.
+type ackRef struct {
+	inc     uint32
+	p       int
+	off     int64
+	attempt uint16
+	ok      bool
+}
+
+func parseAckRef[T string | []byte](id T) ackRef {
+	var r ackRef
+	r.inc, r.p, r.off, r.attempt, r.ok = parseAckID(id)
+	return r
+}
+
 // acknowledge acks the messages of ids. Ids that are unknown, stale (a
 // newer delivery's id exists, under exactly-once) or already acknowledged
 // are returned as invalid and change nothing. The acks are durable when
 // it returns.
 func (s *sub) acknowledge(ctx context.Context, ids []string) ([]string, error) {
-	now := time.Now().UnixMilli()
+	refs := make([]ackRef, len(ids))
+	for i, id := range ids {
+		refs[i] = parseAckRef(id)
+	}
+	bad, err := s.ackRefs(ctx, refs)
 	var invalid []string
+	for _, i := range bad {
+		invalid = append(invalid, ids[i])
+	}
+	return invalid, err
+}
+
+// ackRefs is acknowledge on parsed ids; it returns the indexes of the
+// invalid ones.
+func (s *sub) ackRefs(ctx context.Context, refs []ackRef) ([]int, error) {
+	now := time.Now().UnixMilli()
+	var invalid []int
 	acked := map[int][]int64{}
 	s.mu.Lock()
 	if s.mu.deleted {
@@ -971,23 +1043,25 @@ func (s *sub) acknowledge(ctx context.Context, ids []string) ([]string, error) {
 		return nil, errNotFound(s.name)
 	}
 	eod := s.mu.st.def.EnableExactlyOnceDelivery
-	for _, id := range ids {
-		inc, p, off, attempt, _ := parseAckID(id)
+	n := 0
+	for i, r := range refs {
+		p, off := r.p, r.off
 		e := s.entLocked(p, off)
-		ok := inc == s.mu.inc && e != nil && e.state != stAcked
+		ok := r.ok && r.inc == s.mu.inc && e != nil && e.state != stAcked
 		if ok && eod {
-			ok = e.state == stOut && e.attempts == attempt && e.due > now
+			ok = e.state == stOut && e.attempts == r.attempt && e.due > now
 		}
 		if !ok {
-			invalid = append(invalid, id)
+			invalid = append(invalid, i)
 			continue
 		}
 		s.ackLocked(p, off, now)
 		acked[p] = append(acked[p], off)
-		s.mu.counters[cAcked]++
+		n++
 	}
+	s.mu.counters[cAcked] += int64(n)
 	w := s.journalAcksLocked(acked)
-	if len(acked) > 0 {
+	if n > 0 {
 		s.compactHeapLocked()
 		s.signalLocked()
 	}
@@ -1114,6 +1188,25 @@ func (s *sub) checkpointLocked(def []byte) [][]byte {
 		if len(runs) > 0 {
 			vals = append(vals, encRuns(int32(k), first, runs))
 		}
+		if s.mu.st.def.EnableMessageOrdering {
+			// The messages delivered or due again, with the key each holds:
+			// after a restart they keep their keys and ack ids.
+			var hs []holdEnt
+			for i, e := range p.ents {
+				if e.state != stOut && e.state != stWaiting {
+					continue
+				}
+				off := p.base + int64(i)
+				hs = append(hs, holdEnt{Off: off, Key: s.mu.holders[mkpk(k, off)]})
+				if len(hs) == maxRunsPerRec {
+					vals = append(vals, encHold(int32(k), hs))
+					hs = nil
+				}
+			}
+			if len(hs) > 0 {
+				vals = append(vals, encHold(int32(k), hs))
+			}
+		}
 	}
 	s.mu.dirty = false
 	return vals
@@ -1147,8 +1240,10 @@ func (s *sub) ensurePartsLocked(n int) bool {
 // message whose deadline has not passed stays out (its ack id stays valid)
 // and a nacked one waits for its redelivery time, in the heap; every other
 // unacked message is read again by the fetcher, in offset order. Under
-// ordering every unacked message is read again, so that each key's
-// messages come back in order (which message holds a key is not saved).
+// ordering the journal's hold records say which message holds each key:
+// it keeps the key (and, still due later, its state), and the key's later
+// messages block behind it when read again. A message with no hold record
+// (a journal written before hold records existed) is read again.
 func (s *sub) finishRecoveryLocked(now int64) {
 	s.mu.heap = s.mu.heap[:0]
 	ordered := s.mu.st.def.EnableMessageOrdering
@@ -1158,15 +1253,29 @@ func (s *sub) finishRecoveryLocked(now int64) {
 			if e.state == stAcked {
 				continue
 			}
-			if ordered || e.due <= now || (e.state != stOut && e.state != stWaiting) {
+			off := p.base + int64(i)
+			pk := mkpk(k, off)
+			key, held := s.mu.recHolds[pk]
+			if ordered && held && key != "" {
+				kr := keyRef{k, key}
+				if h, ok := s.mu.keyHold[kr]; !ok || off < h {
+					if ok {
+						delete(s.mu.holders, mkpk(k, h))
+					}
+					s.mu.keyHold[kr] = off
+					s.mu.holders[pk] = key
+				}
+			}
+			if (ordered && !held) || e.due <= now || (e.state != stOut && e.state != stWaiting) {
 				e.state = stUnread
 				continue
 			}
-			s.mu.heap = append(s.mu.heap, hitem{due: e.due, pk: mkpk(k, p.base+int64(i))})
+			s.mu.heap = append(s.mu.heap, hitem{due: e.due, pk: pk})
 		}
 		p.readPos = p.base
 		s.advanceLocked(p)
 	}
+	s.mu.recHolds = nil
 	heap.Init(&s.mu.heap)
 }
 

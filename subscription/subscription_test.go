@@ -70,6 +70,10 @@ func TestBadInput(t *testing.T) {
 		{"pull 0", "POST", "/v1/subscriptions/ok:pull", map[string]any{"maxMessages": 0}, 400, "maxMessages", "out of range"},
 		{"pull malformed", "POST", "/v1/subscriptions/ok:pull", `{maxMessages:1}`, 400, "", "malformed JSON"},
 		{"ack malformed id", "POST", "/v1/subscriptions/ok:acknowledge", map[string]any{"ackIds": []string{"garbage"}}, 400, "ackIds[0]", "not an ack id"},
+		{"ack escaped malformed id", "POST", "/v1/subscriptions/ok:acknowledge", `{"ackIds":["00000000-0-0-1","\u0067arbage"]}`, 400, "ackIds[1]", `"garbage" is not an ack id`},
+		{"ack not a list", "POST", "/v1/subscriptions/ok:acknowledge", `{"ackIds":"00000000-0-0-1"}`, 400, "ackIds", "want a JSON []string"},
+		{"ack trailing data", "POST", "/v1/subscriptions/ok:acknowledge", `{"ackIds":["00000000-0-0-1"]} {}`, 400, "", "after the JSON value"},
+		{"ack big body", "POST", "/v1/subscriptions/ok:acknowledge", `{"ackIds":["` + strings.Repeat("x", 5<<20) + `"]}`, 413, "", "larger than the limit"},
 		{"ack none", "POST", "/v1/subscriptions/ok:acknowledge", map[string]any{"ackIds": []string{}}, 400, "ackIds", "at least one"},
 		{"modack range", "POST", "/v1/subscriptions/ok:modifyAckDeadline", map[string]any{"ackIds": []string{"00000000-0-0-1"}, "ackDeadlineSeconds": 601}, 400, "ackDeadlineSeconds", "out of range"},
 		{"modack missing", "POST", "/v1/subscriptions/ok:modifyAckDeadline", map[string]any{"ackIds": []string{"00000000-0-0-1"}}, 400, "ackDeadlineSeconds", "required"},
@@ -89,6 +93,17 @@ func TestBadInput(t *testing.T) {
 	// Unknown and stale ack ids are reported, never accepted.
 	if inv := e.ack("ok", "00000000-0-5-1"); !slices.Equal(inv, []string{"00000000-0-5-1"}) {
 		t.Errorf("unknown ack id: invalid %v", inv)
+	}
+	// An ack id spelled with JSON escapes (encoding/json's path) is the same id.
+	e.publish("t", "A", "s", "")
+	rs := e.pullN("ok", 1)
+	escaped := `{ "ackIds" : [ "` + strings.Replace(rs[0].AckID, "-", `\u002d`, 1) + `", "00000000-0-5-1" ] }`
+	var ar ackResponse
+	if st := e.do("POST", "/v1/subscriptions/ok:acknowledge", escaped, &ar); st != 200 || !slices.Equal(ar.InvalidAckIDs, []string{"00000000-0-5-1"}) {
+		t.Errorf("escaped ack: %d, invalid %v", st, ar.InvalidAckIDs)
+	}
+	if inv := e.ack("ok", rs[0].AckID); !slices.Equal(inv, []string{rs[0].AckID}) {
+		t.Errorf("acking an acknowledged message again: invalid %v, want the id", inv)
 	}
 }
 

@@ -66,6 +66,8 @@ fuzz FuzzParseDefinitionYAML ./saga
 fuzz FuzzInstance ./saga
 fuzz FuzzParseFilter ./subscription
 fuzz FuzzDecodeRecord ./subscription
+fuzz FuzzScanAckIDs ./subscription
+fuzz FuzzReadPushResponse ./subscription
 fuzz FuzzAppendJSONString ./subscription
 fuzz FuzzJSONLookup ./stream
 fuzz FuzzRestoreState ./stream

@@ -102,6 +102,7 @@ type Store struct {
 	cl     *commitlog.Store
 	log    *commitlog.Log
 	m      *metrics
+	logReg *prometheus.Registry // the commit log's metrics
 	closed atomic.Bool
 
 	scavMu  sync.Mutex // one scavenge at a time
@@ -155,8 +156,12 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded event store: %w", err)
 	}
+	// The log's own metrics go to a private registry: their names would
+	// collide with the broker's commit log in a shared one. The store
+	// re-exports what concerns it (fsyncs and group commit rounds).
+	logReg := prometheus.NewRegistry()
 	cl, err := commitlog.OpenStore(filepath.Join(cfg.Dir), commitlog.StoreOptions{
-		Logger: cfg.Logger, CleanInterval: -1,
+		Logger: cfg.Logger, CleanInterval: -1, Registerer: logReg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded event store: %w", err)
@@ -178,7 +183,7 @@ func Open(cfg Config) (*Store, error) {
 		cl.Close()
 		return nil, fmt.Errorf("embedded event store: %w", err)
 	}
-	s := &Store{cfg: cfg, logger: cfg.Logger, cl: cl, log: l, streams: map[string]*stream{}}
+	s := &Store{cfg: cfg, logger: cfg.Logger, cl: cl, log: l, logReg: logReg, streams: map[string]*stream{}}
 	start := time.Now()
 	if !s.loadIndex() {
 		if err := s.rebuild(); err != nil {

@@ -1130,7 +1130,9 @@ func (s *Store) Scavenge(ctx context.Context) (eventstore.ScavengeReport, error)
 			keys = eventKey(keys, name, v)
 			keyEnds = append(keyEnds, len(keys))
 			recs = append(recs, batch.Rec{Timestamp: ts}) // Value nil: a marker
-			if len(recs) >= 10000 || len(keys) >= 4<<20 {
+			// A marker batch stays well under the log's batch limit (and
+			// the group commit's), whatever MaxAppendBytes is.
+			if len(recs) >= 10000 || len(keys)+32*len(recs) >= min(4<<20, s.cfg.MaxAppendBytes/2) {
 				err = flush()
 			}
 		}

@@ -66,13 +66,14 @@ type commitQueue struct {
 	done    chan struct{} // closed when the flusher has exited
 }
 
-// enqueueLocked queues an encoded batch of n records (copied) at the next
-// positions. Caller holds wmu, which orders positions.
+// enqueueLocked queues an encoded batch of n records at the next
+// positions; the queue owns b from then on. Caller holds wmu, which orders
+// positions.
 func (s *Store) enqueueLocked(b []byte, n int) (*commitReq, error) {
 	if err := s.failure(); err != nil {
 		return nil, err
 	}
-	r := &commitReq{buf: append([]byte(nil), b...), base: s.nextPos, n: int64(n), done: make(chan struct{})}
+	r := &commitReq{buf: b, base: s.nextPos, n: int64(n), done: make(chan struct{})}
 	q := &s.q
 	q.mu.Lock()
 	if q.closed {
@@ -181,11 +182,15 @@ func (s *Store) commit(group []*commitReq, buf []byte) ([]byte, error) {
 	if err := s.failure(); err != nil {
 		return buf, err
 	}
-	for _, r := range group {
-		buf = append(buf, r.buf...)
+	b := group[0].buf
+	if len(group) > 1 {
+		for _, r := range group {
+			buf = append(buf, r.buf...)
+		}
+		b = buf
 	}
 	ctx := context.Background()
-	pend, err := s.log.AppendAsync(ctx, buf)
+	pend, err := s.log.AppendAsync(ctx, b)
 	if err == nil && pend.BaseOffset != group[0].base {
 		err = eventstore.Inconsistent("the log put position %d at %d", group[0].base, pend.BaseOffset)
 	}

@@ -115,7 +115,6 @@ type Store struct {
 	scratch struct {
 		recs []batch.Rec
 		vals []byte
-		out  []byte
 	}
 
 	nextPos int64 // under wmu: the position the next queued record gets
@@ -484,8 +483,9 @@ func (s *Store) AppendMulti(ctx context.Context, appends []eventstore.StreamAppe
 		recs[k].Key = vals[spans[k].kfrom:spans[k].vfrom]
 		recs[k].Value = vals[spans[k].vfrom:spans[k].vto]
 	}
-	out, err := batch.Encode(s.scratch.out[:0], batch.BuildOptions{}, recs)
-	s.scratch.recs, s.scratch.vals, s.scratch.out = recs[:0], vals[:0], out[:0]
+	// The batch goes to the commit queue, which owns it from there.
+	out, err := batch.Encode(make([]byte, 0, len(vals)+len(recs)*24+128), batch.BuildOptions{}, recs)
+	s.scratch.recs, s.scratch.vals = recs[:0], vals[:0]
 	if err != nil {
 		s.wmu.Unlock()
 		return nil, err

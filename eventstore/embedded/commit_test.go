@@ -83,9 +83,16 @@ func TestGroupCommitSharesFsyncs(t *testing.T) {
 		}
 	}
 	appends := int64(writers*each + len(won))
-	rounds := s.SyncStats().Rounds - before.Rounds
-	t.Logf("%d appends in %d fsync rounds", appends, rounds)
-	if rounds <= 0 || rounds > appends*3/4 {
+	after := s.SyncStats()
+	rounds := after.Rounds - before.Rounds
+	mean := time.Duration((after.FsyncSeconds - before.FsyncSeconds) / float64(max(rounds, 1)) * 1e9)
+	t.Logf("%d appends in %d fsync rounds, mean fsync %v", appends, rounds, mean)
+	if rounds <= 0 {
+		t.Fatal("no fsync rounds counted")
+	}
+	// Sharing is certain only when an fsync takes long enough for other
+	// writers to arrive during it (not on tmpfs, say).
+	if mean >= 200*time.Microsecond && rounds > appends*3/4 {
 		t.Fatalf("%d appends took %d fsync rounds: concurrent appends do not share fsyncs", appends, rounds)
 	}
 }

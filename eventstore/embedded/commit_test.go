@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/eventstore"
+	"github.com/heraldhq/herald/internal/vfs"
 )
 
 // Concurrent appends share fsyncs, and the expected versions stay exact:
@@ -166,5 +168,87 @@ func TestCloseDuringAppends(t *testing.T) {
 		if fv, ok := found[id]; !ok || fv != v {
 			t.Fatalf("acknowledged event %s (version %d) after reopen: present %v, version %d", id, v, ok, fv)
 		}
+	}
+}
+
+// An fsync failure under concurrent appends fails every append of its
+// group and the store (no waiter hangs); later writes are refused until
+// the store is reopened, and then every acknowledged event is there.
+func TestSyncFailureFailsStore(t *testing.T) {
+	dir := t.TempDir()
+	efs := vfs.NewErrorFS(vfs.Default, nil)
+	s, err := Open(Config{Dir: dir, SegmentBytes: 32 << 20, fs: efs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	failed := 0
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				_, err := s.Append(ctx, fmt.Sprintf("f-%d", w), eventstore.Any, eventstore.EventData{ID: id, Type: "T", Data: []byte("{}")})
+				mu.Lock()
+				if err != nil {
+					failed++
+					mu.Unlock()
+					if ctx.Err() != nil {
+						t.Errorf("append %s waited until the test's deadline: %v", id, err)
+					}
+					return
+				}
+				acked[id] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 100 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("appends made no progress")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	efs.Set(func(op vfs.Op, name string) error {
+		if op == vfs.OpSync {
+			return vfs.ErrInjected
+		}
+		return nil
+	})
+	wg.Wait()
+	if failed != 8 {
+		t.Fatalf("%d writers saw the failure, want all 8", failed)
+	}
+	_, err = s.Append(ctx, "after", eventstore.Any, eventstore.EventData{ID: eventstore.NewID(), Type: "T", Data: []byte("{}")})
+	if err == nil || !strings.Contains(err.Error(), "reopen") {
+		t.Fatalf("append after the failure: %v, want the store failed", err)
+	}
+	s.Close()
+
+	s2 := openT(t, dir)
+	found := map[string]bool{}
+	for w := 0; w < 8; w++ {
+		for _, ev := range readStream(t, s2, fmt.Sprintf("f-%d", w)) {
+			found[ev.ID] = true
+		}
+	}
+	for id := range acked {
+		if !found[id] {
+			t.Fatalf("acknowledged event %s lost", id)
+		}
+	}
+	if _, err := s2.Append(ctx, "after", eventstore.Any, eventstore.EventData{ID: eventstore.NewID(), Type: "T", Data: []byte("{}")}); err != nil {
+		t.Fatalf("append after reopening: %v", err)
 	}
 }

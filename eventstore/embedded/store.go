@@ -96,6 +96,8 @@ type Config struct {
 	Logger       *slog.Logger
 	// Registerer receives the store's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
+
+	fs vfs.FS // the log's filesystem (tests inject faults); nil: the OS's
 }
 
 const logName = "all"
@@ -169,7 +171,7 @@ func Open(cfg Config) (*Store, error) {
 	// re-exports what concerns it (fsyncs and group commit rounds).
 	logReg := prometheus.NewRegistry()
 	cl, err := commitlog.OpenStore(filepath.Join(cfg.Dir), commitlog.StoreOptions{
-		Logger: cfg.Logger, CleanInterval: -1, Registerer: logReg,
+		Logger: cfg.Logger, CleanInterval: -1, Registerer: logReg, FS: cfg.fs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded event store: %w", err)

@@ -57,7 +57,8 @@
 // A write or fsync error fails the store until reopened (the index would
 // otherwise claim events the disk may not hold).
 //
-// Lock order: scavMu, wmu, mu.
+// Lock order: scavMu, wmu, mu; the commit queue's lock is a leaf. The
+// flusher takes none of the first three.
 package embedded
 
 import (

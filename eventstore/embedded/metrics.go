@@ -7,7 +7,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	appends, events, conflicts, reads prometheus.Counter
 	latency                           prometheus.Histogram
-	streams, head                     *prometheus.Desc
+	streams, head, rounds, fsync      *prometheus.Desc
 	s                                 *Store
 }
 
@@ -32,6 +32,9 @@ func newMetrics(s *Store) *metrics {
 		}),
 		streams: prometheus.NewDesc("herald_eventstore_streams", "Streams known to the index.", nil, nil),
 		head:    prometheus.NewDesc("herald_eventstore_head_position", "Position after the last durable record of $all.", nil, nil),
+		rounds: prometheus.NewDesc("herald_eventstore_sync_rounds_total",
+			"Group commit rounds of the log: one fsync each, shared by every append written before it started; appends per fsync = appends / rounds.", nil, nil),
+		fsync: prometheus.NewDesc("herald_eventstore_fsync_seconds_total", "Time spent in the log's fsyncs.", nil, nil),
 	}
 }
 
@@ -41,6 +44,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- m.streams
 	ch <- m.head
+	ch <- m.rounds
+	ch <- m.fsync
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -52,4 +57,37 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.s.mu.RUnlock()
 	ch <- prometheus.MustNewConstMetric(m.streams, prometheus.GaugeValue, float64(n))
 	ch <- prometheus.MustNewConstMetric(m.head, prometheus.GaugeValue, float64(m.s.log.HighWatermark()))
+	st := m.s.SyncStats()
+	ch <- prometheus.MustNewConstMetric(m.rounds, prometheus.CounterValue, float64(st.Rounds))
+	ch <- prometheus.MustNewConstMetric(m.fsync, prometheus.CounterValue, st.FsyncSeconds)
+}
+
+// SyncStats describes the group commit of a store's log since it opened.
+type SyncStats struct {
+	// Rounds is the number of flush rounds: each writes nothing itself and
+	// fsyncs once for every append written since the previous round.
+	Rounds int64
+	// FsyncSeconds is the time spent in those rounds' fsyncs.
+	FsyncSeconds float64
+}
+
+// SyncStats reports the log's flush rounds and fsync time, so a caller
+// can tell how many appends share an fsync (appends / Rounds).
+func (s *Store) SyncStats() SyncStats {
+	var st SyncStats
+	mfs, err := s.logReg.Gather()
+	if err != nil {
+		return st
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "herald_commitlog_sync_rounds_total":
+				st.Rounds += int64(m.GetCounter().GetValue())
+			case "herald_commitlog_fsync_seconds":
+				st.FsyncSeconds += m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return st
 }

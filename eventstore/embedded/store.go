@@ -44,15 +44,21 @@
 //
 // # Concurrency and durability
 //
-// Appends are serialised by Store.wmu: check the expected versions against
-// the index, encode one batch, write it (commitlog.AppendAsync), update the
-// index, release wmu, then wait for the fsync with everyone else (group
-// commit). Readers never see an event before it is durable: they stop at
-// the log's high-water mark, which covers only synced bytes. An fsync error
-// fails the log, and the store with it, until reopened (the index would
+// Appends are ordered by Store.wmu: check the expected versions against
+// the index, encode one batch, take its positions, update the index,
+// queue the batch, release wmu, then wait for the commit. One flusher
+// writes every queued batch with one write and waits for the one fsync
+// that covers them, then acknowledges them all; the next group gathers
+// during that fsync (group commit; commit.go says how the flusher waits
+// for writers so that they do not split into alternating halves). The
+// index is never written to disk on the append path: it is rebuilt from
+// the log on recovery. Readers never see an event before it is durable:
+// they stop at the log's high-water mark, which covers only synced bytes.
+// A write or fsync error fails the store until reopened (the index would
 // otherwise claim events the disk may not hold).
 //
-// Lock order: scavMu, wmu, mu.
+// Lock order: scavMu, wmu, mu; the commit queue's lock is a leaf. The
+// flusher takes none of the first three.
 package embedded
 
 import (
@@ -91,6 +97,8 @@ type Config struct {
 	Logger       *slog.Logger
 	// Registerer receives the store's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
+
+	fs vfs.FS // the log's filesystem (tests inject faults); nil: the OS's
 }
 
 const logName = "all"
@@ -102,6 +110,7 @@ type Store struct {
 	cl     *commitlog.Store
 	log    *commitlog.Log
 	m      *metrics
+	logReg *prometheus.Registry // the commit log's metrics
 	closed atomic.Bool
 
 	scavMu  sync.Mutex // one scavenge at a time
@@ -109,12 +118,15 @@ type Store struct {
 	scratch struct {
 		recs []batch.Rec
 		vals []byte
-		out  []byte
 	}
+
+	nextPos int64 // under wmu: the position the next queued record gets
+	q       commitQueue
 
 	mu      sync.RWMutex
 	streams map[string]*stream
-	failed  error // set under wmu and mu
+
+	failed atomic.Pointer[error] // set once: the store must be reopened
 
 	indexLoaded bool // the index came from the index file, not a scan
 }
@@ -155,8 +167,12 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded event store: %w", err)
 	}
+	// The log's own metrics go to a private registry: their names would
+	// collide with the broker's commit log in a shared one. The store
+	// re-exports what concerns it (fsyncs and group commit rounds).
+	logReg := prometheus.NewRegistry()
 	cl, err := commitlog.OpenStore(filepath.Join(cfg.Dir), commitlog.StoreOptions{
-		Logger: cfg.Logger, CleanInterval: -1,
+		Logger: cfg.Logger, CleanInterval: -1, Registerer: logReg, FS: cfg.fs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded event store: %w", err)
@@ -178,7 +194,7 @@ func Open(cfg Config) (*Store, error) {
 		cl.Close()
 		return nil, fmt.Errorf("embedded event store: %w", err)
 	}
-	s := &Store{cfg: cfg, logger: cfg.Logger, cl: cl, log: l, streams: map[string]*stream{}}
+	s := &Store{cfg: cfg, logger: cfg.Logger, cl: cl, log: l, logReg: logReg, streams: map[string]*stream{}}
 	start := time.Now()
 	if !s.loadIndex() {
 		if err := s.rebuild(); err != nil {
@@ -187,9 +203,14 @@ func Open(cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("embedded event store: rebuild stream index: %w", err)
 		}
 	}
+	s.nextPos = l.EndOffset()
+	s.q.wake = make(chan struct{}, 1)
+	s.q.done = make(chan struct{})
+	go s.flusher()
 	s.m = newMetrics(s)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(s.m); err != nil {
+			s.stopFlusher()
 			l.Close()
 			cl.Close()
 			return nil, fmt.Errorf("embedded event store: register metrics: %w", err)
@@ -202,7 +223,8 @@ func Open(cfg Config) (*Store, error) {
 
 // rebuild scans the whole log into the index.
 func (s *Store) rebuild() error {
-	return s.scan(context.Background(), s.log.StartOffset(), s.log.HighWatermark(), 1<<62, func(off int64, key []byte, r record) bool {
+	var bad error
+	err := s.scan(context.Background(), s.log.StartOffset(), s.log.HighWatermark(), 1<<62, func(off int64, key []byte, r record) bool {
 		st := s.streams[string(key)]
 		if st == nil {
 			st = &stream{}
@@ -215,7 +237,7 @@ func (s *Store) rebuild() error {
 				// before its first surviving event, or those its markers
 				// name.
 				if r.version < n || (n > 0 && r.version > st.first) {
-					s.failed = eventstore.Inconsistent("position %d: stream %q event version %d, want %d", off, key, r.version, n)
+					bad = eventstore.Inconsistent("position %d: stream %q event version %d, want %d", off, key, r.version, n)
 					return false
 				}
 				for int64(len(st.pos)) < r.version {
@@ -244,6 +266,10 @@ func (s *Store) rebuild() error {
 		}
 		return true
 	})
+	if bad != nil {
+		return bad
+	}
+	return err
 }
 
 // scan decodes the records at positions [from, to) in order, calling fn
@@ -307,9 +333,6 @@ var errStop = errors.New("stop")
 func (s *Store) scan(ctx context.Context, from, to int64, maxBytes int, fn func(off int64, key []byte, r record) bool) error {
 	_, err := s.scanRange(ctx, from, to, maxBytes, fn)
 	if errors.Is(err, errStop) {
-		if s.failed != nil {
-			return s.failed
-		}
 		return nil
 	}
 	return err
@@ -374,9 +397,9 @@ func (s *Store) AppendMulti(ctx context.Context, appends []eventstore.StreamAppe
 	start := time.Now()
 
 	s.wmu.Lock()
-	if s.failed != nil {
+	if err := s.writableLocked(); err != nil {
 		s.wmu.Unlock()
-		return nil, s.failed
+		return nil, err
 	}
 	results := make([]eventstore.AppendResult, len(appends))
 	cur := make([]int64, len(appends))
@@ -463,21 +486,19 @@ func (s *Store) AppendMulti(ctx context.Context, appends []eventstore.StreamAppe
 		recs[k].Key = vals[spans[k].kfrom:spans[k].vfrom]
 		recs[k].Value = vals[spans[k].vfrom:spans[k].vto]
 	}
-	out, err := batch.Encode(s.scratch.out[:0], batch.BuildOptions{}, recs)
-	s.scratch.recs, s.scratch.vals, s.scratch.out = recs[:0], vals[:0], out[:0]
+	// The batch goes to the commit queue, which owns it from there.
+	out, err := batch.Encode(make([]byte, 0, len(vals)+len(recs)*24+128), batch.BuildOptions{}, recs)
+	s.scratch.recs, s.scratch.vals = recs[:0], vals[:0]
 	if err != nil {
 		s.wmu.Unlock()
 		return nil, err
 	}
-	pend, err := s.log.AppendAsync(ctx, out)
+	req, err := s.enqueueLocked(out, len(recs))
 	if err != nil {
 		s.wmu.Unlock()
-		if errors.Is(err, commitlog.ErrLogFailed) {
-			s.fail(err)
-		}
-		return nil, s.readErr(err)
+		return nil, err
 	}
-	pos := pend.BaseOffset
+	pos := req.base
 	s.mu.Lock()
 	for i, a := range appends {
 		st := s.streams[a.Stream]
@@ -496,11 +517,8 @@ func (s *Store) AppendMulti(ctx context.Context, appends []eventstore.StreamAppe
 	s.mu.Unlock()
 	s.wmu.Unlock()
 
-	if err := pend.Wait(ctx); err != nil {
-		if !errors.Is(err, ctx.Err()) {
-			s.fail(err)
-		}
-		return nil, s.readErr(err)
+	if err := req.wait(ctx); err != nil {
+		return nil, err
 	}
 	n := 0
 	for _, a := range appends {
@@ -549,15 +567,29 @@ func (s *Store) alreadyAppended(st *stream, a eventstore.StreamAppend, checked b
 	return eventstore.AppendResult{Stream: a.Stream, Version: last, Position: st.pos[last]}, true
 }
 
+// fail fails the store for good (until reopened). It takes no lock, so
+// the flusher may call it while a writer holds wmu.
 func (s *Store) fail(err error) {
-	s.wmu.Lock()
-	s.mu.Lock()
-	if s.failed == nil {
-		s.failed = fmt.Errorf("event store failed, reopen it: %w", err)
+	ferr := fmt.Errorf("event store failed, reopen it: %w", err)
+	if s.failed.CompareAndSwap(nil, &ferr) {
 		s.logger.Error("event store failed", "err", err)
 	}
-	s.mu.Unlock()
-	s.wmu.Unlock()
+}
+
+// failure is the error that failed the store, or nil.
+func (s *Store) failure() error {
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// writableLocked is nil when writes may be queued. Caller holds wmu.
+func (s *Store) writableLocked() error {
+	if s.closed.Load() {
+		return eventstore.ErrClosed
+	}
+	return s.failure()
 }
 
 // visibleInfoLocked is a stream's state as readers may see it: only events
@@ -814,15 +846,12 @@ func (s *Store) writeControl(ctx context.Context, name string, value []byte, app
 	if err != nil {
 		return err
 	}
-	pend, err := s.log.AppendAsync(ctx, out)
+	req, err := s.enqueueLocked(out, 1)
 	if err != nil {
-		if errors.Is(err, commitlog.ErrLogFailed) {
-			s.failed = err
-		}
-		return s.readErr(err)
+		return err
 	}
-	if err := pend.Wait(ctx); err != nil {
-		return s.readErr(err)
+	if err := req.wait(ctx); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	st := s.streams[name]
@@ -848,8 +877,8 @@ func (s *Store) SetMetadata(ctx context.Context, name string, md eventstore.Stre
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.failed != nil {
-		return s.failed
+	if err := s.writableLocked(); err != nil {
+		return err
 	}
 	if st := s.streams[name]; st != nil && st.tombstoned {
 		return &eventstore.StreamDeletedError{Stream: name}
@@ -867,8 +896,8 @@ func (s *Store) Delete(ctx context.Context, name string, expected eventstore.Exp
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.failed != nil {
-		return s.failed
+	if err := s.writableLocked(); err != nil {
+		return err
 	}
 	st := s.streams[name]
 	version, deleted := int64(-1), false
@@ -924,6 +953,11 @@ func (s *Store) Close() error {
 	}
 	s.scavMu.Lock()
 	defer s.scavMu.Unlock()
+	// Writers holding wmu finish queuing; later ones see closed. Then the
+	// flusher commits the queue and exits (it takes no wmu).
+	s.wmu.Lock()
+	s.wmu.Unlock()
+	s.stopFlusher()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.cfg.Registerer != nil {
@@ -931,7 +965,7 @@ func (s *Store) Close() error {
 	}
 	hwm := s.log.HighWatermark()
 	err := s.log.Close()
-	if err == nil && s.failed == nil {
+	if err == nil && s.failure() == nil {
 		// Everything below hwm is on disk now: save the index for a fast
 		// open. A failure only costs the next open a scan.
 		s.mu.RLock()
@@ -1041,9 +1075,9 @@ func (s *Store) Scavenge(ctx context.Context) (eventstore.ScavengeReport, error)
 	}
 
 	s.wmu.Lock()
-	if s.failed != nil {
+	if err := s.writableLocked(); err != nil {
 		s.wmu.Unlock()
-		return rep, s.failed
+		return rep, err
 	}
 	var recs []batch.Rec
 	var keys []byte
@@ -1053,7 +1087,7 @@ func (s *Store) Scavenge(ctx context.Context) (eventstore.ScavengeReport, error)
 		keep int64
 	}
 	var cuts []cut
-	var last commitlog.Pending
+	var last *commitReq
 	flush := func() error {
 		if len(recs) == 0 {
 			return nil
@@ -1067,7 +1101,7 @@ func (s *Store) Scavenge(ctx context.Context) (eventstore.ScavengeReport, error)
 		if err != nil {
 			return err
 		}
-		if last, err = s.log.AppendAsync(ctx, out); err != nil {
+		if last, err = s.enqueueLocked(out, len(recs)); err != nil {
 			return err
 		}
 		rep.Events += int64(len(recs))
@@ -1099,7 +1133,9 @@ func (s *Store) Scavenge(ctx context.Context) (eventstore.ScavengeReport, error)
 			keys = eventKey(keys, name, v)
 			keyEnds = append(keyEnds, len(keys))
 			recs = append(recs, batch.Rec{Timestamp: ts}) // Value nil: a marker
-			if len(recs) >= 10000 || len(keys) >= 4<<20 {
+			// A marker batch stays well under the log's batch limit (and
+			// the group commit's), whatever MaxAppendBytes is.
+			if len(recs) >= 10000 || len(keys)+32*len(recs) >= min(4<<20, s.cfg.MaxAppendBytes/2) {
 				err = flush()
 			}
 		}
@@ -1122,13 +1158,12 @@ func (s *Store) Scavenge(ctx context.Context) (eventstore.ScavengeReport, error)
 	}
 	s.wmu.Unlock()
 	if err != nil {
-		if errors.Is(err, commitlog.ErrLogFailed) {
-			s.fail(err)
-		}
 		return rep, s.readErr(err)
 	}
-	if err := last.Wait(ctx); err != nil {
-		return rep, s.readErr(err)
+	if last != nil {
+		if err := last.wait(ctx); err != nil {
+			return rep, s.readErr(err)
+		}
 	}
 	cr, err := s.log.Clean(time.Now())
 	if err != nil {

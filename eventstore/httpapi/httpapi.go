@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -120,6 +121,13 @@ func (a *API) Close() error { return a.g.close() }
 func Routes(h interface{ Handle(string, http.Handler) }, s eventstore.Store) *API {
 	a := &api{s: s}
 	g := &groups{s: s, m: map[string]*group{}}
+	// Restore the saved groups now, so they run before any request; a
+	// failure is retried by the first group request.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if _, err := g.open(ctx); err != nil {
+		slog.Default().Error("event store API: restoring persistent subscription groups failed; retried on the next group request", "err", err)
+	}
+	cancel()
 	h.Handle("PUT /v1/persistent-subscriptions/{group}", a.fn(g.put))
 	h.Handle("GET /v1/persistent-subscriptions/{group}/next", a.fn(g.next))
 	h.Handle("POST /v1/persistent-subscriptions/{group}/ack", a.fn(g.settle(true)))

@@ -20,10 +20,11 @@ import (
 //	POST   /v1/persistent-subscriptions/{group}/ack           {"deliveryIds":[...]}
 //	POST   /v1/persistent-subscriptions/{group}/nack          {"deliveryIds":[...],"reason"}
 //	POST   /v1/persistent-subscriptions/{group}/replay-parked
-//	DELETE /v1/persistent-subscriptions/{group}               stop serving it (its checkpoint stays)
+//	DELETE /v1/persistent-subscriptions/{group}               remove it (its checkpoint and parked events stay)
 //
-// A group lives in the server's memory; its checkpoint and parked events
-// live in the store, so after a server restart the first PUT resumes it.
+// A group's definition, checkpoint and parked events live in the store
+// (eventstore.Groups): after a server restart every group defined and not
+// deleted runs again from its checkpoint, with no PUT needed.
 
 // GroupConfig is the body of PUT /v1/persistent-subscriptions/{group}.
 type GroupConfig struct {
@@ -57,13 +58,13 @@ type DeliveryIDs struct {
 }
 
 type group struct {
-	cfg GroupConfig
-	p   *eventstore.Persistent
+	p *eventstore.Persistent
 
 	mu         sync.Mutex
 	deliveries map[string]pending
 	seq        int64
 	pruned     time.Time
+	ackTimeout time.Duration
 }
 
 // pending is a delivery awaiting its consumer's ack or nack. One never
@@ -74,27 +75,72 @@ type pending struct {
 	at time.Time
 }
 
-func (gr *group) ackTimeout() time.Duration {
-	if gr.cfg.AckTimeoutMs > 0 {
-		return time.Duration(gr.cfg.AckTimeoutMs) * time.Millisecond
-	}
-	return 30 * time.Second
-}
-
+// groups serves the groups of an eventstore.Groups, which keeps their
+// definitions in the store: the groups defined before a restart run again
+// after it. The Groups is opened at Routes; if that fails (the store is
+// unreachable), every group request tries again.
 type groups struct {
 	s  eventstore.Store
 	mu sync.Mutex
-	m  map[string]*group
+	gs *eventstore.Groups
+	m  map[string]*group // delivery bookkeeping by group
+	// closed: Close ran; no more opening.
+	closed bool
 }
 
-func (g *groups) get(name string) (*group, error) {
+func (g *groups) open(ctx context.Context) (*eventstore.Groups, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, eventstore.ErrClosed
+	}
+	if g.gs == nil {
+		gs, err := eventstore.OpenGroups(ctx, g.s, eventstore.GroupsConfig{})
+		if err != nil {
+			return nil, err
+		}
+		g.gs = gs
+	}
+	return g.gs, nil
+}
+
+func groupError(name string, err error) error {
+	switch {
+	case errors.Is(err, eventstore.ErrGroupNotFound):
+		return httpjson.Errorf(httpjson.CodeNotFound, "group", "subscription group %q is not defined: create it with PUT /v1/persistent-subscriptions/%s", name, name)
+	case errors.Is(err, eventstore.ErrGroupExists):
+		return httpjson.Errorf(httpjson.CodeAlreadyExists, "group", "subscription group %q runs with another configuration: DELETE it first", name)
+	}
+	return err
+}
+
+// bookkeeping returns the delivery state of a running group, made when
+// first needed (a group restored at start has none yet).
+func (g *groups) bookkeeping(name string, p *eventstore.Persistent, def eventstore.GroupDefinition) *group {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	gr := g.m[name]
-	if gr == nil {
-		return nil, httpjson.Errorf(httpjson.CodeNotFound, "group", "subscription group %q is not running on this server: create it with PUT /v1/persistent-subscriptions/%s", name, name)
+	if gr == nil || gr.p != p {
+		at := def.AckTimeout
+		if at <= 0 {
+			at = 30 * time.Second
+		}
+		gr = &group{p: p, deliveries: map[string]pending{}, ackTimeout: at}
+		g.m[name] = gr
 	}
-	return gr, nil
+	return gr
+}
+
+func (g *groups) get(ctx context.Context, name string) (*group, error) {
+	gs, err := g.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, def, err := gs.Get(name)
+	if err != nil {
+		return nil, groupError(name, err)
+	}
+	return g.bookkeeping(name, p, def), nil
 }
 
 func (g *groups) put(w http.ResponseWriter, r *http.Request) error {
@@ -103,48 +149,33 @@ func (g *groups) put(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	name := r.PathValue("group")
-	if cfg.AckTimeoutMs < 0 || cfg.MaxRetries < 0 || cfg.MaxInFlight < 0 || cfg.MaxInFlight > 10000 {
-		return httpjson.Invalid("", "ackTimeoutMs, maxRetries and maxInFlight must be >= 0 (maxInFlight at most 10000)")
+	if cfg.AckTimeoutMs < 0 || cfg.MaxRetries < 0 || cfg.MaxInFlight < 0 || cfg.MaxInFlight > eventstore.MaxGroupInFlight {
+		return httpjson.Invalid("", "ackTimeoutMs, maxRetries and maxInFlight must be >= 0 (maxInFlight at most %d)", eventstore.MaxGroupInFlight)
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if gr := g.m[name]; gr != nil {
-		if !sameConfig(gr.cfg, cfg) {
-			return httpjson.Errorf(httpjson.CodeAlreadyExists, "group", "subscription group %q runs with another configuration", name)
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	f := eventstore.Filter{StreamPrefix: cfg.Filter.StreamPrefix, TypePrefix: cfg.Filter.TypePrefix, TypeRegex: cfg.Filter.TypeRegex, Types: cfg.Filter.Types}
-	p, err := eventstore.NewPersistent(context.Background(), g.s, eventstore.PersistentConfig{
-		Group: name, Stream: cfg.Stream, Filter: f, From: cfg.From, MaxRetries: cfg.MaxRetries,
-		AckTimeout: time.Duration(cfg.AckTimeoutMs) * time.Millisecond, MaxInFlight: cfg.MaxInFlight,
-	})
+	gs, err := g.open(r.Context())
 	if err != nil {
 		return err
 	}
-	g.m[name] = &group{cfg: cfg, p: p, deliveries: map[string]pending{}}
-	w.WriteHeader(http.StatusCreated)
+	def := eventstore.GroupDefinition{
+		Group: name, Stream: cfg.Stream, From: cfg.From, MaxRetries: cfg.MaxRetries,
+		AckTimeout: time.Duration(cfg.AckTimeoutMs) * time.Millisecond, MaxInFlight: cfg.MaxInFlight,
+		Filter: eventstore.Filter{StreamPrefix: cfg.Filter.StreamPrefix, TypePrefix: cfg.Filter.TypePrefix, TypeRegex: cfg.Filter.TypeRegex, Types: cfg.Filter.Types},
+	}
+	p, created, err := gs.Define(r.Context(), def)
+	if err != nil {
+		return groupError(name, err)
+	}
+	g.bookkeeping(name, p, def)
+	if created {
+		w.WriteHeader(http.StatusCreated)
+	} else {
+		w.WriteHeader(http.StatusNoContent)
+	}
 	return nil
 }
 
-func sameConfig(a, b GroupConfig) bool {
-	if len(a.Filter.Types) != len(b.Filter.Types) {
-		return false
-	}
-	for i := range a.Filter.Types {
-		if a.Filter.Types[i] != b.Filter.Types[i] {
-			return false
-		}
-	}
-	a.Filter.Types, b.Filter.Types = nil, nil
-	return a.Stream == b.Stream && a.Filter.StreamPrefix == b.Filter.StreamPrefix && a.Filter.TypePrefix == b.Filter.TypePrefix &&
-		a.Filter.TypeRegex == b.Filter.TypeRegex && a.From == b.From && a.MaxRetries == b.MaxRetries &&
-		a.AckTimeoutMs == b.AckTimeoutMs && a.MaxInFlight == b.MaxInFlight
-}
-
 func (g *groups) next(w http.ResponseWriter, r *http.Request) error {
-	gr, err := g.get(r.PathValue("group"))
+	gr, err := g.get(r.Context(), r.PathValue("group"))
 	if err != nil {
 		return err
 	}
@@ -173,7 +204,7 @@ func (g *groups) next(w http.ResponseWriter, r *http.Request) error {
 	if now.Sub(gr.pruned) > time.Second {
 		gr.pruned = now
 		for k, p := range gr.deliveries {
-			if now.Sub(p.at) > 2*gr.ackTimeout() {
+			if now.Sub(p.at) > 2*gr.ackTimeout {
 				delete(gr.deliveries, k)
 			}
 		}
@@ -185,7 +216,7 @@ func (g *groups) next(w http.ResponseWriter, r *http.Request) error {
 
 func (g *groups) settle(ack bool) func(w http.ResponseWriter, r *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		gr, err := g.get(r.PathValue("group"))
+		gr, err := g.get(r.Context(), r.PathValue("group"))
 		if err != nil {
 			return err
 		}
@@ -217,7 +248,7 @@ func (g *groups) settle(ack bool) func(w http.ResponseWriter, r *http.Request) e
 }
 
 func (g *groups) replay(w http.ResponseWriter, r *http.Request) error {
-	gr, err := g.get(r.PathValue("group"))
+	gr, err := g.get(r.Context(), r.PathValue("group"))
 	if err != nil {
 		return err
 	}
@@ -233,28 +264,28 @@ func (g *groups) replay(w http.ResponseWriter, r *http.Request) error {
 
 func (g *groups) delete(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("group")
-	g.mu.Lock()
-	gr := g.m[name]
-	delete(g.m, name)
-	g.mu.Unlock()
-	if gr == nil {
-		return httpjson.Errorf(httpjson.CodeNotFound, "group", "subscription group %q is not running", name)
-	}
-	if err := gr.p.Close(); err != nil {
+	gs, err := g.open(r.Context())
+	if err != nil {
 		return err
 	}
+	if err := gs.Remove(r.Context(), name); err != nil {
+		return groupError(name, err)
+	}
+	g.mu.Lock()
+	delete(g.m, name)
+	g.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (g *groups) close() error {
 	g.mu.Lock()
-	m := g.m
+	gs := g.gs
+	g.closed = true
 	g.m = map[string]*group{}
 	g.mu.Unlock()
-	var errs []error
-	for _, gr := range m {
-		errs = append(errs, gr.p.Close())
+	if gs == nil {
+		return nil
 	}
-	return errors.Join(errs...)
+	return gs.Close()
 }

@@ -2,6 +2,7 @@ package httpstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -112,5 +113,58 @@ func TestServerHostedGroup(t *testing.T) {
 	}
 	if err := d.Ack(ctx); err == nil {
 		t.Fatal("a second ack of one delivery was accepted")
+	}
+}
+
+// A group the server hosts runs again after the server restarts, from its
+// checkpoint, without being created again; a deleted one does not.
+func TestServerHostedGroupSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	r := startRemote(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 0; i < 6; i++ {
+		if _, err := r.client.Append(ctx, "order-1", eventstore.Any, eventstore.EventData{ID: eventstore.NewID(), Type: "Placed", Data: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := httpapi.GroupConfig{Filter: httpapi.WireFilter{StreamPrefix: "order-"}, AckTimeoutMs: 5000}
+	g, err := r.client.JoinGroup(ctx, "billing", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.client.JoinGroup(ctx, "dropped", httpapi.GroupConfig{Stream: "order-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.client.DeleteGroup(ctx, "dropped"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		d, err := g.Receive(ctx)
+		if err != nil || string(d.Event.Data) != fmt.Sprint(i) {
+			t.Fatalf("delivery %d: %q %v", i, d.Event.Data, err)
+		}
+		if err := d.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.stop()
+
+	r = startRemote(t, dir)
+	g = r.client.Group("billing") // no JoinGroup: the server restored it
+	for i := 3; i < 6; i++ {
+		d, err := g.Receive(ctx)
+		if err != nil || string(d.Event.Data) != fmt.Sprint(i) {
+			t.Fatalf("after restart, delivery %d: %q %v", i, d.Event.Data, err)
+		}
+		if err := d.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.client.Group("dropped").Receive(ctx); !errors.Is(err, eventstore.ErrGroupNotFound) {
+		t.Fatalf("deleted group after restart: %v, want ErrGroupNotFound", err)
+	}
+	if _, err := r.client.JoinGroup(ctx, "billing", httpapi.GroupConfig{Stream: "order-1"}); !errors.Is(err, eventstore.ErrGroupExists) {
+		t.Fatalf("join with another configuration: %v, want ErrGroupExists", err)
 	}
 }

@@ -124,6 +124,10 @@ func (c *Client) decodeError(resp *http.Response, stream string, exp eventstore.
 			s = name
 		}
 		return &eventstore.StreamDeletedError{Stream: s}
+	case e.Code == "NOT_FOUND" && e.Field == "group":
+		return fmt.Errorf("event store server: %s: %w", e.Msg, eventstore.ErrGroupNotFound)
+	case e.Code == "ALREADY_EXISTS" && e.Field == "group":
+		return fmt.Errorf("event store server: %s: %w", e.Msg, eventstore.ErrGroupExists)
 	case e.Code == "NOT_FOUND":
 		return notFound(e.Msg)
 	case e.Code == "INVALID_ARGUMENT":
@@ -432,6 +436,19 @@ func (c *Client) JoinGroup(ctx context.Context, name string, cfg httpapi.GroupCo
 		return nil, err
 	}
 	return &Group{c: c, name: name}, nil
+}
+
+// Group returns a handle to a group the server hosts already: one defined
+// by an earlier JoinGroup, on this run of the server or a previous one
+// (groups survive restarts). Its calls fail with ErrGroupNotFound if the
+// group is not defined.
+func (c *Client) Group(name string) *Group { return &Group{c: c, name: name} }
+
+// DeleteGroup removes a group from the server: it stops, and does not run
+// again after a restart. Its checkpoint and parked events stay, so joining
+// it again resumes where it was.
+func (c *Client) DeleteGroup(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/persistent-subscriptions/"+url.PathEscape(name), nil, nil, nil, "", 0)
 }
 
 // Delivery is one delivery of an event to this consumer.

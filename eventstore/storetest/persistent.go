@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -155,4 +156,73 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("metric %s not registered", name)
 	return 0
+}
+
+// testGroupsRestart: groups defined through eventstore.Groups run again
+// after the store is reopened, from their checkpoints; a removed group
+// does not; a conflicting definition is refused.
+func testGroupsRestart(t *testing.T, h Harness, s eventstore.Store) {
+	ctx := ctxT(t)
+	for i := 0; i < 10; i++ {
+		mustAppend(t, s, fmt.Sprintf("rjob-%d", i%3), eventstore.Any, ev("Job", fmt.Sprint(i)))
+	}
+	gs, err := eventstore.OpenGroups(ctx, s, eventstore.GroupsConfig{CheckpointInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := eventstore.GroupDefinition{Group: "restarted", Filter: eventstore.Category("rjob"), MaxRetries: 2, AckTimeout: 5 * time.Second}
+	p, created, err := gs.Define(ctx, def)
+	if err != nil || !created {
+		t.Fatalf("define: created %v, %v", created, err)
+	}
+	if _, created, err := gs.Define(ctx, def); err != nil || created {
+		t.Fatalf("define again with the same definition: created %v, %v; want the running group", created, err)
+	}
+	other := def
+	other.MaxRetries = 7
+	if _, _, err := gs.Define(ctx, other); !errors.Is(err, eventstore.ErrGroupExists) {
+		t.Fatalf("define with another definition: %v, want ErrGroupExists", err)
+	}
+	if _, _, err := gs.Define(ctx, eventstore.GroupDefinition{Group: "gone", Stream: "rjob-0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := gs.Remove(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := gs.Get("gone"); !errors.Is(err, eventstore.ErrGroupNotFound) {
+		t.Fatalf("removed group: %v, want ErrGroupNotFound", err)
+	}
+	for i := 0; i < 6; i++ {
+		d, err := p.Receive(ctx)
+		if err != nil || string(d.Event.Data) != fmt.Sprint(i) {
+			t.Fatalf("delivery %d: %q %v", i, d.Event.Data, err)
+		}
+		d.Ack()
+	}
+	if err := gs.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = h.Reopen(t, s)
+	gs, err = eventstore.OpenGroups(ctx, s, eventstore.GroupsConfig{CheckpointInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gs.Close()
+	list := gs.List()
+	if len(list) != 1 || !list[0].Equal(def) {
+		t.Fatalf("restored groups %+v, want only %+v", list, def)
+	}
+	p, got, err := gs.Get("restarted")
+	if err != nil || !got.Equal(def) {
+		t.Fatalf("get restored group: %+v %v", got, err)
+	}
+	mustAppend(t, s, "rjob-1", eventstore.Any, ev("Job", "10"))
+	for i := 6; i <= 10; i++ {
+		d, err := p.Receive(ctx)
+		if err != nil || string(d.Event.Data) != fmt.Sprint(i) {
+			t.Fatalf("after restart, delivery %d: %q %v (acked events must not come again)", i, d.Event.Data, err)
+		}
+		d.Ack()
+	}
 }

@@ -44,6 +44,7 @@ func Run(t *testing.T, h Harness) {
 		{"SubscribeStream", testSubscribeStream},
 		{"Reopen", testReopen},
 		{"Persistent", testPersistent},
+		{"GroupsRestart", testGroupsRestart},
 		{"StreamsAndTimeTravel", testStreamsAndTimeTravel},
 	}
 	for _, c := range cases {

@@ -170,7 +170,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	slog.SetDefault(logger)
-	stopTracing, err := setupTracing(ctx, logger)
+	tracerProvider, stopTracing, err := setupTracing(ctx, logger)
 	if err != nil {
 		return err
 	}
@@ -197,6 +197,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	var kc kafka.Config
 	hook := &registry.Hook{}
 	kc.AdvertisedHost, kc.AdvertisedPort = advHost, advPort
+	kc.TracerProvider = tracerProvider // nil unless exporting: produce spans cost nothing then
 	// Components' own events (topic created, group rebalanced, ...) wait
 	// here until the rules engine publishes them on its system bus.
 	sysq := rules.NewSystemQueue(rules.SystemQueueConfig{Logger: logger, Registerer: reg})

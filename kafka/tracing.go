@@ -23,7 +23,8 @@ const maxProduceLinks = 64
 
 // produceSpans are the server spans of one Produce request, one per
 // partition written ("produce <topic>", kind server). Each is linked to
-// the distinct W3C traceparent headers of its records and, when they all
+// the distinct W3C traceparent headers of its records ("traceparent", or
+// the CloudEvents Kafka binding's "ce_traceparent") and, when they all
 // carry the same one, is its child, so a single producer's send shows in
 // the producer's trace. A span ends when the partition's reply is known
 // (after durability for acks=all) and fails with the Kafka error code.
@@ -106,7 +107,7 @@ func (ps *produceSpans) end() {
 }
 
 // recordTraces counts the records of a produce's batches and returns the
-// distinct valid span contexts of their traceparent headers (with
+// distinct valid span contexts of their trace context headers (with
 // tracestate when the record has one), in order of first appearance.
 // Batches that do not parse are counted as far as they go: the broker
 // refuses them, and the span records that.
@@ -123,14 +124,23 @@ func recordTraces(b []byte) (n int, parents []trace.SpanContext) {
 		}
 		for it.Next() {
 			n++
-			var tp, ts []byte
+			// The W3C header of Kafka instrumentations, or the
+			// CloudEvents binding's (Herald's events) when there is none.
+			var tp, ts, ceTP, ceTS []byte
 			for _, hd := range it.Record().Headers {
 				switch string(hd.Key) {
 				case "traceparent":
 					tp = hd.Value
 				case "tracestate":
 					ts = hd.Value
+				case "ce_traceparent":
+					ceTP = hd.Value
+				case "ce_tracestate":
+					ceTS = hd.Value
 				}
+			}
+			if tp == nil {
+				tp, ts = ceTP, ceTS
 			}
 			if tp == nil || seen[string(tp)] {
 				continue

@@ -161,7 +161,8 @@ func TestProduceSpans(t *testing.T) {
 }
 
 // TestProduceSpansAcksNone: with acks=0 there is no reply, yet the span
-// ends once the records are appended.
+// ends once the records are appended; the trace context of a Herald event
+// (the CloudEvents binding's ce_traceparent header) is followed too.
 func TestProduceSpansAcksNone(t *testing.T) {
 	addr, b, rec := tracedEnv(t)
 	if err := b.CreateTopic(context.Background(), "fire", 1, nil); err != nil {
@@ -174,7 +175,9 @@ func TestProduceSpansAcksNone(t *testing.T) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "fire", Value: []byte("v")}).FirstErr(); err != nil {
+	const ceTP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	r := &kgo.Record{Topic: "fire", Value: []byte("v"), Headers: []kgo.RecordHeader{{Key: "ce_traceparent", Value: []byte(ceTP)}}}
+	if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -183,6 +186,9 @@ func TestProduceSpansAcksNone(t *testing.T) {
 			if s.Name() == "produce fire" {
 				if a := attrs(s); a["messaging.kafka.acks"].AsInt64() != 0 || a["messaging.batch.message_count"].AsInt64() != 1 {
 					t.Errorf("attributes %v", s.Attributes())
+				}
+				if got := "00-" + s.Parent().TraceID().String() + "-" + s.Parent().SpanID().String() + "-01"; got != ceTP {
+					t.Errorf("parent %s, want the record's ce_traceparent %s", got, ceTP)
 				}
 				return
 			}

@@ -233,3 +233,34 @@ func TestRecordTracesBounded(t *testing.T) {
 		t.Fatalf("%d records: %d links + %d dropped over %d spans", records, links, dropped, len(rec.Ended()))
 	}
 }
+
+// FuzzRecordTraces: the produce span reads the trace context headers of
+// records a client sent, before the broker checks them: any bytes give a
+// count and valid span contexts, never a panic.
+func FuzzRecordTraces(f *testing.F) {
+	tp := []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	for _, c := range []batch.Compression{batch.None, batch.Gzip, batch.Zstd} {
+		b, err := batch.Encode(nil, batch.BuildOptions{Compression: c}, []batch.Rec{
+			{Value: []byte("a"), Headers: []batch.RecordHeader{{Key: []byte("traceparent"), Value: tp}}},
+			{Value: []byte("b"), Headers: []batch.RecordHeader{{Key: []byte("ce_traceparent"), Value: []byte("00-bad")}}},
+		})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		f.Add(append(b, b...))
+		f.Add(b[:len(b)-1])
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, parents := recordTraces(b)
+		if n < 0 || len(parents) > n {
+			t.Fatalf("%d records, %d parents", n, len(parents))
+		}
+		for _, sc := range parents {
+			if !sc.IsValid() {
+				t.Fatalf("invalid span context %v", sc)
+			}
+		}
+	})
+}

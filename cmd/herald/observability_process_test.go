@@ -196,6 +196,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	if len(shots) < 20 {
 		t.Errorf("%d screenshots in %s, want one a step", len(shots), artifacts)
 	}
+	// The lineage index is kept in the data directory for the next start.
+	idx := filepath.Join(p.dir, "data", "lineage", "lineage.idx")
+	waitFor(t, "the lineage index file to hold the flow", 15*time.Second, func() bool {
+		b, err := os.ReadFile(idx)
+		return err == nil && bytes.Contains(b, []byte("console-flow-3"))
+	})
 }
 
 // TestPrometheusScrapesHerald runs Debian's Prometheus against a real herald

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/logctx"
 )
 
 // HandlerFunc handles one event. Returning nil acknowledges it: its outputs
@@ -256,9 +257,6 @@ func Logger(ctx context.Context) *slog.Logger {
 	}
 	if e := EventFrom(ctx); e != nil {
 		l = l.With("event_id", e.ID)
-		if e.CorrelationID != "" {
-			l = l.With("correlation_id", e.CorrelationID)
-		}
 	}
-	return l
+	return l.With(logctx.Attrs(ctx)...)
 }

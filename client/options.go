@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/heraldhq/herald/logctx"
 )
 
 // DeliveryMode says when a subscriber commits an event's offset relative to
@@ -76,10 +78,19 @@ func newConfig(opts []Option) config {
 	for _, o := range opts {
 		o(&c)
 	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	// Lines logged with a handler's context carry its request and
+	// correlation ids (logctx).
+	c.logger = slog.New(logctx.NewHandler(c.logger.Handler()))
 	return c
 }
 
-// WithLogger sets the slog logger (default slog.Default()).
+// WithLogger sets the slog logger (default slog.Default()). Lines it logs
+// with the context of a handler call (InfoContext, or through Logger(ctx))
+// carry the event's request_id (its id) and correlation_id, as package
+// logctx describes.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithRegisterer registers Prometheus metrics on reg (default: none).

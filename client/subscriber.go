@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/logctx"
 )
 
 // Subscriber consumes topics in a consumer group and runs a handler, wrapped
@@ -496,6 +498,9 @@ func (s *Subscriber) handleOne(hctx context.Context, r *kgo.Record, h HandlerFun
 		Logger(ctx).Warn("malformed event dead-lettered", "dlq", s.cfg.dlq, "err", err)
 	} else {
 		ctx = context.WithValue(ctx, eventKey, e)
+		// An event that starts a flow is its own correlation, as
+		// Correlate gives its outputs.
+		ctx = logctx.With(ctx, e.ID, cmp.Or(e.CorrelationID, e.ID))
 		if err := h(ctx, e); err != nil {
 			if hctx.Err() == nil {
 				Logger(ctx).Error("handler failed; the event will be redelivered", "err", err,

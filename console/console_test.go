@@ -28,6 +28,7 @@ func TestHandlerServesIndexAndAssets(t *testing.T) {
 		{"/app.js", "javascript", "hashchange"},
 		{"/style.css", "text/css", "--accent"},
 		{"/pages/topics.js", "javascript", "Produce a test event"},
+		{"/pages/sagas.js", "javascript", "Timeline"},
 	} {
 		resp := get(t, h, "GET", tc.path)
 		body, _ := io.ReadAll(resp.Body)

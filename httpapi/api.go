@@ -19,6 +19,7 @@ import (
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/groups"
 	"github.com/heraldhq/herald/internal/httpjson"
+	"github.com/heraldhq/herald/logctx"
 )
 
 // Config configures an API. Broker is required; the rest have defaults.
@@ -28,7 +29,11 @@ type Config struct {
 	// Groups is the consumer-group coordinator; without it the /v1/groups
 	// routes answer 503.
 	Groups *groups.Coordinator
-	// Logger logs one line per request (default slog.Default()).
+	// Logger logs one line per request (default slog.Default()). Lines
+	// logged with a request's context carry its request_id and
+	// correlation_id (the X-Correlation-Id or ce-correlationid header), as
+	// package logctx describes; services mounted with Handle get that
+	// context too.
 	Logger *slog.Logger
 	// Registerer takes the API's metrics; nil registers none.
 	Registerer prometheus.Registerer
@@ -121,7 +126,7 @@ func New(cfg Config) (*API, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	a := &API{cfg: cfg, b: cfg.Broker, g: cfg.Groups, log: cfg.Logger, mux: http.NewServeMux()}
+	a := &API{cfg: cfg, b: cfg.Broker, g: cfg.Groups, log: slog.New(logctx.NewHandler(cfg.Logger.Handler())), mux: http.NewServeMux()}
 	a.m = newMetrics()
 	if err := a.m.register(cfg.Registerer); err != nil {
 		return nil, err
@@ -213,7 +218,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	err = mapError(err)
 	var e *httpjson.Error
 	if !errors.As(err, &e) || e.Code == httpjson.CodeInternal {
-		a.log.Error("http request failed", "method", r.Method, "path", r.URL.Path, "request_id", w.Header().Get("X-Request-Id"), "err", err)
+		a.log.ErrorContext(r.Context(), "http request failed", "method", r.Method, "path", r.URL.Path, "request_id", w.Header().Get("X-Request-Id"), "err", err)
 	}
 	httpjson.WriteError(w, err)
 }
@@ -263,8 +268,19 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = newRequestID()
 	}
 	w.Header().Set("X-Request-Id", id)
+	// Lines logged with the request's context carry its ids (logctx).
+	corr := r.Header.Get("X-Correlation-Id")
+	if corr == "" {
+		corr = r.Header.Get("Ce-Correlationid") // CloudEvents binary mode
+	}
+	if len(corr) > 128 || !printableASCII(corr) {
+		corr = ""
+	}
+	orig := r
+	r = r.WithContext(logctx.With(r.Context(), id, corr))
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	a.mux.ServeHTTP(sw, r)
+	orig.Pattern = r.Pattern // as the mux leaves it on the request it serves, for wrapping handlers
 	route := r.Pattern
 	if route == "" || route == "/" {
 		route = "unmatched"

@@ -22,6 +22,7 @@ func (c *conn) produce(req *request, r *kmsg.ProduceRequest) (kmsg.Response, err
 		res broker.Produced
 	}
 	var waits []waiting
+	spans := c.s.produceSpans(r.Acks)
 	badAcks := r.Acks != broker.AcksNone && r.Acks != broker.AcksLeader && r.Acks != broker.AcksAll
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(r.Topics))
 	for i, t := range r.Topics {
@@ -38,6 +39,7 @@ func (c *conn) produce(req *request, r *kmsg.ProduceRequest) (kmsg.Response, err
 				rp.ErrorCode = kerr.InvalidRequiredAcks.Code
 				continue
 			}
+			spans.start(c.ctx, t.Topic, p.Partition, p.Records, rp)
 			res, err := c.s.b.ProduceAsync(c.ctx, t.Topic, p.Partition, p.Records)
 			if err != nil {
 				rp.ErrorCode = errCode(err)
@@ -58,6 +60,9 @@ func (c *conn) produce(req *request, r *kmsg.ProduceRequest) (kmsg.Response, err
 				waits = append(waits, waiting{rp, res})
 			}
 		}
+	}
+	if r.Acks == broker.AcksNone || len(waits) == 0 {
+		spans.end()
 	}
 	if r.Acks == broker.AcksNone {
 		return nil, nil
@@ -83,6 +88,7 @@ func (c *conn) produce(req *request, r *kmsg.ProduceRequest) (kmsg.Response, err
 				w.p.ErrorMessage = errMessage(err)
 			}
 		}
+		spans.end()
 		return resp
 	}
 	return nil, nil

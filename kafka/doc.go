@@ -13,6 +13,7 @@
 //	txn.go         the version-dependent fencing error of the transaction APIs
 //	configs.go     config types and the broker resource's static entries
 //	metrics.go     Prometheus metrics
+//	tracing.go     OpenTelemetry server spans of Produce (Config.TracerProvider)
 //	sendfile*.go   fetch responses sent from segment files (sendfile)
 //
 // # Connections

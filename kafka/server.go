@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/groups"
@@ -60,6 +61,9 @@ type Config struct {
 	// IdleTimeout closes a connection that sends nothing for that long
 	// (default 10 minutes, Kafka's connections.max.idle.ms; <0: never).
 	IdleTimeout time.Duration
+	// TracerProvider, when set, gets a server span for each partition of
+	// each Produce request (tracing.go); nil makes none and costs nothing.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) setDefaults() {
@@ -89,6 +93,7 @@ type Server struct {
 	t      *txn.Coordinator
 	logger *slog.Logger
 	m      *metrics
+	tracer trace.Tracer // nil: no spans
 
 	// inflight bounds held request bytes; nil: unbounded.
 	inflight *byteBudget
@@ -123,6 +128,9 @@ func New(cfg Config) *Server {
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.conns = map[*conn]struct{}{}
 	s.m = newMetrics()
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	if cfg.Registerer != nil {
 		if err := s.m.register(cfg.Registerer); err != nil {
 			panic(fmt.Sprintf("kafka: register metrics: %v", err))

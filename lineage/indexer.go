@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +27,11 @@ type Config struct {
 	// Poll is how often the indexer looks for new records once it has
 	// caught up (default 100 ms).
 	Poll time.Duration
+	// Dir, when set, keeps the index in a file there (lineage.idx, see
+	// persist.go), so that a restart loads it and reads only the records
+	// written after it instead of every topic from its start. The
+	// directory is created if needed.
+	Dir string
 	// Logger (nil: slog.Default()) and Registerer (nil: no metrics).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -42,6 +49,7 @@ type Indexer struct {
 	log      *slog.Logger
 	next     map[tp]int64 // owned by the run goroutine
 	caughtUp atomic.Bool
+	file     *indexFile // nil: not persisted; owned by the run goroutine
 	cancel   context.CancelFunc
 	done     chan struct{}
 	once     sync.Once
@@ -107,10 +115,25 @@ func (x *Indexer) run(ctx context.Context) {
 	t := time.NewTicker(x.cfg.Poll)
 	defer t.Stop()
 	began := time.Now()
+	if x.cfg.Dir != "" {
+		x.load(ctx)
+		defer func() {
+			if x.file != nil {
+				if err := x.file.close(x.next); err != nil {
+					x.log.Error("lineage: closing the index file", "err", err)
+				}
+			}
+		}()
+	}
 	for {
 		if x.round(ctx) && !x.caughtUp.Load() {
 			x.caughtUp.Store(true)
 			x.log.Info("lineage index caught up", "events", x.idx.Len(), "took", time.Since(began).Round(time.Millisecond))
+		}
+		if x.file != nil && x.file.dirty && time.Since(x.file.lastCkpt) >= time.Second {
+			if err := x.file.checkpoint(x.next, false); err != nil {
+				x.filed(err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -176,30 +199,124 @@ func (x *Indexer) readOnce(ctx context.Context, k tp) (more bool, err error) {
 	}
 	for _, r := range recs {
 		off = r.Offset + 1
-		if x.add(r) {
-			x.indexed.Inc()
-		} else {
+		e, ok := x.add(r)
+		if !ok {
 			x.skipped.Inc()
+			continue
+		}
+		x.indexed.Inc()
+		if x.file != nil {
+			if err := x.file.entry(e); err != nil {
+				x.filed(err)
+			}
 		}
 	}
 	x.next[k] = off
 	return len(recs) > 0, nil
 }
 
-func (x *Indexer) add(r eventlog.Record) bool {
+func (x *Indexer) add(r eventlog.Record) (*Entry, bool) {
 	m := event.Message{Key: r.Key, Value: r.Value, Headers: make([]event.Header, len(r.Headers))}
 	for i, h := range r.Headers {
 		m.Headers[i] = event.Header{Key: h.Key, Value: h.Value}
 	}
 	e, err := event.DecodeAny(m)
 	if err != nil {
-		return false
+		return nil, false
 	}
 	t := e.Time
 	if t.IsZero() {
 		t = r.Timestamp
 	}
-	return x.idx.Add(Entry{ID: e.ID, Source: e.Source, Type: e.Type, Subject: e.Subject,
+	en := &Entry{ID: e.ID, Source: e.Source, Type: e.Type, Subject: e.Subject,
 		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Time: t.UTC(),
-		CorrelationID: e.CorrelationID, CausationID: e.CausationID})
+		CorrelationID: e.CorrelationID, CausationID: e.CausationID}
+	return en, x.idx.Add(*en)
+}
+
+// filed gives up the index file after a write failed: the index goes on in
+// memory, and the next start rebuilds what the file lacks from the topics.
+func (x *Indexer) filed(err error) {
+	x.log.Error("lineage: writing the index file failed; going on in memory only", "file", x.file.path, "err", err)
+	x.file.f.Close()
+	x.file = nil
+}
+
+// load reads the index file into the index, keeping only the entries of
+// partitions that exist and records retention has not removed (what a
+// rebuild from the topics would index), and resumes the topics after its
+// last checkpoint. A file that does not check is set aside and the topics
+// are read from their start; a torn tail is cut; a file that held
+// entries no longer wanted is rewritten.
+func (x *Indexer) load(ctx context.Context) {
+	began := time.Now()
+	path := filepath.Join(x.cfg.Dir, indexFileName)
+	if err := os.MkdirAll(x.cfg.Dir, 0o755); err != nil {
+		x.log.Error("lineage: cannot create the index directory; the index is kept in memory only", "dir", x.cfg.Dir, "err", err)
+		return
+	}
+	live := map[tp]int64{} // partition -> first offset still in the log
+	for topic, parts := range x.cfg.Topics() {
+		for p := range int32(parts) {
+			start, _, err := x.cfg.Log.Offsets(ctx, topic, p)
+			if err == nil {
+				live[tp{topic, p}] = start
+			}
+		}
+	}
+	loaded, dropped, rewrite := 0, 0, false
+	var next map[tp]int64
+	f, err := os.Open(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		rewrite = true
+	case err != nil:
+		x.log.Error("lineage: cannot open the index file; the index is kept in memory only", "file", path, "err", err)
+		return
+	default:
+		var valid int64
+		next, valid, err = readIndexFile(f, func(e *Entry) {
+			if start, ok := live[tp{e.Topic, e.Partition}]; !ok || e.Offset < start {
+				dropped++
+				return
+			}
+			if x.idx.Add(*e) {
+				loaded++
+			}
+		})
+		size := int64(-1)
+		if st, serr := f.Stat(); serr == nil {
+			size = st.Size()
+		}
+		f.Close()
+		switch {
+		case err != nil:
+			bad := path + ".corrupt"
+			x.log.Error("lineage: the index file is damaged; set aside, the index is rebuilt from the topics", "file", path, "moved_to", bad, "err", err)
+			os.Rename(path, bad)
+			next, rewrite = nil, true
+		case valid != size:
+			x.log.Warn("lineage: the index file ends in a torn write; cut", "file", path, "dropped_bytes", size-valid)
+			rewrite = true
+		}
+	}
+	for k, off := range next {
+		if _, ok := live[k]; ok {
+			x.next[k] = off
+		}
+	}
+	if dropped > 0 {
+		rewrite = true
+	}
+	if rewrite {
+		x.file, err = createIndexFile(path, x.idx, x.next)
+	} else {
+		x.file, err = openIndexFile(path)
+	}
+	if err != nil {
+		x.log.Error("lineage: cannot write the index file; the index is kept in memory only", "file", path, "err", err)
+		x.file = nil
+	}
+	x.log.Info("lineage index loaded", "file", path, "events", loaded, "dropped", dropped, "partitions", len(x.next),
+		"took", time.Since(began).Round(time.Millisecond))
 }

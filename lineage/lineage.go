@@ -8,8 +8,11 @@
 // record as a CloudEvent (either Kafka binding mode; other records are
 // skipped) and keeps, in memory, for each event its id, source, type,
 // subject, place (topic, partition, offset), time, correlation and causation
-// ids. On start it reads the topics from their start, so after a restart the
-// index is whole again once it has caught up (Indexer.CaughtUp). Memory is
+// ids. With Config.Dir the index is also kept in a file (persist.go) that a
+// restart reads, going on with the topics from where the file ends; without
+// it (or with a lost or damaged file) the indexer reads the topics from
+// their start. Either way the index is whole again once the indexer has
+// caught up (Indexer.CaughtUp). Memory is
 // about 330 bytes an event with 20-character ids (BenchmarkFlow); events
 // leave the index only with the server (a deleted topic's events stay until
 // a restart). Answers are read from memory: a flow of 100 events takes
@@ -85,6 +88,16 @@ func (x *Index) Add(e Entry) bool {
 		x.flows[e.CorrelationID] = append(x.flows[e.CorrelationID], p)
 	}
 	return true
+}
+
+// each calls f for every entry, under the read lock (f must not call
+// back into the index).
+func (x *Index) each(f func(*Entry)) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for _, e := range x.byID {
+		f(e)
+	}
 }
 
 // Len is the number of events indexed.

@@ -341,3 +341,84 @@ func BenchmarkFlow(b *testing.B) {
 	b.ReportMetric(float64(total), "events-indexed")
 	b.ReportMetric(perEvent, "heap-bytes/event")
 }
+
+// BenchmarkCatchUp measures a restart: a new indexer over 200,000
+// CloudEvents (2 million with HERALD_LONG=1) in a topic of 8 partitions,
+// until it has caught up, reading them all from the topic or loading the
+// index file.
+func BenchmarkCatchUp(b *testing.B) {
+	total := 200_000
+	if os.Getenv("HERALD_LONG") == "1" {
+		total = 2_000_000
+	}
+	l := newLog(b)
+	ctx := context.Background()
+	if err := l.CreateTopic(ctx, "bench", 8, nil); err != nil {
+		b.Fatal(err)
+	}
+	const per = 100
+	batch := make([][]eventlog.Record, 8)
+	for i := range total {
+		f := i / per
+		e := event.New("/bench", "step")
+		e.ID = fmt.Sprintf("flow-%08d-%03d", f, i%per)
+		e.CorrelationID = fmt.Sprintf("flow-%08d-000", f)
+		if i%per > 0 {
+			e.CausationID = fmt.Sprintf("flow-%08d-%03d", f, i%per-1)
+		}
+		m, err := event.Encode(e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := eventlog.Record{Key: m.Key, Value: m.Value}
+		for _, h := range m.Headers {
+			r.Headers = append(r.Headers, eventlog.Header{Key: h.Key, Value: h.Value})
+		}
+		p := f % 8
+		batch[p] = append(batch[p], r)
+		if len(batch[p]) == 1000 || i == total-1 {
+			for q := range batch {
+				if len(batch[q]) > 0 {
+					if _, err := l.Append(ctx, "bench", int32(q), batch[q]); err != nil {
+						b.Fatal(err)
+					}
+					batch[q] = batch[q][:0]
+				}
+			}
+		}
+	}
+	idxDir := b.TempDir()
+	catchUp := func(b *testing.B, dir string) (*Indexer, time.Duration) {
+		start := time.Now()
+		x, err := NewIndexer(Config{Log: l, Dir: dir, Topics: func() map[string]int { return map[string]int{"bench": 8} }, Poll: time.Millisecond,
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		x.Start(ctx)
+		for !x.CaughtUp() {
+			time.Sleep(time.Millisecond)
+		}
+		d := time.Since(start)
+		x.Close()
+		if x.Index().Len() != total {
+			b.Fatalf("indexed %d of %d", x.Index().Len(), total)
+		}
+		return x, d
+	}
+	// from=topics: no index file (or the first start); from=file: a
+	// restart that loads the index file.
+	b.Run("from=topics", func(b *testing.B) {
+		for range b.N {
+			_, d := catchUp(b, "")
+			b.ReportMetric(float64(total)/d.Seconds(), "events/s")
+		}
+	})
+	catchUp(b, idxDir)
+	b.Run("from=file", func(b *testing.B) {
+		for range b.N {
+			_, d := catchUp(b, idxDir)
+			b.ReportMetric(float64(total)/d.Seconds(), "events/s")
+		}
+	})
+}

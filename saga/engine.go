@@ -78,6 +78,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// TracerProvider gets the span of each command sent (nil: the global
+	// provider, otel.GetTracerProvider, looked up when the span starts).
+	TracerProvider trace.TracerProvider
 	// OnEvent, if set, receives a herald.saga.completed or
 	// herald.saga.compensated event (source "herald/sagas") once the
 	// transaction that finished a saga committed.
@@ -647,7 +650,7 @@ func (e *Engine) loop(ctx context.Context) error {
 		}
 		spans := make([]trace.Span, 0, len(b.outs))
 		for _, o := range b.outs {
-			spans = append(spans, startCommandSpan(ctx, o))
+			spans = append(spans, startCommandSpan(ctx, e.cfg.TracerProvider, o))
 			r, err := toRecord(o.topic, o.ev)
 			if err != nil {
 				e.log.Error("dropping a command that cannot be encoded", "topic", o.topic, "type", o.ev.Type, "err", err)

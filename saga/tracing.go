@@ -32,12 +32,15 @@ func (m *machine) traceFrom(ev *event.Event) {
 // startCommandSpan starts the span of one saga command sent, "saga <type>"
 // (kind producer), a child of the command's traceparent, and sets the
 // command's traceparent to the span so the participant continues from it.
-// Spans go to the global tracer provider.
-func startCommandSpan(ctx context.Context, o out) trace.Span {
+// Spans go to tp, or to the global tracer provider when tp is nil.
+func startCommandSpan(ctx context.Context, tp trace.TracerProvider, o out) trace.Span {
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
 	if o.ev.TraceParent != "" {
 		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": o.ev.TraceParent})
 	}
-	ctx, span := otel.Tracer(tracerName).Start(ctx, "saga "+o.ev.Type,
+	ctx, span := tp.Tracer(tracerName).Start(ctx, "saga "+o.ev.Type,
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
 			attribute.String("herald.saga.id", o.ev.Extensions[ExtSagaID]),

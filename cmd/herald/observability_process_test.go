@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldhq/herald/client"
+	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/saga"
 )
 
 // heraldProcess is a real `herald serve` built from this tree.
@@ -112,7 +117,9 @@ func repoRoot(t *testing.T) string {
 // is created, an event carrying HTML and script is produced and found (shown
 // as text, no script runs); API errors read as messages; a group's reset dry
 // run, a rule test, a schema diff and compatibility check, an event-store
-// stream, a flow's lineage graph and the overview's charts. Screenshots go to test-artifacts/console.
+// stream, a flow's lineage graph, sagas started from the console with their
+// steps and timeline (commands, replies, a compensation) and the overview's
+// charts. Screenshots go to test-artifacts/console.
 // It fails, never skips, when Chromium, node or playwright-core is missing.
 func TestConsoleInBrowser(t *testing.T) {
 	if testing.Short() {
@@ -158,6 +165,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		"herald-dlq-first-failure":"2026-11-26T08:00:00Z","herald-dlq-last-failure":"2026-11-26T08:01:00Z"}}]}`, 200)
 	p.call(t, "POST", "/v1/streams/console-e2e-1", "application/json", `{"events":[{"type":"ConsoleTested","data":{"ok":true}}]}`, 200)
 
+	// A saga definition and its participant: reserve stock, then charge
+	// (declined when the input asks), so a saga run from the console has
+	// commands, replies and, when declined, a compensation to show.
+	p.call(t, "POST", "/v1/topics", "application/json", `{"name":"console-saga-stock","partitions":1}`, 201)
+	p.call(t, "POST", "/v1/topics", "application/json", `{"name":"console-saga-pay","partitions":1}`, 201)
+	p.call(t, "POST", "/v1/sagas/definitions", "application/json", `{"name":"console-order","steps":[
+		{"name":"reserve","command":{"type":"ConsoleReserve","topic":"console-saga-stock"},"success":["Reserved"],
+		 "compensation":{"type":"ConsoleRelease","topic":"console-saga-stock","success":["Released"]}},
+		{"name":"charge","command":{"type":"ConsoleCharge","topic":"console-saga-pay"},"success":["Charged"],"failure":["Declined"]}]}`, 201)
+	stopParticipant := runSagaParticipant(t, p.kafkaAddr)
+	defer stopParticipant()
+
 	artifacts := filepath.Join(root, "test-artifacts", "console")
 	os.RemoveAll(artifacts)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -177,6 +196,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	if len(shots) < 20 {
 		t.Errorf("%d screenshots in %s, want one a step", len(shots), artifacts)
 	}
+	// The lineage index is kept in the data directory for the next start.
+	idx := filepath.Join(p.dir, "data", "lineage", "lineage.idx")
+	waitFor(t, "the lineage index file to hold the flow", 15*time.Second, func() bool {
+		b, err := os.ReadFile(idx)
+		return err == nil && bytes.Contains(b, []byte("console-flow-3"))
+	})
 }
 
 // TestPrometheusScrapesHerald runs Debian's Prometheus against a real herald
@@ -327,5 +352,35 @@ func TestPrometheusScrapesHerald(t *testing.T) {
 	}
 	if exprs < 20 {
 		t.Errorf("the dashboard has %d queries", exprs)
+	}
+}
+
+// runSagaParticipant answers the console-order saga's commands until the
+// returned func is called: Reserved, Released, and Charged or, when the
+// saga's input holds "decline", Declined.
+func runSagaParticipant(t *testing.T, kafkaAddr string) func() {
+	t.Helper()
+	sub, err := client.NewSubscriber([]string{kafkaAddr}, "console-saga-svc", []string{"console-saga-stock", "console-saga-pay"},
+		func(ctx context.Context, cmd *event.Event) error {
+			typ := map[string]string{"ConsoleReserve": "Reserved", "ConsoleRelease": "Released", "ConsoleCharge": "Charged"}[cmd.Type]
+			if typ == "" {
+				return nil
+			}
+			if typ == "Charged" && bytes.Contains(cmd.Data, []byte("decline")) {
+				typ = "Declined"
+			}
+			return client.Publish(ctx, saga.ReplyTopic(cmd), saga.Reply(cmd, "/console-e2e", typ, nil))
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("saga participant: %v", err)
+		}
 	}
 }

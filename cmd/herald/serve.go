@@ -26,6 +26,7 @@ import (
 	"github.com/heraldhq/herald/console"
 	"github.com/heraldhq/herald/eventlog/embedded"
 	"github.com/heraldhq/herald/kafka"
+	"github.com/heraldhq/herald/logctx"
 	"github.com/heraldhq/herald/rules"
 	"github.com/heraldhq/herald/schema/registry"
 	"github.com/heraldhq/herald/server"
@@ -156,10 +157,10 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	}
 	ho := &slog.HandlerOptions{Level: lv}
 	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, ho)), nil
+	case "text": // logctx: lines logged for a request or an event carry its ids
+		return slog.New(logctx.NewHandler(slog.NewTextHandler(os.Stderr, ho))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, ho)), nil
+		return slog.New(logctx.NewHandler(slog.NewJSONHandler(os.Stderr, ho))), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
@@ -170,7 +171,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	slog.SetDefault(logger)
-	stopTracing, err := setupTracing(ctx, logger)
+	tracerProvider, stopTracing, err := setupTracing(ctx, logger)
 	if err != nil {
 		return err
 	}
@@ -197,6 +198,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	var kc kafka.Config
 	hook := &registry.Hook{}
 	kc.AdvertisedHost, kc.AdvertisedPort = advHost, advPort
+	kc.TracerProvider = tracerProvider // nil unless exporting: produce spans cost nothing then
 	// Components' own events (topic created, group rebalanced, ...) wait
 	// here until the rules engine publishes them on its system bus.
 	sysq := rules.NewSystemQueue(rules.SystemQueueConfig{Logger: logger, Registerer: reg})

@@ -152,7 +152,7 @@ func buildAPI(ctx context.Context, srv *server.Server, elog eventlog.Log, sreg *
 	s.closers = append(s.closers, queries.Close)
 	streamsql.Routes(api, queries)
 
-	closeLineage, err := mountLineage(ctx, api, elog, srv, logger, reg)
+	closeLineage, err := mountLineage(ctx, api, elog, srv, filepath.Join(c.Data, "lineage"), logger, reg)
 	if err != nil {
 		return nil, err
 	}

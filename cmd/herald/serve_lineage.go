@@ -17,9 +17,10 @@ import (
 
 // mountLineage starts the lineage indexer over every topic that is not
 // internal (nor named with a leading "_", nor the system bus) and mounts GET /v1/lineage/{eventId}
-// and GET /v1/flows/{correlationId} on the API.
-func mountLineage(ctx context.Context, api *httpapi.API, log eventlog.Log, srv *server.Server, logger *slog.Logger, reg prometheus.Registerer) (func(), error) {
-	lin, err := lineage.NewIndexer(lineage.Config{Log: log, Logger: logger.With("component", "lineage"), Registerer: reg,
+// and GET /v1/flows/{correlationId} on the API. The index is kept in dir,
+// so that a restart loads it instead of reading every topic again.
+func mountLineage(ctx context.Context, api *httpapi.API, log eventlog.Log, srv *server.Server, dir string, logger *slog.Logger, reg prometheus.Registerer) (func(), error) {
+	lin, err := lineage.NewIndexer(lineage.Config{Log: log, Dir: dir, Logger: logger.With("component", "lineage"), Registerer: reg,
 		Topics: func() map[string]int {
 			out := map[string]int{}
 			for _, t := range srv.Broker.Topics() {

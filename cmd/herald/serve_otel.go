@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // setupTracing installs an OpenTelemetry tracer provider exporting spans
@@ -27,19 +28,20 @@ import (
 // OTEL_RESOURCE_ATTRIBUTES (service.name defaults to "herald").
 // OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true turn it off. The W3C
 // trace-context propagator is installed either way. The returned func
-// flushes and stops the exporter.
-func setupTracing(ctx context.Context, logger *slog.Logger) (func(context.Context) error, error) {
+// flushes and stops the exporter; the provider is nil when nothing is
+// exported.
+func setupTracing(ctx context.Context, logger *slog.Logger) (trace.TracerProvider, func(context.Context) error, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	noop := func(context.Context) error { return nil }
 	exporter := strings.ToLower(strings.TrimSpace(os.Getenv("OTEL_TRACES_EXPORTER")))
 	endpoint := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") + os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
 	switch {
 	case strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true"), exporter == "none":
-		return noop, nil
+		return nil, noop, nil
 	case exporter == "" && endpoint == "":
-		return noop, nil
+		return nil, noop, nil
 	case exporter != "" && exporter != "otlp":
-		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: herald exports traces with \"otlp\" (or \"none\")", exporter)
+		return nil, nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: herald exports traces with \"otlp\" (or \"none\")", exporter)
 	}
 	proto := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
 	if proto == "" {
@@ -53,10 +55,10 @@ func setupTracing(ctx context.Context, logger *slog.Logger) (func(context.Contex
 	case "grpc":
 		exp, err = otlptracegrpc.New(ctx)
 	default:
-		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: want http/protobuf or grpc", proto)
+		return nil, nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: want http/protobuf or grpc", proto)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
+		return nil, nil, fmt.Errorf("OTLP trace exporter: %w", err)
 	}
 	res, err := resource.Merge(resource.NewSchemaless(attribute.String("service.name", "herald")), resource.Environment())
 	if err != nil {
@@ -65,5 +67,5 @@ func setupTracing(ctx context.Context, logger *slog.Logger) (func(context.Contex
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	logger.Info("exporting traces over OTLP", "protocol", cmp.Or(proto, "http/protobuf"), "endpoint", endpoint)
-	return tp.Shutdown, nil
+	return tp, tp.Shutdown, nil
 }

@@ -2,93 +2,36 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/internal/otlptest"
 )
-
-// otlpReceiver is an OTLP/HTTP trace receiver: it decodes the protobuf
-// export requests herald serve sends to /v1/traces and keeps the spans.
-type otlpReceiver struct {
-	mu    sync.Mutex
-	spans []*tracepb.Span
-}
-
-func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" {
-		http.NotFound(w, r)
-		return
-	}
-	var body io.Reader = r.Body
-	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), 400)
-			return
-		}
-		body = zr
-	}
-	b, err := io.ReadAll(body)
-	var req coltracepb.ExportTraceServiceRequest
-	if err == nil {
-		err = proto.Unmarshal(b, &req)
-	}
-	if err != nil {
-		http.Error(w, err.Error(), 400)
-		return
-	}
-	o.mu.Lock()
-	for _, rs := range req.GetResourceSpans() {
-		for _, ss := range rs.GetScopeSpans() {
-			o.spans = append(o.spans, ss.GetSpans()...)
-		}
-	}
-	o.mu.Unlock()
-	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	w.Write(out)
-}
-
-func (o *otlpReceiver) find(name string) *tracepb.Span {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, s := range o.spans {
-		if s.GetName() == name {
-			return s
-		}
-	}
-	return nil
-}
 
 // TestTraceAcrossPublishRuleAndConsumer: herald serve, told by
 // OTEL_EXPORTER_OTLP_ENDPOINT to export traces to an in-process OTLP
 // receiver, makes one trace of an HTTP publish (continuing the caller's
 // traceparent), the rule delivery that routes the event to another topic,
-// and an SDK consumer of that topic.
+// and an SDK consumer of that topic; a record produced over the Kafka
+// protocol with a traceparent header gets the listener's produce span in
+// the producer's trace.
 func TestTraceAcrossPublishRuleAndConsumer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	recv := &otlpReceiver{}
-	hs := httptest.NewServer(recv)
-	defer hs.Close()
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", hs.URL)
+	recv := otlptest.NewReceiver()
+	defer recv.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.URL)
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
 	p := startHeraldProcess(t)
 
@@ -143,10 +86,10 @@ func TestTraceAcrossPublishRuleAndConsumer(t *testing.T) {
 
 	var pub, del *tracepb.Span
 	waitFor(t, "the publish and delivery spans at the OTLP receiver", 30*time.Second, func() bool {
-		pub, del = recv.find("publish tr-shop"), recv.find("deliver tr-shop/paid")
+		pub, del = recv.Find("publish tr-shop"), recv.Find("deliver tr-shop/paid")
 		return pub != nil && del != nil
 	})
-	id := func(b []byte) string { return hex.EncodeToString(b) }
+	id := otlptest.ID
 	if id(pub.GetTraceId()) != traceID || id(pub.GetParentSpanId()) != callerSpan {
 		t.Errorf("publish span in trace %s under %s, want %s under the caller's %s",
 			id(pub.GetTraceId()), id(pub.GetParentSpanId()), traceID, callerSpan)
@@ -175,5 +118,34 @@ func TestTraceAcrossPublishRuleAndConsumer(t *testing.T) {
 	if consume.SpanContext().TraceID().String() != traceID || consume.Parent().SpanID().String() != id(del.GetSpanId()) {
 		t.Errorf("consume span in trace %s under %s, want %s under the delivery span %s",
 			consume.SpanContext().TraceID(), consume.Parent().SpanID(), traceID, id(del.GetSpanId()))
+	}
+
+	// Over the Kafka protocol: the listener's span of the produce is the
+	// child of the record's traceparent.
+	const kafkaTrace, kafkaSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.kafkaAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer pcancel()
+	if err := cl.ProduceSync(pctx, &kgo.Record{Topic: "tr-shop", Value: []byte("x"),
+		Headers: []kgo.RecordHeader{{Key: "traceparent", Value: []byte("00-" + kafkaTrace + "-" + kafkaSpan + "-01")}}}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var prod *tracepb.Span
+	waitFor(t, "the Kafka produce span at the OTLP receiver", 30*time.Second, func() bool {
+		for _, s := range recv.Spans() {
+			if s.GetName() == "produce tr-shop" && id(s.GetTraceId()) == kafkaTrace {
+				prod = s
+				return true
+			}
+		}
+		return false
+	})
+	if id(prod.GetParentSpanId()) != kafkaSpan || prod.GetKind() != tracepb.Span_SPAN_KIND_SERVER ||
+		otlptest.Attr(prod, "messaging.batch.message_count") != "1" || otlptest.Attr(prod, "messaging.destination.partition.id") != "0" {
+		t.Errorf("produce span: parent %s (want %s), kind %v, attributes %v", id(prod.GetParentSpanId()), kafkaSpan, prod.GetKind(), prod.GetAttributes())
 	}
 }

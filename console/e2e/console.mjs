@@ -79,11 +79,12 @@ const hostile = `<img src=x onerror="alert('img')"><script>alert('script')</scri
 try {
   // Every page loads without console errors.
   for (const [hash, heading] of [["#/overview", "Overview"], ["#/topics", "Topics"], ["#/groups", "Consumer groups"],
-    ["#/deadletters", "Dead letters"], ["#/rules", "Rules"], ["#/schemas", "Schemas"], ["#/store", "Event store"], ["#/lineage", "Lineage"]]) {
+    ["#/deadletters", "Dead letters"], ["#/rules", "Rules"], ["#/schemas", "Schemas"], ["#/store", "Event store"], ["#/lineage", "Lineage"],
+    ["#/sagas", "Sagas"]]) {
     await step(`page-${hash.slice(2)}`, () => visit(hash, heading));
   }
   // Services this server may not run: a note, not a blank page or an error.
-  for (const [hash, heading] of [["#/subscriptions", "Subscriptions"], ["#/sagas", "Sagas"]]) {
+  for (const [hash, heading] of [["#/subscriptions", "Subscriptions"]]) {
     await step(`page-${hash.slice(2)}`, async () => {
       await visit(hash, heading);
       await page.locator("main p").first().waitFor();
@@ -216,6 +217,76 @@ try {
     const rows = await page.getByRole("table", { name: "Ancestors and descendants" }).locator("tbody tr").count();
     if (rows !== 3) throw new Error(`lineage of console-flow-3 lists ${rows} events, want 2 ancestors, itself`);
   });
+
+  // Sagas: two started from the console (one declined, so it compensates,
+  // its id and input carrying markup), the list, and each one's steps and
+  // timeline of commands, replies and compensations.
+  const sagaId = `e2e-<img src=x onerror="alert('saga')">`;
+  await step("saga-start", async () => {
+    await visit("#/sagas", "Sagas");
+    await page.getByLabel("Saga definition").selectOption("console-order");
+    await page.getByLabel("Saga id").fill("console-saga-ok");
+    await page.getByLabel("Input (JSON, optional)").fill(JSON.stringify({ order: 1 }));
+    await page.getByRole("button", { name: "Start" }).click();
+    await page.locator("main .ok", { hasText: "Started console-saga-ok" }).waitFor();
+    await page.getByLabel("Saga id").fill(sagaId);
+    await page.getByLabel("Input (JSON, optional)").fill(JSON.stringify({ decline: true, note: hostile }));
+    await page.getByRole("button", { name: "Start" }).click();
+    await page.locator("main .ok", { hasText: `Started ${sagaId}` }).waitFor();
+    await page.getByLabel("Input (JSON, optional)").fill("{not json");
+    await page.getByRole("button", { name: "Start" }).click();
+    await page.locator("main .error", { hasText: "input is not valid JSON" }).waitFor();
+  });
+  await step("saga-list", async () => {
+    const list = page.getByRole("table", { name: "Saga instances" });
+    await list.getByRole("link", { name: "console-saga-ok", exact: true }).waitFor({ timeout: 60000 });
+    await list.getByRole("link", { name: sagaId, exact: true }).waitFor({ timeout: 60000 });
+    const row = list.getByRole("row").filter({ has: page.getByRole("link", { name: "console-saga-ok", exact: true }) });
+    await row.getByRole("cell", { name: "console-order v1", exact: true }).waitFor();
+    if (await page.locator("main img").count()) throw new Error("a saga id's markup became an element");
+  });
+  await step("saga-timeline-completed", async () => {
+    await page.getByRole("table", { name: "Saga instances" }).getByRole("link", { name: "console-saga-ok", exact: true }).click();
+    await page.locator("main h1", { hasText: "console-saga-ok" }).waitFor();
+    await page.locator("#saga-state .badge", { hasText: /^completed$/ }).waitFor({ timeout: 60000 });
+    const tl = page.getByRole("list", { name: "Timeline" });
+    const commands = await tl.locator("li.tl-command").count(), replies = await tl.locator("li.tl-reply").count();
+    if (commands !== 2 || replies !== 2) throw new Error(`timeline: ${commands} commands and ${replies} replies, want 2 and 2`);
+    await tl.locator("li", { hasText: "ConsoleCharge to console-saga-pay, attempt 1" }).waitFor();
+    const steps = page.getByRole("table", { name: "Steps" });
+    await steps.getByRole("row").filter({ hasText: "reserve" }).getByText("succeeded").waitFor();
+    if ((await page.locator("svg.gantt rect").count()) !== 2) throw new Error("the steps chart does not draw both steps");
+  });
+  await step("saga-timeline-compensated", async () => {
+    await page.goto(`${base}/#/sagas/${encodeURIComponent(sagaId)}`);
+    await page.locator("#saga-state .badge", { hasText: /^compensated$/ }).waitFor({ timeout: 60000 });
+    const h1 = await page.locator("main h1").first().textContent();
+    if (h1 !== sagaId) throw new Error(`heading ${JSON.stringify(h1)}, want the id as text`);
+    const tl = page.getByRole("list", { name: "Timeline" });
+    await tl.locator("li.tl-bad", { hasText: "Declined" }).waitFor();
+    await tl.locator("li.tl-undo", { hasText: "ConsoleRelease to console-saga-stock" }).waitFor();
+    await tl.locator("li.tl-undo", { hasText: "Released" }).waitFor();
+    await page.getByRole("table", { name: "Steps" }).getByRole("row").filter({ hasText: "reserve" }).getByText("compensated").waitFor();
+    await page.getByText("Input").click();
+    await page.locator("main pre", { hasText: "onerror" }).waitFor();
+    if (await page.locator("main img, main script:not([src])").count()) throw new Error("the saga's markup became elements");
+  });
+  await step("saga-filter", async () => {
+    await visit("#/sagas", "Sagas");
+    await page.getByRole("combobox", { name: /^State/ }).selectOption("compensated");
+    await page.getByRole("button", { name: "Filter" }).click();
+    const list = page.getByRole("table", { name: "Saga instances" });
+    await list.getByRole("link", { name: sagaId, exact: true }).waitFor();
+    if (await list.getByRole("link", { name: "console-saga-ok", exact: true }).count()) throw new Error("the state filter kept a completed saga");
+  });
+  await step("saga-not-found-readable", async () => {
+    await page.goto(`${base}/#/sagas/no-such-saga`);
+    await page.locator("main [role=status]", { hasText: "Not found yet" }).waitFor();
+    await page.locator("main", { hasText: "NOT_FOUND" }).waitFor();
+    // Leave before the page asks again, so that no 404 lands in the next step.
+    await page.screenshot({ path: join(artifacts, "saga-not-found.png"), fullPage: true });
+    await page.goto("about:blank");
+  }, [NOT_FOUND]);
 
   // Overview: charts drawn after a few polls.
   await step("overview-charts", async () => {

@@ -10,6 +10,7 @@ import { schemas, subject } from "./pages/schemas.js";
 import { streams, stream } from "./pages/store.js";
 import { optional } from "./pages/optional.js";
 import { lineage } from "./pages/lineage.js";
+import { sagas, saga } from "./pages/sagas.js";
 
 const routes = {
   overview: [overview],
@@ -21,7 +22,7 @@ const routes = {
   store: [streams, stream],
   lineage: [lineage],
   subscriptions: [(ctx) => optional(ctx, "Subscriptions", "/v1/subscriptions", "subscriptions")],
-  sagas: [(ctx) => optional(ctx, "Sagas", "/v1/sagas", "sagas")],
+  sagas: [sagas, saga],
 };
 
 let cleanups = [];

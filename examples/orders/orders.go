@@ -17,6 +17,7 @@
 package orders
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/event"
@@ -71,6 +76,11 @@ type Config struct {
 	// Progress, when not nil, is called about every second.
 	Progress func(Progress)
 	Logger   *slog.Logger
+	// TracerProvider gets the spans of the run (nil: the global provider):
+	// each order is one trace, from "place order" through the saga
+	// engine's commands and the services' consume, handle and publish
+	// spans.
+	TracerProvider trace.TracerProvider
 }
 
 // Progress is how far a run is.
@@ -241,6 +251,7 @@ type service struct {
 	topics  []string
 	h       client.HandlerFunc
 	log     *slog.Logger
+	tp      trace.TracerProvider
 
 	mu     sync.Mutex
 	sub    *client.Subscriber
@@ -250,7 +261,7 @@ type service struct {
 
 func (s *service) start() error {
 	sub, err := client.NewSubscriber(s.brokers, s.group, s.topics, s.h,
-		client.WithLogger(s.log), client.WithShutdownTimeout(time.Millisecond), client.WithMaxPollRecords(500),
+		client.WithLogger(s.log), client.WithTracerProvider(s.tp), client.WithMiddleware(client.Trace()), client.WithShutdownTimeout(time.Millisecond), client.WithMaxPollRecords(500),
 		client.WithDeliveryMode(client.ExactlyOnce), client.WithTransactionalID(s.group), client.WithTransactionTimeout(10*time.Second),
 		client.WithFailurePause(100*time.Millisecond),
 		client.WithKgoOptions(kgo.SessionTimeout(6*time.Second), kgo.RebalanceTimeout(5*time.Second)))
@@ -420,6 +431,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
 	w := &world{cfg: cfg, t: cfg.topics(), seed: cfg.Seed,
 		payments: newLedger(), inventory: newLedger(), shipping: newLedger(), orderSvc: newLedger(), analytics: newLedger(),
 		charged: map[string]int64{}, refunded: map[string]int64{}, stock: map[string]int{}, reserved: map[string]int{},
@@ -575,27 +589,34 @@ func (w *world) startEngine(ctx context.Context) (*saga.Engine, error) {
 	return saga.Start(ctx, saga.Config{
 		Brokers: w.cfg.Brokers, Inbox: w.t.inbox, StateTopic: w.t.state, DefinitionsTopic: w.t.defs,
 		Group: w.cfg.Prefix + "engine", Definitions: []*saga.Definition{Definition(w.t, 5*time.Second)},
-		Logger: w.cfg.Logger,
+		Logger: w.cfg.Logger, TracerProvider: w.cfg.TracerProvider,
 	})
 }
 
 func (w *world) svc(name string, topics []string, h client.HandlerFunc) *service {
 	return &service{name: name, brokers: w.cfg.Brokers, group: w.cfg.Prefix + name, topics: topics, h: h,
-		log: w.cfg.Logger.With("service", name)}
+		log: w.cfg.Logger.With("service", name), tp: w.cfg.TracerProvider}
 }
 
 // place publishes the orders: OrderCreated events (choreography) or saga
-// start requests (orchestration).
+// start requests (orchestration), each in a trace of its own that starts
+// with a "place order" span.
 func (w *world) place(ctx context.Context) error {
-	pub, err := client.NewPublisher(w.cfg.Brokers)
+	pub, err := client.NewPublisher(w.cfg.Brokers, client.WithTracerProvider(w.cfg.TracerProvider))
 	if err != nil {
 		return err
 	}
 	defer pub.Close()
+	tracer := w.cfg.TracerProvider.Tracer("github.com/heraldhq/herald/examples/orders")
 	r := rand.New(rand.NewPCG(w.seed, 1))
 	def := Definition(w.t, 5*time.Second)
 	def.Version = 1
-	var evs []*event.Event
+	topic := w.t.events
+	if w.cfg.Mode == Orchestration {
+		topic = w.t.inbox
+	}
+	var mu sync.Mutex
+	var firstErr error
 	for i := range w.cfg.Orders {
 		o := Order{ID: fmt.Sprintf("order-%06d", i+1), SKU: skus[r.IntN(len(skus))], Qty: 1 + r.IntN(3), Amount: int64(1000 + r.IntN(49000))}
 		w.mu.Lock()
@@ -609,18 +630,26 @@ func (w *world) place(ctx context.Context) error {
 		} else {
 			e = saga.StartRequest(def, o.ID, data)
 		}
-		evs = append(evs, e)
+		octx, span := tracer.Start(ctx, "place order", trace.WithNewRoot(),
+			trace.WithAttributes(attribute.String("order.id", o.ID)))
+		pub.PublishAsync(octx, topic, e, func(err error) {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+			}
+			span.End()
+		})
 	}
-	topic := w.t.events
-	if w.cfg.Mode == Orchestration {
-		topic = w.t.inbox
+	if err := pub.Flush(ctx); err != nil {
+		return fmt.Errorf("place orders: %w", err)
 	}
-	for len(evs) > 0 {
-		n := min(len(evs), 500)
-		if err := pub.Publish(ctx, topic, evs[:n]...); err != nil {
-			return fmt.Errorf("place orders: %w", err)
-		}
-		evs = evs[n:]
+	mu.Lock()
+	defer mu.Unlock()
+	if firstErr != nil {
+		return fmt.Errorf("place orders: %w", firstErr)
 	}
 	return nil
 }

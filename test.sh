@@ -44,6 +44,8 @@ fuzz FuzzLoadIndex ./commitlog
 fuzz FuzzDecodeRecord ./broker/groups
 fuzz FuzzDecodeRecord ./broker/txn
 fuzz FuzzRequest ./kafka
+fuzz FuzzRecordTraces ./kafka
+fuzz FuzzReadIndexFile ./lineage
 fuzz FuzzDecode ./event
 fuzz FuzzParseJSON ./event
 fuzz FuzzDecodeHTTP ./httpapi

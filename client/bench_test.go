@@ -367,8 +367,8 @@ func BenchmarkHandlerPathIdempotency(b *testing.B) {
 			st := &topicStore{topic: DefaultProcessedTopic, group: "bench", ttl: 24 * time.Hour, nparts: 16,
 				now: time.Now, logger: discard(), parts: make([]atomic.Pointer[procPart], 16)}
 			for p := range int32(16) {
-				pp := st.part(p)
-				pp.loaded, pp.ids = true, map[idKey]int64{}
+				c := st.clock()
+				st.part(p).table.Store(newIDTable(0, c.at(time.Now().UnixMilli())-c.live))
 			}
 			mws = append(mws, Idempotent(st))
 		}

@@ -354,14 +354,13 @@ func (s *Subscriber) loopTxn(rctx, hctx context.Context, sess *kgo.GroupTransact
 				ok = false
 			}
 		}
+		nowMs := time.Now().UnixMilli()
 		if ok {
 			// Marks after outputs, as in settle; in one transaction the
 			// order does not matter for visibility, but it keeps one
 			// rule for every mode.
 			for _, r := range results {
-				for _, f := range r.done {
-					w.write(hctx, f, f.markRecords(), r)
-				}
+				w.writeMarks(hctx, r.done, nowMs, r)
 			}
 			if err := w.flush(hctx); err != nil {
 				ok = false
@@ -379,12 +378,12 @@ func (s *Subscriber) loopTxn(rctx, hctx context.Context, sess *kgo.GroupTransact
 		}
 		committed, err := sess.End(hctx, kgo.TransactionEndTry(ok))
 		for _, r := range results {
+			if committed {
+				commitAllMarks(r.done, nowMs)
+				continue
+			}
 			for _, f := range r.done {
-				if committed {
-					f.commitMarks()
-				} else {
-					f.undoMarks()
-				}
+				f.undoMarks()
 			}
 		}
 		if !committed && store != nil {
@@ -477,7 +476,7 @@ func (s *Subscriber) handleBatch(hctx context.Context, parts [][]*kgo.Record, h 
 func (s *Subscriber) handleOne(hctx context.Context, r *kgo.Record, h HandlerFunc, w *writer, pr *partResult) (*inflight, bool) {
 	start := time.Now()
 	d := &Delivery{Group: s.group, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
-		Timestamp: r.Timestamp, Message: toMessage(r)}
+		Timestamp: r.Timestamp, Message: toMessage(r), batch: pr}
 	ob := &outbox{}
 	ctx := context.WithValue(hctx, deliveryKey, d)
 	ctx = context.WithValue(ctx, outboxKey, ob)
@@ -507,11 +506,16 @@ func (s *Subscriber) handleOne(hctx context.Context, r *kgo.Record, h HandlerFun
 			return nil, false
 		}
 	}
-	recs, marks := ob.take()
+	recs, marks, idms := ob.take()
 	for _, mk := range marks {
 		mk.pending()
 	}
-	f := &inflight{rec: r, marks: marks}
+	if pr != nil {
+		for _, mk := range idms {
+			pr.pending.add(mk.key)
+		}
+	}
+	f := &inflight{rec: r, marks: marks, idms: idms}
 	w.write(hctx, f, recs, pr)
 	if m != nil {
 		m.handled.WithLabelValues(d.Group, d.Topic).Inc()

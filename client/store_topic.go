@@ -294,7 +294,12 @@ func decodeMarkBatch(v []byte, fn func(id []byte, ms int64)) error {
 
 // loadIdle bounds the wait for a record that will never come: read_committed
 // end offsets count transaction markers, which are never returned.
-const loadIdle = 300 * time.Millisecond
+// loadFirst is that bound before the first record, which on a loaded
+// machine can take longer than loadIdle to arrive.
+const (
+	loadIdle  = 300 * time.Millisecond
+	loadFirst = 3 * time.Second
+)
 
 func (s *topicStore) load(ctx context.Context, p int32) (*idTable, error) {
 	start := time.Now()
@@ -348,7 +353,11 @@ func (s *topicStore) load(ctx context.Context, p int32) (*idTable, error) {
 	}
 	next, n, bad := int64(0), 0, 0
 	for next < end {
-		pctx, cancel := context.WithTimeout(ctx, loadIdle)
+		idle := loadIdle
+		if next == 0 {
+			idle = loadFirst // NB: the first fetch also connects and reads metadata
+		}
+		pctx, cancel := context.WithTimeout(ctx, idle)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {

@@ -73,6 +73,10 @@ type partResult struct {
 	nowMs   int64
 	lastID  string
 	lastKey idKey
+	// pre[i] is the lookup of the i-th record's id made before the batch
+	// was handled (topicStore.prelook); cur is the record being handled.
+	pre []preLook
+	cur int
 }
 
 // idMarks returns the topic-store marks of fs, in order.

@@ -2,10 +2,17 @@ package client
 
 import (
 	"bytes"
+	"context"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/heraldhq/herald/event"
 )
 
 // TestIDTable: ids are found once inserted and not before; a re-mark moves
@@ -239,4 +246,72 @@ func FuzzDecodeMarkBatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestIdempotentBatchLookups runs the subscriber's batch path without a
+// broker: ids looked up before the batch (prelook) are skipped when the
+// table has them, an id handled earlier in the same batch is skipped (its
+// mark is pending), and marks settled after a batch are seen by the next.
+func TestIdempotentBatchLookups(t *testing.T) {
+	st := &topicStore{topic: DefaultProcessedTopic, group: "g", ttl: time.Hour, nparts: 4,
+		now: time.Now, logger: discard(), parts: make([]atomic.Pointer[procPart], 4)}
+	c := st.clock()
+	for p := range int32(4) {
+		st.part(p).table.Store(newIDTable(0, c.at(time.Now().UnixMilli())-c.live))
+	}
+	commitIDMarks([]idMark{{s: st, p: 1, key: keyOf("old"), id: "old"}}, time.Now().UnixMilli())
+	var mu sync.Mutex
+	var calls []string
+	user := func(_ context.Context, e *event.Event) error {
+		mu.Lock()
+		calls = append(calls, e.ID)
+		mu.Unlock()
+		return nil
+	}
+	s := &Subscriber{cfg: newConfig([]Option{WithLogger(discard())}), group: "g",
+		ev: &env{metrics: NewMetrics(nil), logger: discard()}, idStore: st}
+	h := Chain(attempt(s.countFailures(user)), Idempotent(st))
+	var marks [][]byte
+	w := &writer{
+		produce: func(_ context.Context, r *kgo.Record, p func(*kgo.Record, error)) {
+			marks = append(marks, r.Value)
+			p(r, nil)
+		},
+		flush: func(context.Context) error { return nil },
+	}
+	off := int64(0)
+	batch := func(ids ...string) []*partResult {
+		var rs []*kgo.Record
+		for _, id := range ids {
+			r, err := toRecord("in", &event.Event{ID: id, Source: "/t", Type: "t"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Partition, r.Offset = 5, off // store partition 5 % 4 = 1
+			off++
+			rs = append(rs, r)
+		}
+		prs := s.handleBatch(context.Background(), [][]*kgo.Record{rs}, h, w)
+		if _, err := w.settle(context.Background(), prs); err != nil {
+			t.Fatal(err)
+		}
+		return prs
+	}
+	prs := batch("old", "new", "new", "other")
+	if len(prs[0].pre) != 4 || !prs[0].pre[0].seen || prs[0].pre[1].seen {
+		t.Fatalf("prelook answers %+v", prs[0].pre)
+	}
+	batch("new", "other", "last")
+	if want := []string{"new", "other", "last"}; !slices.Equal(calls, want) {
+		t.Fatalf("handled %v, want %v", calls, want)
+	}
+	var ids []string
+	for _, v := range marks {
+		if err := decodeMarkBatch(v, func(id []byte, _ int64) { ids = append(ids, string(id)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"new", "other", "last"}; len(marks) != 2 || !slices.Equal(ids, want) {
+		t.Fatalf("%d mark records with ids %v, want 2 with %v", len(marks), ids, want)
+	}
 }

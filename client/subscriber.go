@@ -33,6 +33,7 @@ type Subscriber struct {
 	topics  []string
 	user    HandlerFunc
 	ev      *env
+	idStore *topicStore // WithIdempotency's store, set by Run
 
 	mu struct {
 		sync.Mutex
@@ -211,6 +212,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}
 		store.parts = make([]atomic.Pointer[procPart], n)
 		procStore = store
+		s.idStore = store
 	}
 	if procStore != nil {
 		mws = append(mws, Idempotent(procStore))
@@ -452,11 +454,15 @@ func (s *Subscriber) handleBatch(hctx context.Context, parts [][]*kgo.Record, h 
 		pr := &partResult{done: make([]*inflight, 0, len(rs))}
 		results[i] = pr
 		wg.Go(func() {
-			for _, r := range rs {
+			if s.idStore != nil {
+				s.idStore.prelook(hctx, pr, rs)
+			}
+			for i, r := range rs {
 				if hctx.Err() != nil || pr.writeFailed.Load() {
 					pr.failedAt = r
 					return
 				}
+				pr.cur = i
 				f, ok := s.handleOne(hctx, r, h, w, pr)
 				if !ok {
 					pr.failedAt = r

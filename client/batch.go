@@ -77,6 +77,9 @@ type partResult struct {
 	// was handled (topicStore.prelook); cur is the record being handled.
 	pre []preLook
 	cur int
+	// idmSlab[i] is room for the i-th record's store mark (prelook
+	// allocates it), so marking allocates nothing per event.
+	idmSlab []idMark
 }
 
 // idMarks returns the topic-store marks of fs, in order.

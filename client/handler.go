@@ -159,8 +159,9 @@ type outbox struct {
 	recs  []*kgo.Record
 	marks []mark
 	mark1 [1]mark // NB: inline room for the usual one mark: no allocation
-	idms  []idMark
-	idm1  [1]idMark // the same for the processed-id topic store's marks
+	// NB: no inline room here: every event allocates an outbox (two, with
+	// the attempt's), and a bigger one costs subscribers without the store.
+	idms []idMark // marks of the processed-id topic store
 }
 
 // mark is a processed-id mark of a handled event. The subscriber writes
@@ -204,9 +205,6 @@ func (o *outbox) addIDMark(m idMark) {
 func (o *outbox) appendIDMarksLocked(ms ...idMark) {
 	if len(ms) == 0 {
 		return
-	}
-	if o.idms == nil {
-		o.idms = o.idm1[:0]
 	}
 	o.idms = append(o.idms, ms...)
 }

@@ -202,6 +202,7 @@ func (s *topicStore) prelook(ctx context.Context, pr *partResult, rs []*kgo.Reco
 		}
 	}
 	pr.pre = pre
+	pr.idmSlab = make([]idMark, len(rs))
 }
 
 func (s *topicStore) Mark(ctx context.Context, id string) error {

@@ -484,6 +484,12 @@ func (s *Subscriber) handleOne(hctx context.Context, r *kgo.Record, h HandlerFun
 	d := &Delivery{Group: s.group, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
 		Timestamp: r.Timestamp, Message: toMessage(r), batch: pr}
 	ob := &outbox{}
+	if pr != nil && pr.cur < len(pr.idmSlab) {
+		// NB: the event's store mark goes into the batch's slab, not
+		// a fresh allocation; a second mark would outgrow the window and
+		// be copied out by append.
+		ob.idms = pr.idmSlab[pr.cur : pr.cur : pr.cur+1]
+	}
 	ctx := context.WithValue(hctx, deliveryKey, d)
 	ctx = context.WithValue(ctx, outboxKey, ob)
 	ctx = context.WithValue(ctx, envKey, s.ev)

@@ -176,6 +176,21 @@ type localIDs struct {
 	n     int
 }
 
+// reserve sizes an empty set for n ids, so that adding them never grows
+// it: a growth rehashes every id on some event's handler path.
+func (l *localIDs) reserve(n int) {
+	if l.n > 0 {
+		return
+	}
+	size := 64
+	for size < 2*n+2 {
+		size *= 2
+	}
+	if len(l.slots) < size {
+		l.slots = make([]idKey, size)
+	}
+}
+
 func (l *localIDs) has(k idKey) bool {
 	if l.n == 0 {
 		return false

@@ -138,6 +138,15 @@ func TestLocalIDs(t *testing.T) {
 	if l.n != 1000 {
 		t.Fatalf("%d ids, want 1000", l.n)
 	}
+	var r localIDs
+	r.reserve(500)
+	size := len(r.slots)
+	for i := range 500 {
+		r.add(keyOf(strconv.Itoa(i)))
+	}
+	if len(r.slots) != size || r.n != 500 {
+		t.Fatalf("reserved set grew from %d to %d slots for %d ids", size, len(r.slots), r.n)
+	}
 	for i := range 2000 {
 		if got := l.has(keyOf(strconv.Itoa(i))); got != (i < 1000) {
 			t.Fatalf("%d: has %v", i, got)

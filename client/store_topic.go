@@ -203,6 +203,7 @@ func (s *topicStore) prelook(ctx context.Context, pr *partResult, rs []*kgo.Reco
 	}
 	pr.pre = pre
 	pr.idmSlab = make([]idMark, len(rs))
+	pr.pending.reserve(len(rs))
 }
 
 func (s *topicStore) Mark(ctx context.Context, id string) error {

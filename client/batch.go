@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -28,6 +29,7 @@ import (
 type inflight struct {
 	rec     *kgo.Record
 	marks   []mark
+	idms    []idMark              // marks of the processed-id topic store
 	pending atomic.Int32          // writes not yet acknowledged
 	err     atomic.Pointer[error] // the first failed write
 }
@@ -62,6 +64,42 @@ type partResult struct {
 	done        []*inflight // in offset order
 	failedAt    *kgo.Record // first record not done (handler failed, shutdown), if any
 	writeFailed atomic.Bool // a write of done failed: stop handling the partition
+
+	// The processed-id topic store's state for this batch, used only by
+	// the goroutine handling the partition: the ids whose marks are
+	// pending, the time lookups are made at, and the last id Seen hashed
+	// (Mark reuses the hash).
+	pending localIDs
+	nowMs   int64
+	lastID  string
+	lastKey idKey
+	// pre[i] is the lookup of the i-th record's id made before the batch
+	// was handled (topicStore.prelook); cur is the record being handled.
+	pre []preLook
+	cur int
+	// idmSlab[i] is room for the i-th record's store mark (prelook
+	// allocates it), so marking allocates nothing per event.
+	idmSlab []idMark
+}
+
+// idMarks returns the topic-store marks of fs, in order.
+func idMarks(fs []*inflight) []idMark {
+	var ms []idMark
+	for _, f := range fs {
+		ms = append(ms, f.idms...)
+	}
+	return ms
+}
+
+// withIDMarks returns the events of fs that carry topic-store marks.
+func withIDMarks(fs []*inflight) []*inflight {
+	var out []*inflight
+	for _, f := range fs {
+		if len(f.idms) > 0 {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // writer produces a batch's records asynchronously and tracks each
@@ -99,6 +137,62 @@ func (w *writer) write(ctx context.Context, f *inflight, recs []*kgo.Record, pr 
 	}
 }
 
+// writeShared produces recs, each of which carries writes of every event of
+// fs (a batch record of processed-id marks): a failure fails them all.
+func (w *writer) writeShared(ctx context.Context, fs []*inflight, recs []*kgo.Record, pr *partResult) {
+	if len(recs) == 0 || len(fs) == 0 {
+		return
+	}
+	for _, f := range fs {
+		f.pending.Add(int32(len(recs)))
+	}
+	for _, r := range recs {
+		w.produce(ctx, r, func(r *kgo.Record, err error) {
+			if err != nil {
+				for _, f := range fs {
+					f.err.CompareAndSwap(nil, &err)
+				}
+				if pr != nil {
+					pr.writeFailed.Store(true)
+				}
+			} else {
+				w.metrics.count(cPublished, r.Topic)
+			}
+			for _, f := range fs { // NB: after the errors, as in write
+				f.pending.Add(-1)
+			}
+		})
+	}
+}
+
+// writeMarks writes the processed-id marks of fs: each event's own mark
+// records, and one batch record (or a few) for the topic store's marks.
+func (w *writer) writeMarks(ctx context.Context, fs []*inflight, nowMs int64, pr *partResult) bool {
+	wrote := false
+	for _, f := range fs {
+		if recs := f.markRecords(); len(recs) > 0 {
+			w.write(ctx, f, recs, pr)
+			wrote = true
+		}
+	}
+	if with := withIDMarks(fs); len(with) > 0 {
+		w.writeShared(ctx, with, idMarkRecords(idMarks(with), nowMs), pr)
+		wrote = true
+	}
+	return wrote
+}
+
+// commitAllMarks runs the commit of every mark of fs, whose writes are
+// durable.
+func commitAllMarks(fs []*inflight, nowMs int64) {
+	for _, f := range fs {
+		f.commitMarks()
+	}
+	if with := withIDMarks(fs); len(with) > 0 {
+		commitIDMarks(idMarks(with), nowMs)
+	}
+}
+
 // settled is the outcome of settle for one partition.
 type settled struct {
 	last   *kgo.Record // last record to commit, if any
@@ -112,6 +206,7 @@ type settled struct {
 // partition may be committed.
 func (w *writer) settle(ctx context.Context, results []*partResult) ([]settled, error) {
 	flushErr := w.flush(ctx)
+	nowMs := time.Now().UnixMilli()
 	out := make([]settled, len(results))
 	okPrefix := make([][]*inflight, len(results))
 	marked := false
@@ -129,11 +224,8 @@ func (w *writer) settle(ctx context.Context, results []*partResult) ([]settled, 
 			out[i].resume = pr.failedAt
 		}
 		okPrefix[i] = pr.done[:cut]
-		for _, f := range okPrefix[i] {
-			if recs := f.markRecords(); len(recs) > 0 {
-				w.write(ctx, f, recs, nil)
-				marked = true
-			}
+		if w.writeMarks(ctx, okPrefix[i], nowMs, nil) {
+			marked = true
 		}
 	}
 	if marked {
@@ -143,9 +235,7 @@ func (w *writer) settle(ctx context.Context, results []*partResult) ([]settled, 
 	}
 	for i, ok := range okPrefix {
 		cut := firstNotDurable(ok)
-		for _, f := range ok[:cut] {
-			f.commitMarks()
-		}
+		commitAllMarks(ok[:cut], nowMs)
 		for _, f := range ok[cut:] {
 			f.undoMarks()
 		}

@@ -323,7 +323,8 @@ func rate(n int, runs []benchRun) float64 {
 // (handleOne: decode, context, middleware, handler, outputs handed to the
 // producer) with and without the processed-id store, in one process with
 // no broker: a writer that acknowledges at once, 1 KiB events with unique
-// ids over 8 partitions, batches of 500 settled as the subscriber settles
+// ids over 8 partitions, batches of 500 handled as the subscriber handles
+// them (handleBatch: a goroutine per partition) and settled as it settles
 // them (marks written and committed, outside the per-event path). Batches
 // alternate between the two pipelines, so load on a shared machine falls
 // on both alike. Reports each one's p50 and p99 (fine histogram buckets)
@@ -367,10 +368,11 @@ func BenchmarkHandlerPathIdempotency(b *testing.B) {
 			st := &topicStore{topic: DefaultProcessedTopic, group: "bench", ttl: 24 * time.Hour, nparts: 16,
 				now: time.Now, logger: discard(), parts: make([]atomic.Pointer[procPart], 16)}
 			for p := range int32(16) {
-				pp := st.part(p)
-				pp.loaded, pp.ids = true, map[idKey]int64{}
+				c := st.clock()
+				st.part(p).table.Store(newIDTable(0, c.at(time.Now().UnixMilli())-c.live))
 			}
 			mws = append(mws, Idempotent(st))
+			s.idStore = st
 		}
 		return pipeline{s: s, h: Chain(attempt(s.countFailures(noop)), mws...), lat: m.latency}
 	}
@@ -386,15 +388,17 @@ func BenchmarkHandlerPathIdempotency(b *testing.B) {
 		for i := 0; i < n; i += batch {
 			for k := range pls {
 				pl := pls[(k+i/batch)%2] // alternate which goes first
-				pr := &partResult{}
+				parts := make([][]*kgo.Record, benchPartitions)
 				for _, r := range recs[i:min(i+batch, n)] {
-					f, ok := pl.s.handleOne(ctx, r, pl.h, w, pr)
-					if !ok {
+					parts[r.Partition] = append(parts[r.Partition], r)
+				}
+				prs := pl.s.handleBatch(ctx, parts, pl.h, w)
+				for _, pr := range prs {
+					if pr.failedAt != nil {
 						b.Fatal("handler failed")
 					}
-					pr.done = append(pr.done, f)
 				}
-				if _, err := w.settle(ctx, []*partResult{pr}); err != nil {
+				if _, err := w.settle(ctx, prs); err != nil {
 					b.Fatal(err)
 				}
 			}

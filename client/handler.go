@@ -45,6 +45,8 @@ type Delivery struct {
 	Timestamp time.Time
 	// Message is the record as read: key, value and headers.
 	Message event.Message
+
+	batch *partResult // the partition's batch being handled, if any
 }
 
 type ctxKey int
@@ -158,6 +160,9 @@ type outbox struct {
 	recs  []*kgo.Record
 	marks []mark
 	mark1 [1]mark // NB: inline room for the usual one mark: no allocation
+	// NB: no inline room here: every event allocates an outbox (two, with
+	// the attempt's), and a bigger one costs subscribers without the store.
+	idms []idMark // marks of the processed-id topic store
 }
 
 // mark is a processed-id mark of a handled event. The subscriber writes
@@ -192,12 +197,25 @@ func (o *outbox) appendMarksLocked(ms ...mark) {
 	o.marks = append(o.marks, ms...)
 }
 
-func (o *outbox) take() ([]*kgo.Record, []mark) {
+func (o *outbox) addIDMark(m idMark) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	r, m := o.recs, o.marks
-	o.recs, o.marks = nil, nil
-	return r, m
+	o.appendIDMarksLocked(m)
+}
+
+func (o *outbox) appendIDMarksLocked(ms ...idMark) {
+	if len(ms) == 0 {
+		return
+	}
+	o.idms = append(o.idms, ms...)
+}
+
+func (o *outbox) take() ([]*kgo.Record, []mark, []idMark) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	r, m, im := o.recs, o.marks, o.idms
+	o.recs, o.marks, o.idms = nil, nil, nil
+	return r, m, im
 }
 
 // attempt scopes the outputs of one call of h: kept on success, dropped on
@@ -213,10 +231,11 @@ func attempt(h HandlerFunc) HandlerFunc {
 		if err := h(context.WithValue(ctx, outboxKey, child), e); err != nil {
 			return err
 		}
-		recs, marks := child.take()
+		recs, marks, idms := child.take()
 		parent.mu.Lock()
 		parent.recs = append(parent.recs, recs...)
 		parent.appendMarksLocked(marks...)
+		parent.appendIDMarksLocked(idms...)
 		parent.mu.Unlock()
 		return nil
 	}

@@ -402,7 +402,22 @@ func TestIdempotency(t *testing.T) {
 			stop := startSub(t, s)
 			waitFor(t, 10*time.Second, "2 handled", func() bool { return handled.Load() == 2 })
 			stop()
-			pub.Publish(ctx, "in", dup(), &event.Event{ID: "third", Source: "/t", Type: "t", PartitionKey: "k"})
+			// A mark of the store's first layout (one id per record, value
+			// = Unix milliseconds) is still honoured after an upgrade.
+			legacy, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p := range int32(4) {
+				r := &kgo.Record{Topic: "processed", Partition: p, Key: []byte("g\x00old"),
+					Value: strconv.AppendInt(nil, time.Now().UnixMilli(), 10)}
+				if err := legacy.ProduceSync(ctx, r).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			legacy.Close()
+			pub.Publish(ctx, "in", dup(), &event.Event{ID: "old", Source: "/t", Type: "t", PartitionKey: "k"},
+				&event.Event{ID: "third", Source: "/t", Type: "t", PartitionKey: "k"})
 			s2, _ := NewSubscriber(b.brokers, "g", []string{"in"}, h, WithIdempotency(time.Hour), WithLogger(testLogger()),
 				WithProcessedTopic("processed", 4))
 			stop2 := startSub(t, s2)

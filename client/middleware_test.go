@@ -169,7 +169,7 @@ func TestDeadLetter(t *testing.T) {
 	if err := h(ctx, ev()); err != nil {
 		t.Fatalf("DeadLetter returned %v", err)
 	}
-	recs, _ := ob.take()
+	recs, _, _ := ob.take()
 	if len(recs) != 1 || recs[0].Topic != "dlq" || string(recs[0].Key) != "k" || string(recs[0].Value) != "v" {
 		t.Fatalf("records %+v", recs)
 	}
@@ -211,7 +211,7 @@ func TestIdempotent(t *testing.T) {
 	run := func() error {
 		ctx, ob := handlerCtx(m)
 		err := h(ctx, ev())
-		_, marks := ob.take()
+		_, marks, _ := ob.take()
 		for _, mk := range marks { // as the subscriber does for a handled event that became durable
 			mk.pending()
 			mk.commit()
@@ -246,7 +246,7 @@ func TestIdempotent(t *testing.T) {
 	if seen, _ := store.Seen(ctx, "e2"); seen {
 		t.Fatal("mark visible before the handler's success was final")
 	}
-	_, marks := ob.take()
+	_, marks, _ := ob.take()
 	marks[0].pending()
 	if seen, _ := store.Seen(ctx, "e2"); !seen {
 		t.Fatal("pending mark invisible: a redelivery in the same batch would run again")
@@ -385,7 +385,7 @@ func TestCorrelateAndTrace(t *testing.T) {
 	if err := h(ctx, in); err != nil {
 		t.Fatal(err)
 	}
-	recs, _ := ob.take()
+	recs, _, _ := ob.take()
 	if len(recs) != 1 {
 		t.Fatalf("records %v", recs)
 	}
@@ -416,7 +416,7 @@ func TestAttemptDropsFailedOutputs(t *testing.T) {
 	if err := h(ctx, ev()); err != nil {
 		t.Fatal(err)
 	}
-	recs, _ := ob.take()
+	recs, _, _ := ob.take()
 	if len(recs) != 1 || headers(recs[0])["ce_type"] != "try3" {
 		t.Fatalf("outputs %v", recs)
 	}
@@ -436,7 +436,7 @@ func TestIdempotentLetsRedrivenEventsThrough(t *testing.T) {
 			d.Message.Headers = append(d.Message.Headers, event.Header{Key: HeaderRedrivenFrom, Value: []byte("dlq/0/7")})
 		}
 		err := h(ctx, ev())
-		_, marks := ob.take()
+		_, marks, _ := ob.take()
 		for _, mk := range marks {
 			mk.pending()
 			mk.commit()

@@ -1,13 +1,16 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/heraldhq/herald/event"
 )
 
 // DefaultProcessedTopic is the compacted topic WithIdempotency keeps
@@ -23,20 +28,29 @@ const DefaultProcessedTopic = "__herald_processed"
 
 // topicStore is the durable ProcessedStore behind WithIdempotency.
 //
-// Layout: one record per handled event in the compacted topic, key =
-// group + "\x00" + event id, value = the handled time in Unix milliseconds
-// (base 10). The record of an event read from input partition p goes to
-// partition p mod N of the topic, so a member that is assigned p loads only
-// that one partition, lazily, when it first handles an event of p. Entries
-// older than the TTL are ignored on load and on lookup; the topic is created
-// with retention.ms = TTL so old ids also leave the disk.
+// Layout: records in the compacted topic, each holding the ids of a
+// partition's batch of handled events (markBatch, below); a record of the
+// first layout holds one id (key = group NUL id, value = the handled time in
+// Unix milliseconds, base 10) and is still read. The marks of events read
+// from input partition p go to partition p mod N of the topic, so a member
+// that is assigned p loads only that one partition, lazily, when it first
+// handles an event of p. Entries older than the TTL are ignored on load and
+// on lookup; the topic is created with retention.ms = TTL so old ids also
+// leave the disk.
 //
-// A mark is pending (visible to Seen, so a redelivery within the batch is
-// skipped) from the handler's success until its record is durable or has
-// failed; the subscriber writes the records of a batch after the batch's
-// outputs are durable and before it commits offsets. Under ExactlyOnce the
-// records are written in the batch's transaction and loaded with
-// read_committed, so a mark exists iff its outputs and offset commit do.
+// A mark is pending (visible to Seen for the rest of its partition's batch,
+// so a redelivery within the batch is skipped) from the handler's success
+// until its record is durable or has failed; the subscriber writes the
+// records of a batch after the batch's outputs are durable and before it
+// commits offsets, one record per partition, and then adds the durable ids
+// to the partition's table under one lock. Under ExactlyOnce the records
+// are written in the batch's transaction and loaded with read_committed, so
+// a mark exists iff its outputs and offset commit do.
+//
+// NB: the per-event path (Seen, Mark) takes no lock and allocates nothing:
+// Seen reads the partition's idTable without a lock and the batch's pending
+// ids from the partition's own batch state; Mark puts the mark in the
+// event's outbox.
 type topicStore struct {
 	topic, group  string
 	ttl           time.Duration
@@ -46,6 +60,10 @@ type topicStore struct {
 	loaderOpts    []kgo.Opt
 	logger        *slog.Logger
 	now           func() time.Time
+	clockOnce     sync.Once
+	clk           idClock
+	keyNonce      uint64        // random per store: batch record keys of members differ
+	seq           atomic.Uint64 // makes this store's batch record keys unique
 
 	// parts[p] is the state of store partition p, nil until first used
 	// and after it is dropped. NB: atomic, not under one mutex, so the
@@ -54,23 +72,13 @@ type topicStore struct {
 }
 
 type procPart struct {
-	mu      sync.Mutex
-	loaded  bool
-	ids     map[idKey]int64 // handled time, Unix milliseconds
-	pending map[idKey]int   // marks not yet durable: how many
+	mu    sync.Mutex              // held by the writer of table and by a load
+	table atomic.Pointer[idTable] // nil until loaded
 }
 
-// idKey is an event id hashed to 128 bits with per-process seeds. NB: a map
-// keyed and valued without pointers is not scanned by the garbage
-// collector, which a map of a million id strings would be on every cycle,
-// stealing CPU from handlers; at 128 bits a collision (an event wrongly
-// taken as handled) is as likely as a random UUID repeating.
-type idKey [2]uint64
-
-var idSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
-
-func keyOf(id string) idKey {
-	return idKey{maphash.String(idSeeds[0], id), maphash.String(idSeeds[1], id)}
+func (s *topicStore) clock() idClock {
+	s.clockOnce.Do(func() { s.clk, s.keyNonce = newIDClock(s.ttl), rand.Uint64() })
+	return s.clk
 }
 
 func (s *topicStore) part(p int32) *procPart {
@@ -95,24 +103,107 @@ func (s *topicStore) drop(inputs map[string][]int32) {
 	}
 }
 
-func (s *topicStore) Seen(ctx context.Context, id string) (bool, error) {
-	p := deliveryPartition(ctx) % s.nparts
-	pp := s.part(p)
+// table returns store partition p's id table, loading it on first use.
+func (s *topicStore) table(ctx context.Context, pp *procPart, p int32) (*idTable, error) {
+	if t := pp.table.Load(); t != nil {
+		return t, nil
+	}
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	if !pp.loaded {
-		ids, err := s.load(ctx, p)
-		if err != nil {
-			return false, fmt.Errorf("load processed ids: %w", err)
-		}
-		pp.ids, pp.loaded = ids, true
+	if t := pp.table.Load(); t != nil {
+		return t, nil
+	}
+	t, err := s.load(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("load processed ids: %w", err)
+	}
+	pp.table.Store(t)
+	return t, nil
+}
+
+func (s *topicStore) Seen(ctx context.Context, id string) (bool, error) {
+	d, _ := ctx.Value(deliveryKey).(*Delivery)
+	var p int32
+	if d != nil {
+		p = d.Partition
+	}
+	p %= s.nparts
+	t, err := s.table(ctx, s.part(p), p)
+	if err != nil {
+		return false, err
 	}
 	k := keyOf(id)
-	if len(pp.pending) > 0 && pp.pending[k] > 0 {
-		return true, nil
+	var nowMs int64
+	if d != nil && d.batch != nil {
+		b := d.batch
+		b.lastID, b.lastKey = id, k
+		if b.pending.has(k) {
+			return true, nil
+		}
+		if b.cur < len(b.pre) && b.pre[b.cur].ok && b.pre[b.cur].key == k && b.pre[b.cur].p == p {
+			return b.pre[b.cur].seen, nil
+		}
+		if b.nowMs == 0 {
+			b.nowMs = s.now().UnixMilli()
+		}
+		nowMs = b.nowMs
+	} else {
+		nowMs = s.now().UnixMilli()
 	}
-	ms, ok := pp.ids[k]
-	return ok && s.now().UnixMilli()-ms < s.ttl.Milliseconds(), nil
+	c := s.clock()
+	return t.contains(k, c.at(nowMs), c), nil
+}
+
+// preLook is a lookup made ahead of handling: the key of a record's
+// ce_id header, the store partition, and whether the id was in the table.
+type preLook struct {
+	key  idKey
+	p    int32
+	ok   bool
+	seen bool
+}
+
+// prelook looks up the ids of a partition's batch of records (their ce_id
+// headers) before they are handled, and keeps the answers in pr for Seen.
+// NB: all keys are hashed first and the table probed after, in a loop of
+// independent loads, so the CPU overlaps the cache misses of many lookups
+// instead of paying one per event on the handler path. The table does not
+// change while a batch is handled (marks are added after it), and ids made
+// pending during the batch are checked by Seen before these answers.
+func (s *topicStore) prelook(ctx context.Context, pr *partResult, rs []*kgo.Record) {
+	if len(rs) == 0 {
+		return
+	}
+	p := rs[0].Partition % s.nparts
+	t, err := s.table(ctx, s.part(p), p)
+	if err != nil {
+		return // Seen reports it
+	}
+	pre := make([]preLook, len(rs))
+	for i, r := range rs {
+		if r.Partition%s.nparts != p {
+			continue
+		}
+		for _, h := range r.Headers {
+			if h.Key == event.HeaderID {
+				pre[i] = preLook{key: idKey{maphash.Bytes(idSeeds[0], h.Value), maphash.Bytes(idSeeds[1], h.Value)}, p: p, ok: true}
+				break
+			}
+		}
+	}
+	if pr.nowMs == 0 {
+		pr.nowMs = s.now().UnixMilli()
+	}
+	c := s.clock()
+	now := c.at(pr.nowMs)
+	for i := range pre {
+		if pre[i].ok {
+			pre[i].seen = t.contains(pre[i].key, now, c)
+		}
+	}
+	pr.pre = pre
+	pr.idmSlab = make([]idMark, len(rs))
+	pr.pending.reserve(len(rs))
 }
 
 func (s *topicStore) Mark(ctx context.Context, id string) error {
@@ -120,87 +211,160 @@ func (s *topicStore) Mark(ctx context.Context, id string) error {
 	if !ok {
 		return errors.New("processed-id store used outside a subscriber")
 	}
-	p := deliveryPartition(ctx) % s.nparts
-	pp := s.part(p)
-	m := &topicMark{s: s, pp: pp, p: p, id: id, key: keyOf(id)}
-	ob.addMark(m)
+	d, _ := ctx.Value(deliveryKey).(*Delivery)
+	var p int32
+	var k idKey
+	if d != nil {
+		p = d.Partition
+		if b := d.batch; b != nil && b.lastID == id {
+			k = b.lastKey // NB: Seen just hashed it
+		} else {
+			k = keyOf(id)
+		}
+	} else {
+		k = keyOf(id)
+	}
+	ob.addIDMark(idMark{s: s, p: p % s.nparts, key: k, id: id})
 	return nil
 }
 
-// topicMark is a topicStore mark: one record, pending until it is durable.
-// NB: the record is built when the subscriber writes it, after the batch is
-// handled, so the handler path pays for no encoding, and one small
-// allocation. NB: carving marks from 64 KiB slabs was tried and made the
-// tail worse: every 256th mark paid for zeroing a large object.
-type topicMark struct {
+// idMark is a topicStore mark: held in the event's outbox, then in its
+// inflight, then written in its partition's batch record.
+type idMark struct {
 	s   *topicStore
-	pp  *procPart
-	p   int32
-	id  string
+	p   int32 // store partition
 	key idKey
-	now time.Time
+	id  string
 }
 
-func (m *topicMark) record() *kgo.Record {
-	s := m.s
-	m.now = s.now()
-	// One allocation for key and value: group NUL id | unix millis.
-	k := len(s.group) + 1 + len(m.id)
-	buf := make([]byte, 0, k+20)
-	buf = append(append(append(buf, s.group...), 0), m.id...)
-	buf = strconv.AppendInt(buf, m.now.UnixMilli(), 10)
-	return &kgo.Record{Topic: s.topic, Partition: m.p, Key: buf[:k:k], Value: buf[k:]}
-}
-
-func (m *topicMark) pending() {
-	pp := m.pp
-	pp.mu.Lock()
-	defer pp.mu.Unlock()
-	if pp.pending == nil {
-		pp.pending = make(map[idKey]int)
-	}
-	pp.pending[m.key]++
-}
-
-func (m *topicMark) commit() {
-	pp := m.pp
-	pp.mu.Lock()
-	defer pp.mu.Unlock()
-	pp.unpendLocked(m.key)
-	if pp.ids != nil { // else dropped or never loaded: a later load reads the record
-		if m.now.IsZero() {
-			m.now = m.s.now()
+// commitIDMarks adds durable marks to their partitions' tables, taking each
+// partition's lock once per run of marks for it. A partition that is not
+// loaded (dropped, or never used) is skipped: a later load reads the
+// records.
+func commitIDMarks(ms []idMark, nowMs int64) {
+	for i := 0; i < len(ms); {
+		s, p := ms[i].s, ms[i].p
+		j := i + 1
+		for j < len(ms) && ms[j].s == s && ms[j].p == p {
+			j++
 		}
-		pp.ids[m.key] = m.now.UnixMilli()
+		pp := s.part(p)
+		c := s.clock()
+		at := c.at(nowMs)
+		pp.mu.Lock()
+		if t := pp.table.Load(); t != nil {
+			for _, m := range ms[i:j] {
+				t = t.insert(m.key, at, c)
+			}
+			pp.table.Store(t)
+		}
+		pp.mu.Unlock()
+		i = j
 	}
 }
 
-func (m *topicMark) undo() {
-	pp := m.pp
-	pp.mu.Lock()
-	defer pp.mu.Unlock()
-	pp.unpendLocked(m.key)
+// Batch record of marks (value layout version 1; the constants are frozen):
+//
+//	key   = group NUL NUL nonce "." sequence (base 36; unique, so compaction
+//	        keeps every batch: they leave by retention.ms = TTL)
+//	value = 0x01 | uvarint unix-millis | uvarint count | count × (uvarint len | id bytes)
+//
+// A first-layout value is base-10 digits, so the first byte tells them
+// apart. A record's value stays under markBatchMax bytes; a batch with more
+// ids is written as several records.
+const (
+	markBatchV1  = 0x01
+	markBatchMax = 256 << 10
+	// maxMarkIDLen bounds an id's length as the decoder reads it.
+	maxMarkIDLen = 1 << 20
+)
+
+// idMarkRecords encodes marks (runs of one store and partition, as a
+// partition's batch yields them) into batch records stamped nowMs.
+func idMarkRecords(ms []idMark, nowMs int64) []*kgo.Record {
+	var recs []*kgo.Record
+	for i := 0; i < len(ms); {
+		s, p := ms[i].s, ms[i].p
+		size := 1 + 2*binary.MaxVarintLen64
+		j := i
+		for j < len(ms) && ms[j].s == s && ms[j].p == p &&
+			(j == i || size+binary.MaxVarintLen64+len(ms[j].id) <= markBatchMax) {
+			size += binary.MaxVarintLen64 + len(ms[j].id)
+			j++
+		}
+		s.clock() // sets keyNonce
+		key := make([]byte, 0, len(s.group)+2+28)
+		key = append(append(key, s.group...), 0, 0)
+		key = strconv.AppendUint(key, s.keyNonce, 36)
+		key = append(key, '.')
+		key = strconv.AppendUint(key, s.seq.Add(1), 36)
+		v := make([]byte, 0, size)
+		v = append(v, markBatchV1)
+		v = binary.AppendUvarint(v, uint64(nowMs))
+		v = binary.AppendUvarint(v, uint64(j-i))
+		for _, m := range ms[i:j] {
+			v = binary.AppendUvarint(v, uint64(len(m.id)))
+			v = append(v, m.id...)
+		}
+		recs = append(recs, &kgo.Record{Topic: s.topic, Partition: p, Key: key, Value: v})
+		i = j
+	}
+	return recs
 }
 
-func deliveryPartition(ctx context.Context) int32 {
-	if d, ok := ctx.Value(deliveryKey).(*Delivery); ok {
-		return d.Partition
+// decodeMarkBatch calls fn for each id of a batch record's value, with the
+// batch's time. It reports a malformed value (truncated, a length past the
+// end, trailing bytes) without calling fn for any id.
+func decodeMarkBatch(v []byte, fn func(id []byte, ms int64)) error {
+	if len(v) == 0 || v[0] != markBatchV1 {
+		return errors.New("processed-id batch: not version 1")
 	}
-	return 0
-}
-
-func (pp *procPart) unpendLocked(k idKey) {
-	if pp.pending[k]--; pp.pending[k] <= 0 {
-		delete(pp.pending, k)
+	b := v[1:]
+	ms, n := binary.Uvarint(b)
+	if n <= 0 || ms > math.MaxInt64 {
+		return errors.New("processed-id batch: bad time")
 	}
+	b = b[n:]
+	count, n := binary.Uvarint(b)
+	if n <= 0 || count > uint64(len(b)) { // NB: each id takes at least its length byte
+		return errors.New("processed-id batch: bad count")
+	}
+	b = b[n:]
+	// Validate everything before reporting anything.
+	rest := b
+	for range count {
+		l, n := binary.Uvarint(rest)
+		if n <= 0 || l > maxMarkIDLen || l > uint64(len(rest)-n) {
+			return errors.New("processed-id batch: id length past the end")
+		}
+		rest = rest[n+int(l):]
+	}
+	if len(rest) != 0 {
+		return fmt.Errorf("processed-id batch: %d trailing bytes", len(rest))
+	}
+	for range count {
+		l, n := binary.Uvarint(b)
+		fn(b[n:n+int(l)], int64(ms))
+		b = b[n+int(l):]
+	}
+	return nil
 }
 
 // loadIdle bounds the wait for a record that will never come: read_committed
 // end offsets count transaction markers, which are never returned.
-const loadIdle = 300 * time.Millisecond
+// loadFirst is that bound before the first record, which on a loaded
+// machine can take longer than loadIdle to arrive.
+const (
+	loadIdle  = 300 * time.Millisecond
+	loadFirst = 3 * time.Second
+)
 
-func (s *topicStore) load(ctx context.Context, p int32) (map[idKey]int64, error) {
+func (s *topicStore) load(ctx context.Context, p int32) (*idTable, error) {
 	start := time.Now()
+	c := s.clock()
+	now := s.now()
+	nowTick := c.at(now.UnixMilli())
+	t := newIDTable(0, nowTick-c.live)
 	var ends kadm.ListedOffsets
 	var err error
 	if s.readCommitted {
@@ -218,9 +382,8 @@ func (s *topicStore) load(ctx context.Context, p int32) (map[idKey]int64, error)
 	if o, ok := ends.Lookup(s.topic, p); ok {
 		end = o.Offset
 	}
-	ids := make(map[idKey]int64)
 	if end <= 0 {
-		return ids, nil
+		return t, nil
 	}
 	iso := kgo.ReadUncommitted()
 	if s.readCommitted {
@@ -234,10 +397,25 @@ func (s *topicStore) load(ctx context.Context, p int32) (map[idKey]int64, error)
 	}
 	defer cl.Close()
 	prefix := s.group + "\x00"
-	now := s.now()
-	next, n := int64(0), 0
+	// NB: first-layout records can withdraw an id (a tombstone, or an
+	// expired time), so ids are gathered in a map before the table, which
+	// never deletes, is built.
+	ids := make(map[idKey]int64)
+	add := func(id string, ms int64) {
+		if ms <= now.UnixMilli() && now.Sub(time.UnixMilli(ms)) >= s.ttl {
+			return
+		}
+		if k := keyOf(id); ms > ids[k] {
+			ids[k] = ms
+		}
+	}
+	next, n, bad := int64(0), 0, 0
 	for next < end {
-		pctx, cancel := context.WithTimeout(ctx, loadIdle)
+		idle := loadIdle
+		if next == 0 {
+			idle = loadFirst // NB: the first fetch also connects and reads metadata
+		}
+		pctx, cancel := context.WithTimeout(ctx, idle)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
@@ -247,19 +425,24 @@ func (s *topicStore) load(ctx context.Context, p int32) (map[idKey]int64, error)
 		fs.EachRecord(func(r *kgo.Record) {
 			got++
 			next = r.Offset + 1
-			k := string(r.Key)
-			if !strings.HasPrefix(k, prefix) {
+			if !bytes.HasPrefix(r.Key, []byte(prefix)) {
 				return
 			}
-			id := k[len(prefix):]
+			if len(r.Value) > 0 && r.Value[0] == markBatchV1 {
+				if err := decodeMarkBatch(r.Value, func(id []byte, ms int64) { add(string(id), ms); n++ }); err != nil {
+					bad++
+				}
+				return
+			}
+			id := string(r.Key[len(prefix):])
 			ms, err := strconv.ParseInt(string(r.Value), 10, 64)
 			if err != nil || r.Value == nil {
 				delete(ids, keyOf(id))
 				return
 			}
+			n++
 			if now.Sub(time.UnixMilli(ms)) < s.ttl {
 				ids[keyOf(id)] = ms
-				n++
 			} else {
 				delete(ids, keyOf(id))
 			}
@@ -273,8 +456,15 @@ func (s *topicStore) load(ctx context.Context, p int32) (map[idKey]int64, error)
 			break // the rest up to end are markers or aborted records
 		}
 	}
-	s.logger.Debug("loaded processed ids", "topic", s.topic, "partition", p, "ids", len(ids), "records", n, "took", time.Since(start))
-	return ids, nil
+	if bad > 0 {
+		s.logger.Warn("skipped malformed processed-id records", "topic", s.topic, "partition", p, "records", bad)
+	}
+	t = newIDTable(len(ids), nowTick-c.live)
+	for k, ms := range ids {
+		t.put(k, min(max(c.at(ms), t.base), t.base+tickMask))
+	}
+	s.logger.Debug("loaded processed ids", "topic", s.topic, "partition", p, "ids", len(ids), "marks", n, "took", time.Since(start))
+	return t, nil
 }
 
 // ensureProcessedTopic creates the store's topic (compacted, retention =

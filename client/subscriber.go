@@ -35,6 +35,7 @@ type Subscriber struct {
 	topics  []string
 	user    HandlerFunc
 	ev      *env
+	idStore *topicStore // WithIdempotency's store, set by Run
 
 	mu struct {
 		sync.Mutex
@@ -213,6 +214,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}
 		store.parts = make([]atomic.Pointer[procPart], n)
 		procStore = store
+		s.idStore = store
 	}
 	if procStore != nil {
 		mws = append(mws, Idempotent(procStore))
@@ -356,14 +358,13 @@ func (s *Subscriber) loopTxn(rctx, hctx context.Context, sess *kgo.GroupTransact
 				ok = false
 			}
 		}
+		nowMs := time.Now().UnixMilli()
 		if ok {
 			// Marks after outputs, as in settle; in one transaction the
 			// order does not matter for visibility, but it keeps one
 			// rule for every mode.
 			for _, r := range results {
-				for _, f := range r.done {
-					w.write(hctx, f, f.markRecords(), r)
-				}
+				w.writeMarks(hctx, r.done, nowMs, r)
 			}
 			if err := w.flush(hctx); err != nil {
 				ok = false
@@ -381,12 +382,12 @@ func (s *Subscriber) loopTxn(rctx, hctx context.Context, sess *kgo.GroupTransact
 		}
 		committed, err := sess.End(hctx, kgo.TransactionEndTry(ok))
 		for _, r := range results {
+			if committed {
+				commitAllMarks(r.done, nowMs)
+				continue
+			}
 			for _, f := range r.done {
-				if committed {
-					f.commitMarks()
-				} else {
-					f.undoMarks()
-				}
+				f.undoMarks()
 			}
 		}
 		if !committed && store != nil {
@@ -455,11 +456,15 @@ func (s *Subscriber) handleBatch(hctx context.Context, parts [][]*kgo.Record, h 
 		pr := &partResult{done: make([]*inflight, 0, len(rs))}
 		results[i] = pr
 		wg.Go(func() {
-			for _, r := range rs {
+			if s.idStore != nil {
+				s.idStore.prelook(hctx, pr, rs)
+			}
+			for i, r := range rs {
 				if hctx.Err() != nil || pr.writeFailed.Load() {
 					pr.failedAt = r
 					return
 				}
+				pr.cur = i
 				f, ok := s.handleOne(hctx, r, h, w, pr)
 				if !ok {
 					pr.failedAt = r
@@ -479,8 +484,14 @@ func (s *Subscriber) handleBatch(hctx context.Context, parts [][]*kgo.Record, h 
 func (s *Subscriber) handleOne(hctx context.Context, r *kgo.Record, h HandlerFunc, w *writer, pr *partResult) (*inflight, bool) {
 	start := time.Now()
 	d := &Delivery{Group: s.group, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
-		Timestamp: r.Timestamp, Message: toMessage(r)}
+		Timestamp: r.Timestamp, Message: toMessage(r), batch: pr}
 	ob := &outbox{}
+	if pr != nil && pr.cur < len(pr.idmSlab) {
+		// NB: the event's store mark goes into the batch's slab, not
+		// a fresh allocation; a second mark would outgrow the window and
+		// be copied out by append.
+		ob.idms = pr.idmSlab[pr.cur : pr.cur : pr.cur+1]
+	}
 	ctx := context.WithValue(hctx, deliveryKey, d)
 	ctx = context.WithValue(ctx, outboxKey, ob)
 	ctx = context.WithValue(ctx, envKey, s.ev)
@@ -512,11 +523,16 @@ func (s *Subscriber) handleOne(hctx context.Context, r *kgo.Record, h HandlerFun
 			return nil, false
 		}
 	}
-	recs, marks := ob.take()
+	recs, marks, idms := ob.take()
 	for _, mk := range marks {
 		mk.pending()
 	}
-	f := &inflight{rec: r, marks: marks}
+	if pr != nil {
+		for _, mk := range idms {
+			pr.pending.add(mk.key)
+		}
+	}
+	f := &inflight{rec: r, marks: marks, idms: idms}
 	w.write(hctx, f, recs, pr)
 	if m != nil {
 		m.handled.WithLabelValues(d.Group, d.Topic).Inc()

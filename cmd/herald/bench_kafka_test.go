@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -45,9 +47,25 @@ func TestBenchKafkaModes(t *testing.T) {
 		{"consume", []string{"consume", "--records", "5000", "--record-size", "100B", "--partitions", "4"}, 5000, 5000, false},
 		{"e2e", []string{"e2e", "--records", "500", "--rate", "1000", "--partitions", "2", "--durability", "interval=2ms"}, 500, 500, true},
 	}
+	gcBefore := debug.SetGCPercent(100)
+	debug.SetGCPercent(gcBefore)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rep := runBenchKafkaCLI(t, tt.args...)
+			// e2e raises its own GC target (unless GOGC is set) and puts
+			// it back afterwards; the other modes leave it.
+			wantGC := strconv.Itoa(gcBefore)
+			if env := os.Getenv("GOGC"); env != "" {
+				wantGC = env
+			} else if rep.Mode == bkModeE2E {
+				wantGC = "400"
+			}
+			if rep.GOGC != wantGC {
+				t.Errorf("report GOGC %q, want %q", rep.GOGC, wantGC)
+			}
+			if now := debug.SetGCPercent(gcBefore); now != gcBefore {
+				t.Errorf("GC percent %d after the run, want it restored to %d", now, gcBefore)
+			}
 			if rep.Mode != tt.args[0] || rep.Server != "in-process" {
 				t.Errorf("mode %q server %q, want %q in-process", rep.Mode, rep.Server, tt.args[0])
 			}

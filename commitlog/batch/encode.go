@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 )
 
@@ -87,8 +88,13 @@ func Encode(dst []byte, opts BuildOptions, recs []Rec) ([]byte, error) {
 		h.MaxTimestamp = max(h.MaxTimestamp, recs[i].Timestamp)
 	}
 
+	size := 0
+	for i := range recs {
+		r := &recs[i]
+		size += recordSizeHint(r.Timestamp-h.BaseTimestamp, int32(i), r.Key, r.Value, r.Headers)
+	}
 	start := len(dst)
-	dst, out, scratch := beginRecords(dst, opts.Compression)
+	dst, out, scratch := beginRecords(dst, opts.Compression, size)
 	var err error
 	for i := range recs {
 		r := &recs[i]
@@ -130,7 +136,12 @@ func EncodeRecords(dst []byte, h Header, recs []Record) ([]byte, error) {
 	if len(recs) == 0 {
 		c = None // NB: Kafka's empty batch keeps the codec bit but has no bytes to decompress.
 	}
-	dst, out, scratch := beginRecords(dst, c)
+	size := 0
+	for i := range recs {
+		r := &recs[i]
+		size += recordSizeHint(r.TimestampDelta, r.OffsetDelta, r.Key, r.Value, r.Headers)
+	}
+	dst, out, scratch := beginRecords(dst, c, size)
 	var err error
 	for i := range recs {
 		r := &recs[i]
@@ -143,13 +154,52 @@ func EncodeRecords(dst []byte, h Header, recs []Record) ([]byte, error) {
 
 // beginRecords reserves the header in dst and returns where records are to
 // be appended: dst itself when uncompressed, else a pooled scratch buffer.
-func beginRecords(dst []byte, c Compression) (_, out []byte, scratch *[]byte) {
-	dst = append(dst, make([]byte, HeaderSize)...)
+// size is the records' encoded length (recordSizeHint summed): the buffer
+// records go to is grown to hold them once, not record by record.
+func beginRecords(dst []byte, c Compression, size int) (_, out []byte, scratch *[]byte) {
 	if c == None {
+		dst = growAppend(dst, HeaderSize+size)
+		dst = append(dst, zeroHeader[:]...)
 		return dst, dst, nil
 	}
+	dst = append(dst, zeroHeader[:]...)
 	scratch = scratchPool.Get().(*[]byte)
-	return dst, (*scratch)[:0], scratch
+	return dst, growAppend((*scratch)[:0], size), scratch
+}
+
+// zeroHeader reserves a batch header's bytes, filled in by endRecords.
+var zeroHeader [HeaderSize]byte
+
+// recordSizeHint is the encoded length of a record, length prefix included,
+// or 0 for one that appendRecord refuses (its length does not fit). It is
+// only a capacity hint: appendRecord checks the limits.
+func recordSizeHint(tsDelta int64, offDelta int32, key, value []byte, hdrs []RecordHeader) int {
+	if len(key) > math.MaxInt32 || len(value) > math.MaxInt32 || len(hdrs) > math.MaxInt32 {
+		return 0
+	}
+	n := 1 + sizeVarlong(tsDelta) + sizeVarint(offDelta) +
+		sizeBytes(key) + sizeBytes(value) + sizeVarint(int32(len(hdrs)))
+	for i := range hdrs {
+		h := &hdrs[i]
+		if len(h.Key) > math.MaxInt32 || len(h.Value) > math.MaxInt32 {
+			return 0
+		}
+		n += sizeVarint(int32(len(h.Key))) + len(h.Key) + sizeBytes(h.Value)
+	}
+	if n > math.MaxInt32 {
+		return 0
+	}
+	return sizeVarint(int32(n)) + n
+}
+
+// growAppend makes room for n more bytes in b, at least doubling its
+// capacity when it must reallocate, so that a sequence of appends costs
+// amortized linear time even when the sizes were not known up front.
+func growAppend(b []byte, n int) []byte {
+	if n <= cap(b)-len(b) {
+		return b
+	}
+	return slices.Grow(b, max(n, cap(b)))
 }
 
 // endRecords compresses out into dst if needed and fills in the header at
@@ -209,7 +259,9 @@ func appendRecord(dst []byte, attrs int8, tsDelta int64, offDelta int32, key, va
 	if n > math.MaxInt32 {
 		return dst, fmt.Errorf("record of %d bytes does not fit in its int32 length", n)
 	}
-	dst = grow(dst, sizeVarint(int32(n))+n)
+	// NB: growAppend, not grow: when a caller's size hint fell short,
+	// growing by exactly this record would copy the batch once per record.
+	dst = growAppend(dst, sizeVarint(int32(n))+n)
 	dst = appendVarint(dst, int64(n))
 	dst = append(dst, byte(attrs))
 	dst = appendVarint(dst, tsDelta)

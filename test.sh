@@ -45,6 +45,7 @@ fuzz FuzzDecodeRecord ./broker/groups
 fuzz FuzzDecodeRecord ./broker/txn
 fuzz FuzzRequest ./kafka
 fuzz FuzzRecordTraces ./kafka
+fuzz FuzzDecodeMarkBatch ./client
 fuzz FuzzReadIndexFile ./lineage
 fuzz FuzzDecode ./event
 fuzz FuzzParseJSON ./event

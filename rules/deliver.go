@@ -229,7 +229,11 @@ func (w *targetWorker) deliver(batch []*job) {
 	}
 	if cfg.t.Topic != "" {
 		recs := make([]eventlog.Record, 0, len(batch))
-		for i := range batch {
+		for i, j := range batch {
+			if outs[i] == j.ev.ev && j.ev.raw.Value != nil {
+				recs = append(recs, j.ev.raw) // unchanged: no need to encode it again
+				continue
+			}
 			recs = append(recs, toRecord(outs[i]))
 		}
 		err := w.e.writer(cfg.t.Topic).append(recs)

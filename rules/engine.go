@@ -883,7 +883,8 @@ func (e *Engine) dispatch(ctx context.Context, bs *busState, part int32, t *part
 				continue
 			}
 			bs.inflight.Add(1)
-			rec := &sharedEvent{ev: ev, arrived: r.Timestamp}
+			rec := &sharedEvent{ev: ev, arrived: r.Timestamp,
+				raw: eventlog.Record{Key: r.Key, Value: r.Value, Headers: r.Headers}}
 			offset := r.Offset
 			remaining := atomic.Int32{}
 			remaining.Store(int32(len(workers)))
@@ -922,8 +923,12 @@ func decodeRecord(r *eventlog.Record) (*event.Event, error) {
 type sharedEvent struct {
 	ev      *event.Event
 	arrived time.Time
-	once    sync.Once
-	doc     []byte
+	// raw is the bus record ev was decoded from (Value nil when ev was
+	// not read from a bus): a target receiving ev unchanged gets these
+	// bytes rather than a fresh encoding.
+	raw  eventlog.Record
+	once sync.Once
+	doc  []byte
 }
 
 func (s *sharedEvent) json() []byte {

@@ -209,7 +209,12 @@ func appendRecord(dst []byte, attrs int8, tsDelta int64, offDelta int32, key, va
 	if n > math.MaxInt32 {
 		return dst, fmt.Errorf("record of %d bytes does not fit in its int32 length", n)
 	}
-	dst = grow(dst, sizeVarint(int32(n))+n)
+	// NB: at least double when growing: records are appended one at a
+	// time, and growing by exactly one record copies the batch once per
+	// record (quadratic in the batch).
+	if need := sizeVarint(int32(n)) + n; cap(dst)-len(dst) < need {
+		dst = grow(dst, max(need, cap(dst)))
+	}
 	dst = appendVarint(dst, int64(n))
 	dst = append(dst, byte(attrs))
 	dst = appendVarint(dst, tsDelta)

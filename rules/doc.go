@@ -19,14 +19,23 @@
 //
 // Bus and rule definitions are records of a compacted topic
 // (__herald_rules, key "bus/NAME" or "rule/BUS/NAME", a nil value deletes);
-// the Engine replays it on Start. An Engine reads each partition of each
-// bus from the offsets committed for the group "herald.rules.BUS" (the
-// Engine is the group's only reader: it commits with
-// Log.CommitOffsets, it does not join the group). A record's offset is
+// the Engine replays it on Start. An Engine reads a bus as a member of the
+// consumer group "herald.rules.BUS": every engine on one log (several
+// servers on one Kafka cluster, or several Engines on one eventlog) joins
+// it, so each partition, and so each event, is matched and delivered by
+// one engine; when an engine leaves or dies its partitions move to the
+// others. Each owned partition has its own dispatcher goroutine, so a
+// bus's partitions are matched in parallel. A record's offset is
 // committed only once every delivery it caused is done: delivered,
-// dead-lettered, or dropped because its rule or target was deleted. So
-// delivery is at least once: after a crash the uncommitted tail is
-// matched and delivered again.
+// dead-lettered, or dropped because its rule or target was deleted; an
+// engine giving partitions up lets their deliveries finish (CloseGrace at
+// most) and commits before they move. So delivery is at least once: after
+// a crash the uncommitted tail is matched and delivered again. A target
+// receiving a bus event unchanged (no input transformer) gets the bus
+// record's own bytes.
+//
+// Definitions are read at Start: an engine does not yet follow rules
+// another engine creates while both run.
 //
 // # Isolation
 //

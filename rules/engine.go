@@ -287,16 +287,33 @@ func (e *Engine) Start(ctx context.Context) error {
 		for _, n := range rp.Rules {
 			rs.rules[n] = true
 		}
-		if !rp.terminal() {
-			// A replay does not survive a restart; say so rather than
-			// resume with duplicates.
-			rs.r.State, rs.r.Reason, rs.r.Ended = ReplayFailed, "interrupted: the engine restarted", time.Now().UTC()
-			if err := e.putDefinition(ctx, "replay/"+rp.Name, rs.r); err != nil {
-				return err
-			}
-		}
 		e.mu.replays[rp.Name] = rs
 		e.replaySets.Store(rp.Name, rs.rules)
+		if rp.terminal() {
+			continue
+		}
+		// A replay the last engine left running goes on from its stored
+		// progress; one being cancelled is cancelled.
+		as := e.mu.archives[rp.Archive]
+		switch {
+		case rp.State == ReplayCancelling:
+			rs.r.State, rs.r.Ended = ReplayCancelled, time.Now().UTC()
+		case as == nil || e.mu.buses[as.a.Bus] == nil:
+			rs.r.State, rs.r.Reason, rs.r.Ended = ReplayFailed, "its archive no longer exists", time.Now().UTC()
+		default:
+			rs.r.Resumed++
+			e.log.Info("resuming replay", "replay", rp.Name, "replayed", rp.Replayed, "last_replayed", rp.LastReplayed)
+		}
+		if err := e.putDefinition(ctx, "replay/"+rp.Name, rs.r); err != nil {
+			return err
+		}
+		if rs.r.terminal() {
+			continue
+		}
+		rctx, cancel := context.WithCancel(e.ctx)
+		rs.cancel = cancel
+		e.wg.Add(1)
+		go e.runReplay(rctx, e.mu.buses[as.a.Bus], as.a, rs)
 	}
 	for _, bs := range e.mu.buses {
 		bs.launchOnce()

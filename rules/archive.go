@@ -61,10 +61,10 @@ type Replay struct {
 	LastOffset int64 `json:"last_offset"`
 	Replayed   int64 `json:"replayed"`
 	// Resumed counts the restarts the replay continued across.
-	Resumed int `json:"resumed,omitempty"`
-	Total        int64     `json:"total"`
-	Started      time.Time `json:"started,omitzero"`
-	Ended        time.Time `json:"ended,omitzero"`
+	Resumed int       `json:"resumed,omitempty"`
+	Total   int64     `json:"total"`
+	Started time.Time `json:"started,omitzero"`
+	Ended   time.Time `json:"ended,omitzero"`
 }
 
 func (r *Replay) terminal() bool {

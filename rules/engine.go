@@ -152,10 +152,11 @@ type busState struct {
 }
 
 type ruleState struct {
-	c       *compiled
-	targets map[string]*targetWorker
-	stop    context.CancelFunc // of the schedule loop
-	matched atomic.Int64
+	c        *compiled
+	targets  map[string]*targetWorker
+	stop     context.CancelFunc // of the schedule loop
+	matched  atomic.Int64
+	matchedC prometheus.Counter // e.m.matched's child, looked up once
 }
 
 // New returns an Engine; call Start to load definitions and run.
@@ -624,7 +625,7 @@ func (e *Engine) Rules(bus string) []Rule {
 func (e *Engine) installRule(bs *busState, c *compiled) {
 	bs.mu.Lock()
 	old := bs.rules[c.Name]
-	rs := &ruleState{c: c, targets: map[string]*targetWorker{}}
+	rs := &ruleState{c: c, targets: map[string]*targetWorker{}, matchedC: e.m.matched.WithLabelValues(bs.bus.Name, c.Name)}
 	if old != nil {
 		rs.matched.Store(old.matched.Load())
 		if old.stop != nil {
@@ -754,11 +755,13 @@ type partTracker struct {
 	pending map[int64]int // offset -> deliveries outstanding
 	order   []int64       // offsets with deliveries outstanding, ascending
 	next    int64         // the offset after the last dispatched record; -1 before the first
-	last    int64         // last committed
+	last    atomic.Int64  // last committed (the commit loop and revoke read it)
 }
 
 func newPartTracker() *partTracker {
-	return &partTracker{pending: map[int64]int{}, next: -1, last: -1}
+	t := &partTracker{pending: map[int64]int{}, next: -1}
+	t.last.Store(-1)
+	return t
 }
 
 // position is the offset to commit: the first with deliveries
@@ -931,7 +934,7 @@ func (e *Engine) revoke(ctx context.Context, bs *busState, tps []eventlog.TopicP
 		for ctx.Err() == nil && !pr.t.idle() && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		if pos := pr.t.position(); pos >= 0 && pos != pr.t.last {
+		if pos := pr.t.position(); pos >= 0 && pos != pr.t.last.Load() {
 			offs[eventlog.TopicPartition{Topic: bs.bus.Topic, Partition: pr.part}] = pos
 		}
 	}
@@ -966,7 +969,7 @@ func (e *Engine) commit(bs *busState) {
 	offs := map[eventlog.TopicPartition]int64{}
 	runs := map[int32]*partRun{}
 	for p, pr := range bs.parts.m {
-		if pos := pr.t.position(); pos >= 0 && pos != pr.t.last {
+		if pos := pr.t.position(); pos >= 0 && pos != pr.t.last.Load() {
 			offs[eventlog.TopicPartition{Topic: bs.bus.Topic, Partition: p}] = pos
 			runs[p] = pr
 		}
@@ -986,7 +989,7 @@ func (e *Engine) commit(bs *busState) {
 		return
 	}
 	for tp, pos := range offs {
-		runs[tp.Partition].t.last = pos
+		runs[tp.Partition].t.last.Store(pos)
 	}
 }
 
@@ -1035,7 +1038,7 @@ func (e *Engine) dispatch(ctx context.Context, bs *busState, pr *partRun, recs [
 					continue
 				}
 				rs.matched.Add(1)
-				e.m.matched.WithLabelValues(bs.bus.Name, n).Inc()
+				rs.matchedC.Inc()
 				for _, w := range rs.targets {
 					workers = append(workers, w)
 				}
@@ -1161,7 +1164,7 @@ func (e *Engine) runSchedule(ctx context.Context, bs *busState, rs *ruleState) {
 		ev.DataContentType = "application/json"
 		ev.Data, _ = json.Marshal(map[string]string{"bus": bs.bus.Name, "rule": rs.c.Name, "schedule": rs.c.Schedule})
 		rs.matched.Add(1)
-		e.m.matched.WithLabelValues(bs.bus.Name, rs.c.Name).Inc()
+		rs.matchedC.Inc()
 		bs.mu.RLock()
 		ws := make([]*targetWorker, 0, len(rs.targets))
 		for _, w := range rs.targets {

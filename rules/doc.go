@@ -14,6 +14,8 @@
 //	deliver.go    per-target workers: delivery, retry, dead-lettering
 //	metrics.go    Prometheus metrics and the counters describe shows
 //	http.go       the HTTP API (/v1/buses, /v1/rules)
+//	follow.go     following definitions other engines on the log store
+//	archive.go    archives and replays (resumed after a restart)
 //
 // # Durability and delivery
 //
@@ -34,8 +36,11 @@
 // receiving a bus event unchanged (no input transformer) gets the bus
 // record's own bytes.
 //
-// Definitions are read at Start: an engine does not yet follow rules
-// another engine creates while both run.
+// Every engine reads the definitions at Start and then follows the topic
+// (follow.go), so a bus, rule or archive created, changed or deleted
+// through one engine is in force on all. A replay runs on the engine that
+// started it (after a restart of several engines, on each that loads it:
+// at-least-once holds, but its events may be sent once per engine).
 //
 // # Isolation
 //

@@ -319,6 +319,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	for _, bs := range e.mu.buses {
 		bs.launchOnce()
 	}
+	// Other engines on the log may change definitions from now on.
+	e.wg.Add(1)
+	go e.follow(end)
 	return nil
 }
 

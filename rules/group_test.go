@@ -103,3 +103,69 @@ func TestTwoEnginesShareTheBus(t *testing.T) {
 	publish(n, 2*n)
 	check(2 * n)
 }
+
+// TestEnginesFollowDefinitions: a rule or archive created, changed or
+// deleted through one engine is in force on the others on the log, so the
+// partitions they own route by it too.
+func TestEnginesFollowDefinitions(t *testing.T) {
+	l := newLog(t, t.TempDir())
+	ctx := context.Background()
+	cfg := func(c *Config) { c.BusPartitions = 4; c.SessionTimeout = 2 * time.Second }
+	a := newEngine(t, l, cfg)
+	b := newEngine(t, l, cfg)
+	createTopic(t, l, "out")
+	waitFor(t, 20*time.Second, "both engines owning bus partitions", func() bool {
+		return len(owned(a, DefaultBus)) > 0 && len(owned(b, DefaultBus)) > 0
+	})
+	if _, err := a.PutRule(ctx, Rule{Name: "r", EventPattern: json.RawMessage(`{"source":["s"]}`),
+		Targets: []Target{{ID: "t", Topic: "out"}}}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.CreateArchive(ctx, Archive{Name: "arc"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.CreateBus(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "engine b to follow the rule, archive and bus", func() bool {
+		_, errR := b.Rule(DefaultBus, "r")
+		_, errA := b.ArchiveByName("arc")
+		_, errB := b.Bus("orders")
+		return errR == nil && errA == nil && errB == nil
+	})
+	const n = 200
+	for i := 0; i < n; i++ {
+		ev := mkEvent("s", "t", fmt.Sprintf(`{"i":%d}`, i))
+		ev.PartitionKey = fmt.Sprint(i)
+		if err := a.Publish(ctx, DefaultBus, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 20*time.Second, "every event delivered and archived", func() bool {
+		return len(readAll(t, l, "out")) >= n && len(readAll(t, l, archiveTopic("arc"))) >= n
+	})
+	counts := map[string]int{}
+	for _, r := range readAll(t, l, "out") {
+		counts[string(r.Value)]++
+	}
+	for i := 0; i < n; i++ {
+		if c := counts[fmt.Sprintf(`{"i":%d}`, i)]; c != 1 {
+			t.Fatalf("event %d delivered %d times, want once", i, c)
+		}
+	}
+	// A change made through b, then a deletion through a.
+	if _, err := b.SetState(ctx, DefaultBus, "r", Disabled); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "engine a to see the rule disabled", func() bool {
+		r, err := a.Rule(DefaultBus, "r")
+		return err == nil && r.State == Disabled
+	})
+	if err := a.DeleteRule(ctx, DefaultBus, "r"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "engine b to drop the rule", func() bool {
+		_, err := b.Rule(DefaultBus, "r")
+		return err != nil
+	})
+}

@@ -114,6 +114,11 @@ type Engine struct {
 	writersMu sync.Mutex
 	writers   map[string]*topicWriter
 
+	// own holds the definitions topic offsets this engine wrote and its
+	// follower has not yet passed.
+	ownMu sync.Mutex
+	own   map[int64]struct{}
+
 	mu struct {
 		sync.Mutex
 		buses    map[string]*busState
@@ -168,6 +173,7 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{cfg: cfg, log: cfg.Logger.With("component", "rules"), prod: eventlog.NewProducer(cfg.Log)}
 	e.m = newMetrics(cfg.Registerer)
 	e.writers = map[string]*topicWriter{}
+	e.own = map[int64]struct{}{}
 	e.mu.buses = map[string]*busState{}
 	e.mu.archives = map[string]*archiveState{}
 	e.mu.replays = map[string]*replayState{}
@@ -399,9 +405,18 @@ func (e *Engine) putDefinition(ctx context.Context, key string, v any) error {
 			return err
 		}
 	}
-	_, err := e.cfg.Log.Append(ctx, DefinitionsTopic, 0, []eventlog.Record{{Key: []byte(key), Value: val}})
+	off, err := e.cfg.Log.Append(ctx, DefinitionsTopic, 0, []eventlog.Record{{Key: []byte(key), Value: val}})
 	if err != nil {
 		return fmt.Errorf("rules: store %s: %w", key, err)
+	}
+	// The follower skips this engine's own writes: applied again later
+	// they could undo a newer change (a rule deleted just after it was
+	// stored would come back for a moment).
+	// Replays are not followed (nor written under e.mu), so not noted.
+	if !strings.HasPrefix(key, "replay/") {
+		e.ownMu.Lock()
+		e.own[off] = struct{}{}
+		e.ownMu.Unlock()
 	}
 	return nil
 }

@@ -13,8 +13,8 @@ import (
 // follow applies the definitions other engines on the log store while
 // this one runs (buses, rules and archives; a replay runs on the engine
 // that started it), reading the definitions topic from offset from on.
-// Its own writes come back too and change nothing: a definition already
-// in force (same Updated time, or already present or absent) is skipped.
+// Its own writes are skipped (by offset), and so is a definition already
+// in force (same Updated time, or already present or absent).
 func (e *Engine) follow(from int64) {
 	defer e.wg.Done()
 	off := from
@@ -52,7 +52,13 @@ func (e *Engine) applyDefinition(r *eventlog.Record) {
 	k := string(r.Key)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.mu.closed {
+	// NB: after taking e.mu: bus, rule and archive definitions are
+	// stored under it, and their offsets noted before it is released.
+	e.ownMu.Lock()
+	_, mine := e.own[r.Offset]
+	delete(e.own, r.Offset)
+	e.ownMu.Unlock()
+	if mine || e.mu.closed {
 		return
 	}
 	switch {

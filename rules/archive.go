@@ -55,10 +55,16 @@ type Replay struct {
 	Reason  string    `json:"reason,omitempty"`
 	// LastReplayed is the event time of the last event re-sent.
 	LastReplayed time.Time `json:"last_replayed,omitzero"`
-	Replayed     int64     `json:"replayed"`
-	Total        int64     `json:"total"`
-	Started      time.Time `json:"started,omitzero"`
-	Ended        time.Time `json:"ended,omitzero"`
+	// LastOffset is the archive offset of the last event re-sent (-1
+	// before the first): with LastReplayed, where a resumed replay goes
+	// on, as events are re-sent in (event time, archive offset) order.
+	LastOffset int64 `json:"last_offset"`
+	Replayed   int64 `json:"replayed"`
+	// Resumed counts the restarts the replay continued across.
+	Resumed int       `json:"resumed,omitempty"`
+	Total   int64     `json:"total"`
+	Started time.Time `json:"started,omitzero"`
+	Ended   time.Time `json:"ended,omitzero"`
 }
 
 func (r *Replay) terminal() bool {
@@ -236,7 +242,7 @@ func (e *Engine) StartReplay(ctx context.Context, r Replay) (Replay, error) {
 		}
 	}
 	bs.mu.RUnlock()
-	r.State, r.Reason, r.Replayed, r.Total, r.LastReplayed = ReplayStarting, "", 0, 0, time.Time{}
+	r.State, r.Reason, r.Replayed, r.Total, r.LastReplayed, r.LastOffset, r.Resumed = ReplayStarting, "", 0, 0, time.Time{}, -1, 0
 	r.Started, r.Ended = time.Now().UTC(), time.Time{}
 	if err := e.putDefinition(ctx, "replay/"+r.Name, r); err != nil {
 		return Replay{}, err
@@ -342,13 +348,25 @@ func (e *Engine) runReplay(ctx context.Context, bs *busState, a Archive, rs *rep
 		f(&rs.r)
 		return rs.r
 	}
-	finish := func(state, reason string) {
-		r := set(func(r *Replay) { r.State, r.Reason, r.Ended = state, reason, time.Now().UTC() })
+	store := func(r Replay) {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := e.putDefinition(sctx, "replay/"+r.Name, r); err != nil {
 			e.log.Error("store replay state", "replay", r.Name, "err", err)
 		}
+	}
+	finish := func(state, reason string) {
+		store(set(func(r *Replay) { r.State, r.Reason, r.Ended = state, reason, time.Now().UTC() }))
+	}
+	// stopped: the engine is stopping (Close, or a crash in tests). The
+	// replay stays running in its stored state, with its progress, and
+	// the next start resumes it.
+	stopped := func() bool {
+		if e.ctx.Err() == nil {
+			return false
+		}
+		store(set(func(r *Replay) {}))
+		return true
 	}
 	start, end, err := e.cfg.Log.Offsets(ctx, a.Topic, 0)
 	if err != nil {
@@ -378,11 +396,31 @@ func (e *Engine) runReplay(ctx context.Context, bs *busState, a Archive, rs *rep
 			}
 		}
 	}
+	// Offsets ascend within a time, so (time, offset) orders the events:
+	// a resumed replay skips what its stored progress says was sent.
 	slices.SortStableFunc(idx, func(x, y archived) int { return x.t.Compare(y.t) })
-	set(func(r *Replay) { r.State, r.Total = ReplayRunning, int64(len(idx)) })
-	for _, x := range idx {
+	skip := 0
+	if r0.LastOffset >= 0 && !r0.LastReplayed.IsZero() {
+		skip, _ = slices.BinarySearchFunc(idx, r0, func(x archived, r Replay) int {
+			if c := x.t.Compare(r.LastReplayed); c != 0 {
+				return c
+			}
+			if x.off <= r.LastOffset {
+				return -1
+			}
+			return 1
+		})
+	}
+	if ctx.Err() == nil {
+		set(func(r *Replay) { r.State, r.Total = ReplayRunning, r.Replayed+int64(len(idx)-skip) })
+	}
+	lastStore := time.Now()
+	for n, x := range idx[skip:] {
 		if ctx.Err() != nil {
 			break
+		}
+		if testReplayStep != nil {
+			testReplayStep(ctx, n)
 		}
 		recs, err := e.cfg.Log.Read(ctx, a.Topic, 0, x.off, eventlog.ReadOptions{MaxBytes: 1})
 		if err != nil || len(recs) == 0 || recs[0].Offset != x.off {
@@ -413,15 +451,27 @@ func (e *Engine) runReplay(ctx context.Context, bs *busState, a Archive, rs *rep
 			finish(ReplayFailed, fmt.Sprintf("publish to bus: %v", err))
 			return
 		}
-		set(func(r *Replay) { r.Replayed++; r.LastReplayed = x.t })
+		r := set(func(r *Replay) { r.Replayed++; r.LastReplayed, r.LastOffset = x.t, x.off })
+		// Progress is stored now and then: after a crash the events
+		// sent since are sent again (at least once), none is skipped.
+		if time.Since(lastStore) >= replayStoreInterval {
+			store(r)
+			lastStore = time.Now()
+		}
 	}
 	if ctx.Err() != nil {
-		if e.ctx.Err() != nil {
-			finish(ReplayFailed, "interrupted: the engine stopped")
-		} else {
-			finish(ReplayCancelled, "")
+		if stopped() {
+			return
 		}
+		finish(ReplayCancelled, "")
 		return
 	}
 	finish(ReplayCompleted, "")
 }
+
+// replayStoreInterval is how often a running replay stores its progress.
+const replayStoreInterval = 200 * time.Millisecond
+
+// testReplayStep, when set (by tests, before engines start), is called
+// before the n-th event a replay run sends.
+var testReplayStep func(ctx context.Context, n int)

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/eventlog"
 )
@@ -79,7 +81,12 @@ type targetWorker struct {
 	deadLettered      atomic.Int64
 	dropped           atomic.Int64
 	latencyNanos      atomic.Int64
-	mu                struct {
+	// deliveredC and latencyO are the engine metrics' children for this
+	// target, looked up once.
+	deliveredC prometheus.Counter
+	latencyO   prometheus.Observer
+	spanName   string // "deliver BUS/RULE"
+	mu         struct {
 		sync.Mutex
 		queue []*job
 		retry jobHeap
@@ -87,7 +94,9 @@ type targetWorker struct {
 }
 
 func (e *Engine) newTargetWorker(bus, rule, id string) *targetWorker {
-	w := &targetWorker{e: e, bus: bus, rule: rule, id: id, notify: make(chan struct{}, 1), quit: make(chan struct{}), exited: make(chan struct{})}
+	w := &targetWorker{e: e, bus: bus, rule: rule, id: id, notify: make(chan struct{}, 1), quit: make(chan struct{}), exited: make(chan struct{}),
+		deliveredC: e.m.delivered.WithLabelValues(bus, rule, id), latencyO: e.m.latency.WithLabelValues(bus, rule, id),
+		spanName: "deliver " + bus + "/" + rule}
 	e.wg.Add(1)
 	go w.run()
 	return w
@@ -229,7 +238,11 @@ func (w *targetWorker) deliver(batch []*job) {
 	}
 	if cfg.t.Topic != "" {
 		recs := make([]eventlog.Record, 0, len(batch))
-		for i := range batch {
+		for i, j := range batch {
+			if outs[i] == j.ev.ev && j.ev.raw.Value != nil {
+				recs = append(recs, j.ev.raw) // unchanged: no need to encode it again
+				continue
+			}
 			recs = append(recs, toRecord(outs[i]))
 		}
 		err := w.e.writer(cfg.t.Topic).append(recs)
@@ -270,8 +283,8 @@ func (w *targetWorker) deliver(batch []*job) {
 			w.delivered.Add(1)
 			lat := now.Sub(j.ev.arrived)
 			w.latencyNanos.Add(int64(lat))
-			w.e.m.delivered.WithLabelValues(w.bus, w.rule, w.id).Inc()
-			w.e.m.latency.WithLabelValues(w.bus, w.rule, w.id).Observe(lat.Seconds())
+			w.deliveredC.Inc()
+			w.latencyO.Observe(lat.Seconds())
 			j.done()
 			continue
 		}

@@ -14,19 +14,33 @@
 //	deliver.go    per-target workers: delivery, retry, dead-lettering
 //	metrics.go    Prometheus metrics and the counters describe shows
 //	http.go       the HTTP API (/v1/buses, /v1/rules)
+//	follow.go     following definitions other engines on the log store
+//	archive.go    archives and replays (resumed after a restart)
 //
 // # Durability and delivery
 //
 // Bus and rule definitions are records of a compacted topic
 // (__herald_rules, key "bus/NAME" or "rule/BUS/NAME", a nil value deletes);
-// the Engine replays it on Start. An Engine reads each partition of each
-// bus from the offsets committed for the group "herald.rules.BUS" (the
-// Engine is the group's only reader: it commits with
-// Log.CommitOffsets, it does not join the group). A record's offset is
+// the Engine replays it on Start. An Engine reads a bus as a member of the
+// consumer group "herald.rules.BUS": every engine on one log (several
+// servers on one Kafka cluster, or several Engines on one eventlog) joins
+// it, so each partition, and so each event, is matched and delivered by
+// one engine; when an engine leaves or dies its partitions move to the
+// others. Each owned partition has its own dispatcher goroutine, so a
+// bus's partitions are matched in parallel. A record's offset is
 // committed only once every delivery it caused is done: delivered,
-// dead-lettered, or dropped because its rule or target was deleted. So
-// delivery is at least once: after a crash the uncommitted tail is
-// matched and delivered again.
+// dead-lettered, or dropped because its rule or target was deleted; an
+// engine giving partitions up lets their deliveries finish (CloseGrace at
+// most) and commits before they move. So delivery is at least once: after
+// a crash the uncommitted tail is matched and delivered again. A target
+// receiving a bus event unchanged (no input transformer) gets the bus
+// record's own bytes.
+//
+// Every engine reads the definitions at Start and then follows the topic
+// (follow.go), so a bus, rule or archive created, changed or deleted
+// through one engine is in force on all. A replay runs on the engine that
+// started it (after a restart of several engines, on each that loads it:
+// at-least-once holds, but its events may be sent once per engine).
 //
 // # Isolation
 //

@@ -57,8 +57,13 @@ type Config struct {
 	// (default 8).
 	WebhookConcurrency int
 	// CloseGrace bounds how long Close lets deliveries in flight finish
-	// before aborting them (default 5 s).
+	// before aborting them (default 5 s), and how long an engine giving up
+	// bus partitions to another lets theirs finish before committing.
 	CloseGrace time.Duration
+	// SessionTimeout is the bus consumer groups' session timeout: how long
+	// after an engine dies (without Close) its bus partitions move to the
+	// other engines (default eventlog.DefaultSessionTimeout).
+	SessionTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -109,6 +114,11 @@ type Engine struct {
 	writersMu sync.Mutex
 	writers   map[string]*topicWriter
 
+	// own holds the definitions topic offsets this engine wrote and its
+	// follower has not yet passed.
+	ownMu sync.Mutex
+	own   map[int64]struct{}
+
 	mu struct {
 		sync.Mutex
 		buses    map[string]*busState
@@ -123,11 +133,17 @@ type busState struct {
 	machine *pattern.Machine
 	cancel  context.CancelFunc
 	done    chan struct{}
-	// launch starts the dispatchers; launched says it ran (guarded by
+	// launch starts reading the bus; launched says it ran (guarded by
 	// Engine.mu).
 	launch   func()
 	launched bool
-	trackers []*partTracker
+	// parts are the dispatchers of the partitions this engine owns in the
+	// bus's consumer group.
+	parts struct {
+		sync.Mutex
+		m        map[int32]*partRun
+		consumer eventlog.GroupConsumer
+	}
 	// inflight counts events held for delivery; the dispatcher waits
 	// while it is at MaxInFlight.
 	inflight atomic.Int64
@@ -141,10 +157,11 @@ type busState struct {
 }
 
 type ruleState struct {
-	c       *compiled
-	targets map[string]*targetWorker
-	stop    context.CancelFunc // of the schedule loop
-	matched atomic.Int64
+	c        *compiled
+	targets  map[string]*targetWorker
+	stop     context.CancelFunc // of the schedule loop
+	matched  atomic.Int64
+	matchedC prometheus.Counter // e.m.matched's child, looked up once
 }
 
 // New returns an Engine; call Start to load definitions and run.
@@ -156,6 +173,7 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{cfg: cfg, log: cfg.Logger.With("component", "rules"), prod: eventlog.NewProducer(cfg.Log)}
 	e.m = newMetrics(cfg.Registerer)
 	e.writers = map[string]*topicWriter{}
+	e.own = map[int64]struct{}{}
 	e.mu.buses = map[string]*busState{}
 	e.mu.archives = map[string]*archiveState{}
 	e.mu.replays = map[string]*replayState{}
@@ -276,20 +294,40 @@ func (e *Engine) Start(ctx context.Context) error {
 		for _, n := range rp.Rules {
 			rs.rules[n] = true
 		}
-		if !rp.terminal() {
-			// A replay does not survive a restart; say so rather than
-			// resume with duplicates.
-			rs.r.State, rs.r.Reason, rs.r.Ended = ReplayFailed, "interrupted: the engine restarted", time.Now().UTC()
-			if err := e.putDefinition(ctx, "replay/"+rp.Name, rs.r); err != nil {
-				return err
-			}
-		}
 		e.mu.replays[rp.Name] = rs
 		e.replaySets.Store(rp.Name, rs.rules)
+		if rp.terminal() {
+			continue
+		}
+		// A replay the last engine left running goes on from its stored
+		// progress; one being cancelled is cancelled.
+		as := e.mu.archives[rp.Archive]
+		switch {
+		case rp.State == ReplayCancelling:
+			rs.r.State, rs.r.Ended = ReplayCancelled, time.Now().UTC()
+		case as == nil || e.mu.buses[as.a.Bus] == nil:
+			rs.r.State, rs.r.Reason, rs.r.Ended = ReplayFailed, "its archive no longer exists", time.Now().UTC()
+		default:
+			rs.r.Resumed++
+			e.log.Info("resuming replay", "replay", rp.Name, "replayed", rp.Replayed, "last_replayed", rp.LastReplayed)
+		}
+		if err := e.putDefinition(ctx, "replay/"+rp.Name, rs.r); err != nil {
+			return err
+		}
+		if rs.r.terminal() {
+			continue
+		}
+		rctx, cancel := context.WithCancel(e.ctx)
+		rs.cancel = cancel
+		e.wg.Add(1)
+		go e.runReplay(rctx, e.mu.buses[as.a.Bus], as.a, rs)
 	}
 	for _, bs := range e.mu.buses {
 		bs.launchOnce()
 	}
+	// Other engines on the log may change definitions from now on.
+	e.wg.Add(1)
+	go e.follow(end)
 	return nil
 }
 
@@ -350,8 +388,9 @@ func (e *Engine) Close() error {
 	}
 	for _, b := range buses {
 		if b.launched {
-			e.commit(b, b.trackers)
+			e.commit(b)
 		}
+		b.leave() // after the commit: another engine takes over from it
 	}
 	e.cancel()
 	e.wg.Wait()
@@ -366,9 +405,18 @@ func (e *Engine) putDefinition(ctx context.Context, key string, v any) error {
 			return err
 		}
 	}
-	_, err := e.cfg.Log.Append(ctx, DefinitionsTopic, 0, []eventlog.Record{{Key: []byte(key), Value: val}})
+	off, err := e.cfg.Log.Append(ctx, DefinitionsTopic, 0, []eventlog.Record{{Key: []byte(key), Value: val}})
 	if err != nil {
 		return fmt.Errorf("rules: store %s: %w", key, err)
+	}
+	// The follower skips this engine's own writes: applied again later
+	// they could undo a newer change (a rule deleted just after it was
+	// stored would come back for a moment).
+	// Replays are not followed (nor written under e.mu), so not noted.
+	if !strings.HasPrefix(key, "replay/") {
+		e.ownMu.Lock()
+		e.own[off] = struct{}{}
+		e.ownMu.Unlock()
 	}
 	return nil
 }
@@ -425,6 +473,7 @@ func (e *Engine) DeleteBus(ctx context.Context, name string) error {
 		return err
 	}
 	bs.stopAndWait()
+	bs.leave()
 	delete(e.mu.buses, name)
 	return nil
 }
@@ -594,7 +643,7 @@ func (e *Engine) Rules(bus string) []Rule {
 func (e *Engine) installRule(bs *busState, c *compiled) {
 	bs.mu.Lock()
 	old := bs.rules[c.Name]
-	rs := &ruleState{c: c, targets: map[string]*targetWorker{}}
+	rs := &ruleState{c: c, targets: map[string]*targetWorker{}, matchedC: e.m.matched.WithLabelValues(bs.bus.Name, c.Name)}
 	if old != nil {
 		rs.matched.Store(old.matched.Load())
 		if old.stop != nil {
@@ -649,55 +698,27 @@ func (e *Engine) uninstallTargetsLocked(rs *ruleState, keep map[string]*targetWo
 func (e *Engine) groupName(bus string) string { return "herald.rules." + bus }
 
 func (e *Engine) startBusLocked(ctx context.Context, b Bus, launch bool) error {
-	info, err := e.cfg.Log.Topic(ctx, b.Topic)
+	_, err := e.cfg.Log.Topic(ctx, b.Topic)
 	if errors.Is(err, eventlog.ErrUnknownTopic) {
 		if err = e.cfg.Log.CreateTopic(ctx, b.Topic, e.cfg.BusPartitions, nil); err == nil || errors.Is(err, eventlog.ErrTopicExists) {
-			info, err = e.cfg.Log.Topic(ctx, b.Topic)
+			_, err = e.cfg.Log.Topic(ctx, b.Topic)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("rules: bus %s topic: %w", b.Name, err)
 	}
-	committed, err := e.cfg.Log.CommittedOffsets(ctx, e.groupName(b.Name), b.Topic)
-	if err != nil {
-		return fmt.Errorf("rules: bus %s offsets: %w", b.Name, err)
-	}
 	bctx, cancel := context.WithCancel(e.ctx)
 	bs := &busState{bus: b, machine: pattern.NewMachine(), cancel: cancel, done: make(chan struct{}),
 		rules: map[string]*ruleState{}, wake: make(chan struct{}, 1),
 		archiveMachine: pattern.NewMachine(), archives: map[string]*archiveState{}}
+	bs.parts.m = map[int32]*partRun{}
 	e.mu.buses[b.Name] = bs
-	trackers := make([]*partTracker, info.Partitions)
-	for p := range trackers {
-		start, ok := committed[int32(p)]
-		if !ok {
-			s, _, err := e.cfg.Log.Offsets(ctx, b.Topic, int32(p))
-			if err != nil {
-				cancel()
-				delete(e.mu.buses, b.Name)
-				return fmt.Errorf("rules: bus %s partition %d: %w", b.Name, p, err)
-			}
-			start = s
-		}
-		trackers[p] = newPartTracker(start)
-	}
-	// The dispatchers start later when Start loads rules: an event must
-	// not be matched before every rule is in the machine.
-	bs.trackers = trackers
+	// The bus is read later, when Start has loaded the rules: an event
+	// must not be matched before every rule is in the machine.
 	bs.launch = func() {
-		var wg sync.WaitGroup
-		for p := range trackers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				e.dispatch(bctx, bs, int32(p), trackers[p])
-			}()
-		}
 		go func() {
 			defer close(bs.done)
-			e.commitLoop(bctx, bs, trackers)
-			wg.Wait()
-			e.commit(bs, trackers) // what finished while stopping
+			e.consume(bctx, bs)
 		}()
 	}
 	if launch {
@@ -706,7 +727,7 @@ func (e *Engine) startBusLocked(ctx context.Context, b Bus, launch bool) error {
 	return nil
 }
 
-// launchOnce starts the bus's dispatchers (once).
+// launchOnce starts reading the bus (once).
 func (bs *busState) launchOnce() {
 	if !bs.launched {
 		bs.launched = true
@@ -714,12 +735,35 @@ func (bs *busState) launchOnce() {
 	}
 }
 
-// stopAndWait stops the bus's dispatchers and waits for their last commit.
+// stopAndWait stops reading the bus and waits for the dispatchers and
+// their last commit. The bus's group membership stays until leave.
 func (bs *busState) stopAndWait() {
 	bs.cancel()
 	if bs.launched {
 		<-bs.done
 	}
+}
+
+// leave leaves the bus's consumer group, so its partitions go to the
+// other engines reading the bus.
+func (bs *busState) leave() {
+	bs.parts.Lock()
+	gc := bs.parts.consumer
+	bs.parts.consumer = nil
+	bs.parts.Unlock()
+	if gc != nil {
+		gc.Close()
+	}
+}
+
+// partRun is the dispatcher of one bus partition this engine owns.
+type partRun struct {
+	part   int32
+	t      *partTracker
+	in     chan []eventlog.Record
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // partTracker follows one partition's records from dispatch to the end
@@ -728,16 +772,18 @@ type partTracker struct {
 	mu      sync.Mutex
 	pending map[int64]int // offset -> deliveries outstanding
 	order   []int64       // offsets with deliveries outstanding, ascending
-	next    int64         // the offset after the last dispatched record
-	last    int64         // last committed
+	next    int64         // the offset after the last dispatched record; -1 before the first
+	last    atomic.Int64  // last committed (the commit loop and revoke read it)
 }
 
-func newPartTracker(start int64) *partTracker {
-	return &partTracker{pending: map[int64]int{}, next: start, last: -1}
+func newPartTracker() *partTracker {
+	t := &partTracker{pending: map[int64]int{}, next: -1}
+	t.last.Store(-1)
+	return t
 }
 
 // position is the offset to commit: the first with deliveries
-// outstanding, or the next to dispatch.
+// outstanding, or the next to dispatch; -1 when nothing was dispatched.
 func (t *partTracker) position() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -751,7 +797,177 @@ func (t *partTracker) position() int64 {
 	return t.next
 }
 
-func (e *Engine) commitLoop(ctx context.Context, bs *busState, trackers []*partTracker) {
+// idle reports whether no delivery of the partition is outstanding.
+func (t *partTracker) idle() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for len(t.order) > 0 && t.pending[t.order[0]] == 0 {
+		delete(t.pending, t.order[0])
+		t.order = t.order[1:]
+	}
+	return len(t.order) == 0
+}
+
+// consume reads the bus as a member of its consumer group
+// ("herald.rules.BUS"): every engine on the log joins it, so each
+// partition, and so each event, is matched by one engine. It returns when
+// ctx ends, after the dispatchers have stopped and what they finished is
+// committed.
+func (e *Engine) consume(ctx context.Context, bs *busState) {
+	opts := eventlog.GroupOptions{
+		StartAt:        eventlog.StartEarliest,
+		SessionTimeout: e.cfg.SessionTimeout,
+		OnAssigned: func(_ context.Context, tps []eventlog.TopicPartition) {
+			for _, tp := range tps {
+				bs.partFor(ctx, e, tp.Partition)
+			}
+			e.log.Debug("bus partitions assigned", "bus", bs.bus.Name, "partitions", tps)
+		},
+		OnRevoked: func(_ context.Context, tps []eventlog.TopicPartition) {
+			e.revoke(ctx, bs, tps)
+		},
+	}
+	var gc eventlog.GroupConsumer
+	for {
+		var err error
+		gc, err = e.cfg.Log.JoinGroup(ctx, e.groupName(bs.bus.Name), []string{bs.bus.Topic}, opts)
+		if err == nil {
+			break
+		}
+		e.log.Warn("join bus group", "bus", bs.bus.Name, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	bs.parts.Lock()
+	bs.parts.consumer = gc
+	bs.parts.Unlock()
+	commitDone := make(chan struct{})
+	go func() {
+		defer close(commitDone)
+		e.commitLoop(ctx, bs)
+	}()
+	for ctx.Err() == nil {
+		recs, err := gc.Poll(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, eventlog.ErrClosed) {
+				break
+			}
+			e.log.Warn("read bus", "bus", bs.bus.Name, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		// Poll returns each partition's records in order; hand each
+		// partition's run to its dispatcher.
+		for len(recs) > 0 {
+			n := 1
+			for n < len(recs) && recs[n].Partition == recs[0].Partition {
+				n++
+			}
+			bs.parts.Lock()
+			pr := bs.parts.m[recs[0].Partition]
+			bs.parts.Unlock()
+			if pr == nil {
+				// Revoked since Poll returned: the next owner reads
+				// them again from the committed offset.
+				recs = recs[n:]
+				continue
+			}
+			select {
+			case pr.in <- recs[:n]:
+			case <-pr.ctx.Done(): // revoked: the next owner reads them again
+			case <-ctx.Done():
+			}
+			recs = recs[n:]
+		}
+	}
+	<-commitDone
+	bs.parts.Lock()
+	runs := make([]*partRun, 0, len(bs.parts.m))
+	for _, pr := range bs.parts.m {
+		runs = append(runs, pr)
+	}
+	bs.parts.Unlock()
+	for _, pr := range runs {
+		pr.cancel()
+		<-pr.done
+	}
+	e.commit(bs) // what finished while stopping
+}
+
+// partFor returns the dispatcher of partition p, starting it if needed
+// (OnAssigned: before Poll returns the partition's records).
+func (bs *busState) partFor(ctx context.Context, e *Engine, p int32) *partRun {
+	bs.parts.Lock()
+	defer bs.parts.Unlock()
+	if pr := bs.parts.m[p]; pr != nil {
+		return pr
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	pr := &partRun{part: p, t: newPartTracker(), in: make(chan []eventlog.Record, 2), ctx: pctx, cancel: cancel,
+		done: make(chan struct{})}
+	bs.parts.m[p] = pr
+	go func() {
+		defer close(pr.done)
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case recs := <-pr.in:
+				e.dispatch(pctx, bs, pr, recs)
+			}
+		}
+	}()
+	return pr
+}
+
+// revoke stops the dispatchers of partitions the engine gives up and,
+// while the engine runs, lets their deliveries finish (for CloseGrace at
+// most) and commits them, so that the next owner starts where this
+// engine stopped rather than deliver again what it delivered.
+func (e *Engine) revoke(ctx context.Context, bs *busState, tps []eventlog.TopicPartition) {
+	var runs []*partRun
+	bs.parts.Lock()
+	gc := bs.parts.consumer
+	for _, tp := range tps {
+		if pr := bs.parts.m[tp.Partition]; pr != nil {
+			runs = append(runs, pr)
+			delete(bs.parts.m, tp.Partition)
+		}
+	}
+	bs.parts.Unlock()
+	offs := map[eventlog.TopicPartition]int64{}
+	for _, pr := range runs {
+		pr.cancel()
+		<-pr.done
+		if e.ctx.Err() != nil {
+			continue // crashed or aborted: what is owed stays uncommitted
+		}
+		deadline := time.Now().Add(e.cfg.CloseGrace)
+		for ctx.Err() == nil && !pr.t.idle() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if pos := pr.t.position(); pos >= 0 && pos != pr.t.last.Load() {
+			offs[eventlog.TopicPartition{Topic: bs.bus.Topic, Partition: pr.part}] = pos
+		}
+	}
+	e.log.Debug("bus partitions revoked", "bus", bs.bus.Name, "partitions", tps)
+	if len(offs) == 0 || gc == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := gc.Commit(cctx, offs); err != nil {
+		e.log.Warn("commit revoked bus partitions", "bus", bs.bus.Name, "err", err)
+	}
+}
+
+func (e *Engine) commitLoop(ctx context.Context, bs *busState) {
 	tick := time.NewTicker(e.cfg.CommitInterval)
 	defer tick.Stop()
 	for {
@@ -759,39 +975,48 @@ func (e *Engine) commitLoop(ctx context.Context, bs *busState, trackers []*partT
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			e.commit(bs, trackers)
+			e.commit(bs)
 		}
 	}
 }
 
-func (e *Engine) commit(bs *busState, trackers []*partTracker) {
+// commit commits the position of every partition the engine reads.
+func (e *Engine) commit(bs *busState) {
+	bs.parts.Lock()
+	gc := bs.parts.consumer
 	offs := map[eventlog.TopicPartition]int64{}
-	for p, t := range trackers {
-		pos := t.position()
-		if pos != t.last {
-			offs[eventlog.TopicPartition{Topic: bs.bus.Topic, Partition: int32(p)}] = pos
+	runs := map[int32]*partRun{}
+	for p, pr := range bs.parts.m {
+		if pos := pr.t.position(); pos >= 0 && pos != pr.t.last.Load() {
+			offs[eventlog.TopicPartition{Topic: bs.bus.Topic, Partition: p}] = pos
+			runs[p] = pr
 		}
 	}
-	if len(offs) == 0 {
+	bs.parts.Unlock()
+	if len(offs) == 0 || gc == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := e.cfg.Log.CommitOffsets(ctx, e.groupName(bs.bus.Name), offs); err != nil {
+	if err := gc.Commit(ctx, offs); err != nil {
+		if errors.Is(err, eventlog.ErrRebalanced) {
+			e.log.Debug("bus commit after a rebalance; the partitions moved", "bus", bs.bus.Name)
+			return
+		}
 		e.log.Warn("commit bus offsets", "bus", bs.bus.Name, "err", err)
 		return
 	}
 	for tp, pos := range offs {
-		trackers[tp.Partition].last = pos
+		runs[tp.Partition].t.last.Store(pos)
 	}
 }
 
-// dispatch reads one partition of a bus, matches each event and hands
-// it to the matched rules' target workers.
-func (e *Engine) dispatch(ctx context.Context, bs *busState, part int32, t *partTracker) {
-	off := t.next
+// dispatch matches one partition's records and hands each to the
+// matched rules' target workers.
+func (e *Engine) dispatch(ctx context.Context, bs *busState, pr *partRun, recs []eventlog.Record) {
+	t, part := pr.t, pr.part
 	var names, anames []string
-	for ctx.Err() == nil {
+	for i := range recs {
 		for bs.inflight.Load() >= int64(e.cfg.MaxInFlight) {
 			select {
 			case <-ctx.Done():
@@ -800,111 +1025,89 @@ func (e *Engine) dispatch(ctx context.Context, bs *busState, part int32, t *part
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		recs, err := e.cfg.Log.Read(ctx, bs.bus.Topic, part, off, eventlog.ReadOptions{Wait: 500 * time.Millisecond})
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, eventlog.ErrOffsetOutOfRange) {
-				start, end, err2 := e.cfg.Log.Offsets(ctx, bs.bus.Topic, part)
-				if err2 == nil {
-					e.log.Warn("bus offset out of range; skipping to the start", "bus", bs.bus.Name, "partition", part, "offset", off, "start", start, "end", end)
-					off = max(start, min(off, end))
-					t.mu.Lock()
-					t.next = off
-					t.mu.Unlock()
-					continue
-				}
-			}
-			e.log.Warn("read bus", "bus", bs.bus.Name, "partition", part, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
+		if ctx.Err() != nil {
+			return
 		}
-		for i := range recs {
-			r := &recs[i]
-			off = r.Offset + 1
-			ev, err := decodeRecord(r)
-			if err != nil {
-				e.m.malformed.WithLabelValues(bs.bus.Name).Inc()
-				e.log.Warn("malformed event on bus; skipped", "bus", bs.bus.Name, "partition", part, "offset", r.Offset, "err", err)
-				t.mu.Lock()
-				t.next = off
-				t.mu.Unlock()
-				continue
-			}
-			names = bs.machine.MatchEvent(ev, names[:0])
-			var jobs []*job
-			var workers []*targetWorker
-			replay := ev.Extensions[ReplayExtension]
-			var only map[string]bool
-			if replay != "" {
-				// A replayed event goes only to its replay's rules.
-				only = e.replayRules(replay)
-			}
-			if len(names) > 0 {
-				bs.mu.RLock()
-				for _, n := range names {
-					rs := bs.rules[n]
-					if rs == nil || rs.c.State != Enabled || (replay != "" && !only[n]) {
-						continue
-					}
-					rs.matched.Add(1)
-					e.m.matched.WithLabelValues(bs.bus.Name, n).Inc()
-					for _, w := range rs.targets {
-						workers = append(workers, w)
-					}
-				}
-				bs.mu.RUnlock()
-			}
-			if replay == "" {
-				bs.mu.RLock()
-				if len(bs.archives) > 0 {
-					anames = bs.archiveMachine.MatchEvent(ev, anames[:0])
-					for _, as := range bs.archives {
-						if as.all || slices.Contains(anames, as.a.Name) {
-							workers = append(workers, as.worker)
-						}
-					}
-				}
-				bs.mu.RUnlock()
-			}
+		r := &recs[i]
+		off := r.Offset + 1
+		ev, err := decodeRecord(r)
+		if err != nil {
+			e.m.malformed.WithLabelValues(bs.bus.Name).Inc()
+			e.log.Warn("malformed event on bus; skipped", "bus", bs.bus.Name, "partition", part, "offset", r.Offset, "err", err)
 			t.mu.Lock()
-			if len(workers) > 0 {
-				t.pending[r.Offset] = len(workers)
-				t.order = append(t.order, r.Offset)
-			}
 			t.next = off
 			t.mu.Unlock()
-			if len(workers) == 0 {
-				continue
+			continue
+		}
+		names = bs.machine.MatchEvent(ev, names[:0])
+		var jobs []*job
+		var workers []*targetWorker
+		replay := ev.Extensions[ReplayExtension]
+		var only map[string]bool
+		if replay != "" {
+			// A replayed event goes only to its replay's rules.
+			only = e.replayRules(replay)
+		}
+		if len(names) > 0 {
+			bs.mu.RLock()
+			for _, n := range names {
+				rs := bs.rules[n]
+				if rs == nil || rs.c.State != Enabled || (replay != "" && !only[n]) {
+					continue
+				}
+				rs.matched.Add(1)
+				rs.matchedC.Inc()
+				for _, w := range rs.targets {
+					workers = append(workers, w)
+				}
 			}
-			bs.inflight.Add(1)
-			rec := &sharedEvent{ev: ev, arrived: r.Timestamp}
-			offset := r.Offset
-			remaining := atomic.Int32{}
-			remaining.Store(int32(len(workers)))
-			done := func() {
-				t.mu.Lock()
-				t.pending[offset]--
-				t.mu.Unlock()
-				if remaining.Add(-1) == 0 {
-					bs.inflight.Add(-1)
-					select {
-					case bs.wake <- struct{}{}:
-					default:
+			bs.mu.RUnlock()
+		}
+		if replay == "" {
+			bs.mu.RLock()
+			if len(bs.archives) > 0 {
+				anames = bs.archiveMachine.MatchEvent(ev, anames[:0])
+				for _, as := range bs.archives {
+					if as.all || slices.Contains(anames, as.a.Name) {
+						workers = append(workers, as.worker)
 					}
 				}
 			}
-			for range workers {
-				jobs = append(jobs, &job{ev: rec, done: done})
+			bs.mu.RUnlock()
+		}
+		t.mu.Lock()
+		if len(workers) > 0 {
+			t.pending[r.Offset] = len(workers)
+			t.order = append(t.order, r.Offset)
+		}
+		t.next = off
+		t.mu.Unlock()
+		if len(workers) == 0 {
+			continue
+		}
+		bs.inflight.Add(1)
+		rec := &sharedEvent{ev: ev, arrived: r.Timestamp,
+			raw: eventlog.Record{Key: r.Key, Value: r.Value, Headers: r.Headers}}
+		offset := r.Offset
+		remaining := atomic.Int32{}
+		remaining.Store(int32(len(workers)))
+		done := func() {
+			t.mu.Lock()
+			t.pending[offset]--
+			t.mu.Unlock()
+			if remaining.Add(-1) == 0 {
+				bs.inflight.Add(-1)
+				select {
+				case bs.wake <- struct{}{}:
+				default:
+				}
 			}
-			for i, w := range workers {
-				w.enqueue(jobs[i])
-			}
+		}
+		for range workers {
+			jobs = append(jobs, &job{ev: rec, done: done})
+		}
+		for i, w := range workers {
+			w.enqueue(jobs[i])
 		}
 	}
 }
@@ -922,8 +1125,12 @@ func decodeRecord(r *eventlog.Record) (*event.Event, error) {
 type sharedEvent struct {
 	ev      *event.Event
 	arrived time.Time
-	once    sync.Once
-	doc     []byte
+	// raw is the bus record ev was decoded from (Value nil when ev was
+	// not read from a bus): a target receiving ev unchanged gets these
+	// bytes rather than a fresh encoding.
+	raw  eventlog.Record
+	once sync.Once
+	doc  []byte
 }
 
 func (s *sharedEvent) json() []byte {
@@ -975,7 +1182,7 @@ func (e *Engine) runSchedule(ctx context.Context, bs *busState, rs *ruleState) {
 		ev.DataContentType = "application/json"
 		ev.Data, _ = json.Marshal(map[string]string{"bus": bs.bus.Name, "rule": rs.c.Name, "schedule": rs.c.Schedule})
 		rs.matched.Add(1)
-		e.m.matched.WithLabelValues(bs.bus.Name, rs.c.Name).Inc()
+		rs.matchedC.Inc()
 		bs.mu.RLock()
 		ws := make([]*targetWorker, 0, len(rs.targets))
 		for _, w := range rs.targets {

@@ -456,6 +456,9 @@ func crash(e *Engine) {
 	e.cancel()
 	for _, b := range buses {
 		b.stopAndWait()
+		// A dead process's membership expires; leaving (with e.ctx done,
+		// so nothing more is committed) is the same, sooner.
+		b.leave()
 	}
 	e.wg.Wait()
 }

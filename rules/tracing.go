@@ -33,16 +33,20 @@ func (w *targetWorker) startDeliverySpan(cfg *targetConfig, ev *event.Event) (co
 	if cfg.t.Topic == "" {
 		kind, target = trace.SpanKindClient, cfg.t.Webhook
 	}
-	return otel.Tracer(tracerName).Start(ctx, "deliver "+w.bus+"/"+w.rule,
-		trace.WithSpanKind(kind),
-		trace.WithAttributes(
+	ctx, span := otel.Tracer(tracerName).Start(ctx, w.spanName, trace.WithSpanKind(kind))
+	// NB: attributes only for a span that records: building them for the
+	// no-op span of an untraced server cost more than the delivery.
+	if span.IsRecording() {
+		span.SetAttributes(
 			attribute.String("herald.bus", w.bus),
 			attribute.String("herald.rule", w.rule),
 			attribute.String("herald.target", w.id),
 			attribute.String("herald.target.destination", target),
 			attribute.String("messaging.message.id", ev.ID),
 			attribute.String("cloudevents.event_type", ev.Type),
-		))
+		)
+	}
+	return ctx, span
 }
 
 // traced returns ev with the delivery span's traceparent (a copy: ev may be

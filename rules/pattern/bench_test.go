@@ -95,6 +95,43 @@ func BenchmarkMatch(b *testing.B) {
 	}
 }
 
+// BenchmarkMatchParallel matches on every core at once (GOMAXPROCS
+// goroutines), as a bus's partitions are matched in parallel: events/s is
+// wall-clock throughput of the whole machine.
+func BenchmarkMatchParallel(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		b.Run(fmt.Sprintf("kind=simple/rules=%d", n), func(b *testing.B) {
+			m := NewMachine()
+			for i := 0; i < n; i++ {
+				m.Add(fmt.Sprint(i), MustCompile(simpleRule(i)))
+			}
+			events := make([]*event.Event, 256)
+			for i := range events {
+				events[i] = benchEvent((i * 7919) % n)
+			}
+			b.SetBytes(int64(len(events[0].Data)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			b.RunParallel(func(pb *testing.PB) {
+				var out []string
+				i := 0
+				for pb.Next() {
+					out = m.MatchEvent(events[i&255], out[:0])
+					if len(out) == 0 {
+						panic("no match")
+					}
+					i++
+				}
+			})
+			cpu := cpuTime() - cpu0
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(b.N)/cpu.Seconds(), "events/cpu-s")
+		})
+	}
+}
+
 // BenchmarkFlatten is the flattening alone of a 1 KiB event.
 func BenchmarkFlatten(b *testing.B) {
 	m := NewMachine()

@@ -56,7 +56,14 @@
 // to; the fields are sorted by path and the trie is walked from the start
 // state, checking array consistency as conditions are taken.
 //
-// Concurrency: Match takes a read lock; Add and Remove take the write lock,
-// so rules come and go while events flow. Remove leaves dead states behind
-// and the machine rebuilds itself when they outnumber the live ones.
+// Concurrency: the automaton is kept twice (left-right). Matching reads
+// the copy an atomic index names and takes no lock; Add and Remove (one at
+// a time) edit the other copy, swap the index, wait for matches still on
+// the old copy to finish their event, and edit it too. Matching therefore
+// never waits for an edit, and sees every edit whole (a replaced rule is
+// never missing). Remove leaves dead states behind and a copy rebuilds
+// itself when they outnumber the live ones. Exact strings of all
+// transitions share one map per copy, and other operators sit in a
+// per-transition ops struct allocated on need, which keeps a simple rule
+// near 600 bytes per copy.
 package pattern

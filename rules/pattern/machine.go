@@ -2,6 +2,7 @@ package pattern
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,25 +16,48 @@ import (
 
 // Machine matches events against many patterns at once. The zero value
 // is not usable; call NewMachine. All methods are safe for concurrent use:
-// rules may be added and removed while events are matched.
+// rules may be added and removed while events are matched, and matching
+// never waits for an edit.
+//
+// NB: the automaton is kept twice (the left-right technique). Matchers
+// read the copy that side names, registered in that copy's reader count;
+// an edit (one writer at a time) changes the other copy, which no matcher
+// reads, flips side with one atomic store, waits for the matchers still
+// on the old copy to finish their event, and applies the same edit to it.
+// So a match sees the rule set either wholly before or wholly after an
+// edit, and only the writer ever waits. The price is twice the memory of
+// one automaton and edits that do their work twice.
 type Machine struct {
-	mu    sync.RWMutex
-	m     *machine
-	pool  sync.Pool
+	side    atomic.Int32
+	copies  [2]atomic.Pointer[machine]
+	readers [2]paddedCount
+	pool    sync.Pool
+
+	// wmu serialises edits and guards what follows.
+	wmu   sync.Mutex
 	rules map[string]*ruleRec
+	free  []int32 // rule indexes to reuse
+	next  int32   // the next fresh rule index
+}
+
+// paddedCount keeps the two reader counts on separate cache lines.
+type paddedCount struct {
+	n atomic.Int64
+	_ [56]byte
 }
 
 // ruleRec is what the machine keeps of a rule: the pattern's source (a
 // rebuild recompiles it; keeping the compiled form would double a simple
-// rule's memory) and the states where it ends.
+// rule's memory) and, per copy, the states where it ends.
 type ruleRec struct {
 	idx   int32
 	src   []byte
 	conjs int
-	ends  []*state
+	ends  [2][]*state
 }
 
-// machine is the automaton proper, guarded by Machine.mu.
+// machine is one copy of the automaton proper. Matchers only read it;
+// Machine's writer changes it only while no matcher can reach it.
 type machine struct {
 	root    *pathNode
 	pathIDs map[string]int32
@@ -42,9 +66,13 @@ type machine struct {
 	dense       []*trans
 	startAbsent []*trans
 	names       []string
-	free        []int32
-	live, dead  int
-	states      int
+	// strs holds every transition's exact strings; next every
+	// transition's conditions (by condKey), so that identical conditions
+	// share their next state.
+	strs       map[strKey][]*state
+	next       map[strKey]*state
+	live, dead int
+	states     int
 	// attrs are the used top-level paths of CloudEvent attributes, so
 	// that MatchEvent need not look each up.
 	attrs [numAttrs]*pathNode
@@ -77,12 +105,27 @@ type state struct {
 	rules []int32
 }
 
+// trans is a state's transition on one field path. Exact strings, the
+// most common condition, live in the machine's strs map (one map per copy
+// rather than one per transition keeps a simple rule small); every other
+// operator lives in ops, allocated when the transition has one.
 type trans struct {
-	path   int32
-	next   map[string]*state
-	mayDup bool
+	path     int32
+	mayDup   bool
+	needFold bool
+	hasStrs  bool
+	*ops
+}
 
-	strs                                   map[string][]*state
+// strKey names an exact string (or, in machine.next, a condition) of one
+// transition.
+type strKey struct {
+	t *trans
+	s string
+}
+
+// ops are a transition's conditions other than exact strings.
+type ops struct {
 	nums                                   map[float64][]*state
 	tru, fal, null                         []*state
 	prefix, suffix, prefixFold, suffixFold *trie
@@ -97,7 +140,14 @@ type trans struct {
 	abs                                    []abEntry
 	exists                                 []*state
 	absent                                 []*state
-	needFold                               bool
+}
+
+// absentStates are the states t leads to when its path is missing.
+func (t *trans) absentStates() []*state {
+	if t.ops == nil {
+		return nil
+	}
+	return t.absent
 }
 
 type wildEntry struct {
@@ -160,84 +210,137 @@ func (t *trie) insert(s string, reverse bool) *trie {
 
 // NewMachine returns an empty Machine.
 func NewMachine() *Machine {
-	return &Machine{m: newMachine(), rules: make(map[string]*ruleRec)}
+	m := &Machine{rules: make(map[string]*ruleRec)}
+	m.copies[0].Store(newMachine())
+	m.copies[1].Store(newMachine())
+	return m
 }
 
 func newMachine() *machine {
-	return &machine{root: newPathNode(), pathIDs: make(map[string]int32), start: &state{}}
+	return &machine{root: newPathNode(), pathIDs: make(map[string]int32), start: &state{},
+		strs: make(map[strKey][]*state), next: make(map[strKey]*state)}
+}
+
+// acquire returns the copy matchers read now, registered as read until
+// release(i).
+func (m *Machine) acquire() (*machine, int32) {
+	for {
+		i := m.side.Load()
+		m.readers[i].n.Add(1)
+		// The writer may have flipped side between the load and the
+		// registration, and may be editing copy i already: check again.
+		if m.side.Load() == i {
+			return m.copies[i].Load(), i
+		}
+		m.readers[i].n.Add(-1)
+	}
+}
+
+func (m *Machine) release(i int32) { m.readers[i].n.Add(-1) }
+
+// editLocked applies fn to both copies, first the one no matcher reads,
+// then, after flipping side and waiting for matchers on the other, that
+// one. fn must make the same change to whichever copy it is given.
+func (m *Machine) editLocked(fn func(i int32)) {
+	idle := 1 - m.side.Load()
+	fn(idle)
+	m.side.Store(idle)
+	old := 1 - idle
+	for spins := 0; m.readers[old].n.Load() != 0; spins++ {
+		// A matcher holds a copy for one event: microseconds.
+		if spins < 100 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	fn(old)
 }
 
 // Len returns the number of rules.
 func (m *Machine) Len() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
 	return len(m.rules)
 }
 
-// Add adds (or replaces) the rule name with pattern p.
+// Add adds (or replaces) the rule name with pattern p. A replacement is
+// atomic: a concurrent match sees the old pattern or the new one.
 func (m *Machine) Add(name string, p *Pattern) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.rules[name]; ok {
-		m.removeLocked(name)
-	}
-	mm := m.m
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	old := m.rules[name]
+	delete(m.rules, name)
 	var idx int32
-	if n := len(mm.free); n > 0 {
-		idx = mm.free[n-1]
-		mm.free = mm.free[:n-1]
-		mm.names[idx] = name
+	if n := len(m.free); n > 0 {
+		idx = m.free[n-1]
+		m.free = m.free[:n-1]
 	} else {
-		idx = int32(len(mm.names))
-		mm.names = append(mm.names, name)
+		idx = m.next
+		m.next++
 	}
 	rec := &ruleRec{idx: idx, src: p.src, conjs: len(p.Conjs)}
-	rec.ends = mm.addPattern(idx, p)
+	m.editLocked(func(i int32) {
+		if old != nil {
+			m.dropLocked(i, old)
+		}
+		mm := m.copies[i].Load()
+		for int(idx) >= len(mm.names) {
+			mm.names = append(mm.names, "")
+		}
+		mm.names[idx] = name
+		rec.ends[i] = mm.addPattern(idx, p)
+	})
+	if old != nil {
+		m.free = append(m.free, old.idx)
+	}
 	m.rules[name] = rec
 }
 
 // Remove removes the rule name; it reports whether there was one.
 func (m *Machine) Remove(name string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.removeLocked(name)
-}
-
-func (m *Machine) removeLocked(name string) bool {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
 	rec, ok := m.rules[name]
 	if !ok {
 		return false
 	}
 	delete(m.rules, name)
-	mm := m.m
-	for _, s := range rec.ends {
-		s.rules = slices.DeleteFunc(s.rules, func(r int32) bool { return r == rec.idx })
-	}
-	mm.names[rec.idx] = ""
-	mm.free = append(mm.free, rec.idx)
-	mm.live -= rec.conjs
-	mm.dead += rec.conjs
-	if mm.dead > 1024 && mm.dead > mm.live {
-		m.rebuildLocked()
-	}
+	m.editLocked(func(i int32) { m.dropLocked(i, rec) })
+	m.free = append(m.free, rec.idx)
 	return true
 }
 
-// rebuildLocked builds the automaton afresh from the live rules, dropping
-// the states removed rules left behind. Rule indexes are kept.
-func (m *Machine) rebuildLocked() {
-	old := m.m
+// dropLocked removes rec (no longer in m.rules) from copy i, rebuilding
+// the copy when removed rules' states outnumber the live ones.
+func (m *Machine) dropLocked(i int32, rec *ruleRec) {
+	mm := m.copies[i].Load()
+	for _, s := range rec.ends[i] {
+		s.rules = slices.DeleteFunc(s.rules, func(r int32) bool { return r == rec.idx })
+	}
+	rec.ends[i] = nil
+	mm.names[rec.idx] = ""
+	mm.live -= rec.conjs
+	mm.dead += rec.conjs
+	if mm.dead > 1024 && mm.dead > mm.live {
+		m.rebuildLocked(i)
+	}
+}
+
+// rebuildLocked builds copy i afresh from the live rules, dropping the
+// states removed rules left behind. Rule indexes are kept.
+func (m *Machine) rebuildLocked(i int32) {
+	old := m.copies[i].Load()
 	nm := newMachine()
 	nm.names = old.names
-	nm.free = old.free
 	for _, rec := range m.rules {
 		p, err := Compile(rec.src)
 		if err != nil {
 			panic("pattern: a pattern compiled once no longer compiles: " + err.Error())
 		}
-		rec.ends = nm.addPattern(rec.idx, p)
+		rec.ends[i] = nm.addPattern(rec.idx, p)
 	}
-	m.m = nm
+	m.copies[i].Store(nm)
 }
 
 func (mm *machine) pathID(path []string) int32 {
@@ -277,13 +380,13 @@ func (mm *machine) addPattern(idx int32, p *Pattern) []*state {
 			pid := mm.pathID(c.Path)
 			t := mm.transFor(s, pid)
 			key := condKey(c)
-			n := t.next[key]
+			n := mm.next[strKey{t, key}]
 			if n == nil {
 				n = &state{}
 				mm.states++
-				t.next[key] = n
-				t.register(c, n)
-				if s == mm.start && len(t.absent) > 0 && !slices.Contains(mm.startAbsent, t) {
+				mm.next[strKey{t, key}] = n
+				t.register(mm, c, n)
+				if s == mm.start && len(t.absentStates()) > 0 && !slices.Contains(mm.startAbsent, t) {
 					mm.startAbsent = append(mm.startAbsent, t)
 				}
 			}
@@ -303,7 +406,7 @@ func (mm *machine) transFor(s *state, pid int32) *trans {
 		if t := mm.dense[pid]; t != nil {
 			return t
 		}
-		t := &trans{path: pid, next: make(map[string]*state)}
+		t := &trans{path: pid}
 		mm.dense[pid] = t
 		return t
 	}
@@ -312,22 +415,25 @@ func (mm *machine) transFor(s *state, pid int32) *trans {
 			return t
 		}
 	}
-	t := &trans{path: pid, next: make(map[string]*state)}
+	t := &trans{path: pid}
 	s.trans = append(s.trans, t)
 	return t
 }
 
-func (t *trans) register(c *Cond, n *state) {
+func (t *trans) register(mm *machine, c *Cond, n *state) {
 	exactOnly := true
 	for i := range c.Matchers {
 		m := c.Matchers[i]
-		switch m.Kind {
-		case KString:
-			if t.strs == nil {
-				t.strs = make(map[string][]*state)
-			}
-			t.strs[m.Str] = append(t.strs[m.Str], n)
+		if m.Kind == KString {
+			k := strKey{t, m.Str}
+			mm.strs[k] = append(mm.strs[k], n)
+			t.hasStrs = true
 			continue
+		}
+		if t.ops == nil {
+			t.ops = &ops{}
+		}
+		switch m.Kind {
 		case KNumber:
 			if t.nums == nil {
 				t.nums = make(map[float64][]*state)
@@ -468,9 +574,8 @@ func (m *Machine) getScratch() *scratch {
 func (m *Machine) MatchJSON(doc []byte, dst []string) ([]string, error) {
 	sc := m.getScratch()
 	defer m.pool.Put(sc)
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	mm := m.m
+	mm, side := m.acquire()
+	defer m.release(side)
 	sc.fl.reset()
 	if err := sc.fl.flattenDoc(doc, mm.root); err != nil {
 		return dst, fmt.Errorf("match event: %w", err)
@@ -499,9 +604,8 @@ func jsonContentType(ct string) bool {
 func (m *Machine) MatchEvent(e *event.Event, dst []string) []string {
 	sc := m.getScratch()
 	defer m.pool.Put(sc)
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	mm := m.m
+	mm, side := m.acquire()
+	defer m.release(side)
 	sc.fl.reset()
 	root := mm.root
 	if root.children == nil {
@@ -582,7 +686,7 @@ func (mm *machine) run(sc *scratch, dst []string) []string {
 	}
 	for _, t := range mm.startAbsent {
 		if _, _, ok := sc.find(t.path); !ok {
-			for _, n := range t.absent {
+			for _, n := range t.absentStates() {
 				mm.visit(sc, n)
 			}
 		}
@@ -615,7 +719,7 @@ func (mm *machine) visit(sc *scratch, s *state) {
 	for _, t := range s.trans {
 		lo, hi, ok := sc.find(t.path)
 		if !ok {
-			for _, n := range t.absent {
+			for _, n := range t.absentStates() {
 				mm.visit(sc, n)
 			}
 			continue
@@ -644,7 +748,7 @@ func (mm *machine) visitValues(sc *scratch, t *trans, lo, hi int32) {
 			}
 		}
 		base := len(sc.nexts)
-		t.step(sc, f)
+		t.step(mm, sc, f)
 		end := len(sc.nexts)
 		if end == base {
 			continue
@@ -706,15 +810,22 @@ func (t *trans) addSuffixes(sc *scratch, n *trie, s []byte) {
 }
 
 // step appends the states the value f leads to from t.
-func (t *trans) step(sc *scratch, f *field) {
+func (t *trans) step(mm *machine, sc *scratch, f *field) {
+	if t.hasStrs && f.k == vString {
+		if ns, ok := mm.strs[strKey{t, bytesToString(f.s)}]; ok {
+			sc.add(t, ns)
+		}
+	}
+	if t.ops != nil {
+		t.stepOps(sc, f)
+	}
+}
+
+// stepOps is step for the conditions in ops.
+func (t *trans) stepOps(sc *scratch, f *field) {
 	switch f.k {
 	case vString:
 		s := f.s
-		if t.strs != nil {
-			if ns, ok := t.strs[bytesToString(s)]; ok {
-				sc.add(t, ns)
-			}
-		}
 		if t.prefix != nil {
 			t.addPrefixes(sc, t.prefix, s)
 		}

@@ -47,10 +47,7 @@ func TestDemoOrdersProcess(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "herald")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := heraldBinary(t)
 	kafkaAddr, httpAddr := freeAddr(t), freeAddr(t)
 	var serveLog bytes.Buffer
 	serve := exec.Command(bin, "serve", "--data", filepath.Join(dir, "data"), "--kafka-addr", kafkaAddr, "--http-addr", httpAddr)

@@ -26,10 +26,7 @@ func TestServeHTTPAPI(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "herald")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := heraldBinary(t)
 	data := filepath.Join(dir, "data")
 	var httpAddr string
 	start := func() *exec.Cmd {
@@ -140,10 +137,7 @@ func TestServeHTTPPublishCrashRetry(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "herald")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := heraldBinary(t)
 	data := filepath.Join(dir, "data")
 	httpAddr := freeAddr(t)
 	start := func() *exec.Cmd {

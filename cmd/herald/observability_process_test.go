@@ -31,10 +31,7 @@ type heraldProcess struct {
 func startHeraldProcess(t *testing.T) *heraldProcess {
 	t.Helper()
 	dir := t.TempDir()
-	p := &heraldProcess{bin: filepath.Join(dir, "herald"), dir: dir, kafkaAddr: freeAddr(t), httpAddr: freeAddr(t), log: &syncBuffer{}}
-	if out, err := exec.Command("go", "build", "-o", p.bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	p := &heraldProcess{bin: heraldBinary(t), dir: dir, kafkaAddr: freeAddr(t), httpAddr: freeAddr(t), log: &syncBuffer{}}
 	serve := exec.Command(p.bin, "serve", "--data", filepath.Join(dir, "data"), "--kafka-addr", p.kafkaAddr,
 		"--http-addr", p.httpAddr, "--registry-addr", "")
 	serve.Stdout, serve.Stderr = p.log, p.log

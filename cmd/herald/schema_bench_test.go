@@ -27,10 +27,7 @@ import (
 // that says what the server costs however busy the machine is.
 func BenchmarkRegistryLookupByID(b *testing.B) {
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "herald")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := heraldBinary(b)
 	free := func() string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

@@ -30,10 +30,7 @@ func TestSubCrash(t *testing.T) {
 		t.Skip("builds the binary and kills it ten times")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "herald")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := heraldBinary(t)
 	kafkaAddr, httpAddr := freeAddr(t), freeAddr(t)
 	api := "http://" + httpAddr
 

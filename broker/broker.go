@@ -359,23 +359,83 @@ func (b *Broker) CreateTopic(ctx context.Context, name string, n int, configs ma
 	return b.createTopic(name, n, configs, false)
 }
 
+// NewTopic is one topic of a CreateTopics call.
+type NewTopic struct {
+	Name       string
+	Partitions int
+	Configs    map[string]string
+}
+
+// CreateTopics creates several topics, each alone (one failing does not
+// stop the others), and writes the metadata file once for all of them: the
+// cost of creating many topics at once is their partitions', not a rewrite
+// of the whole metadata per topic. errs[i] is topics[i]'s outcome.
+func (b *Broker) CreateTopics(ctx context.Context, topics []NewTopic) (errs []error) {
+	errs = make([]error, len(topics))
+	var made []*topic
+	b.mu.Lock()
+	for i, nt := range topics {
+		t, err := b.newTopicLocked(nt.Name, nt.Partitions, nt.Configs, false)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		made = append(made, t)
+	}
+	if len(made) > 0 {
+		if err := b.saveMetadataLocked(); err != nil {
+			for _, t := range made {
+				b.dropNewTopicLocked(t)
+			}
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = err
+				}
+			}
+			made = nil
+		}
+	}
+	b.mu.Unlock()
+	for _, t := range made {
+		b.createdTopic(t, false)
+	}
+	return errs
+}
+
 func (b *Broker) createTopic(name string, n int, configs map[string]string, internal bool) error {
-	if err := ValidateTopicName(name); err != nil {
+	b.mu.Lock()
+	t, err := b.newTopicLocked(name, n, configs, internal)
+	if err == nil {
+		if err = b.saveMetadataLocked(); err != nil {
+			b.dropNewTopicLocked(t)
+		}
+	}
+	b.mu.Unlock()
+	if err != nil {
 		return err
+	}
+	b.createdTopic(t, internal)
+	return nil
+}
+
+// newTopicLocked validates a topic, opens its partitions and adds it to
+// b.mu.topics; the caller saves the metadata (or drops the topic if that
+// fails). b.mu is held.
+func (b *Broker) newTopicLocked(name string, n int, configs map[string]string, internal bool) (*topic, error) {
+	if err := ValidateTopicName(name); err != nil {
+		return nil, err
 	}
 	if n < 1 || n > MaxPartitions {
-		return fmt.Errorf("%w: %d partitions; want 1 to %d", ErrInvalidPartitions, n, MaxPartitions)
+		return nil, fmt.Errorf("%w: %d partitions; want 1 to %d", ErrInvalidPartitions, n, MaxPartitions)
 	}
 	if err := validateConfigs(configs, true); err != nil {
-		return err
+		return nil, err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.mu.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	if _, ok := b.mu.topics[name]; ok {
-		return fmt.Errorf("%w: %s", ErrTopicExists, name)
+		return nil, fmt.Errorf("%w: %s", ErrTopicExists, name)
 	}
 	t := &topic{name: name, configs: map[string]string{}, internal: internal}
 	for k, v := range configs {
@@ -386,29 +446,35 @@ func (b *Broker) createTopic(name string, n int, configs map[string]string, inte
 	for i := 0; i < n; i++ {
 		p, err := b.openPartition(t, int32(i))
 		if err != nil {
-			for _, q := range t.parts {
-				q.log.Close()
-				b.store.DeleteLog(q.name)
-			}
-			return err
+			b.closeNewPartitions(t)
+			return nil, err
 		}
 		t.parts = append(t.parts, p)
 	}
 	b.mu.topics[name] = t
-	if err := b.saveMetadataLocked(); err != nil {
-		delete(b.mu.topics, name)
-		for _, q := range t.parts {
-			q.log.Close()
-			b.store.DeleteLog(q.name)
-		}
-		return err
+	return t, nil
+}
+
+// dropNewTopicLocked undoes newTopicLocked. b.mu is held.
+func (b *Broker) dropNewTopicLocked(t *topic) {
+	delete(b.mu.topics, t.name)
+	b.closeNewPartitions(t)
+}
+
+func (b *Broker) closeNewPartitions(t *topic) {
+	for _, q := range t.parts {
+		q.log.Close()
+		b.store.DeleteLog(q.name)
 	}
-	b.logger.Info("created topic", "topic", name, "partitions", n, "configs", configs)
+}
+
+// createdTopic logs a topic's creation and announces it.
+func (b *Broker) createdTopic(t *topic, internal bool) {
+	b.logger.Info("created topic", "topic", t.name, "partitions", len(t.parts), "configs", t.configs)
 	if !internal {
-		b.cfg.OnEvent.Emit(context.Background(), SystemSource, TypeTopicCreated, name,
-			TopicEvent{Topic: name, Partitions: n, Configs: configs})
+		b.cfg.OnEvent.Emit(context.Background(), SystemSource, TypeTopicCreated, t.name,
+			TopicEvent{Topic: t.name, Partitions: len(t.parts), Configs: t.configs})
 	}
-	return nil
 }
 
 // DeleteTopic removes a topic and its data.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -427,5 +428,48 @@ func TestAlterConfigsApplies(t *testing.T) {
 	}
 	if _, err := b.Produce(ctx, "t", 0, encode(t, batch.BuildOptions{}, recSpec{value: strings.Repeat("x", 500)}), AcksAll); err != nil {
 		t.Fatalf("after resetting to the default: %v", err)
+	}
+}
+
+// TestCreateTopicsBatch creates topics in one call: each succeeds or fails
+// alone, and the ones created survive a restart (the metadata is written
+// once, for all of them).
+func TestCreateTopicsBatch(t *testing.T) {
+	dir := t.TempDir()
+	b := openBroker(t, dir)
+	ctx := context.Background()
+	if err := b.CreateTopic(ctx, "exists", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	errs := b.CreateTopics(ctx, []NewTopic{
+		{Name: "a", Partitions: 2},
+		{Name: "bad name!", Partitions: 1},
+		{Name: "exists", Partitions: 1},
+		{Name: "b", Partitions: 1, Configs: map[string]string{"retention.ms": "60000"}},
+		{Name: "c", Partitions: 0},
+		{Name: "d", Partitions: 1, Configs: map[string]string{"retention.ms": "soon"}},
+		{Name: "m", Partitions: 1, Configs: map[string]string{"herald.durability": "memory"}},
+	})
+	for i, want := range []error{nil, ErrInvalidTopic, ErrTopicExists, nil, ErrInvalidPartitions, ErrInvalidConfig, nil} {
+		if (want == nil) != (errs[i] == nil) || (want != nil && !errors.Is(errs[i], want)) {
+			t.Errorf("topic %d: err %v, want %v", i, errs[i], want)
+		}
+	}
+	b.Close()
+	b = openBroker(t, dir)
+	defer b.Close()
+	for name, parts := range map[string]int{"exists": 1, "a": 2, "b": 1, "m": 1} {
+		info, err := b.Topic(name)
+		if err != nil || info.Partitions != parts {
+			t.Errorf("after a restart %s: %+v %v", name, info, err)
+		}
+	}
+	if cfg, _ := b.DescribeConfigs("b"); !slices.ContainsFunc(cfg, func(e ConfigEntry) bool { return e.Name == "retention.ms" && e.Value == "60000" }) {
+		t.Errorf("b's configs after a restart: %+v", cfg)
+	}
+	for _, name := range []string{"bad name!", "c", "d"} {
+		if _, err := b.Topic(name); err == nil {
+			t.Errorf("%s exists", name)
+		}
 	}
 }

@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/heraldhq/herald/client"
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/saga"
@@ -173,6 +176,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"name":"charge","command":{"type":"ConsoleCharge","topic":"console-saga-pay"},"success":["Charged"],"failure":["Declined"]}]}`, 201)
 	stopParticipant := runSagaParticipant(t, p.kafkaAddr)
 	defer stopParticipant()
+
+	// 10,000 more topics: every page must stay fast and usable with them
+	// (the many-topics step times the topics page).
+	createBulkTopics(t, p.kafkaAddr, 10000)
 
 	artifacts := filepath.Join(root, "test-artifacts", "console")
 	os.RemoveAll(artifacts)
@@ -380,4 +387,33 @@ func runSagaParticipant(t *testing.T, kafkaAddr string) func() {
 			t.Errorf("saga participant: %v", err)
 		}
 	}
+}
+
+// createBulkTopics creates n one-partition topics named zz-bulk-00000 on,
+// a thousand to a CreateTopics request.
+func createBulkTopics(t *testing.T, kafkaAddr string, n int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkaAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	for from := 0; from < n; from += 1000 {
+		var names []string
+		for i := from; i < min(n, from+1000); i++ {
+			names = append(names, fmt.Sprintf("zz-bulk-%05d", i))
+		}
+		res, err := adm.CreateTopics(ctx, 1, 1, nil, names...)
+		if err == nil {
+			err = res.Error()
+		}
+		if err != nil {
+			t.Fatalf("creating topics %s..: %v", names[0], err)
+		}
+	}
+	t.Logf("created %d topics in %v", n, time.Since(start).Round(time.Millisecond))
 }

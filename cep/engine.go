@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/stream"
 )
 
 // Matched is one event of a match.
@@ -272,20 +273,7 @@ func compareValues(ev *event.Event, w cwhere, other string) bool {
 	} else {
 		c = strings.Compare(string(v), other)
 	}
-	switch w.op {
-	case "==":
-		return c == 0
-	case "!=":
-		return c != 0
-	case "<":
-		return c < 0
-	case "<=":
-		return c <= 0
-	case ">":
-		return c > 0
-	default:
-		return c >= 0
-	}
+	return stream.OpHolds(w.op, c)
 }
 
 // step offers the event to run r: every way of taking it makes a new run,

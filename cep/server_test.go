@@ -50,6 +50,21 @@ func startServer(t testing.TB, dir string) *server.Server {
 	return srv
 }
 
+// withLogins starts a server with a topic "logins" of parts partitions
+// and returns its address and a client, both closed when the test ends.
+func withLogins(t *testing.T, parts int32) (string, *kgo.Client) {
+	t.Helper()
+	srv := startServer(t, t.TempDir())
+	t.Cleanup(func() { srv.Close() })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(srv.KafkaAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	createTopic(t, cl, "logins", parts)
+	return srv.KafkaAddr(), cl
+}
+
 func newRegistry(t *testing.T, brokers string) *Registry {
 	return newRegistryMetrics(t, brokers, nil)
 }
@@ -186,15 +201,7 @@ func matchIDs(m Match) string {
 // causation listing the matched events) from the output topic and the
 // timed-out partial match from the side topic.
 func TestCEPServerFraud(t *testing.T) {
-	srv := startServer(t, t.TempDir())
-	defer srv.Close()
-	brokers := srv.KafkaAddr()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	createTopic(t, cl, "logins", 3)
+	brokers, cl := withLogins(t, 3)
 	metrics := prometheus.NewRegistry()
 	reg := newRegistryMetrics(t, brokers, metrics)
 	defer reg.Close()
@@ -332,15 +339,7 @@ func TestCEPServerFraud(t *testing.T) {
 // logins flow: each sees every fraud whose events follow its creation,
 // exactly once, and the removed one writes nothing after its removal.
 func TestCEPAddRemoveWhileFlowing(t *testing.T) {
-	srv := startServer(t, t.TempDir())
-	defer srv.Close()
-	brokers := srv.KafkaAddr()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	createTopic(t, cl, "logins", 2)
+	brokers, cl := withLogins(t, 2)
 	reg := newRegistry(t, brokers)
 	defer reg.Close()
 
@@ -519,15 +518,7 @@ func TestCEPRestartResumes(t *testing.T) {
 // topic is gone after a restart) reports failed with the reason, and runs
 // once the topic is back.
 func TestCEPRetryAfterFailure(t *testing.T) {
-	srv := startServer(t, t.TempDir())
-	defer srv.Close()
-	brokers := srv.KafkaAddr()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	createTopic(t, cl, "logins", 1)
+	brokers, cl := withLogins(t, 1)
 	ctx := context.Background()
 	open := func() *Registry {
 		reg, err := NewRegistry(ctx, RegistryConfig{Brokers: []string{brokers}, KgoOptions: testKgo, Logger: slog.New(slog.DiscardHandler),

@@ -203,3 +203,23 @@ func (f Field) Time(e *event.Event) (time.Time, error) {
 	}
 	return time.UnixMilli(int64(ms)), nil
 }
+
+// OpHolds reports whether a comparison whose three-way result is c (as
+// from strings.Compare) satisfies op: "=" or "==", "!=", "<", "<=", ">",
+// ">=" (any other op is taken as ">=").
+func OpHolds(op string, c int) bool {
+	switch op {
+	case "=", "==":
+		return c == 0
+	case "!=":
+		return c != 0
+	case "<":
+		return c < 0
+	case "<=":
+		return c <= 0
+	case ">":
+		return c > 0
+	default:
+		return c >= 0
+	}
+}

@@ -183,23 +183,6 @@ func (q *Query) aggs() []stream.Agg {
 	return out
 }
 
-func compare(c int, op string) bool {
-	switch op {
-	case "=":
-		return c == 0
-	case "!=":
-		return c != 0
-	case "<":
-		return c < 0
-	case "<=":
-		return c <= 0
-	case ">":
-		return c > 0
-	default:
-		return c >= 0
-	}
-}
-
 func cmpFloat(a, b float64) int {
 	switch {
 	case a < b:
@@ -231,17 +214,17 @@ func MatchEvent(c Cond, e *event.Event) bool {
 			if err != nil {
 				return false
 			}
-			return compare(cmpFloat(x, c.Lit.Num), c.Op)
+			return stream.OpHolds(c.Op, cmpFloat(x, c.Lit.Num))
 		case c.Lit.IsBool:
 			if quoted {
 				return false
 			}
-			return compare(bytes.Compare(v, []byte(c.Lit.Str)), c.Op) && (c.Op == "=" || c.Op == "!=")
+			return stream.OpHolds(c.Op, bytes.Compare(v, []byte(c.Lit.Str))) && (c.Op == "=" || c.Op == "!=")
 		default:
 			if !quoted {
 				return false
 			}
-			return compare(bytes.Compare(v, []byte(c.Lit.Str)), c.Op)
+			return stream.OpHolds(c.Op, bytes.Compare(v, []byte(c.Lit.Str)))
 		}
 	}
 	return true
@@ -262,15 +245,15 @@ func MatchResult(c Cond, q *Query, r *stream.Result) bool {
 				if !c.Lit.IsNum || math.IsNaN(v.Number) {
 					return false
 				}
-				return compare(cmpFloat(v.Number, c.Lit.Num), c.Op)
+				return stream.OpHolds(c.Op, cmpFloat(v.Number, c.Lit.Num))
 			}
 		}
 		// The group key column.
 		if c.Lit.IsNum {
 			x, err := strconv.ParseFloat(r.Key, 64)
-			return err == nil && compare(cmpFloat(x, c.Lit.Num), c.Op)
+			return err == nil && stream.OpHolds(c.Op, cmpFloat(x, c.Lit.Num))
 		}
-		return compare(strings.Compare(r.Key, c.Lit.Str), c.Op)
+		return stream.OpHolds(c.Op, strings.Compare(r.Key, c.Lit.Str))
 	}
 	return true
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/internal/httpjson"
+	"github.com/heraldhq/herald/stream"
 )
 
 // pullQuiet is how long a pull waits for more of a table's records once
@@ -93,9 +94,9 @@ func (r Row) match(c Cond) bool {
 		}
 		switch v := v.(type) {
 		case float64:
-			return c.Lit.IsNum && compare(cmpFloat(v, c.Lit.Num), c.Op)
+			return c.Lit.IsNum && stream.OpHolds(c.Op, cmpFloat(v, c.Lit.Num))
 		case string:
-			return !c.Lit.IsNum && !c.Lit.IsBool && compare(strings.Compare(v, c.Lit.Str), c.Op)
+			return !c.Lit.IsNum && !c.Lit.IsBool && stream.OpHolds(c.Op, strings.Compare(v, c.Lit.Str))
 		}
 	}
 	return false
@@ -112,7 +113,7 @@ func (r *Registry) Pull(ctx context.Context, text string) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted())}, r.cfg.KgoOptions...)...)
+	cl, err := r.NewClient(kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		return nil, err
 	}

@@ -174,6 +174,9 @@ func (r *Registry) Create(ctx context.Context, d Definition) (Info, error) {
 		return Info{}, fmt.Errorf("%w %q (input)", ErrUnknownTopic, d.Input)
 	}
 	d.Start = ends
+	if d.ErrorTopic == "" {
+		d.ErrorTopic = p.Name + ".errors"
+	}
 	d.Created = time.Now().UTC()
 	d.Pattern, _ = json.Marshal(p) // normalized
 	val, _ := json.Marshal(d)

@@ -36,14 +36,17 @@
 //
 // # Exactly-once jobs
 //
-// Job consumes its input in a consumer group with Kafka transactions: each
-// batch's results, late and error records, a snapshot of the whole Processor
+// Runner runs any Task (a deterministic state machine over events that can
+// marshal its state) exactly once; Job is the Processor as a Task, and
+// package cep runs its pattern Engine the same way. A Runner consumes its
+// input in a consumer group with Kafka transactions: each batch's output
+// records (results, late and error records), a snapshot of the whole Task
 // state (MarshalState, written in chunks to a compacted state topic, its
 // header carrying the input offsets) and the input offsets commit in one
 // transaction. A restart fences the previous producer, reads the group's
 // committed offsets and then the state topic until the newest snapshot's
 // offsets equal them, restores, and goes on; an aborted transaction rolls
-// the Processor back to the last committed snapshot. The snapshot format is
+// the Task back to the last committed snapshot. The snapshot format is
 // drawn in state.go.
 //
 // # Files
@@ -54,5 +57,7 @@
 //	watermark.go  per-partition watermarks and idleness
 //	processor.go  the Processor
 //	state.go      snapshots (format frozen at version 1)
-//	job.go        the exactly-once job runner
+//	runner.go     the exactly-once Runner of any Task
+//	job.go        the Processor as a Runner's Task
+//	jobreg/       the registry of server-side jobs (queries, patterns)
 package stream

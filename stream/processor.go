@@ -29,6 +29,11 @@ type Config struct {
 	// "source", ...); "" puts every event in one group. An event
 	// without the key field is an error (see Output.Invalid).
 	Key string
+	// Keys, instead of Key, groups by several fields: a result's Key is
+	// then the JSON array of their values (data values as they are in
+	// the event's JSON, attributes as strings), e.g. ["alice","EU"]. An
+	// event without one of them is an error.
+	Keys []string
 	// Window is the kind and size of window.
 	Window Window
 	// Aggs are the aggregates computed per key and window.
@@ -100,6 +105,8 @@ type Processor struct {
 	gap     int64
 	grace   int64
 	key     Field
+	multi   []Field // Config.Keys
+	kbuf    []byte
 	tf      Field
 	lay     layout
 	now     func() time.Time
@@ -173,6 +180,16 @@ func New(cfg Config) (*Processor, error) {
 			errs = append(errs, fmt.Errorf("key: %w", err))
 		}
 		p.key = f
+	}
+	if cfg.Key != "" && len(cfg.Keys) > 0 {
+		errs = append(errs, errors.New("keys: key and keys cannot both be set"))
+	}
+	for i, k := range cfg.Keys {
+		f, err := ParseField(k)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("keys[%d]: %w", i, err))
+		}
+		p.multi = append(p.multi, f)
 	}
 	if !cfg.ProcessingTime {
 		tf := cfg.TimeField
@@ -260,6 +277,22 @@ func (p *Processor) Process(partition int32, ev *event.Event, out Output) {
 			return
 		}
 		kb = v
+	}
+	if len(p.multi) > 0 {
+		p.kbuf = append(p.kbuf[:0], '[')
+		for i, f := range p.multi {
+			if i > 0 {
+				p.kbuf = append(p.kbuf, ',')
+			}
+			var ok bool
+			if p.kbuf, ok = f.AppendJSON(p.kbuf, ev); !ok {
+				p.stats.Invalid++
+				out.Invalid(ev, partition, fmt.Errorf("%w: key field %q is missing", ErrInvalidEvent, f.path))
+				return
+			}
+		}
+		p.kbuf = append(p.kbuf, ']')
+		kb = p.kbuf
 	}
 	p.lay.extract(ev, &p.sm)
 	var taken bool

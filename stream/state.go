@@ -77,6 +77,9 @@ type slideEvSnap struct {
 func (p *Processor) fingerprint() string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%v|%q|%q|%v|", p.win, p.cfg.Key, p.cfg.TimeField, p.cfg.ProcessingTime)
+	if len(p.cfg.Keys) > 0 { // NB: after the version-1 fields, so that older snapshots still match
+		fmt.Fprintf(&b, "keys=%q|", p.cfg.Keys)
+	}
 	for _, a := range p.lay.aggs {
 		fmt.Fprintf(&b, "%s:%d:%s:%d;", a.Name, a.Kind, a.Field, a.K)
 	}

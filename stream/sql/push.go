@@ -27,7 +27,7 @@ func (r *Registry) Push(ctx context.Context, text string, fromStart bool, emit f
 	if q.Table != "" {
 		return &Error{1, 1, "a push query is a plain SELECT; CREATE TABLE registers a query (POST /v1/queries)"}
 	}
-	p, err := stream.New(stream.Config{Key: q.GroupBy, Window: q.Window, Aggs: q.aggs(), Grace: stream.Grace(q.Grace), Emit: q.Emit})
+	p, err := stream.New(q.processorConfig())
 	if err != nil {
 		return &Error{1, 1, err.Error()}
 	}

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"math"
@@ -37,6 +38,12 @@ type JobConfig struct {
 	Having func(*Result) bool
 	// Encode, when set, replaces EncodeResult for output records.
 	Encode func(*Result) []byte
+	// OnStart: see RunnerConfig.OnStart.
+	OnStart func(ctx context.Context) error
+	// OnCommit, when set, is called after each committed transaction with
+	// the output records it held (on the job's goroutine; it must not keep
+	// the slice).
+	OnCommit func(results []*kgo.Record)
 	// MaxPollRecords bounds a transaction's input (default 1000).
 	MaxPollRecords int
 	// KgoOptions are added to the client's options (tests).
@@ -65,7 +72,7 @@ func NewJob(cfg JobConfig) (*Job, error) {
 	j := &Job{cfg: cfg}
 	rc := RunnerConfig{Kind: "stream job", Name: cfg.Name, Group: "herald-stream-" + cfg.Name, Brokers: cfg.Brokers,
 		Input: cfg.Input, Output: cfg.Output, SideOutputs: []string{cfg.LateTopic}, ErrorTopic: cfg.ErrorTopic, StateTopic: cfg.StateTopic,
-		MaxPollRecords: cfg.MaxPollRecords, Restore: j.restore, Subsystem: "stream",
+		MaxPollRecords: cfg.MaxPollRecords, Restore: j.restore, OnStart: cfg.OnStart, Subsystem: "stream",
 		KgoOptions: cfg.KgoOptions, Logger: cfg.Logger, Registerer: cfg.Registerer}
 	if cfg.Processor.IdleTimeout > 0 {
 		rc.IdleTick = cfg.Processor.IdleTimeout/2 + time.Millisecond
@@ -117,8 +124,9 @@ func EncodeResult(r *Result) []byte {
 type jobTask struct {
 	j             *Job
 	p             *Processor
-	b             *Batch // during Process and EndBatch
-	results, late int    // since the last commit
+	b             *Batch        // during Process and EndBatch
+	results, late int           // since the last commit
+	pending       []*kgo.Record // results since the last commit, for OnCommit
 }
 
 func (j *Job) restore(snap []byte) (Task, error) {
@@ -156,6 +164,11 @@ func (t *jobTask) Committed() {
 	m.late.Add(float64(t.late))
 	m.results.Add(float64(t.results))
 	t.late, t.results = 0, 0
+	if t.j.cfg.OnCommit != nil {
+		t.j.cfg.OnCommit(t.pending)
+		clear(t.pending)
+		t.pending = t.pending[:0]
+	}
 	st := t.p.Stats()
 	m.open.Set(float64(st.OpenWindows))
 	if !st.Watermark.IsZero() {
@@ -173,7 +186,11 @@ func (t *jobTask) Result(r *Result) {
 		enc = t.j.cfg.Encode
 	}
 	t.results++
-	t.b.Produce(&kgo.Record{Topic: t.j.cfg.Output, Key: []byte(r.Key), Value: enc(r)})
+	rec := &kgo.Record{Topic: t.j.cfg.Output, Key: []byte(r.Key), Value: enc(r)}
+	t.b.Produce(rec)
+	if t.j.cfg.OnCommit != nil {
+		t.pending = append(t.pending, rec)
+	}
 }
 
 func (t *jobTask) Late(*event.Event, int32) {

@@ -75,6 +75,10 @@ type RunnerConfig struct {
 	// Restore builds the Task from a snapshot (nil: the initial state,
 	// which NewRunner builds once to validate the Task's definition).
 	Restore func(snap []byte) (Task, error)
+	// OnStart, when set, is called once a Run has fenced its predecessor
+	// (whose open transaction is then aborted) and restored its state,
+	// before the first batch; an error ends the Run.
+	OnStart func(ctx context.Context) error
 	// Subsystem names the metrics: herald_<Subsystem>_events_total, ...
 	Subsystem  string
 	KgoOptions []kgo.Opt
@@ -307,6 +311,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	task, err := r.restore(snap)
 	if err != nil {
 		return err
+	}
+	if r.cfg.OnStart != nil {
+		if err := r.cfg.OnStart(ctx); err != nil {
+			return r.errorf("start: %w", err)
+		}
 	}
 	r.log.Info(r.cfg.Kind+" running", "job", r.cfg.Name, "input", r.cfg.Input, "restored_bytes", len(snap))
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
+	"sync/atomic"
 
 	"github.com/heraldhq/herald/internal/httpjson"
 	"github.com/heraldhq/herald/stream"
@@ -43,20 +45,24 @@ type Info struct {
 // jobreg.Registry's.
 type Registry struct {
 	*jobreg.Registry[Info]
+	tables     sync.Map     // name -> *table, while its job may run
+	topicReads atomic.Int64 // table topic reads (tests)
 }
 
 // NewRegistry loads the registered queries and starts them.
 func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
+	r := &Registry{}
 	reg, err := jobreg.Open(ctx, jobreg.Config[Info]{Settings: cfg, Kind: "query", DefaultTopic: DefaultRegistryTopic,
-		Open: open, Describe: info})
+		Open: r.open, Describe: info})
 	if err != nil {
 		return nil, fmt.Errorf("sql: %w", err)
 	}
-	return &Registry{Registry: reg}, nil
+	r.Registry = reg
+	return r, nil
 }
 
-// open builds the job of a saved query.
-func open(set jobreg.Settings, name string, def []byte) (jobreg.Job, error) {
+// open builds the job of a saved query, with its table in memory.
+func (r *Registry) open(set jobreg.Settings, name string, def []byte) (jobreg.Job, error) {
 	q, err := Parse(string(def))
 	if err != nil {
 		return jobreg.Job{}, err
@@ -65,12 +71,18 @@ func open(set jobreg.Settings, name string, def []byte) (jobreg.Job, error) {
 	if err != nil {
 		return jobreg.Job{}, err
 	}
+	t := &table{}
 	cfg.Logger, cfg.KgoOptions = set.Logger, set.KgoOptions
+	cfg.OnStart = func(ctx context.Context) error { return t.load(ctx, r, cfg.Output) }
+	cfg.OnCommit = t.apply
 	j, err := stream.NewJob(cfg)
 	if err != nil {
 		return jobreg.Job{}, err
 	}
-	return jobreg.Job{Run: j.Run}, nil
+	return jobreg.Job{Run: func(ctx context.Context) error {
+		r.tables.Store(name, t)
+		return j.Run(ctx)
+	}, Stop: func() { r.tables.CompareAndDelete(name, t) }}, nil
 }
 
 func info(e jobreg.Entry) Info {

@@ -230,3 +230,87 @@ func readCommitted(t *testing.T, brokers, topic string, quiet time.Duration) []s
 		}
 	}
 }
+
+// TestJobRestartAfterIdleCommits stops a job after idle ticks closed its
+// windows (transactions that commit results without new input offsets, so
+// two snapshots carry the same offsets) and restarts it reading its state
+// one record batch per fetch: it must restore the newest snapshot, not
+// emit those windows again.
+func TestJobRestartAfterIdleCommits(t *testing.T) {
+	srv, err := server.Start(context.Background(), server.Config{
+		Broker: broker.Config{DataDir: t.TempDir()},
+		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	brokers := srv.KafkaAddr()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	produce := func(user string, at time.Duration) {
+		e := event.New("/shop", "OrderCreated")
+		e.Time, e.Data = base.Add(at), fmt.Appendf(nil, `{"user":%q}`, user)
+		if err := cl.ProduceSync(ctx, toKgo(e)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := JobConfig{Name: "idlejob", Brokers: []string{brokers}, Input: "orders", Output: "counts",
+		Processor: Config{Key: "data.user", Window: TumblingWindow(time.Second), Aggs: []Agg{{Kind: Count}},
+			IdleTimeout: 200 * time.Millisecond, Grace: Grace(0), Emit: EmitFinal},
+		KgoOptions: []kgo.Opt{kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100 * time.Millisecond),
+			kgo.RebalanceTimeout(2 * time.Second)},
+		Logger: slog.New(slog.DiscardHandler)}
+	run := func(cfg JobConfig) (stop func()) {
+		j, err := NewJob(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- j.Run(jctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	waitFor := func(n int) []string {
+		t.Helper()
+		var got []string
+		for deadline := time.Now().Add(30 * time.Second); len(got) < n && time.Now().Before(deadline); {
+			got = readCommitted(t, brokers, "counts", 300*time.Millisecond)
+		}
+		return got
+	}
+	produce("a", 100*time.Millisecond)
+	produce("b", 200*time.Millisecond)
+	stop := run(cfg)
+	if got := waitFor(2); len(got) != 2 {
+		t.Fatalf("before the restart: %q, want the windows of a and b", got)
+	}
+	stop()
+	// One record batch per fetch: the restore reads the state topic in
+	// many polls.
+	cfg.KgoOptions = append(cfg.KgoOptions, kgo.FetchMaxBytes(1), kgo.FetchMaxPartitionBytes(1))
+	stop = run(cfg)
+	defer stop()
+	produce("c", 5*time.Second)
+	got := waitFor(3)
+	if len(got) < 3 || !strings.HasPrefix(got[len(got)-1], "c ") {
+		t.Fatalf("after the restart: %q, want c's window", got)
+	}
+	if len(got) != 3 {
+		t.Fatalf("after the restart: %d results %q, want 3: windows emitted twice", len(got), got)
+	}
+}

@@ -520,12 +520,25 @@ func (r *Runner) loadSnapshot(ctx context.Context, committed map[int32]int64) ([
 		offsets map[int32]int64
 		val     []byte
 	}
+	// NB: the newest snapshot is only known once the topic has been read
+	// to its committed end: a poll may end between two snapshots with the
+	// same offsets (an idle tick's) or inside a snapshot's chunks.
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, r.cfg.StateTopic)
+	if err != nil {
+		return nil, 0, r.errorf("end of %s: %w", r.cfg.StateTopic, err)
+	}
+	end, _ := ends.Lookup(r.cfg.StateTopic, 0)
+	var maxOff int64 = -1
 	latest := map[string]chunk{}
 	atStart := len(r.cfg.Start) > 0 && maps.Equal(committed, r.cfg.Start)
 	deadline := time.Now().Add(restoreWait)
 	quiet := 0
 	for {
-		if first, ok := latest[r.cfg.Name+"/0"]; ok && maps.Equal(first.offsets, committed) {
+		// The last committed transaction's records end at end-2 (its
+		// commit marker is at end-1); a quiet poll ends the read when the
+		// last transaction was aborted.
+		read := maxOff >= end.Offset-2 || quiet > 0
+		if first, ok := latest[r.cfg.Name+"/0"]; read && ok && maps.Equal(first.offsets, committed) {
 			var snap []byte
 			for i := int64(0); i < first.n; i++ {
 				c, ok := latest[r.cfg.Name+"/"+strconv.FormatInt(i, 10)]
@@ -561,6 +574,7 @@ func (r *Runner) loadSnapshot(ctx context.Context, committed map[int32]int64) ([
 			quiet++
 		}
 		fs.EachRecord(func(rec *kgo.Record) {
+			maxOff = max(maxOff, rec.Offset)
 			c := chunk{val: rec.Value}
 			for _, h := range rec.Headers {
 				switch h.Key {

@@ -47,7 +47,9 @@ type JobConfig struct {
 
 // Job is an Engine as the Task of a stream.Runner, which makes it exactly
 // once: the match, timeout and error records of a batch commit together
-// with the engine's state and the input offsets.
+// with the engine's changes and the input offsets. Checkpoints are
+// incremental: a transaction writes the state of the partitions (keys)
+// it changed, not the whole state.
 //
 // Time: after each batch the engine is advanced to the greatest event
 // time seen (a watermark without allowed lateness), so partial matches of
@@ -71,7 +73,7 @@ func NewJob(cfg JobConfig) (*Job, error) {
 	j.Runner, err = stream.NewRunner(stream.RunnerConfig{Kind: "cep job", Name: cfg.Name, Group: "herald-cep-" + cfg.Name,
 		Brokers: cfg.Brokers, Input: cfg.Input, Output: cfg.Output, SideOutputs: []string{cfg.TimeoutTopic},
 		ErrorTopic: cfg.ErrorTopic, StateTopic: cfg.StateTopic, Start: cfg.Start, MaxPollRecords: cfg.MaxPollRecords,
-		Restore: j.restore, Subsystem: "cep", KgoOptions: cfg.KgoOptions, Logger: cfg.Logger, Registerer: cfg.Registerer})
+		Restore: j.restore, RestoreKeyed: j.restoreKeyed, Subsystem: "cep", KgoOptions: cfg.KgoOptions, Logger: cfg.Logger, Registerer: cfg.Registerer})
 	if err != nil {
 		return nil, err
 	}
@@ -93,16 +95,31 @@ type jobTask struct {
 	matches, timeouts int           // since the last commit
 }
 
+// restore builds the task from a full snapshot (an earlier version's)
+// or none; restoreKeyed from incremental checkpoints. Either way the
+// first checkpoint after it writes every partition.
 func (j *Job) restore(snap []byte) (stream.Task, error) {
+	return j.newTask(func(eng *Engine) error {
+		if snap == nil {
+			return nil
+		}
+		return eng.RestoreState(snap)
+	})
+}
+
+func (j *Job) restoreKeyed(global []byte, keys map[string][]byte) (stream.Task, error) {
+	return j.newTask(func(eng *Engine) error { return eng.RestoreChanges(global, keys) })
+}
+
+func (j *Job) newTask(load func(*Engine) error) (stream.Task, error) {
 	eng, err := NewEngine(j.cfg.Pattern)
 	if err != nil {
 		return nil, err
 	}
-	if snap != nil {
-		if err := eng.RestoreState(snap); err != nil {
-			return nil, err
-		}
+	if err := load(eng); err != nil {
+		return nil, err
 	}
+	eng.TrackChanges()
 	return &jobTask{j: j, eng: eng}, nil
 }
 
@@ -123,6 +140,8 @@ func (t *jobTask) EndBatch(b *stream.Batch, _ bool) {
 }
 
 func (t *jobTask) MarshalState() ([]byte, error) { return t.eng.MarshalState() }
+
+func (t *jobTask) MarshalChanges() ([]byte, map[string][]byte, error) { return t.eng.MarshalChanges() }
 
 func (t *jobTask) Committed() {
 	t.j.m.matches.Add(float64(t.matches))

@@ -94,6 +94,28 @@ func TestCEPJobErrorTopic(t *testing.T) {
 			t.Errorf("error record %d: %q, want its value to hold %q and header herald-error to say %q", i, got[i], want.value, want.why)
 		}
 	}
+	// Checkpoints are incremental: the state topic holds the partitions
+	// (keys) the transactions changed and a global record, no snapshot.
+	sc, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics("errs.state"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	stateKeys := map[string]bool{}
+	for deadline := time.Now().Add(10 * time.Second); !stateKeys["errs/k/mallory"] && time.Now().Before(deadline); {
+		pctx, pcancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		sc.PollFetches(pctx).EachRecord(func(r *kgo.Record) { stateKeys[string(r.Key)] = true })
+		pcancel()
+	}
+	for k := range stateKeys {
+		if k != "errs/g" && !strings.HasPrefix(k, "errs/k/") {
+			t.Errorf("state record %q: neither a key's nor the global one", k)
+		}
+	}
+	if !stateKeys["errs/g"] || !stateKeys["errs/k/mallory"] {
+		t.Errorf("state records %v: want errs/g and errs/k/mallory", stateKeys)
+	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		n, _ := counterValue(t, metrics, "herald_cep_invalid_events_total")
 		if n == 3 {

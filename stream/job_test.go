@@ -206,7 +206,9 @@ func (s *recSink) Late(*event.Event, int32)           { s.late++ }
 func (s *recSink) Invalid(*event.Event, int32, error) { s.errors++ }
 
 // readCommitted reads a topic's committed records (partition 0) until
-// no record comes for quiet; each as "key value".
+// no record comes for quiet once it has read to the topic's committed end
+// (or, when the end holds no readable record, for 10s); each as "key
+// value".
 func readCommitted(t *testing.T, brokers, topic string, quiet time.Duration) []string {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -215,14 +217,28 @@ func readCommitted(t *testing.T, brokers, topic string, quiet time.Duration) []s
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, _ := ends.Lookup(topic, 0)
 	var out []string
+	var last int64 = -1
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), quiet)
+		// NB: a loaded machine can take longer than quiet to answer a new
+		// client's first fetch: wait longer until the end is reached (the
+		// last committed records end before the commit marker at end-1).
+		wait := quiet
+		if last < end.Offset-2 {
+			wait = 10 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		fs := cl.PollFetches(ctx)
 		cancel()
 		n := 0
 		fs.EachRecord(func(r *kgo.Record) {
 			n++
+			last = r.Offset
 			out = append(out, string(r.Key)+" "+string(r.Value))
 		})
 		if n == 0 {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +41,18 @@ type Task interface {
 	// After an aborted transaction the Task is discarded instead and
 	// rebuilt from the last committed state.
 	Committed()
+}
+
+// KeyedTask is a Task whose state divides by key (a pattern's partition
+// key): with RunnerConfig.RestoreKeyed set, each transaction then writes
+// only the state of the keys it changed, not the whole state.
+type KeyedTask interface {
+	Task
+	// MarshalChanges returns the state outside any key and that of each
+	// key whose state changed since the previous call (nil: the key holds
+	// no state any more). A Task's first call after it was built returns
+	// every key.
+	MarshalChanges() (global []byte, keys map[string][]byte, err error)
 }
 
 // RunnerConfig configures a Runner.
@@ -75,6 +89,12 @@ type RunnerConfig struct {
 	// Restore builds the Task from a snapshot (nil: the initial state,
 	// which NewRunner builds once to validate the Task's definition).
 	Restore func(snap []byte) (Task, error)
+	// RestoreKeyed, when set, makes checkpoints incremental: the Task
+	// must be a KeyedTask, and RestoreKeyed builds it from the global
+	// state and the state of every key that MarshalChanges wrote. (A state
+	// topic holding a full snapshot of an earlier version is still read,
+	// through Restore.)
+	RestoreKeyed func(global []byte, keys map[string][]byte) (Task, error)
 	// OnStart, when set, is called once a Run has fenced its predecessor
 	// (whose open transaction is then aborted) and restored its state,
 	// before the first batch; an error ends the Run.
@@ -304,11 +324,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	if committed, err = r.committedOffsets(ctx, adm); err != nil {
 		return err
 	}
-	snap, seq, err := r.loadSnapshot(ctx, committed)
+	saved, err := r.loadSnapshot(ctx, committed)
 	if err != nil {
 		return err
 	}
-	task, err := r.restore(snap)
+	seq := saved.seq
+	task, err := r.restore(saved)
 	if err != nil {
 		return err
 	}
@@ -317,7 +338,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			return r.errorf("start: %w", err)
 		}
 	}
-	r.log.Info(r.cfg.Kind+" running", "job", r.cfg.Name, "input", r.cfg.Input, "restored_bytes", len(snap))
+	r.log.Info(r.cfg.Kind+" running", "job", r.cfg.Name, "input", r.cfg.Input, "restored_bytes", saved.size())
 
 	var produceErr atomic.Pointer[error]
 	promise := func(_ *kgo.Record, err error) {
@@ -384,22 +405,25 @@ func (r *Runner) Run(ctx context.Context) error {
 			_, _ = sess.End(ctx, kgo.TryAbort)
 			return r.errorf("%w", b.err)
 		}
-		state, err := task.MarshalState()
+		seq++
+		stateRecs, state, err := r.checkpoint(task, seq, offsets)
 		if err != nil {
 			_, _ = sess.End(ctx, kgo.TryAbort)
 			return r.errorf("%w", err)
 		}
-		seq++
 		for _, rec := range b.recs {
 			sess.Produce(ctx, rec, promise)
 		}
-		for _, rec := range r.chunks(state, seq, offsets) {
+		for _, rec := range stateRecs {
 			sess.Produce(ctx, rec, promise)
 		}
 		ok := cl.Flush(ctx) == nil && produceErr.Load() == nil
 		txnOK, err := sess.End(ctx, kgo.TransactionEndTry(ok))
 		if txnOK {
-			snap, committed = state, offsets
+			committed = offsets
+			if r.cfg.RestoreKeyed == nil {
+				saved = savedState{full: state, seq: seq}
+			}
 			r.m.commits.Inc()
 			r.m.invalid.Add(float64(b.invalid))
 			task.Committed()
@@ -407,7 +431,14 @@ func (r *Runner) Run(ctx context.Context) error {
 			// The batch will be redelivered: go back to the committed state.
 			r.m.aborts.Inc()
 			seq--
-			if task, err = r.restore(snap); err != nil {
+			if r.cfg.RestoreKeyed != nil {
+				// NB: incremental checkpoints keep no copy of the
+				// committed state: it is read back from the state topic.
+				if saved, err = r.loadSnapshot(ctx, committed); err != nil {
+					return err
+				}
+			}
+			if task, err = r.restore(saved); err != nil {
 				return err
 			}
 			if pe := produceErr.Load(); pe != nil {
@@ -426,13 +457,83 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Runner) restore(snap []byte) (Task, error) {
-	t, err := r.cfg.Restore(snap)
+// savedState is a committed checkpoint: a full snapshot, or (keyed) the
+// global state and every key's.
+type savedState struct {
+	full   []byte
+	keyed  bool
+	global []byte
+	keys   map[string][]byte
+	seq    int64
+}
+
+func (s *savedState) size() int {
+	n := len(s.full) + len(s.global)
+	for _, v := range s.keys {
+		n += len(v)
+	}
+	return n
+}
+
+func (r *Runner) restore(s savedState) (Task, error) {
+	var t Task
+	var err error
+	if s.keyed {
+		t, err = r.cfg.RestoreKeyed(s.global, s.keys)
+	} else {
+		t, err = r.cfg.Restore(s.full)
+	}
 	if err != nil {
 		return nil, r.errorf("restore state from %s: %w", r.cfg.StateTopic, err)
 	}
 	return t, nil
 }
+
+// checkpoint returns the records of the transaction's checkpoint (and,
+// for full snapshots, the state).
+func (r *Runner) checkpoint(task Task, seq int64, offsets map[int32]int64) ([]*kgo.Record, []byte, error) {
+	if r.cfg.RestoreKeyed == nil {
+		state, err := task.MarshalState()
+		if err != nil {
+			return nil, nil, err
+		}
+		return r.chunks(state, seq, offsets), state, nil
+	}
+	kt, ok := task.(KeyedTask)
+	if !ok {
+		return nil, nil, fmt.Errorf("restore_keyed is set but the task (%T) is not a KeyedTask", task)
+	}
+	global, keys, err := kt.MarshalChanges()
+	if err != nil {
+		return nil, nil, err
+	}
+	recs := make([]*kgo.Record, 0, len(keys)+1)
+	// NB: the keys first, the global record last: a reader that has seen
+	// the global record of a transaction has seen all its keys.
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		recs = append(recs, &kgo.Record{Topic: r.cfg.StateTopic, Partition: 0, Key: []byte(r.cfg.Name + keyPrefix + k), Value: keys[k]})
+	}
+	offs, _ := json.Marshal(offsets)
+	if global == nil {
+		global = []byte{}
+	}
+	recs = append(recs, &kgo.Record{Topic: r.cfg.StateTopic, Partition: 0, Key: []byte(r.cfg.Name + globalKey), Value: global,
+		Headers: []kgo.RecordHeader{{Key: "seq", Value: strconv.AppendInt(nil, seq, 10)}, {Key: "offsets", Value: offs}}})
+	return recs, nil, nil
+}
+
+// Keyed checkpoints: records "<name>/k/<key>" hold a key's state (a null
+// value: none), "<name>/g" the global state with headers "seq" and
+// "offsets", written last in each transaction.
+const (
+	keyPrefix = "/k/"
+	globalKey = "/g"
+)
 
 func (r *Runner) chunks(state []byte, seq int64, offsets map[int32]int64) []*kgo.Record {
 	n := (len(state) + chunkSize - 1) / chunkSize
@@ -499,20 +600,20 @@ func (r *Runner) committedOffsets(ctx context.Context, adm *kadm.Client) (map[in
 // show the snapshot matching the committed offsets.
 const restoreWait = time.Minute
 
-// loadSnapshot reads the state topic until its newest snapshot is the
-// one committed with the group's offsets, and returns it with its sequence
-// number. The state is the initial one (nil) when nothing was committed
-// yet: no committed offsets, or the Start offsets and an empty state
-// topic.
-func (r *Runner) loadSnapshot(ctx context.Context, committed map[int32]int64) ([]byte, int64, error) {
+// loadSnapshot reads the state topic to its committed end and returns the
+// checkpoint committed with the group's offsets: the newest global record
+// with its keys (keyed checkpoints) or the newest full snapshot. The state
+// is the initial one when nothing was committed yet: no committed offsets,
+// or the Start offsets and an empty state topic.
+func (r *Runner) loadSnapshot(ctx context.Context, committed map[int32]int64) (savedState, error) {
 	if len(committed) == 0 {
-		return nil, 0, nil
+		return savedState{}, nil
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.cfg.StateTopic: {0: kgo.NewOffset().AtStart()}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted())}, r.cfg.KgoOptions...)...)
 	if err != nil {
-		return nil, 0, r.errorf("%w", err)
+		return savedState{}, r.errorf("%w", err)
 	}
 	defer cl.Close()
 	type chunk struct {
@@ -520,16 +621,18 @@ func (r *Runner) loadSnapshot(ctx context.Context, committed map[int32]int64) ([
 		offsets map[int32]int64
 		val     []byte
 	}
-	// NB: the newest snapshot is only known once the topic has been read
+	// NB: the newest checkpoint is only known once the topic has been read
 	// to its committed end: a poll may end between two snapshots with the
 	// same offsets (an idle tick's) or inside a snapshot's chunks.
 	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, r.cfg.StateTopic)
 	if err != nil {
-		return nil, 0, r.errorf("end of %s: %w", r.cfg.StateTopic, err)
+		return savedState{}, r.errorf("end of %s: %w", r.cfg.StateTopic, err)
 	}
 	end, _ := ends.Lookup(r.cfg.StateTopic, 0)
 	var maxOff int64 = -1
 	latest := map[string]chunk{}
+	keys := map[string][]byte{}
+	var global *chunk
 	atStart := len(r.cfg.Start) > 0 && maps.Equal(committed, r.cfg.Start)
 	deadline := time.Now().Add(restoreWait)
 	quiet := 0
@@ -538,28 +641,31 @@ func (r *Runner) loadSnapshot(ctx context.Context, committed map[int32]int64) ([
 		// commit marker is at end-1); a quiet poll ends the read when the
 		// last transaction was aborted.
 		read := maxOff >= end.Offset-2 || quiet > 0
+		if read && r.cfg.RestoreKeyed != nil && global != nil && maps.Equal(global.offsets, committed) {
+			return savedState{keyed: true, global: global.val, keys: keys, seq: global.seq}, nil
+		}
 		if first, ok := latest[r.cfg.Name+"/0"]; read && ok && maps.Equal(first.offsets, committed) {
 			var snap []byte
 			for i := int64(0); i < first.n; i++ {
 				c, ok := latest[r.cfg.Name+"/"+strconv.FormatInt(i, 10)]
 				if !ok || c.seq != first.seq {
-					return nil, 0, r.errorf("%w: snapshot %d chunk %d of %d is missing", ErrCorruptState, first.seq, i, first.n)
+					return savedState{}, r.errorf("%w: snapshot %d chunk %d of %d is missing", ErrCorruptState, first.seq, i, first.n)
 				}
 				snap = append(snap, c.val...)
 			}
-			return snap, first.seq, nil
+			return savedState{full: snap, seq: first.seq}, nil
 		}
-		if atStart && len(latest) == 0 && quiet >= 2 {
-			return nil, 0, nil
+		if atStart && len(latest) == 0 && global == nil && quiet >= 2 {
+			return savedState{}, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, 0, r.errorf("%w: no snapshot in %s matches the committed offsets %v", ErrCorruptState, r.cfg.StateTopic, committed)
+			return savedState{}, r.errorf("%w: no snapshot in %s matches the committed offsets %v", ErrCorruptState, r.cfg.StateTopic, committed)
 		}
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if err := ctx.Err(); err != nil {
-			return nil, 0, err
+			return savedState{}, err
 		}
 		var ferr error
 		fs.EachError(func(_ string, _ int32, err error) {
@@ -568,13 +674,22 @@ func (r *Runner) loadSnapshot(ctx context.Context, committed map[int32]int64) ([
 			}
 		})
 		if ferr != nil {
-			return nil, 0, r.errorf("read state: %w", ferr)
+			return savedState{}, r.errorf("read state: %w", ferr)
 		}
 		if fs.NumRecords() == 0 {
 			quiet++
 		}
 		fs.EachRecord(func(rec *kgo.Record) {
 			maxOff = max(maxOff, rec.Offset)
+			key := string(rec.Key)
+			if k, ok := strings.CutPrefix(key, r.cfg.Name+keyPrefix); ok {
+				if rec.Value == nil {
+					delete(keys, k)
+				} else {
+					keys[k] = rec.Value
+				}
+				return
+			}
 			c := chunk{val: rec.Value}
 			for _, h := range rec.Headers {
 				switch h.Key {
@@ -586,7 +701,11 @@ func (r *Runner) loadSnapshot(ctx context.Context, committed map[int32]int64) ([
 					_ = json.Unmarshal(h.Value, &c.offsets)
 				}
 			}
-			latest[string(rec.Key)] = c
+			if key == r.cfg.Name+globalKey {
+				global = &c
+				return
+			}
+			latest[key] = c
 		})
 	}
 }

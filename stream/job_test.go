@@ -98,21 +98,7 @@ func TestJobCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	srv, err := server.Start(context.Background(), server.Config{
-		Broker: broker.Config{DataDir: t.TempDir()},
-		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	brokers := srv.KafkaAddr()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	brokers, cl := startServer(t, kgo.DefaultProduceTopic("orders"))
 	ctx := context.Background()
 	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
 		t.Fatal(err)
@@ -253,21 +239,7 @@ func readCommitted(t *testing.T, brokers, topic string, quiet time.Duration) []s
 // one record batch per fetch: it must restore the newest snapshot, not
 // emit those windows again.
 func TestJobRestartAfterIdleCommits(t *testing.T) {
-	srv, err := server.Start(context.Background(), server.Config{
-		Broker: broker.Config{DataDir: t.TempDir()},
-		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	brokers := srv.KafkaAddr()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	brokers, cl := startServer(t)
 	ctx := context.Background()
 	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
 		t.Fatal(err)
@@ -329,4 +301,25 @@ func TestJobRestartAfterIdleCommits(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("after the restart: %d results %q, want 3: windows emitted twice", len(got), got)
 	}
+}
+
+// startServer starts an in-process server and a client of it with opts,
+// both closed when the test ends, and returns the server's address.
+func startServer(tb testing.TB, opts ...kgo.Opt) (string, *kgo.Client) {
+	tb.Helper()
+	srv, err := server.Start(context.Background(), server.Config{
+		Broker: broker.Config{DataDir: tb.TempDir()},
+		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close() })
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(srv.KafkaAddr())}, opts...)...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cl.Close)
+	return srv.KafkaAddr(), cl
 }

@@ -12,10 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/heraldhq/herald/broker"
-	"github.com/heraldhq/herald/broker/groups"
 	"github.com/heraldhq/herald/event"
-	"github.com/heraldhq/herald/server"
 )
 
 // TestPullFromMemory updates a two-key table many times (EMIT CHANGES)
@@ -23,21 +20,8 @@ import (
 // (no read of the table topic) with the rows the topic holds, before and
 // after a restart of the job.
 func TestPullFromMemory(t *testing.T) {
-	srv, err := server.Start(context.Background(), server.Config{
-		Broker: broker.Config{DataDir: t.TempDir()},
-		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	brokers, cl := startServer(t, kgo.DefaultProduceTopic("orders"))
 	ctx := context.Background()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(srv.KafkaAddr()), kgo.DefaultProduceTopic("orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, "orders"); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +46,7 @@ func TestPullFromMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := RegistryConfig{Brokers: []string{srv.KafkaAddr()}, Logger: slog.New(slog.DiscardHandler)}
+	cfg := RegistryConfig{Brokers: []string{brokers}, Logger: slog.New(slog.DiscardHandler)}
 	reg, err := NewRegistry(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -122,26 +122,13 @@ func TestRunQueryInProcess(t *testing.T) {
 // TestCreateTableJob runs the query as a job on an in-process
 // server and reads its table topic.
 func TestCreateTableJob(t *testing.T) {
-	srv, err := server.Start(context.Background(), server.Config{
-		Broker: broker.Config{DataDir: t.TempDir()},
-		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(srv.KafkaAddr()), kgo.DefaultProduceTopic("orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	brokers, cl := startServer(t, kgo.DefaultProduceTopic("orders"))
 	ctx := context.Background()
 	q, err := Parse(hourly)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := q.JobConfig([]string{srv.KafkaAddr()})
+	cfg, err := q.JobConfig([]string{brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +165,7 @@ func TestCreateTableJob(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	rd, err := kgo.NewClient(kgo.SeedBrokers(srv.KafkaAddr()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeTopics("hourly_orders"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -291,4 +278,25 @@ func TestGroupBySeveral(t *testing.T) {
 			t.Errorf("Parse(%q) = %v, want %q", c.q, err, c.want)
 		}
 	}
+}
+
+// startServer starts an in-process server and a client of it with opts,
+// both closed when the test ends, and returns the server's address.
+func startServer(tb testing.TB, opts ...kgo.Opt) (string, *kgo.Client) {
+	tb.Helper()
+	srv, err := server.Start(context.Background(), server.Config{
+		Broker: broker.Config{DataDir: tb.TempDir()},
+		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close() })
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(srv.KafkaAddr())}, opts...)...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cl.Close)
+	return srv.KafkaAddr(), cl
 }

@@ -122,6 +122,37 @@ func FuzzRestoreState(f *testing.F) {
 	})
 }
 
+// FuzzRestoreChanges: no incremental checkpoint (a global record and a
+// key's) crashes RestoreChanges or the engine that accepted it.
+func FuzzRestoreChanges(f *testing.F) {
+	p := Pattern{Name: "c", Key: "data.user", Within: 10e9, EmitTimeouts: true, Steps: []Step{{Name: "s0", Match: typ("a"), Min: 1, Max: -1},
+		{Name: "s1", Match: typ("b"), Where: []Compare{{Field: "data.v", Op: ">", Step: "s0"}}}}}
+	eng, _ := NewEngine(p)
+	eng.TrackChanges()
+	var r rec
+	for i, ty := range []string{"a", "a", "c", "a"} {
+		eng.Process(mk(fmt.Sprint(i), ty, "u", i), &r)
+	}
+	g, keys, _ := eng.MarshalChanges()
+	f.Add(g, "u", keys["u"])
+	f.Add([]byte(`{"v":1}`), "u", []byte(`{"v":1,"nodes":[{"p":-1,"id":"x","t":1,"is":0}],"parts":[{"k":"u","i":1,"r":[{"l":0,"t":1,"i":0,"s":0,"c":1}]}]}`))
+	f.Fuzz(func(t *testing.T, global []byte, key string, kb []byte) {
+		eng, _ := NewEngine(p)
+		if err := eng.RestoreChanges(global, map[string][]byte{key: kb}); err != nil {
+			return
+		}
+		eng.TrackChanges()
+		var r rec
+		for i, ty := range []string{"a", "b", "c", "b"} {
+			eng.Process(mk(fmt.Sprint("f", i), ty, "u", 3+i), &r)
+		}
+		eng.Flush(&r)
+		if _, _, err := eng.MarshalChanges(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // FuzzParseYAML: no pattern text crashes ParseYAML, and what it accepts
 // runs.
 func FuzzParseYAML(f *testing.F) {

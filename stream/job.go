@@ -54,7 +54,8 @@ type JobConfig struct {
 
 // Job is a Processor as the Task of a Runner, which makes it exactly
 // once: the result, late and error records of a batch commit together with
-// the Processor's state and the input offsets.
+// the Processor's changes and the input offsets. Checkpoints are
+// incremental: a transaction writes the windows of the keys it changed.
 type Job struct {
 	*Runner // Run
 	cfg     JobConfig
@@ -72,7 +73,7 @@ func NewJob(cfg JobConfig) (*Job, error) {
 	j := &Job{cfg: cfg}
 	rc := RunnerConfig{Kind: "stream job", Name: cfg.Name, Group: "herald-stream-" + cfg.Name, Brokers: cfg.Brokers,
 		Input: cfg.Input, Output: cfg.Output, SideOutputs: []string{cfg.LateTopic}, ErrorTopic: cfg.ErrorTopic, StateTopic: cfg.StateTopic,
-		MaxPollRecords: cfg.MaxPollRecords, Restore: j.restore, OnStart: cfg.OnStart, Subsystem: "stream",
+		MaxPollRecords: cfg.MaxPollRecords, Restore: j.restore, RestoreKeyed: j.restoreKeyed, OnStart: cfg.OnStart, Subsystem: "stream",
 		KgoOptions: cfg.KgoOptions, Logger: cfg.Logger, Registerer: cfg.Registerer}
 	if cfg.Processor.IdleTimeout > 0 {
 		rc.IdleTick = cfg.Processor.IdleTimeout/2 + time.Millisecond
@@ -129,16 +130,31 @@ type jobTask struct {
 	pending       []*kgo.Record // results since the last commit, for OnCommit
 }
 
+// restore builds the task from a full snapshot (an earlier version's)
+// or none, restoreKeyed from incremental checkpoints; either way the first
+// checkpoint after it writes every key.
 func (j *Job) restore(snap []byte) (Task, error) {
+	return j.newTask(func(p *Processor) error {
+		if snap == nil {
+			return nil
+		}
+		return p.RestoreState(snap)
+	})
+}
+
+func (j *Job) restoreKeyed(global []byte, keys map[string][]byte) (Task, error) {
+	return j.newTask(func(p *Processor) error { return p.RestoreChanges(global, keys) })
+}
+
+func (j *Job) newTask(load func(*Processor) error) (Task, error) {
 	p, err := New(j.cfg.Processor)
 	if err != nil {
 		return nil, err
 	}
-	if snap != nil {
-		if err := p.RestoreState(snap); err != nil {
-			return nil, err
-		}
+	if err := load(p); err != nil {
+		return nil, err
 	}
+	p.TrackChanges()
 	return &jobTask{j: j, p: p}, nil
 }
 
@@ -158,6 +174,8 @@ func (t *jobTask) EndBatch(b *Batch, idle bool) {
 }
 
 func (t *jobTask) MarshalState() ([]byte, error) { return t.p.MarshalState() }
+
+func (t *jobTask) MarshalChanges() ([]byte, map[string][]byte, error) { return t.p.MarshalChanges() }
 
 func (t *jobTask) Committed() {
 	m := &t.j.m

@@ -179,6 +179,21 @@ func TestJobCrash(t *testing.T) {
 	if errs := readCommitted(t, brokers, "crashjob.errors", 200*time.Millisecond); len(errs) != want.errors {
 		t.Fatalf("error topic has %d records, want %d", len(errs), want.errors)
 	}
+	// Checkpoints are incremental: key records and global records only.
+	state := readCommitted(t, brokers, "crashjob.state", 200*time.Millisecond)
+	keyRecs := 0
+	for _, r := range state {
+		switch {
+		case strings.HasPrefix(r, "crashjob/k/"):
+			keyRecs++
+		case strings.HasPrefix(r, "crashjob/g "):
+		default:
+			t.Fatalf("state record %.40q: neither a key's nor the global one", r)
+		}
+	}
+	if keyRecs == 0 {
+		t.Fatal("no key records in the state topic")
+	}
 	t.Logf("after %d kills: %d results, %d late, %d errors, all equal to the uninterrupted run", rounds, len(got), want.late, want.errors)
 }
 

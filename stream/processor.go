@@ -107,11 +107,15 @@ type Processor struct {
 	key     Field
 	multi   []Field // Config.Keys
 	kbuf    []byte
-	tf      Field
-	lay     layout
-	now     func() time.Time
-	wms     *watermarks
-	wm      int64
+	// dirty holds the keys whose windows changed (TrackChanges), every
+	// key when allDirty.
+	dirty    map[string]struct{}
+	allDirty bool
+	tf       Field
+	lay      layout
+	now      func() time.Time
+	wms      *watermarks
+	wm       int64
 
 	// Keys are interned to dense ids; refs counts a key's open windows so
 	// that ids (and the strings) are released with the last window.
@@ -436,9 +440,12 @@ func (p *Processor) addAligned(kb []byte, ts int64, out Output) bool {
 			p.emit(kid, start, end, s, false, out)
 		}
 	}
-	if haveKey && p.refs[kid] == 0 {
-		p.refs[kid] = 1
-		p.releaseKey(kid)
+	if haveKey {
+		p.mark(kid)
+		if p.refs[kid] == 0 {
+			p.refs[kid] = 1
+			p.releaseKey(kid)
+		}
 	}
 	return taken
 }
@@ -463,6 +470,7 @@ func (p *Processor) advanceTo(wm int64, out Output) {
 				if p.cfg.Emit == EmitFinal {
 					p.emit(wk.key, wk.start, end, s, true, out)
 				}
+				p.mark(wk.key)
 				delete(p.aligned, wk)
 				p.freeSlotID(s)
 			}
@@ -478,6 +486,7 @@ func (p *Processor) advanceTo(wm int64, out Output) {
 // bridges.
 func (p *Processor) addSession(kb []byte, ts int64, out Output) bool {
 	kid := p.internKey(kb)
+	p.mark(kid)
 	ss := p.sessions[kid]
 	// Sessions overlapping [ts-gap, ts+gap): s.start < ts+gap && s.last+gap > ts.
 	lo, hi := -1, -1
@@ -543,6 +552,7 @@ func (p *Processor) closeSessions(wm int64, out Output) {
 				if p.cfg.Emit == EmitFinal {
 					p.emit(c.key, s.start, s.last+p.gap, s.slot, true, out)
 				}
+				p.mark(c.key)
 				p.freeSlotID(s.slot)
 				ss = append(ss[:i], ss[i+1:]...)
 				if len(ss) == 0 {
@@ -574,6 +584,7 @@ func (p *Processor) addSliding(kb []byte, ts int64, out Output) bool {
 		return false
 	}
 	kid := p.internKey(kb)
+	p.mark(kid)
 	sk := p.sliding[kid]
 	if sk == nil {
 		sk = &slideKey{ends: map[int64]bool{}}
@@ -645,6 +656,7 @@ func (p *Processor) closeSliding(wm int64, out Output) {
 		delete(sk.ends, c.start)
 		p.open--
 		touched[c.key] = true
+		p.mark(c.key)
 	}
 	for kid := range touched {
 		sk := p.sliding[kid]

@@ -104,14 +104,32 @@ func (p *Processor) snapWindow(s uint32, key string, start, last int64) winSnap 
 	return w
 }
 
-// MarshalState writes the Processor's whole state (open windows,
-// aggregates, watermarks, counters) as a snapshot that RestoreState reads.
-func (p *Processor) MarshalState() ([]byte, error) {
+// snapGlobal is the state outside any key: watermarks and counters.
+func (p *Processor) snapGlobal() snapshotV1 {
 	s := snapshotV1{Fingerprint: p.fingerprint(), WM: p.wm, WMLastAny: p.wms.lastAny, WMMaxAll: p.wms.maxAll, Stats: p.stats}
 	for part, m := range p.wms.parts {
 		s.Parts = append(s.Parts, partSnap{part, m.max, m.lastSeen})
 	}
 	sort.Slice(s.Parts, func(i, j int) bool { return s.Parts[i].Part < s.Parts[j].Part })
+	return s
+}
+
+func (p *Processor) snapSlide(kid uint32, sk *slideKey) slideSnap {
+	ss := slideSnap{Key: p.keys[kid]}
+	for _, e := range sk.evs {
+		ss.Evs = append(ss.Evs, slideEvSnap{e.t, e.nums, e.strs})
+	}
+	for end := range sk.ends {
+		ss.Ends = append(ss.Ends, end)
+	}
+	sort.Slice(ss.Ends, func(i, j int) bool { return ss.Ends[i] < ss.Ends[j] })
+	return ss
+}
+
+// MarshalState writes the Processor's whole state (open windows,
+// aggregates, watermarks, counters) as a snapshot that RestoreState reads.
+func (p *Processor) MarshalState() ([]byte, error) {
+	s := p.snapGlobal()
 	switch p.win.Kind {
 	case Tumbling, Hopping:
 		for wk, slot := range p.aligned {
@@ -125,15 +143,7 @@ func (p *Processor) MarshalState() ([]byte, error) {
 		}
 	case Sliding:
 		for kid, sk := range p.sliding {
-			ss := slideSnap{Key: p.keys[kid]}
-			for _, e := range sk.evs {
-				ss.Evs = append(ss.Evs, slideEvSnap{e.t, e.nums, e.strs})
-			}
-			for end := range sk.ends {
-				ss.Ends = append(ss.Ends, end)
-			}
-			sort.Slice(ss.Ends, func(i, j int) bool { return ss.Ends[i] < ss.Ends[j] })
-			s.Slides = append(s.Slides, ss)
+			s.Slides = append(s.Slides, p.snapSlide(kid, sk))
 		}
 		sort.Slice(s.Slides, func(i, j int) bool { return s.Slides[i].Key < s.Slides[j].Key })
 	}
@@ -350,15 +360,7 @@ func (p *Processor) MarshalChanges() (global []byte, keys map[string][]byte, err
 	case Sliding:
 		for kid, s := range want {
 			if sk := p.sliding[kid]; sk != nil {
-				ss := slideSnap{Key: p.keys[kid]}
-				for _, e := range sk.evs {
-					ss.Evs = append(ss.Evs, slideEvSnap{e.t, e.nums, e.strs})
-				}
-				for end := range sk.ends {
-					ss.Ends = append(ss.Ends, end)
-				}
-				sort.Slice(ss.Ends, func(i, j int) bool { return ss.Ends[i] < ss.Ends[j] })
-				s.slides = append(s.slides, ss)
+				s.slides = append(s.slides, p.snapSlide(kid, sk))
 			}
 		}
 	}
@@ -370,11 +372,7 @@ func (p *Processor) MarshalChanges() (global []byte, keys map[string][]byte, err
 		sort.Slice(s.ws, func(i, j int) bool { return s.ws[i].Start < s.ws[j].Start })
 		keys[p.keys[kid]] = encodeKeyState(fp, s.ws, s.slides)
 	}
-	g := snapshotV1{Fingerprint: fp, WM: p.wm, WMLastAny: p.wms.lastAny, WMMaxAll: p.wms.maxAll, Stats: p.stats}
-	for part, m := range p.wms.parts {
-		g.Parts = append(g.Parts, partSnap{part, m.max, m.lastSeen})
-	}
-	sort.Slice(g.Parts, func(i, j int) bool { return g.Parts[i].Part < g.Parts[j].Part })
+	g := p.snapGlobal()
 	if global, err = encodeState(&g); err != nil {
 		return nil, nil, err
 	}

@@ -58,15 +58,7 @@ func TestCEPJobCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	srv := startServer(t, t.TempDir())
-	defer srv.Close()
-	brokers := srv.KafkaAddr()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	createTopic(t, cl, "logins", 1)
+	brokers, cl := withLogins(t, 1)
 	rng := rand.New(rand.NewPCG(3, 4))
 	var input []*kgo.Record
 	at := time.Duration(0)

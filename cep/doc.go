@@ -42,7 +42,9 @@
 // negation has ruled out since the run's last event, and the run's last
 // matched event as a node of a shared backward-linked list (48 bytes: runs
 // that branched share their prefix). All step conditions are compiled into
-// one rules/pattern Machine, evaluated once per event. Engine does no I/O and
+// one rules/pattern Machine, evaluated once per event. With TrackChanges
+// the Engine remembers which partitions changed, for incremental
+// checkpoints (MarshalChanges, RestoreChanges). Engine does no I/O and
 // is not safe for concurrent use; events of a partition must arrive in
 // event-time order.
 package cep

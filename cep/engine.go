@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/stream"
 )
 
 // Matched is one event of a match.
@@ -123,6 +124,10 @@ type Engine struct {
 	done  []run
 	stats Stats
 	n     int
+	// dirty holds the keys whose partitions changed (TrackChanges), all
+	// of them when allDirty.
+	dirty    map[string]struct{}
+	allDirty bool
 }
 
 // NewEngine validates p and returns an Engine for it.
@@ -193,6 +198,9 @@ func (e *Engine) Process(ev *event.Event, out Output) {
 		e.parts[key] = part
 	} else {
 		key = string(kb)
+	}
+	if e.dirty != nil {
+		e.dirty[key] = struct{}{}
 	}
 	x.i = part.idx
 	part.idx++
@@ -272,20 +280,7 @@ func compareValues(ev *event.Event, w cwhere, other string) bool {
 	} else {
 		c = strings.Compare(string(v), other)
 	}
-	switch w.op {
-	case "==":
-		return c == 0
-	case "!=":
-		return c != 0
-	case "<":
-		return c < 0
-	case "<=":
-		return c <= 0
-	case ">":
-		return c > 0
-	default:
-		return c >= 0
-	}
+	return stream.OpHolds(w.op, c)
 }
 
 // step offers the event to run r: every way of taking it makes a new run,
@@ -519,7 +514,11 @@ func (e *Engine) Advance(t time.Time, out Output) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		p := e.parts[k]
+		n := len(p.runs) + len(p.pending)
 		e.expire(p, k, t.UnixNano(), out)
+		if e.dirty != nil && len(p.runs)+len(p.pending) != n { // expiring only removes
+			e.dirty[k] = struct{}{}
+		}
 		if len(p.runs) == 0 && len(p.pending) == 0 {
 			delete(e.parts, k)
 		}

@@ -60,7 +60,7 @@ func BenchmarkCEPJobThroughput(b *testing.B) {
 		start := time.Now()
 		go func() { done <- j.Run(jctx) }()
 		for {
-			offs, err := adm.FetchOffsets(ctx, j.group())
+			offs, err := adm.FetchOffsets(ctx, j.Group())
 			if err == nil {
 				sum := int64(0)
 				offs.Each(func(o kadm.OffsetResponse) { sum += o.At })

@@ -5,28 +5,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"regexp"
-	"sort"
 	"strconv"
-	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/heraldhq/herald/internal/httpjson"
+	"github.com/heraldhq/herald/stream/jobreg"
 )
 
 // Errors of the Registry.
 var (
-	ErrExists       = errors.New("pattern exists")
-	ErrNotFound     = errors.New("pattern not found")
+	ErrExists       = jobreg.ErrExists
+	ErrNotFound     = jobreg.ErrNotFound
 	ErrUnknownTopic = errors.New("unknown topic")
-	ErrClosed       = errors.New("cep: registry closed")
+	ErrClosed       = jobreg.ErrClosed
 )
 
 // DefaultRegistryTopic is the compacted topic holding the registered
@@ -37,17 +30,9 @@ const DefaultRegistryTopic = "_herald_cep"
 // MaxDefinitionBytes bounds a pattern definition (request body).
 const MaxDefinitionBytes = 256 << 10
 
-// RegistryConfig configures a Registry.
-type RegistryConfig struct {
-	Brokers    []string
-	Topic      string // default DefaultRegistryTopic
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
-	KgoOptions []kgo.Opt
-	// RetryBackoff is the first wait before a failed pattern's job is
-	// run again (default 1s; doubling up to 30s).
-	RetryBackoff time.Duration
-}
+// RegistryConfig configures a Registry (Topic default
+// DefaultRegistryTopic).
+type RegistryConfig = jobreg.Settings
 
 // Definition is a server-side pattern: what POST /v1/cep/patterns takes.
 type Definition struct {
@@ -60,6 +45,10 @@ type Definition struct {
 	// TimeoutTopic, when set, receives the partial matches that the
 	// pattern's within ended.
 	TimeoutTopic string `json:"timeout_topic,omitempty"`
+	// ErrorTopic receives the input records that are not events or lack
+	// the pattern's key or time field, with header "herald-error" saying
+	// why (default "<name>.errors").
+	ErrorTopic string `json:"error_topic,omitempty"`
 	// Set by the registry: Start are the input's end offsets when the
 	// pattern was created (it sees the events that follow), Created its
 	// creation time (which also names its job, so that a pattern removed
@@ -75,124 +64,23 @@ type Info struct {
 	Input        string          `json:"input"`
 	Output       string          `json:"output"`
 	TimeoutTopic string          `json:"timeout_topic,omitempty"`
+	ErrorTopic   string          `json:"error_topic,omitempty"`
 	Created      time.Time       `json:"created"`
-	// Status is "running", or "failed" with Error saying why.
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
+	jobreg.State
 }
 
-// Registry runs the registered patterns as exactly-once jobs until they
-// are removed, and keeps them in a compacted topic so that they run again
-// (from their committed state) after a restart.
-type Registry struct {
-	cfg    RegistryConfig
-	log    *slog.Logger
-	cl     *kgo.Client
-	adm    *kadm.Client
-	ctx    context.Context
-	cancel context.CancelFunc
-	mu     struct {
-		sync.Mutex
-		closed   bool
-		patterns map[string]*running
-	}
-}
+// Registry is the server's patterns: a jobreg.Registry of pattern jobs,
+// each running exactly once from its creation until it is deleted, and
+// again from its committed state after a restart.
+type Registry struct{ *jobreg.Registry[Info] }
 
-type running struct {
-	info   Info
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// NewRegistry loads the registered patterns and starts them.
+// NewRegistry reads the saved patterns and runs them.
 func NewRegistry(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
-	if cfg.Topic == "" {
-		cfg.Topic = DefaultRegistryTopic
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.RetryBackoff <= 0 {
-		cfg.RetryBackoff = time.Second
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks())}, cfg.KgoOptions...)...)
-	if err != nil {
-		return nil, fmt.Errorf("cep: registry: %w", err)
-	}
-	r := &Registry{cfg: cfg, log: cfg.Logger.With("component", "cep"), cl: cl, adm: kadm.NewClient(cl)}
-	r.mu.patterns = map[string]*running{}
-	r.ctx, r.cancel = context.WithCancel(context.Background())
-	compact := "compact"
-	resp, err := r.adm.CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": &compact}, cfg.Topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		cl.Close()
-		return nil, fmt.Errorf("cep: registry: create %s: %w", cfg.Topic, err)
-	}
-	saved, err := r.load(ctx)
-	if err != nil {
-		cl.Close()
-		return nil, err
-	}
-	names := make([]string, 0, len(saved))
-	for n := range saved {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		var d Definition
-		if err := json.Unmarshal(saved[n], &d); err != nil {
-			r.log.Error("a registered pattern no longer decodes; skipped", "name", n, "err", err)
-			continue
-		}
-		p, err := ParseJSON(d.Pattern)
-		if err != nil {
-			r.log.Error("a registered pattern no longer parses; skipped", "name", n, "err", err)
-			continue
-		}
-		r.start(p, d)
-	}
-	return r, nil
-}
-
-func (r *Registry) load(ctx context.Context) (map[string][]byte, error) {
-	ends, err := r.adm.ListEndOffsets(ctx, r.cfg.Topic)
-	if err != nil {
-		return nil, fmt.Errorf("cep: registry: %w", err)
-	}
-	end, _ := ends.Lookup(r.cfg.Topic, 0)
-	out := map[string][]byte{}
-	if end.Offset <= 0 {
-		return out, nil
-	}
-	rd, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.cfg.Topic: {0: kgo.NewOffset().AtStart()}})}, r.cfg.KgoOptions...)...)
+	reg, err := jobreg.Open(ctx, jobreg.Config[Info]{Kind: "pattern", Settings: cfg, DefaultTopic: DefaultRegistryTopic, Open: open, Describe: info})
 	if err != nil {
 		return nil, err
 	}
-	defer rd.Close()
-	for next := int64(0); next < end.Offset; {
-		fs := rd.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
-		if ferr != nil {
-			return nil, fmt.Errorf("cep: registry: read %s: %w", r.cfg.Topic, ferr)
-		}
-		fs.EachRecord(func(rec *kgo.Record) {
-			next = rec.Offset + 1
-			if rec.Value == nil {
-				delete(out, string(rec.Key))
-			} else {
-				out[string(rec.Key)] = rec.Value
-			}
-		})
-	}
-	return out, nil
+	return &Registry{reg}, nil
 }
 
 // jobName names a pattern's job (its group, transactional id and state
@@ -201,50 +89,36 @@ func jobName(name string, created time.Time) string {
 	return name + "-" + strconv.FormatInt(created.UnixNano(), 36)
 }
 
-// start runs the pattern's job; the caller has reserved the name.
-func (r *Registry) start(p Pattern, d Definition) Info {
-	info := Info{Name: p.Name, Pattern: d.Pattern, Input: d.Input, Output: d.Output, TimeoutTopic: d.TimeoutTopic,
-		Created: d.Created, Status: "running"}
-	ctx, cancel := context.WithCancel(r.ctx)
-	run := &running{info: info, cancel: cancel, done: make(chan struct{})}
-	r.mu.Lock()
-	r.mu.patterns[p.Name] = run
-	r.mu.Unlock()
-	go func() {
-		defer close(run.done)
-		j, err := NewJob(JobConfig{Name: jobName(p.Name, d.Created), Brokers: r.cfg.Brokers, Pattern: p,
-			Input: d.Input, Output: d.Output, TimeoutTopic: d.TimeoutTopic, Start: d.Start,
-			KgoOptions: r.cfg.KgoOptions, Logger: r.cfg.Logger, Registerer: r.cfg.Registerer})
-		if err != nil { // a definition that no longer validates: no retry
-			r.log.Error("pattern failed", "name", p.Name, "err", err)
-			r.mu.Lock()
-			run.info.Status, run.info.Error = "failed", err.Error()
-			r.mu.Unlock()
-			return
-		}
-		defer j.unregister()
-		// A failed job (its input topic gone, the cluster unreachable) is
-		// retried with backoff; its status says failed meanwhile.
-		for backoff := r.cfg.RetryBackoff; ; backoff = min(2*backoff, 30*time.Second) {
-			err := j.Run(ctx)
-			if ctx.Err() != nil || err == nil {
-				return
-			}
-			r.log.Error("pattern failed; retrying", "name", p.Name, "err", err, "retry_in", backoff)
-			r.mu.Lock()
-			run.info.Status, run.info.Error = "failed", err.Error()
-			r.mu.Unlock()
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			r.mu.Lock()
-			run.info.Status, run.info.Error = "running", ""
-			r.mu.Unlock()
-		}
-	}()
-	return info
+// open builds the job of a saved Definition.
+func open(set jobreg.Settings, name string, def []byte) (jobreg.Job, error) {
+	var d Definition
+	if err := json.Unmarshal(def, &d); err != nil {
+		return jobreg.Job{}, fmt.Errorf("decode definition: %w", err)
+	}
+	p, err := ParseJSON(d.Pattern)
+	if err != nil {
+		return jobreg.Job{}, err
+	}
+	errTopic := d.ErrorTopic
+	if errTopic == "" {
+		errTopic = name + ".errors"
+	}
+	j, err := NewJob(JobConfig{Name: jobName(name, d.Created), Brokers: set.Brokers, Pattern: p,
+		Input: d.Input, Output: d.Output, TimeoutTopic: d.TimeoutTopic, ErrorTopic: errTopic, Start: d.Start,
+		KgoOptions: set.KgoOptions, Logger: set.Logger, Registerer: set.Registerer})
+	if err != nil {
+		return jobreg.Job{}, err
+	}
+	return jobreg.Job{Run: j.Run, Stop: j.Unregister}, nil
+}
+
+func info(e jobreg.Entry) Info {
+	in := Info{Name: e.Name, State: e.State}
+	var d Definition
+	if json.Unmarshal(e.Def, &d) == nil {
+		in.Pattern, in.Input, in.Output, in.TimeoutTopic, in.ErrorTopic, in.Created = d.Pattern, d.Input, d.Output, d.TimeoutTopic, d.ErrorTopic, d.Created
+	}
+	return in
 }
 
 var (
@@ -275,8 +149,8 @@ func (r *Registry) Create(ctx context.Context, d Definition) (Info, error) {
 	if !patternName.MatchString(p.Name) {
 		return Info{}, httpjson.Invalid("pattern.name", "%q: want 1 to 200 letters, digits, '.', '_' or '-'", p.Name)
 	}
-	for _, f := range []struct{ field, v string }{{"input", d.Input}, {"output", d.Output}, {"timeout_topic", d.TimeoutTopic}} {
-		if f.v == "" && f.field != "timeout_topic" {
+	for _, f := range []struct{ field, v string }{{"input", d.Input}, {"output", d.Output}, {"timeout_topic", d.TimeoutTopic}, {"error_topic", d.ErrorTopic}} {
+		if f.v == "" && (f.field == "input" || f.field == "output") {
 			return Info{}, httpjson.Invalid(f.field, "is required")
 		}
 		if f.v != "" && !topicName.MatchString(f.v) {
@@ -289,119 +163,24 @@ func (r *Registry) Create(ctx context.Context, d Definition) (Info, error) {
 	if d.Input == d.TimeoutTopic {
 		return Info{}, httpjson.Invalid("timeout_topic", "the input topic %q cannot also be an output", d.Input)
 	}
-	// NB: a fresh client, since kgo answers metadata requests from a cache
-	// that would hide a topic created a moment ago.
-	lc, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Brokers...)}, r.cfg.KgoOptions...)...)
-	if err != nil {
-		return Info{}, err
+	if d.Input == d.ErrorTopic {
+		return Info{}, httpjson.Invalid("error_topic", "the input topic %q cannot also be an output", d.Input)
 	}
-	ladm := kadm.NewClient(lc)
-	td, err := ladm.ListTopics(ctx, d.Input)
+	ends, ok, err := r.Registry.EndOffsets(ctx, d.Input)
 	if err != nil {
-		lc.Close()
-		return Info{}, fmt.Errorf("cep: describe topic %q: %w", d.Input, err)
+		return Info{}, fmt.Errorf("cep: %w", err)
 	}
-	if t, ok := td[d.Input]; !ok || t.Err != nil {
-		lc.Close()
+	if !ok {
 		return Info{}, fmt.Errorf("%w %q (input)", ErrUnknownTopic, d.Input)
 	}
-	ends, err := ladm.ListEndOffsets(ctx, d.Input)
-	lc.Close()
-	if err != nil {
-		return Info{}, fmt.Errorf("cep: end offsets of %q: %w", d.Input, err)
+	d.Start = ends
+	if d.ErrorTopic == "" {
+		d.ErrorTopic = p.Name + ".errors"
 	}
-	d.Start = map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil {
-			d.Start[o.Partition] = o.Offset
-		}
-	})
 	d.Created = time.Now().UTC()
 	d.Pattern, _ = json.Marshal(p) // normalized
-	r.mu.Lock()
-	if r.mu.closed {
-		r.mu.Unlock()
-		return Info{}, ErrClosed
-	}
-	if _, ok := r.mu.patterns[p.Name]; ok {
-		r.mu.Unlock()
-		return Info{}, fmt.Errorf("%w: %q", ErrExists, p.Name)
-	}
-	r.mu.patterns[p.Name] = nil // reserve the name
-	r.mu.Unlock()
 	val, _ := json.Marshal(d)
-	if err := r.cl.ProduceSync(ctx, &kgo.Record{Topic: r.cfg.Topic, Key: []byte(p.Name), Value: val}).FirstErr(); err != nil {
-		r.mu.Lock()
-		delete(r.mu.patterns, p.Name)
-		r.mu.Unlock()
-		return Info{}, fmt.Errorf("cep: save pattern: %w", err)
-	}
-	r.log.Info("pattern registered", "name", p.Name, "input", d.Input, "output", d.Output)
-	return r.start(p, d), nil
-}
-
-// List returns the registered patterns by name.
-func (r *Registry) List() []Info {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]Info, 0, len(r.mu.patterns))
-	for _, p := range r.mu.patterns {
-		if p != nil {
-			out = append(out, p.info)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
-// Get returns one pattern.
-func (r *Registry) Get(name string) (Info, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	p := r.mu.patterns[name]
-	if p == nil {
-		return Info{}, fmt.Errorf("%w: %q", ErrNotFound, name)
-	}
-	return p.info, nil
-}
-
-// Delete stops a pattern and forgets it. Its output topics stay.
-func (r *Registry) Delete(ctx context.Context, name string) error {
-	r.mu.Lock()
-	p := r.mu.patterns[name]
-	if p == nil {
-		r.mu.Unlock()
-		return fmt.Errorf("%w: %q", ErrNotFound, name)
-	}
-	delete(r.mu.patterns, name)
-	r.mu.Unlock()
-	p.cancel()
-	<-p.done
-	if err := r.cl.ProduceSync(ctx, &kgo.Record{Topic: r.cfg.Topic, Key: []byte(name)}).FirstErr(); err != nil {
-		return fmt.Errorf("cep: delete pattern %q: %w", name, err)
-	}
-	r.log.Info("pattern deleted", "name", name)
-	return nil
-}
-
-// Close stops every pattern (they run again at the next NewRegistry).
-func (r *Registry) Close() error {
-	r.mu.Lock()
-	if r.mu.closed {
-		r.mu.Unlock()
-		return nil
-	}
-	r.mu.closed = true
-	ps := r.mu.patterns
-	r.mu.Unlock()
-	r.cancel()
-	for _, p := range ps {
-		if p != nil {
-			<-p.done
-		}
-	}
-	r.cl.Close()
-	return nil
+	return r.Registry.Create(ctx, p.Name, val)
 }
 
 // Routes mounts the pattern API (documented in OpenAPI):
@@ -424,24 +203,7 @@ func Routes(h interface{ Handle(string, http.Handler) }, reg *Registry) {
 		}
 		httpjson.WriteJSON(w, http.StatusCreated, info)
 	}))
-	h.Handle("GET /v1/cep/patterns", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		httpjson.WriteJSON(w, http.StatusOK, map[string]any{"patterns": reg.List()})
-	}))
-	h.Handle("GET /v1/cep/patterns/{name}", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		info, err := reg.Get(req.PathValue("name"))
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-		httpjson.WriteJSON(w, http.StatusOK, info)
-	}))
-	h.Handle("DELETE /v1/cep/patterns/{name}", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if err := reg.Delete(req.Context(), req.PathValue("name")); err != nil {
-			writeErr(w, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
+	reg.Registry.Routes(h, "/v1/cep/patterns", "patterns", writeErr)
 }
 
 func writeErr(w http.ResponseWriter, err error) {
@@ -451,13 +213,7 @@ func writeErr(w http.ResponseWriter, err error) {
 		httpjson.WriteError(w, he)
 	case errors.Is(err, ErrUnknownTopic):
 		httpjson.WriteError(w, httpjson.Invalid("input", "%v", err))
-	case errors.Is(err, ErrExists):
-		httpjson.WriteError(w, httpjson.Errorf(httpjson.CodeAlreadyExists, "pattern.name", "%v", err))
-	case errors.Is(err, ErrNotFound):
-		httpjson.WriteError(w, httpjson.Errorf(httpjson.CodeNotFound, "", "%v", err))
-	case errors.Is(err, ErrClosed):
-		httpjson.WriteError(w, httpjson.Errorf(httpjson.CodeUnavailable, "", "%v", err))
 	default:
-		httpjson.WriteError(w, httpjson.Errorf(httpjson.CodeInternal, "", "%v", err))
+		jobreg.WriteError(w, err, "pattern.name")
 	}
 }

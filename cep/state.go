@@ -53,7 +53,24 @@ type partJSON struct {
 // arrival counters and counters, for RestoreState on an engine of the
 // same pattern.
 func (e *Engine) MarshalState() ([]byte, error) {
-	s := stateJSON{V: 1, Stats: statsJSON{e.stats.Events, e.stats.Matches, e.stats.Timeouts, e.stats.Invalid}}
+	keys := make([]string, 0, len(e.parts))
+	for k := range e.parts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	s := e.snapshot(keys)
+	s.Stats = e.statsJSON()
+	return json.Marshal(s)
+}
+
+func (e *Engine) statsJSON() statsJSON {
+	return statsJSON{e.stats.Events, e.stats.Matches, e.stats.Timeouts, e.stats.Invalid}
+}
+
+// snapshot encodes the partitions of keys (present in e.parts) with the
+// nodes they reach.
+func (e *Engine) snapshot(keys []string) stateJSON {
+	s := stateJSON{V: 1}
 	ids := map[*node]int{}
 	var add func(n *node) int
 	add = func(n *node) int {
@@ -79,16 +96,94 @@ func (e *Engine) MarshalState() ([]byte, error) {
 		}
 		return out
 	}
-	keys := make([]string, 0, len(e.parts))
-	for k := range e.parts {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	for _, k := range keys {
 		p := e.parts[k]
 		s.Parts = append(s.Parts, partJSON{Key: k, Idx: p.idx, Runs: conv(p.runs), Pending: conv(p.pending)})
 	}
-	return json.Marshal(s)
+	return s
+}
+
+// TrackChanges makes the engine remember the partitions whose state
+// changes, for MarshalChanges (incremental checkpoints). The first
+// MarshalChanges after it returns every partition.
+func (e *Engine) TrackChanges() {
+	e.dirty, e.allDirty = map[string]struct{}{}, true
+}
+
+// MarshalChanges returns the counters (global) and the state of each
+// partition that changed since the previous call, by key (nil: the
+// partition holds nothing any more); see TrackChanges. RestoreChanges
+// reads what the calls wrote.
+func (e *Engine) MarshalChanges() (global []byte, keys map[string][]byte, err error) {
+	var changed []string
+	for k := range e.dirty { // with allDirty too: the partitions deleted since
+		changed = append(changed, k)
+	}
+	if e.allDirty {
+		for k := range e.parts {
+			if _, ok := e.dirty[k]; !ok {
+				changed = append(changed, k)
+			}
+		}
+	}
+	keys = make(map[string][]byte, len(changed))
+	for _, k := range changed {
+		if e.parts[k] == nil {
+			keys[k] = nil
+			continue
+		}
+		if keys[k], err = json.Marshal(e.snapshot([]string{k})); err != nil {
+			return nil, nil, err
+		}
+	}
+	if global, err = json.Marshal(stateJSON{V: 1, Stats: e.statsJSON()}); err != nil {
+		return nil, nil, err
+	}
+	clear(e.dirty)
+	e.allDirty = false
+	return global, keys, nil
+}
+
+// RestoreChanges replaces the engine's state with the global state and
+// the partitions that MarshalChanges wrote. Errors wrap ErrCorruptState;
+// the engine is then unchanged.
+func (e *Engine) RestoreChanges(global []byte, keys map[string][]byte) error {
+	var s stateJSON
+	if err := json.Unmarshal(global, &s); err != nil {
+		return fmt.Errorf("%w: global: %v", ErrCorruptState, err)
+	}
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		var ks stateJSON
+		if err := json.Unmarshal(keys[k], &ks); err != nil {
+			return fmt.Errorf("%w: key %q: %v", ErrCorruptState, k, err)
+		}
+		if len(ks.Parts) != 1 || ks.Parts[0].Key != k {
+			return fmt.Errorf("%w: key %q does not hold its one partition", ErrCorruptState, k)
+		}
+		base := len(s.Nodes)
+		for _, nj := range ks.Nodes {
+			if nj.Prev >= 0 {
+				nj.Prev += base
+			}
+			s.Nodes = append(s.Nodes, nj)
+		}
+		pj := ks.Parts[0]
+		for _, rs := range [][]runJSON{pj.Runs, pj.Pending} {
+			for i := range rs {
+				if rs[i].Last < 0 || rs[i].Last >= len(ks.Nodes) {
+					return fmt.Errorf("%w: key %q: run ends at node %d of %d", ErrCorruptState, k, rs[i].Last, len(ks.Nodes))
+				}
+				rs[i].Last += base
+			}
+		}
+		s.Parts = append(s.Parts, pj)
+	}
+	return e.restore(&s)
 }
 
 // RestoreState replaces the engine's state with one MarshalState wrote
@@ -99,6 +194,10 @@ func (e *Engine) RestoreState(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptState, err)
 	}
+	return e.restore(&s)
+}
+
+func (e *Engine) restore(s *stateJSON) error {
 	if s.V != 1 {
 		return fmt.Errorf("%w: version %d, want 1", ErrCorruptState, s.V)
 	}

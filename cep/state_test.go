@@ -122,6 +122,37 @@ func FuzzRestoreState(f *testing.F) {
 	})
 }
 
+// FuzzRestoreChanges: no incremental checkpoint (a global record and a
+// key's) crashes RestoreChanges or the engine that accepted it.
+func FuzzRestoreChanges(f *testing.F) {
+	p := Pattern{Name: "c", Key: "data.user", Within: 10e9, EmitTimeouts: true, Steps: []Step{{Name: "s0", Match: typ("a"), Min: 1, Max: -1},
+		{Name: "s1", Match: typ("b"), Where: []Compare{{Field: "data.v", Op: ">", Step: "s0"}}}}}
+	eng, _ := NewEngine(p)
+	eng.TrackChanges()
+	var r rec
+	for i, ty := range []string{"a", "a", "c", "a"} {
+		eng.Process(mk(fmt.Sprint(i), ty, "u", i), &r)
+	}
+	g, keys, _ := eng.MarshalChanges()
+	f.Add(g, "u", keys["u"])
+	f.Add([]byte(`{"v":1}`), "u", []byte(`{"v":1,"nodes":[{"p":-1,"id":"x","t":1,"is":0}],"parts":[{"k":"u","i":1,"r":[{"l":0,"t":1,"i":0,"s":0,"c":1}]}]}`))
+	f.Fuzz(func(t *testing.T, global []byte, key string, kb []byte) {
+		eng, _ := NewEngine(p)
+		if err := eng.RestoreChanges(global, map[string][]byte{key: kb}); err != nil {
+			return
+		}
+		eng.TrackChanges()
+		var r rec
+		for i, ty := range []string{"a", "b", "c", "b"} {
+			eng.Process(mk(fmt.Sprint("f", i), ty, "u", 3+i), &r)
+		}
+		eng.Flush(&r)
+		if _, _, err := eng.MarshalChanges(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // FuzzParseYAML: no pattern text crashes ParseYAML, and what it accepts
 // runs.
 func FuzzParseYAML(f *testing.F) {
@@ -139,4 +170,89 @@ func FuzzParseYAML(f *testing.F) {
 		var r rec
 		eng.Process(mk("1", "a", "u", 1), &r)
 	})
+}
+
+// TestIncrementalState runs random patterns over random streams twice:
+// straight, and through incremental checkpoints (MarshalChanges after
+// every batch, applied to a store of keys, restored with RestoreChanges
+// into a new engine at random points). Matches, timeouts and the full
+// state must be the same, and a batch writes only the keys it touched.
+func TestIncrementalState(t *testing.T) {
+	iters := 500
+	if testing.Short() {
+		iters = 100
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for it := 0; it < iters; it++ {
+		p := randomPattern(rng)
+		p.Key = "data.user"
+		p.EmitTimeouts = rng.IntN(2) == 0
+		straight, err := NewEngine(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want, got rec
+		inc, _ := NewEngine(p)
+		inc.TrackChanges()
+		var global []byte
+		store := map[string][]byte{}
+		sec := 0
+		all := true // the first call after TrackChanges writes every key
+		for batch := 0; batch < 6; batch++ {
+			touched := map[string]bool{}
+			for i := 0; i < 1+rng.IntN(4); i++ {
+				sec += rng.IntN(3)
+				user := []string{"u", "w", "x", "y", "z"}[rng.IntN(5)]
+				touched[user] = true
+				e := mk(fmt.Sprint(batch, "-", i), string(rune('a'+rng.IntN(3))), user, sec)
+				e.Data = []byte(fmt.Sprintf(`{"user":%q,"v":%d}`, user, rng.IntN(4)))
+				straight.Process(e, &want)
+				inc.Process(e, &got)
+			}
+			g, keys, err := inc.MarshalChanges()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !all {
+				for k := range keys {
+					if !touched[k] {
+						t.Fatalf("iteration %d batch %d: key %q written but not touched", it, batch, k)
+					}
+				}
+			}
+			all = false
+			global = g
+			for k, v := range keys {
+				if v == nil {
+					delete(store, k)
+				} else {
+					store[k] = v
+				}
+			}
+			if rng.IntN(2) == 0 {
+				inc, _ = NewEngine(p)
+				if err := inc.RestoreChanges(global, store); err != nil {
+					t.Fatalf("iteration %d: restore: %v", it, err)
+				}
+				inc.TrackChanges()
+				all = true
+			}
+			sb, _ := straight.MarshalState()
+			ib, _ := inc.MarshalState()
+			if string(sb) != string(ib) {
+				t.Fatalf("iteration %d batch %d: state differs:\n straight %s\n incremental %s", it, batch, sb, ib)
+			}
+		}
+		straight.Flush(&want)
+		inc.Flush(&got)
+		if strings.Join(got.matches, "|") != strings.Join(want.matches, "|") || strings.Join(got.timeouts, "|") != strings.Join(want.timeouts, "|") {
+			pj, _ := json.Marshal(p)
+			t.Fatalf("iteration %d pattern %s\nincremental %q %q\nstraight    %q %q", it, pj, got.matches, got.timeouts, want.matches, want.timeouts)
+		}
+	}
+	// A key's record must hold exactly its partition.
+	e, _ := NewEngine(fraud())
+	if err := e.RestoreChanges([]byte(`{"v":1}`), map[string][]byte{"a": []byte(`{"v":1,"nodes":[],"parts":[{"k":"b","i":0}]}`)}); !errors.Is(err, ErrCorruptState) {
+		t.Errorf("a key holding another key's partition: %v", err)
+	}
 }

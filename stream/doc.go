@@ -36,14 +36,18 @@
 //
 // # Exactly-once jobs
 //
-// Job consumes its input in a consumer group with Kafka transactions: each
-// batch's results, late and error records, a snapshot of the whole Processor
+// Runner runs any Task (a deterministic state machine over events that can
+// marshal its state) exactly once; Job is the Processor as a Task, and
+// package cep runs its pattern Engine the same way. A Runner consumes its
+// input in a consumer group with Kafka transactions: each batch's output
+// records (results, late and error records), a snapshot of the whole Task
 // state (MarshalState, written in chunks to a compacted state topic, its
-// header carrying the input offsets) and the input offsets commit in one
+// header carrying the input offsets; or, for a KeyedTask such as Job, only
+// the keys the batch changed) and the input offsets commit in one
 // transaction. A restart fences the previous producer, reads the group's
 // committed offsets and then the state topic until the newest snapshot's
 // offsets equal them, restores, and goes on; an aborted transaction rolls
-// the Processor back to the last committed snapshot. The snapshot format is
+// the Task back to the last committed snapshot. The snapshot format is
 // drawn in state.go.
 //
 // # Files
@@ -53,6 +57,9 @@
 //	agg.go        aggregates, HyperLogLog, space-saving top-k
 //	watermark.go  per-partition watermarks and idleness
 //	processor.go  the Processor
-//	state.go      snapshots (format frozen at version 1)
-//	job.go        the exactly-once job runner
+//	state.go      snapshots (format frozen at version 1), incremental changes
+//	keystate.go   one key's windows in incremental checkpoints (frozen at version 1)
+//	runner.go     the exactly-once Runner of any Task
+//	job.go        the Processor as a Runner's Task
+//	jobreg/       the registry of server-side jobs (queries, patterns)
 package stream

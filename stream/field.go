@@ -138,6 +138,36 @@ func (f Field) Raw(e *event.Event) (v []byte, quoted, ok bool) {
 	return stringBytes(s), true, true
 }
 
+// AppendJSON appends the field's value as JSON: a data value as it is in
+// the event's JSON, an attribute as a JSON string. ok is false when the
+// field is absent.
+func (f Field) AppendJSON(b []byte, e *event.Event) (_ []byte, ok bool) {
+	v, quoted, ok := f.Raw(e)
+	switch {
+	case !ok:
+		return b, false
+	case f.attr == attrData && quoted: // the contents of a JSON string, still escaped
+		b = append(b, '"')
+		b = append(b, v...)
+		return append(b, '"'), true
+	case f.attr == attrData:
+		return append(b, v...), true
+	}
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for _, c := range v {
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"'), true
+}
+
 // Number returns the field as a float64: a JSON number, or a string holding
 // one. ok is false when the field is absent or not a finite number.
 func (f Field) Number(e *event.Event) (float64, bool) {
@@ -202,4 +232,24 @@ func (f Field) Time(e *event.Event) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("event time: field %q: %.40s is neither RFC 3339 nor whole epoch milliseconds", f.path, v)
 	}
 	return time.UnixMilli(int64(ms)), nil
+}
+
+// OpHolds reports whether a comparison whose three-way result is c (as
+// from strings.Compare) satisfies op: "=" or "==", "!=", "<", "<=", ">",
+// ">=" (any other op is taken as ">=").
+func OpHolds(op string, c int) bool {
+	switch op {
+	case "=", "==":
+		return c == 0
+	case "!=":
+		return c != 0
+	case "<":
+		return c < 0
+	case "<=":
+		return c <= 0
+	case ">":
+		return c > 0
+	default:
+		return c >= 0
+	}
 }

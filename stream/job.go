@@ -3,18 +3,12 @@ package stream
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"log/slog"
-	"maps"
 	"math"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/event"
@@ -44,6 +38,12 @@ type JobConfig struct {
 	Having func(*Result) bool
 	// Encode, when set, replaces EncodeResult for output records.
 	Encode func(*Result) []byte
+	// OnStart: see RunnerConfig.OnStart.
+	OnStart func(ctx context.Context) error
+	// OnCommit, when set, is called after each committed transaction with
+	// the output records it held (on the job's goroutine; it must not keep
+	// the slice).
+	OnCommit func(results []*kgo.Record)
 	// MaxPollRecords bounds a transaction's input (default 1000).
 	MaxPollRecords int
 	// KgoOptions are added to the client's options (tests).
@@ -52,86 +52,41 @@ type JobConfig struct {
 	Registerer prometheus.Registerer
 }
 
-// Job runs a Processor over a topic with exactly-once state: every
-// transaction holds the batch's output records, late and error records,
-// a snapshot of the Processor's whole state (to StateTopic) and the input
-// offsets, so that a job killed at any point restarts from the last
-// committed snapshot and offsets and its committed output equals that of
-// a run without the crash. One process runs a job at a time; a second one
-// fences the first through the transactional id.
+// Job is a Processor as the Task of a Runner, which makes it exactly
+// once: the result, late and error records of a batch commit together with
+// the Processor's changes and the input offsets. Checkpoints are
+// incremental: a transaction writes the windows of the keys it changed.
 type Job struct {
-	cfg JobConfig
-	log *slog.Logger
-	m   jobMetrics
-}
-
-type jobMetrics struct {
-	events, late, invalid, results, commits, aborts prometheus.Counter
-	open, watermark                                 prometheus.Gauge
+	*Runner // Run
+	cfg     JobConfig
+	m       struct {
+		late, results   prometheus.Counter
+		open, watermark prometheus.Gauge
+	}
 }
 
 // NewJob validates cfg (including the Processor's Config).
 func NewJob(cfg JobConfig) (*Job, error) {
-	var errs []error
-	if cfg.Name == "" {
-		errs = append(errs, errors.New("name: is required"))
-	}
-	if len(cfg.Brokers) == 0 {
-		errs = append(errs, errors.New("brokers: at least one is required"))
-	}
-	if cfg.Input == "" {
-		errs = append(errs, errors.New("input: is required"))
-	}
-	if cfg.Output == "" {
-		errs = append(errs, errors.New("output: is required"))
-	}
-	if _, err := New(cfg.Processor); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("stream job %q: %w", cfg.Name, err)
-	}
 	if cfg.LateTopic == "" {
 		cfg.LateTopic = cfg.Name + ".late"
 	}
-	if cfg.ErrorTopic == "" {
-		cfg.ErrorTopic = cfg.Name + ".errors"
+	j := &Job{cfg: cfg}
+	rc := RunnerConfig{Kind: "stream job", Name: cfg.Name, Group: "herald-stream-" + cfg.Name, Brokers: cfg.Brokers,
+		Input: cfg.Input, Output: cfg.Output, SideOutputs: []string{cfg.LateTopic}, ErrorTopic: cfg.ErrorTopic, StateTopic: cfg.StateTopic,
+		MaxPollRecords: cfg.MaxPollRecords, Restore: j.restore, RestoreKeyed: j.restoreKeyed, OnStart: cfg.OnStart, Subsystem: "stream",
+		KgoOptions: cfg.KgoOptions, Logger: cfg.Logger, Registerer: cfg.Registerer}
+	if cfg.Processor.IdleTimeout > 0 {
+		rc.IdleTick = cfg.Processor.IdleTimeout/2 + time.Millisecond
 	}
-	if cfg.StateTopic == "" {
-		cfg.StateTopic = cfg.Name + ".state"
+	var err error
+	if j.Runner, err = NewRunner(rc); err != nil {
+		return nil, err
 	}
-	if cfg.MaxPollRecords <= 0 {
-		cfg.MaxPollRecords = 1000
-	}
-	j := &Job{cfg: cfg, log: cfg.Logger}
-	if j.log == nil {
-		j.log = slog.Default()
-	}
-	j.log = j.log.With("job", cfg.Name)
-	c := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "herald", Subsystem: "stream", Name: name, Help: help,
-			ConstLabels: prometheus.Labels{"job": cfg.Name}})
-	}
-	g := func(name, help string) prometheus.Gauge {
-		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "herald", Subsystem: "stream", Name: name, Help: help,
-			ConstLabels: prometheus.Labels{"job": cfg.Name}})
-	}
-	j.m = jobMetrics{
-		events:    c("events_total", "Input records processed (committed or not)."),
-		late:      c("late_events_total", "Events sent to the late topic."),
-		invalid:   c("invalid_events_total", "Records sent to the error topic."),
-		results:   c("results_total", "Results written to the output topic."),
-		commits:   c("transactions_committed_total", "Transactions committed."),
-		aborts:    c("transactions_aborted_total", "Transactions aborted (the batch is redone from the last snapshot)."),
-		open:      g("open_windows", "Windows open."),
-		watermark: g("watermark_seconds", "The job's watermark, Unix seconds."),
-	}
-	if cfg.Registerer != nil {
-		for _, col := range []prometheus.Collector{j.m.events, j.m.late, j.m.invalid, j.m.results, j.m.commits, j.m.aborts, j.m.open, j.m.watermark} {
-			if err := cfg.Registerer.Register(col); err != nil {
-				return nil, fmt.Errorf("stream job %q: register metrics: %w", cfg.Name, err)
-			}
-		}
+	j.m.late = j.Counter("late_events_total", "Events sent to the late topic.")
+	j.m.results = j.Counter("results_total", "Results written to the output topic.")
+	j.m.open, j.m.watermark = j.Gauge("open_windows", "Windows open."), j.Gauge("watermark_seconds", "The job's watermark, Unix seconds.")
+	if err := j.Register(); err != nil {
+		return nil, err
 	}
 	return j, nil
 }
@@ -166,346 +121,99 @@ func EncodeResult(r *Result) []byte {
 	return append(b, '}')
 }
 
-// jobOut collects a batch's records.
-type jobOut struct {
-	j                      *Job
-	recs                   []*kgo.Record
-	cur                    *kgo.Record // the input record being processed
-	results, late, invalid int         // this batch's, counted on commit
+// jobTask is a Processor as a Runner's Task.
+type jobTask struct {
+	j             *Job
+	p             *Processor
+	b             *Batch        // during Process and EndBatch
+	results, late int           // since the last commit
+	pending       []*kgo.Record // results since the last commit, for OnCommit
 }
 
-func (o *jobOut) Result(r *Result) {
-	if o.j.cfg.Having != nil && !o.j.cfg.Having(r) {
-		return
-	}
-	enc := EncodeResult
-	if o.j.cfg.Encode != nil {
-		enc = o.j.cfg.Encode
-	}
-	o.results++
-	o.recs = append(o.recs, &kgo.Record{Topic: o.j.cfg.Output, Key: []byte(r.Key), Value: enc(r)})
-}
-
-func (o *jobOut) Late(*event.Event, int32) {
-	o.late++
-	o.recs = append(o.recs, o.copyInput(o.j.cfg.LateTopic, ""))
-}
-
-func (o *jobOut) Invalid(_ *event.Event, _ int32, err error) {
-	o.invalid++
-	o.recs = append(o.recs, o.copyInput(o.j.cfg.ErrorTopic, err.Error()))
-}
-
-func (o *jobOut) copyInput(topic, why string) *kgo.Record {
-	r := &kgo.Record{Topic: topic, Key: o.cur.Key, Value: o.cur.Value, Headers: append([]kgo.RecordHeader(nil), o.cur.Headers...)}
-	if why != "" {
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: "herald-error", Value: []byte(why)})
-	}
-	return r
-}
-
-// snapshot chunks: a snapshot is written as records keyed
-// "<name>/<i>", i < n, each with headers "seq" (the snapshot's sequence
-// number), "chunks" (n) and "offsets" (JSON {partition: next input
-// offset}, the offsets the same transaction commits), all in one
-// transaction. A restart reads the state topic until the newest snapshot's
-// offsets equal the group's committed offsets: then it is the snapshot of
-// the last committed transaction.
-const chunkSize = 512 << 10
-
-func (j *Job) group() string { return "herald-stream-" + j.cfg.Name }
-
-// Run runs the job until ctx ends (nil) or a fatal error.
-func (j *Job) Run(ctx context.Context) error {
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(j.cfg.Brokers...),
-		kgo.ConsumerGroup(j.group()),
-		kgo.ConsumeTopics(j.cfg.Input),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.TransactionalID(j.group()),
-		kgo.TransactionTimeout(20 * time.Second),
-		kgo.RequireStableFetchOffsets(),
-		kgo.ProducerLinger(0),
-	}, j.cfg.KgoOptions...)
-	sess, err := kgo.NewGroupTransactSession(opts...)
-	if err != nil {
-		return fmt.Errorf("stream job %q: %w", j.cfg.Name, err)
-	}
-	defer sess.CloseAllowingRebalance()
-	cl := sess.Client()
-	// NB: initializing the producer id fences a killed predecessor and
-	// aborts its open transaction, so the state topic's committed end is
-	// stable before it is read.
-	if _, _, err := cl.ProducerID(ctx); err != nil {
-		return fmt.Errorf("stream job %q: init transactional producer: %w", j.cfg.Name, err)
-	}
-	if err := j.ensureTopics(ctx, kadm.NewClient(cl)); err != nil {
-		return err
-	}
-	committed, err := j.committedOffsets(ctx, kadm.NewClient(cl))
-	if err != nil {
-		return err
-	}
-	snap, seq, err := j.loadSnapshot(ctx, committed)
-	if err != nil {
-		return err
-	}
-	p, err := j.restore(snap)
-	if err != nil {
-		return err
-	}
-	j.log.Info("stream job running", "input", j.cfg.Input, "output", j.cfg.Output, "restored_bytes", len(snap),
-		"open_windows", p.Stats().OpenWindows, "watermark", p.Watermark())
-
-	var produceErr atomic.Pointer[error]
-	promise := func(_ *kgo.Record, err error) {
-		if err != nil {
-			produceErr.CompareAndSwap(nil, &err)
-		}
-	}
-	out := &jobOut{j: j}
-	for {
-		pctx, cancel := ctx, context.CancelFunc(func() {})
-		if p.cfg.IdleTimeout > 0 {
-			pctx, cancel = context.WithTimeout(ctx, p.cfg.IdleTimeout/2+time.Millisecond)
-		}
-		fs := sess.PollRecords(pctx, j.cfg.MaxPollRecords)
-		cancel()
-		if ctx.Err() != nil || fs.IsClientClosed() {
+// restore builds the task from a full snapshot (an earlier version's)
+// or none, restoreKeyed from incremental checkpoints; either way the first
+// checkpoint after it writes every key.
+func (j *Job) restore(snap []byte) (Task, error) {
+	return j.newTask(func(p *Processor) error {
+		if snap == nil {
 			return nil
 		}
-		fs.EachError(func(t string, part int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
-				j.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
-			}
-		})
-		out.recs = out.recs[:0]
-		out.results, out.late, out.invalid = 0, 0, 0
-		if fs.NumRecords() == 0 {
-			if p.cfg.IdleTimeout <= 0 {
-				sess.AllowRebalance()
-				continue
-			}
-			p.Advance(out) // idle partitions and quiet streams move time on
-			if len(out.recs) == 0 {
-				sess.AllowRebalance()
-				continue
-			}
-		}
-		if err := sess.Begin(); err != nil {
-			return fmt.Errorf("stream job %q: begin transaction: %w", j.cfg.Name, err)
-		}
-		produceErr.Store(nil)
-		offsets := make(map[int32]int64, len(committed))
-		for k, v := range committed {
-			offsets[k] = v
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			offsets[r.Partition] = r.Offset + 1
-			out.cur = r
-			j.m.events.Inc()
-			hs := make([]event.Header, len(r.Headers))
-			for i, h := range r.Headers {
-				hs[i] = event.Header{Key: h.Key, Value: h.Value}
-			}
-			ev, err := event.DecodeAny(event.Message{Key: r.Key, Value: r.Value, Headers: hs})
-			if err != nil {
-				out.invalid++
-				out.recs = append(out.recs, out.copyInput(j.cfg.ErrorTopic, err.Error()))
-				return
-			}
-			if j.cfg.Filter != nil && !j.cfg.Filter(ev) {
-				return
-			}
-			p.Process(r.Partition, ev, out)
-		})
-		state, err := p.MarshalState()
-		if err != nil {
-			return fmt.Errorf("stream job %q: %w", j.cfg.Name, err)
-		}
-		seq++
-		for _, r := range out.recs {
-			sess.Produce(ctx, r, promise)
-		}
-		for _, r := range j.chunks(state, seq, offsets) {
-			sess.Produce(ctx, r, promise)
-		}
-		ok := cl.Flush(ctx) == nil && produceErr.Load() == nil
-		txnOK, err := sess.End(ctx, kgo.TransactionEndTry(ok))
-		if txnOK {
-			snap, committed = state, offsets
-			after := p.Stats()
-			j.m.commits.Inc()
-			j.m.late.Add(float64(out.late))
-			j.m.invalid.Add(float64(out.invalid))
-			j.m.results.Add(float64(out.results))
-			j.m.open.Set(float64(after.OpenWindows))
-			if !after.Watermark.IsZero() {
-				j.m.watermark.Set(float64(after.Watermark.UnixNano()) / 1e9)
-			}
-		} else {
-			// The batch will be redelivered: go back to the committed state.
-			j.m.aborts.Inc()
-			seq--
-			if p, err = j.restore(snap); err != nil {
-				return err
-			}
-			if pe := produceErr.Load(); pe != nil {
-				j.log.Warn("transaction aborted: writing its records failed; the batch will be redone", "err", *pe)
-			} else {
-				j.log.Warn("transaction aborted; the batch will be redone")
-			}
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("stream job %q: end transaction: %w", j.cfg.Name, err)
-		}
-		sess.AllowRebalance()
-	}
+		return p.RestoreState(snap)
+	})
 }
 
-func (j *Job) restore(snap []byte) (*Processor, error) {
+func (j *Job) restoreKeyed(global []byte, keys map[string][]byte) (Task, error) {
+	return j.newTask(func(p *Processor) error { return p.RestoreChanges(global, keys) })
+}
+
+func (j *Job) newTask(load func(*Processor) error) (Task, error) {
 	p, err := New(j.cfg.Processor)
 	if err != nil {
 		return nil, err
 	}
-	if snap != nil {
-		if err := p.RestoreState(snap); err != nil {
-			return nil, fmt.Errorf("stream job %q: restore state from %s: %w", j.cfg.Name, j.cfg.StateTopic, err)
-		}
+	if err := load(p); err != nil {
+		return nil, err
 	}
-	return p, nil
+	p.TrackChanges()
+	return &jobTask{j: j, p: p}, nil
 }
 
-func (j *Job) chunks(state []byte, seq int64, offsets map[int32]int64) []*kgo.Record {
-	n := (len(state) + chunkSize - 1) / chunkSize
-	recs := make([]*kgo.Record, 0, n)
-	offs, _ := json.Marshal(offsets)
-	hdr := []kgo.RecordHeader{{Key: "seq", Value: strconv.AppendInt(nil, seq, 10)}, {Key: "chunks", Value: strconv.AppendInt(nil, int64(n), 10)},
-		{Key: "offsets", Value: offs}}
-	for i := 0; i < n; i++ {
-		end := min((i+1)*chunkSize, len(state))
-		recs = append(recs, &kgo.Record{Topic: j.cfg.StateTopic, Partition: 0,
-			Key: []byte(j.cfg.Name + "/" + strconv.Itoa(i)), Value: state[i*chunkSize : end], Headers: hdr})
+func (t *jobTask) Process(partition int32, ev *event.Event, b *Batch) {
+	if t.j.cfg.Filter != nil && !t.j.cfg.Filter(ev) {
+		return
 	}
-	return recs
+	t.b = b
+	t.p.Process(partition, ev, t)
 }
 
-func (j *Job) ensureTopics(ctx context.Context, adm *kadm.Client) error {
-	td, err := adm.ListTopics(ctx, j.cfg.Input)
-	if err != nil {
-		return fmt.Errorf("stream job %q: describe input %q: %w", j.cfg.Name, j.cfg.Input, err)
-	}
-	in, ok := td[j.cfg.Input]
-	if !ok || in.Err != nil {
-		return fmt.Errorf("stream job %q: input topic %q does not exist", j.cfg.Name, j.cfg.Input)
-	}
-	parts := int32(len(in.Partitions))
-	create := func(topic string, n int32, configs map[string]*string) error {
-		resp, err := adm.CreateTopic(ctx, n, -1, configs, topic)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("stream job %q: create topic %q: %w", j.cfg.Name, topic, err)
-		}
-		return nil
-	}
-	for _, t := range []string{j.cfg.Output, j.cfg.LateTopic, j.cfg.ErrorTopic} {
-		if err := create(t, parts, nil); err != nil {
-			return err
-		}
-	}
-	compact := "compact"
-	return create(j.cfg.StateTopic, 1, map[string]*string{"cleanup.policy": &compact})
-}
-
-// committedOffsets returns the group's committed input offsets.
-func (j *Job) committedOffsets(ctx context.Context, adm *kadm.Client) (map[int32]int64, error) {
-	resp, err := adm.FetchOffsets(ctx, j.group())
-	if err != nil {
-		return nil, fmt.Errorf("stream job %q: committed offsets: %w", j.cfg.Name, err)
-	}
-	offs := map[int32]int64{}
-	resp.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == j.cfg.Input && o.Err == nil && o.At >= 0 {
-			offs[o.Partition] = o.At
-		}
-	})
-	return offs, nil
-}
-
-// restoreWait bounds how long a restart waits for the state topic to
-// show the snapshot matching the committed offsets.
-const restoreWait = time.Minute
-
-// loadSnapshot reads the state topic until its newest snapshot is the
-// one committed with the group's offsets (nil when nothing was committed
-// yet), and returns it with its sequence number.
-func (j *Job) loadSnapshot(ctx context.Context, committed map[int32]int64) ([]byte, int64, error) {
-	if len(committed) == 0 {
-		return nil, 0, nil
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(j.cfg.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{j.cfg.StateTopic: {0: kgo.NewOffset().AtStart()}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted())}, j.cfg.KgoOptions...)...)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer cl.Close()
-	type chunk struct {
-		seq, n  int64
-		offsets map[int32]int64
-		val     []byte
-	}
-	latest := map[string]chunk{}
-	deadline := time.Now().Add(restoreWait)
-	for {
-		if first, ok := latest[j.cfg.Name+"/0"]; ok && maps.Equal(first.offsets, committed) {
-			var snap []byte
-			for i := int64(0); i < first.n; i++ {
-				c, ok := latest[j.cfg.Name+"/"+strconv.FormatInt(i, 10)]
-				if !ok || c.seq != first.seq {
-					return nil, 0, fmt.Errorf("stream job %q: %w: snapshot %d chunk %d of %d is missing", j.cfg.Name, ErrCorruptState, first.seq, i, first.n)
-				}
-				snap = append(snap, c.val...)
-			}
-			return snap, first.seq, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, 0, fmt.Errorf("stream job %q: %w: no snapshot in %s matches the committed offsets %v", j.cfg.Name, ErrCorruptState, j.cfg.StateTopic, committed)
-		}
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		fs := cl.PollFetches(pctx)
-		cancel()
-		if err := ctx.Err(); err != nil {
-			return nil, 0, err
-		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
-				ferr = err
-			}
-		})
-		if ferr != nil {
-			return nil, 0, fmt.Errorf("stream job %q: read state: %w", j.cfg.Name, ferr)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			c := chunk{val: r.Value}
-			for _, h := range r.Headers {
-				switch h.Key {
-				case "seq":
-					c.seq, _ = strconv.ParseInt(string(h.Value), 10, 64)
-				case "chunks":
-					c.n, _ = strconv.ParseInt(string(h.Value), 10, 64)
-				case "offsets":
-					_ = json.Unmarshal(h.Value, &c.offsets)
-				}
-			}
-			latest[string(r.Key)] = c
-		})
+func (t *jobTask) EndBatch(b *Batch, idle bool) {
+	if idle { // idle partitions and quiet streams move time on
+		t.b = b
+		t.p.Advance(t)
 	}
 }
+
+func (t *jobTask) MarshalState() ([]byte, error) { return t.p.MarshalState() }
+
+func (t *jobTask) MarshalChanges() ([]byte, map[string][]byte, error) { return t.p.MarshalChanges() }
+
+func (t *jobTask) Committed() {
+	m := &t.j.m
+	m.late.Add(float64(t.late))
+	m.results.Add(float64(t.results))
+	t.late, t.results = 0, 0
+	if t.j.cfg.OnCommit != nil {
+		t.j.cfg.OnCommit(t.pending)
+		clear(t.pending)
+		t.pending = t.pending[:0]
+	}
+	st := t.p.Stats()
+	m.open.Set(float64(st.OpenWindows))
+	if !st.Watermark.IsZero() {
+		m.watermark.Set(float64(st.Watermark.UnixNano()) / 1e9)
+	}
+}
+
+// Result, Late and Invalid make jobTask the Processor's Output.
+func (t *jobTask) Result(r *Result) {
+	if t.j.cfg.Having != nil && !t.j.cfg.Having(r) {
+		return
+	}
+	enc := EncodeResult
+	if t.j.cfg.Encode != nil {
+		enc = t.j.cfg.Encode
+	}
+	t.results++
+	rec := &kgo.Record{Topic: t.j.cfg.Output, Key: []byte(r.Key), Value: enc(r)}
+	t.b.Produce(rec)
+	if t.j.cfg.OnCommit != nil {
+		t.pending = append(t.pending, rec)
+	}
+}
+
+func (t *jobTask) Late(*event.Event, int32) {
+	t.late++
+	t.b.Forward(t.j.cfg.LateTopic, "")
+}
+
+func (t *jobTask) Invalid(_ *event.Event, _ int32, err error) { t.b.Invalid(err.Error()) }

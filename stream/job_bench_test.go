@@ -10,10 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/heraldhq/herald/broker"
-	"github.com/heraldhq/herald/broker/groups"
 	"github.com/heraldhq/herald/event"
-	"github.com/heraldhq/herald/server"
 )
 
 // BenchmarkJobThroughput runs an exactly-once job (tumbling count and sum
@@ -21,21 +18,7 @@ import (
 // its output topic, and reports input events per second (floor: 200,000 on
 // 2 cores). Each iteration consumes 200,000 fresh events.
 func BenchmarkJobThroughput(b *testing.B) {
-	srv, err := server.Start(context.Background(), server.Config{
-		Broker: broker.Config{DataDir: b.TempDir()},
-		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	brokers := srv.KafkaAddr()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ProducerBatchMaxBytes(1<<20))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
+	brokers, cl := startServer(b, kgo.ProducerBatchMaxBytes(1<<20))
 	adm := kadm.NewClient(cl)
 	ctx := context.Background()
 	const n = 200_000
@@ -69,7 +52,7 @@ func BenchmarkJobThroughput(b *testing.B) {
 		start := time.Now()
 		go func() { done <- j.Run(jctx) }()
 		for {
-			offs, err := adm.FetchOffsets(ctx, j.group())
+			offs, err := adm.FetchOffsets(ctx, j.Group())
 			if err == nil {
 				sum := int64(0)
 				offs.Each(func(o kadm.OffsetResponse) { sum += o.At })

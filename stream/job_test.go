@@ -98,21 +98,7 @@ func TestJobCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	srv, err := server.Start(context.Background(), server.Config{
-		Broker: broker.Config{DataDir: t.TempDir()},
-		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	brokers := srv.KafkaAddr()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	brokers, cl := startServer(t, kgo.DefaultProduceTopic("orders"))
 	ctx := context.Background()
 	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
 		t.Fatal(err)
@@ -193,6 +179,21 @@ func TestJobCrash(t *testing.T) {
 	if errs := readCommitted(t, brokers, "crashjob.errors", 200*time.Millisecond); len(errs) != want.errors {
 		t.Fatalf("error topic has %d records, want %d", len(errs), want.errors)
 	}
+	// Checkpoints are incremental: key records and global records only.
+	state := readCommitted(t, brokers, "crashjob.state", 200*time.Millisecond)
+	keyRecs := 0
+	for _, r := range state {
+		switch {
+		case strings.HasPrefix(r, "crashjob/k/"):
+			keyRecs++
+		case strings.HasPrefix(r, "crashjob/g "):
+		default:
+			t.Fatalf("state record %.40q: neither a key's nor the global one", r)
+		}
+	}
+	if keyRecs == 0 {
+		t.Fatal("no key records in the state topic")
+	}
 	t.Logf("after %d kills: %d results, %d late, %d errors, all equal to the uninterrupted run", rounds, len(got), want.late, want.errors)
 }
 
@@ -206,7 +207,9 @@ func (s *recSink) Late(*event.Event, int32)           { s.late++ }
 func (s *recSink) Invalid(*event.Event, int32, error) { s.errors++ }
 
 // readCommitted reads a topic's committed records (partition 0) until
-// no record comes for quiet; each as "key value".
+// no record comes for quiet once it has read to the topic's committed end
+// (or, when the end holds no readable record, for 10s); each as "key
+// value".
 func readCommitted(t *testing.T, brokers, topic string, quiet time.Duration) []string {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -215,18 +218,123 @@ func readCommitted(t *testing.T, brokers, topic string, quiet time.Duration) []s
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end, _ := ends.Lookup(topic, 0)
 	var out []string
+	var last int64 = -1
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), quiet)
+		// NB: a loaded machine can take longer than quiet to answer a new
+		// client's first fetch: wait longer until the end is reached (the
+		// last committed records end before the commit marker at end-1).
+		wait := quiet
+		if last < end.Offset-2 {
+			wait = 10 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		fs := cl.PollFetches(ctx)
 		cancel()
 		n := 0
 		fs.EachRecord(func(r *kgo.Record) {
 			n++
+			last = r.Offset
 			out = append(out, string(r.Key)+" "+string(r.Value))
 		})
 		if n == 0 {
 			return out
 		}
 	}
+}
+
+// TestJobRestartAfterIdleCommits stops a job after idle ticks closed its
+// windows (transactions that commit results without new input offsets, so
+// two snapshots carry the same offsets) and restarts it reading its state
+// one record batch per fetch: it must restore the newest snapshot, not
+// emit those windows again.
+func TestJobRestartAfterIdleCommits(t *testing.T) {
+	brokers, cl := startServer(t)
+	ctx := context.Background()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	produce := func(user string, at time.Duration) {
+		e := event.New("/shop", "OrderCreated")
+		e.Time, e.Data = base.Add(at), fmt.Appendf(nil, `{"user":%q}`, user)
+		if err := cl.ProduceSync(ctx, toKgo(e)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := JobConfig{Name: "idlejob", Brokers: []string{brokers}, Input: "orders", Output: "counts",
+		Processor: Config{Key: "data.user", Window: TumblingWindow(time.Second), Aggs: []Agg{{Kind: Count}},
+			IdleTimeout: 200 * time.Millisecond, Grace: Grace(0), Emit: EmitFinal},
+		KgoOptions: []kgo.Opt{kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100 * time.Millisecond),
+			kgo.RebalanceTimeout(2 * time.Second)},
+		Logger: slog.New(slog.DiscardHandler)}
+	run := func(cfg JobConfig) (stop func()) {
+		j, err := NewJob(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- j.Run(jctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	waitFor := func(n int) []string {
+		t.Helper()
+		var got []string
+		for deadline := time.Now().Add(30 * time.Second); len(got) < n && time.Now().Before(deadline); {
+			got = readCommitted(t, brokers, "counts", 300*time.Millisecond)
+		}
+		return got
+	}
+	produce("a", 100*time.Millisecond)
+	produce("b", 200*time.Millisecond)
+	stop := run(cfg)
+	if got := waitFor(2); len(got) != 2 {
+		t.Fatalf("before the restart: %q, want the windows of a and b", got)
+	}
+	stop()
+	// One record batch per fetch: the restore reads the state topic in
+	// many polls.
+	cfg.KgoOptions = append(cfg.KgoOptions, kgo.FetchMaxBytes(1), kgo.FetchMaxPartitionBytes(1))
+	stop = run(cfg)
+	defer stop()
+	produce("c", 5*time.Second)
+	got := waitFor(3)
+	if len(got) < 3 || !strings.HasPrefix(got[len(got)-1], "c ") {
+		t.Fatalf("after the restart: %q, want c's window", got)
+	}
+	if len(got) != 3 {
+		t.Fatalf("after the restart: %d results %q, want 3: windows emitted twice", len(got), got)
+	}
+}
+
+// startServer starts an in-process server and a client of it with opts,
+// both closed when the test ends, and returns the server's address.
+func startServer(tb testing.TB, opts ...kgo.Opt) (string, *kgo.Client) {
+	tb.Helper()
+	srv, err := server.Start(context.Background(), server.Config{
+		Broker: broker.Config{DataDir: tb.TempDir()},
+		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close() })
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(srv.KafkaAddr())}, opts...)...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cl.Close)
+	return srv.KafkaAddr(), cl
 }

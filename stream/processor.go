@@ -29,6 +29,11 @@ type Config struct {
 	// "source", ...); "" puts every event in one group. An event
 	// without the key field is an error (see Output.Invalid).
 	Key string
+	// Keys, instead of Key, groups by several fields: a result's Key is
+	// then the JSON array of their values (data values as they are in
+	// the event's JSON, attributes as strings), e.g. ["alice","EU"]. An
+	// event without one of them is an error.
+	Keys []string
 	// Window is the kind and size of window.
 	Window Window
 	// Aggs are the aggregates computed per key and window.
@@ -100,11 +105,17 @@ type Processor struct {
 	gap     int64
 	grace   int64
 	key     Field
-	tf      Field
-	lay     layout
-	now     func() time.Time
-	wms     *watermarks
-	wm      int64
+	multi   []Field // Config.Keys
+	kbuf    []byte
+	// dirty holds the keys whose windows changed (TrackChanges), every
+	// key when allDirty.
+	dirty    map[string]struct{}
+	allDirty bool
+	tf       Field
+	lay      layout
+	now      func() time.Time
+	wms      *watermarks
+	wm       int64
 
 	// Keys are interned to dense ids; refs counts a key's open windows so
 	// that ids (and the strings) are released with the last window.
@@ -173,6 +184,16 @@ func New(cfg Config) (*Processor, error) {
 			errs = append(errs, fmt.Errorf("key: %w", err))
 		}
 		p.key = f
+	}
+	if cfg.Key != "" && len(cfg.Keys) > 0 {
+		errs = append(errs, errors.New("keys: key and keys cannot both be set"))
+	}
+	for i, k := range cfg.Keys {
+		f, err := ParseField(k)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("keys[%d]: %w", i, err))
+		}
+		p.multi = append(p.multi, f)
 	}
 	if !cfg.ProcessingTime {
 		tf := cfg.TimeField
@@ -260,6 +281,22 @@ func (p *Processor) Process(partition int32, ev *event.Event, out Output) {
 			return
 		}
 		kb = v
+	}
+	if len(p.multi) > 0 {
+		p.kbuf = append(p.kbuf[:0], '[')
+		for i, f := range p.multi {
+			if i > 0 {
+				p.kbuf = append(p.kbuf, ',')
+			}
+			var ok bool
+			if p.kbuf, ok = f.AppendJSON(p.kbuf, ev); !ok {
+				p.stats.Invalid++
+				out.Invalid(ev, partition, fmt.Errorf("%w: key field %q is missing", ErrInvalidEvent, f.path))
+				return
+			}
+		}
+		p.kbuf = append(p.kbuf, ']')
+		kb = p.kbuf
 	}
 	p.lay.extract(ev, &p.sm)
 	var taken bool
@@ -403,9 +440,12 @@ func (p *Processor) addAligned(kb []byte, ts int64, out Output) bool {
 			p.emit(kid, start, end, s, false, out)
 		}
 	}
-	if haveKey && p.refs[kid] == 0 {
-		p.refs[kid] = 1
-		p.releaseKey(kid)
+	if haveKey {
+		p.mark(kid)
+		if p.refs[kid] == 0 {
+			p.refs[kid] = 1
+			p.releaseKey(kid)
+		}
 	}
 	return taken
 }
@@ -430,6 +470,7 @@ func (p *Processor) advanceTo(wm int64, out Output) {
 				if p.cfg.Emit == EmitFinal {
 					p.emit(wk.key, wk.start, end, s, true, out)
 				}
+				p.mark(wk.key)
 				delete(p.aligned, wk)
 				p.freeSlotID(s)
 			}
@@ -445,6 +486,7 @@ func (p *Processor) advanceTo(wm int64, out Output) {
 // bridges.
 func (p *Processor) addSession(kb []byte, ts int64, out Output) bool {
 	kid := p.internKey(kb)
+	p.mark(kid)
 	ss := p.sessions[kid]
 	// Sessions overlapping [ts-gap, ts+gap): s.start < ts+gap && s.last+gap > ts.
 	lo, hi := -1, -1
@@ -510,6 +552,7 @@ func (p *Processor) closeSessions(wm int64, out Output) {
 				if p.cfg.Emit == EmitFinal {
 					p.emit(c.key, s.start, s.last+p.gap, s.slot, true, out)
 				}
+				p.mark(c.key)
 				p.freeSlotID(s.slot)
 				ss = append(ss[:i], ss[i+1:]...)
 				if len(ss) == 0 {
@@ -541,6 +584,7 @@ func (p *Processor) addSliding(kb []byte, ts int64, out Output) bool {
 		return false
 	}
 	kid := p.internKey(kb)
+	p.mark(kid)
 	sk := p.sliding[kid]
 	if sk == nil {
 		sk = &slideKey{ends: map[int64]bool{}}
@@ -612,6 +656,7 @@ func (p *Processor) closeSliding(wm int64, out Output) {
 		delete(sk.ends, c.start)
 		p.open--
 		touched[c.key] = true
+		p.mark(c.key)
 	}
 	for kid := range touched {
 		sk := p.sliding[kid]

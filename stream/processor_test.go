@@ -402,3 +402,54 @@ func FuzzJSONLookup(f *testing.F) {
 		}
 	})
 }
+
+// TestMultiKey groups by a data field, a numeric data field and an
+// attribute: the result key is the JSON array of their values, an event
+// missing one is invalid, and a snapshot restores under the same Keys only.
+func TestMultiKey(t *testing.T) {
+	cfg := Config{Keys: []string{"data.user", "data.total", "subject"}, Window: TumblingWindow(10 * time.Second),
+		Aggs: []Agg{{Kind: Count}}, Grace: Grace(0), Emit: EmitFinal}
+	p := newP(t, cfg)
+	var r rec
+	mk := func(id, user string, sec int, total float64, subject string) *event.Event {
+		e := ev(id, user, sec, total)
+		e.Subject = subject
+		return e
+	}
+	for _, e := range []*event.Event{
+		mk("1", "a", 1, 5, "eu"), mk("2", "a", 2, 5, `e"u`), mk("3", "a", 3, 5, "eu"), mk("4", "b", 4, 5, "eu"),
+		mk("5", "a", 5, 7, "eu"), mk("6", "a", 6, 5, ""), // no subject: invalid
+	} {
+		p.Process(0, e, &r)
+	}
+	snap, err := p.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2 := newP(t, cfg)
+	if err := p2.RestoreState(snap); err != nil {
+		t.Fatal(err)
+	}
+	p2.Process(0, mk("7", "z", 30, 1, "x"), &r)
+	want := []string{
+		fmt.Sprintf(`["a",5,"e\"u"] [%d,%d) count=1`, at(0), at(10)),
+		fmt.Sprintf(`["a",5,"eu"] [%d,%d) count=2`, at(0), at(10)),
+		fmt.Sprintf(`["a",7,"eu"] [%d,%d) count=1`, at(0), at(10)),
+		fmt.Sprintf(`["b",5,"eu"] [%d,%d) count=1`, at(0), at(10)),
+	}
+	if strings.Join(r.results, "\n") != strings.Join(want, "\n") {
+		t.Errorf("results:\n%s\nwant:\n%s", strings.Join(r.results, "\n"), strings.Join(want, "\n"))
+	}
+	if len(r.invalid) != 1 || !strings.Contains(r.invalid[0], `key field "subject" is missing`) {
+		t.Errorf("invalid = %q", r.invalid)
+	}
+	other := cfg
+	other.Keys = []string{"data.user"}
+	if err := newP(t, other).RestoreState(snap); err == nil {
+		t.Error("a snapshot restored under other keys")
+	}
+	if _, err := New(Config{Key: "data.user", Keys: []string{"source"}, Window: TumblingWindow(time.Second), Aggs: []Agg{{Kind: Count}},
+		Grace: Grace(0), Emit: EmitFinal}); err == nil || !strings.Contains(err.Error(), "key and keys") {
+		t.Errorf("key and keys: %v", err)
+	}
+}

@@ -77,6 +77,9 @@ type slideEvSnap struct {
 func (p *Processor) fingerprint() string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%v|%q|%q|%v|", p.win, p.cfg.Key, p.cfg.TimeField, p.cfg.ProcessingTime)
+	if len(p.cfg.Keys) > 0 { // NB: after the version-1 fields, so that older snapshots still match
+		fmt.Fprintf(&b, "keys=%q|", p.cfg.Keys)
+	}
 	for _, a := range p.lay.aggs {
 		fmt.Fprintf(&b, "%s:%d:%s:%d;", a.Name, a.Kind, a.Field, a.K)
 	}
@@ -101,14 +104,32 @@ func (p *Processor) snapWindow(s uint32, key string, start, last int64) winSnap 
 	return w
 }
 
-// MarshalState writes the Processor's whole state (open windows,
-// aggregates, watermarks, counters) as a snapshot that RestoreState reads.
-func (p *Processor) MarshalState() ([]byte, error) {
+// snapGlobal is the state outside any key: watermarks and counters.
+func (p *Processor) snapGlobal() snapshotV1 {
 	s := snapshotV1{Fingerprint: p.fingerprint(), WM: p.wm, WMLastAny: p.wms.lastAny, WMMaxAll: p.wms.maxAll, Stats: p.stats}
 	for part, m := range p.wms.parts {
 		s.Parts = append(s.Parts, partSnap{part, m.max, m.lastSeen})
 	}
 	sort.Slice(s.Parts, func(i, j int) bool { return s.Parts[i].Part < s.Parts[j].Part })
+	return s
+}
+
+func (p *Processor) snapSlide(kid uint32, sk *slideKey) slideSnap {
+	ss := slideSnap{Key: p.keys[kid]}
+	for _, e := range sk.evs {
+		ss.Evs = append(ss.Evs, slideEvSnap{e.t, e.nums, e.strs})
+	}
+	for end := range sk.ends {
+		ss.Ends = append(ss.Ends, end)
+	}
+	sort.Slice(ss.Ends, func(i, j int) bool { return ss.Ends[i] < ss.Ends[j] })
+	return ss
+}
+
+// MarshalState writes the Processor's whole state (open windows,
+// aggregates, watermarks, counters) as a snapshot that RestoreState reads.
+func (p *Processor) MarshalState() ([]byte, error) {
+	s := p.snapGlobal()
 	switch p.win.Kind {
 	case Tumbling, Hopping:
 		for wk, slot := range p.aligned {
@@ -122,15 +143,7 @@ func (p *Processor) MarshalState() ([]byte, error) {
 		}
 	case Sliding:
 		for kid, sk := range p.sliding {
-			ss := slideSnap{Key: p.keys[kid]}
-			for _, e := range sk.evs {
-				ss.Evs = append(ss.Evs, slideEvSnap{e.t, e.nums, e.strs})
-			}
-			for end := range sk.ends {
-				ss.Ends = append(ss.Ends, end)
-			}
-			sort.Slice(ss.Ends, func(i, j int) bool { return ss.Ends[i] < ss.Ends[j] })
-			s.Slides = append(s.Slides, ss)
+			s.Slides = append(s.Slides, p.snapSlide(kid, sk))
 		}
 		sort.Slice(s.Slides, func(i, j int) bool { return s.Slides[i].Key < s.Slides[j].Key })
 	}
@@ -140,8 +153,13 @@ func (p *Processor) MarshalState() ([]byte, error) {
 		}
 		return s.Windows[i].Start < s.Windows[j].Start
 	})
+	return encodeState(&s)
+}
+
+// encodeState writes s with the header drawn above.
+func encodeState(s *snapshotV1) ([]byte, error) {
 	var payload bytes.Buffer
-	if err := gob.NewEncoder(&payload).Encode(&s); err != nil {
+	if err := gob.NewEncoder(&payload).Encode(s); err != nil {
 		return nil, fmt.Errorf("stream: encode state: %w", err)
 	}
 	if payload.Len() > MaxStateBytes {
@@ -191,6 +209,10 @@ func (p *Processor) RestoreState(b []byte) error {
 	if err != nil {
 		return err
 	}
+	return p.restore(s)
+}
+
+func (p *Processor) restore(s *snapshotV1) error {
 	if s.Fingerprint != p.fingerprint() {
 		return fmt.Errorf("stream: the snapshot was taken under another definition (%s), not %s", s.Fingerprint, p.fingerprint())
 	}
@@ -275,4 +297,113 @@ func (p *Processor) RestoreState(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// TrackChanges makes the Processor remember the keys whose windows
+// change, for MarshalChanges (incremental checkpoints). The first
+// MarshalChanges after it returns every key.
+func (p *Processor) TrackChanges() { p.dirty, p.allDirty = map[string]struct{}{}, true }
+
+// mark records that key id kid's windows changed (TrackChanges).
+func (p *Processor) mark(kid uint32) {
+	if p.dirty != nil {
+		p.dirty[p.keys[kid]] = struct{}{}
+	}
+}
+
+// MarshalChanges returns the state outside any key (watermarks, counters:
+// a snapshot without windows) and the windows of each key whose windows
+// changed since the previous call (nil: the key has none left; the layout
+// is drawn in keystate.go); see TrackChanges. RestoreChanges reads what
+// the calls wrote.
+//
+// NB: finding a key's tumbling or hopping windows scans the open windows
+// once per call (they are not indexed by key).
+func (p *Processor) MarshalChanges() (global []byte, keys map[string][]byte, err error) {
+	type kstate struct {
+		ws     []winSnap
+		slides []slideSnap
+	}
+	want := map[uint32]*kstate{}
+	keys = map[string][]byte{}
+	add := func(k string) {
+		keys[k] = nil
+		if kid, ok := p.keyIDs[k]; ok {
+			want[kid] = &kstate{}
+		}
+	}
+	for k := range p.dirty { // with allDirty too: the keys emptied since
+		add(k)
+	}
+	if p.allDirty {
+		for kid, k := range p.keys {
+			if p.refs[kid] > 0 {
+				add(k)
+			}
+		}
+	}
+	switch p.win.Kind {
+	case Tumbling, Hopping:
+		if len(want) > 0 {
+			for wk, slot := range p.aligned {
+				if s := want[wk.key]; s != nil {
+					s.ws = append(s.ws, p.snapWindow(slot, p.keys[wk.key], wk.start, 0))
+				}
+			}
+		}
+	case Session:
+		for kid, s := range want {
+			for _, x := range p.sessions[kid] {
+				s.ws = append(s.ws, p.snapWindow(x.slot, p.keys[kid], x.start, x.last))
+			}
+		}
+	case Sliding:
+		for kid, s := range want {
+			if sk := p.sliding[kid]; sk != nil {
+				s.slides = append(s.slides, p.snapSlide(kid, sk))
+			}
+		}
+	}
+	fp := p.fingerprint()
+	for kid, s := range want {
+		if len(s.ws) == 0 && len(s.slides) == 0 {
+			continue
+		}
+		sort.Slice(s.ws, func(i, j int) bool { return s.ws[i].Start < s.ws[j].Start })
+		keys[p.keys[kid]] = encodeKeyState(fp, s.ws, s.slides)
+	}
+	g := p.snapGlobal()
+	if global, err = encodeState(&g); err != nil {
+		return nil, nil, err
+	}
+	clear(p.dirty)
+	p.allDirty = false
+	return global, keys, nil
+}
+
+// RestoreChanges replaces the state of p, which must be new, with the
+// global state and the keys' windows that MarshalChanges wrote.
+func (p *Processor) RestoreChanges(global []byte, keys map[string][]byte) error {
+	if p.stats.Events != 0 {
+		return errors.New("stream: RestoreChanges on a Processor that has processed events")
+	}
+	s, err := decodeState(global)
+	if err != nil {
+		return fmt.Errorf("global: %w", err)
+	}
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	fp := p.fingerprint()
+	for _, k := range names {
+		ws, slides, err := decodeKeyState(keys[k], k, fp)
+		if err != nil {
+			return fmt.Errorf("key %q: %w", k, err)
+		}
+		s.Windows = append(s.Windows, ws...)
+		s.Slides = append(s.Slides, slides...)
+	}
+	return p.restore(s)
 }

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -107,5 +108,127 @@ func FuzzRestoreState(f *testing.F) {
 		// A restored processor must keep working.
 		q.Process(0, ev("2", "b", 5, 1), &r)
 		q.Flush(&r)
+	})
+}
+
+// TestIncrementalState runs random streams through every window kind
+// twice: straight, and through incremental checkpoints (MarshalChanges
+// after every batch, applied to a store of keys, restored with
+// RestoreChanges into a new Processor at random points). Results and the
+// full state must be the same.
+func TestIncrementalState(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	windows := []Window{TumblingWindow(10 * time.Second), HoppingWindow(10*time.Second, 5*time.Second),
+		SessionWindow(4 * time.Second), SlidingWindow(6 * time.Second)}
+	for it := 0; it < 200; it++ {
+		cfg := Config{Key: "data.user", Window: windows[it%len(windows)],
+			Aggs: []Agg{{Kind: Count}, {Kind: Sum, Field: "data.total", Name: "sum"}, {Kind: CountDistinct, Field: "data.total", Name: "d"},
+				{Kind: TopK, Field: "data.user", K: 2, Name: "top"}},
+			MaxOutOfOrder: time.Duration(rng.IntN(3)) * time.Second, Grace: Grace(time.Duration(rng.IntN(3)) * time.Second),
+			Emit: []EmitMode{EmitFinal, EmitChanges}[rng.IntN(2)],
+			Now:  func() time.Time { return t0 }} // both sides see the same processing time
+		straight := newP(t, cfg)
+		inc := newP(t, cfg)
+		inc.TrackChanges()
+		var want, got rec
+		var global []byte
+		store := map[string][]byte{}
+		sec := 0
+		for batch := 0; batch < 8; batch++ {
+			for i := 0; i < 1+rng.IntN(5); i++ {
+				sec += rng.IntN(4)
+				e := ev(fmt.Sprint(batch, "-", i), []string{"a", "b", "c", "d"}[rng.IntN(4)], sec-rng.IntN(3), float64(rng.IntN(5)))
+				straight.Process(0, e, &want)
+				inc.Process(0, e, &got)
+			}
+			g, keys, err := inc.MarshalChanges()
+			if err != nil {
+				t.Fatal(err)
+			}
+			global = g
+			for k, v := range keys {
+				if v == nil {
+					delete(store, k)
+				} else {
+					store[k] = v
+				}
+			}
+			if rng.IntN(2) == 0 {
+				inc = newP(t, cfg)
+				if err := inc.RestoreChanges(global, store); err != nil {
+					t.Fatalf("iteration %d batch %d: restore: %v", it, batch, err)
+				}
+				inc.TrackChanges()
+			}
+			sb, _ := straight.MarshalState()
+			ib, _ := inc.MarshalState()
+			if !bytes.Equal(sb, ib) {
+				t.Fatalf("iteration %d (%v, emit %d) batch %d: the state differs", it, cfg.Window, cfg.Emit, batch)
+			}
+		}
+		straight.Flush(&want)
+		inc.Flush(&got)
+		if strings.Join(got.results, "\n") != strings.Join(want.results, "\n") || strings.Join(got.late, " ") != strings.Join(want.late, " ") {
+			t.Fatalf("iteration %d (%v): results differ:\n incremental %q\n straight    %q", it, cfg.Window, got.results, want.results)
+		}
+	}
+}
+
+// TestIncrementalStateWritesChangedKeys: after the first call, a
+// checkpoint holds only the keys whose windows changed, and a key whose
+// windows all closed is written as gone.
+func TestIncrementalStateWritesChangedKeys(t *testing.T) {
+	p := newP(t, Config{Key: "data.user", Window: TumblingWindow(10 * time.Second), Aggs: []Agg{{Kind: Count}}, Grace: Grace(0), Emit: EmitFinal})
+	p.TrackChanges()
+	var r rec
+	for i, u := range []string{"a", "b", "c"} {
+		p.Process(0, ev(fmt.Sprint(i), u, 1, 1), &r)
+	}
+	if _, keys, _ := p.MarshalChanges(); len(keys) != 3 {
+		t.Fatalf("first call: %d keys, want 3", len(keys))
+	}
+	p.Process(0, ev("3", "a", 2, 1), &r)
+	if _, keys, _ := p.MarshalChanges(); len(keys) != 1 || keys["a"] == nil {
+		t.Fatalf("after an event of a: keys %v, want a only", keys)
+	}
+	p.Process(0, ev("4", "b", 12, 1), &r) // closes [0,10) of a, b and c; opens [10,20) of b
+	_, keys, _ := p.MarshalChanges()
+	if len(keys) != 3 || keys["a"] != nil || keys["c"] != nil || keys["b"] == nil {
+		t.Fatalf("after the close: keys %v, want a and c gone, b written", keys)
+	}
+}
+
+// FuzzRestoreChanges: no key state crashes RestoreChanges or the
+// Processor that accepted it.
+func FuzzRestoreChanges(f *testing.F) {
+	cfg := Config{Key: "data.user", Window: SlidingWindow(5 * time.Second), Grace: Grace(time.Second), Emit: EmitFinal,
+		Aggs: []Agg{{Kind: Count}, {Kind: CountDistinct, Field: "data.total", Name: "d"}, {Kind: TopK, Field: "data.user", K: 2, Name: "t"}}}
+	for _, w := range []Window{SlidingWindow(5 * time.Second), SessionWindow(3 * time.Second), TumblingWindow(5 * time.Second)} {
+		cfg.Window = w
+		p, _ := New(cfg)
+		p.TrackChanges()
+		var r rec
+		for i, u := range []string{"a", "b", "a"} {
+			p.Process(0, ev(fmt.Sprint(i), u, i, float64(i)), &r)
+		}
+		_, keys, _ := p.MarshalChanges()
+		f.Add(int(w.Kind), keys["a"])
+	}
+	f.Fuzz(func(t *testing.T, kind int, b []byte) {
+		cfg.Window = []Window{SlidingWindow(5 * time.Second), SessionWindow(3 * time.Second), TumblingWindow(5 * time.Second)}[uint(kind)%3]
+		src, _ := New(cfg)
+		global, _, _ := src.MarshalChanges()
+		p, _ := New(cfg)
+		if err := p.RestoreChanges(global, map[string][]byte{"a": b}); err != nil {
+			return
+		}
+		var r rec
+		for i, u := range []string{"a", "b", "a"} {
+			p.Process(0, ev(fmt.Sprint("f", i), u, 10+i, 1), &r)
+		}
+		p.Flush(&r)
+		if _, _, err := p.MarshalChanges(); err != nil {
+			t.Fatal(err)
+		}
 	})
 }

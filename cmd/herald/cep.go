@@ -47,14 +47,16 @@ Herald's HTTP API (--http, $HERALD_HTTP).`,
 }
 
 func newCEPCreateCmd(f *ruleAPIFlags) *cobra.Command {
-	var pat, input, output, side string
+	var pat, input, output, side, errTopic string
 	cmd := &cobra.Command{
-		Use:   "create --pattern JSON|YAML|@FILE --input TOPIC --output TOPIC [--timeout-topic TOPIC]",
+		Use:   "create --pattern JSON|YAML|@FILE --input TOPIC --output TOPIC [--timeout-topic TOPIC] [--error-topic TOPIC]",
 		Short: "Register a pattern on the server and start it on a topic",
 		Long: `Registers a pattern (named by its "name") on the server. It reads the
 CloudEvents of --input that follow its creation and writes the event each match
 emits to --output (created when missing); with --timeout-topic, partial matches
-that the pattern's within ended go there. Patterns run exactly-once and survive
+that the pattern's within ended go there. Input records that are not events or
+lack the pattern's key or time field go to --error-topic (default NAME.errors)
+with a header herald-error saying why. Patterns run exactly-once and survive
 restarts of the server.`,
 		Example: `  herald cep create --pattern @fraud.json --input logins --output fraud-alerts
   herald cep create --pattern @fraud.json --input logins --output fraud-alerts --timeout-topic fraud-timeouts`,
@@ -83,7 +85,7 @@ restarts of the server.`,
 			if err != nil {
 				return commandError(cmd, err)
 			}
-			def := cep.Definition{Pattern: pj, Input: input, Output: output, TimeoutTopic: side}
+			def := cep.Definition{Pattern: pj, Input: input, Output: output, TimeoutTopic: side, ErrorTopic: errTopic}
 			var info cep.Info
 			if err := f.call(cmd, http.MethodPost, "/v1/cep/patterns", nil, def, &info); err != nil {
 				return commandError(cmd, err)
@@ -103,6 +105,7 @@ restarts of the server.`,
 	cmd.Flags().StringVar(&input, "input", "", "topic of CloudEvents the pattern reads")
 	cmd.Flags().StringVar(&output, "output", "", "topic receiving the event each match emits")
 	cmd.Flags().StringVar(&side, "timeout-topic", "", "topic receiving partial matches that within ended (optional)")
+	cmd.Flags().StringVar(&errTopic, "error-topic", "", "topic receiving the input records that are not usable events (default NAME.errors)")
 	cmd.Flags().StringVarP(&f.output, "format", "o", "text", "output format: text or json")
 	return cmd
 }

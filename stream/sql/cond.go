@@ -2,7 +2,9 @@ package sql
 
 import (
 	"bytes"
+	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -183,23 +185,6 @@ func (q *Query) aggs() []stream.Agg {
 	return out
 }
 
-func compare(c int, op string) bool {
-	switch op {
-	case "=":
-		return c == 0
-	case "!=":
-		return c != 0
-	case "<":
-		return c < 0
-	case "<=":
-		return c <= 0
-	case ">":
-		return c > 0
-	default:
-		return c >= 0
-	}
-}
-
 func cmpFloat(a, b float64) int {
 	switch {
 	case a < b:
@@ -231,17 +216,17 @@ func MatchEvent(c Cond, e *event.Event) bool {
 			if err != nil {
 				return false
 			}
-			return compare(cmpFloat(x, c.Lit.Num), c.Op)
+			return stream.OpHolds(c.Op, cmpFloat(x, c.Lit.Num))
 		case c.Lit.IsBool:
 			if quoted {
 				return false
 			}
-			return compare(bytes.Compare(v, []byte(c.Lit.Str)), c.Op) && (c.Op == "=" || c.Op == "!=")
+			return stream.OpHolds(c.Op, bytes.Compare(v, []byte(c.Lit.Str))) && (c.Op == "=" || c.Op == "!=")
 		default:
 			if !quoted {
 				return false
 			}
-			return compare(bytes.Compare(v, []byte(c.Lit.Str)), c.Op)
+			return stream.OpHolds(c.Op, bytes.Compare(v, []byte(c.Lit.Str)))
 		}
 	}
 	return true
@@ -262,17 +247,57 @@ func MatchResult(c Cond, q *Query, r *stream.Result) bool {
 				if !c.Lit.IsNum || math.IsNaN(v.Number) {
 					return false
 				}
-				return compare(cmpFloat(v.Number, c.Lit.Num), c.Op)
+				return stream.OpHolds(c.Op, cmpFloat(v.Number, c.Lit.Num))
 			}
 		}
-		// The group key column.
-		if c.Lit.IsNum {
-			x, err := strconv.ParseFloat(r.Key, 64)
-			return err == nil && compare(cmpFloat(x, c.Lit.Num), c.Op)
+		// A group key column.
+		v, quoted, ok := q.keyValue(r.Key, c.Operand)
+		if !ok {
+			return false
 		}
-		return compare(strings.Compare(r.Key, c.Lit.Str), c.Op)
+		if c.Lit.IsNum {
+			x, err := strconv.ParseFloat(v, 64)
+			return err == nil && stream.OpHolds(c.Op, cmpFloat(x, c.Lit.Num))
+		}
+		if c.Lit.IsBool {
+			return !quoted && stream.OpHolds(c.Op, strings.Compare(v, c.Lit.Str)) && (c.Op == "=" || c.Op == "!=")
+		}
+		return stream.OpHolds(c.Op, strings.Compare(v, c.Lit.Str))
 	}
 	return true
+}
+
+// keyValue returns the value of the group key column named col in a
+// result's key: its text and whether it was a JSON string (for several
+// GROUP BY fields the key is the JSON array of their values).
+func (q *Query) keyValue(key, col string) (v string, quoted, ok bool) {
+	i := slices.IndexFunc(q.Columns, func(c Column) bool { return c.Agg == nil && c.Name == col })
+	if i < 0 {
+		return "", false, false
+	}
+	if len(q.GroupBy) == 1 {
+		return key, true, true
+	}
+	raw, ok := q.keyParts(key, q.Columns[i].field)
+	if !ok {
+		return "", false, false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, true, true
+	}
+	return string(raw), false, true
+}
+
+// keyParts returns the JSON value of GROUP BY field f in a result's key
+// (several GROUP BY fields).
+func (q *Query) keyParts(key, f string) (json.RawMessage, bool) {
+	var parts []json.RawMessage
+	i := slices.Index(q.GroupBy, f)
+	if i < 0 || json.Unmarshal([]byte(key), &parts) != nil || len(parts) != len(q.GroupBy) {
+		return nil, false
+	}
+	return parts[i], true
 }
 
 // Encode writes a result as the query's JSON record: window_start,
@@ -290,7 +315,13 @@ func (q *Query) Encode(r *stream.Result) []byte {
 		b = strconv.AppendQuote(b, c.Name)
 		b = append(b, ':')
 		if c.Agg == nil {
-			b = strconv.AppendQuote(b, r.Key)
+			if len(q.GroupBy) == 1 {
+				b = strconv.AppendQuote(b, r.Key)
+			} else if v, ok := q.keyParts(r.Key, c.field); ok {
+				b = append(b, v...)
+			} else {
+				b = append(b, "null"...)
+			}
 			continue
 		}
 		for _, v := range r.Values {
@@ -321,6 +352,17 @@ func (q *Query) Encode(r *stream.Result) []byte {
 	return append(b, '}')
 }
 
+// processorConfig is the query's aggregation.
+func (q *Query) processorConfig() stream.Config {
+	cfg := stream.Config{Window: q.Window, Aggs: q.aggs(), Grace: stream.Grace(q.Grace), Emit: q.Emit}
+	if len(q.GroupBy) == 1 {
+		cfg.Key = q.GroupBy[0]
+	} else {
+		cfg.Keys = q.GroupBy
+	}
+	return cfg
+}
+
 // JobConfig turns a CREATE TABLE query into a stream job: input the FROM
 // topic, output the topic named like the table.
 func (q *Query) JobConfig(brokers []string) (stream.JobConfig, error) {
@@ -329,7 +371,7 @@ func (q *Query) JobConfig(brokers []string) (stream.JobConfig, error) {
 	}
 	cfg := stream.JobConfig{
 		Name: q.Table, Brokers: brokers, Input: q.From, Output: q.Table,
-		Processor: stream.Config{Key: q.GroupBy, Window: q.Window, Aggs: q.aggs(), Grace: stream.Grace(q.Grace), Emit: q.Emit},
+		Processor: q.processorConfig(),
 		Encode:    q.Encode,
 	}
 	if w := q.Where; w != nil {

@@ -2,6 +2,7 @@ package sql
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,13 +19,14 @@ import (
 //	     | HOPPING (SIZE n unit, ADVANCE BY n unit, GRACE n unit)
 //	     | SLIDING (SIZE n unit, GRACE n unit)
 //	     | SESSION (GAP n unit, GRACE n unit)
-//	[GROUP BY field]
+//	[GROUP BY key [, key ...]]
 //	[HAVING condition]
 //	[EMIT FINAL | EMIT CHANGES] [;]
 //
 // A column is COUNT(*), SUM(f), AVG(f), MIN(f), MAX(f),
-// COUNT_DISTINCT(f), TOP_K(f, k) or the GROUP BY field, each with an
-// optional AS alias. A field is a CloudEvent attribute (type, source,
+// COUNT_DISTINCT(f), TOP_K(f, k) or a GROUP BY field, each with an
+// optional AS alias. A GROUP BY key is a field or the alias of a selected
+// field. A field is a CloudEvent attribute (type, source,
 // subject, ...) or a data path (data.total). Conditions combine
 // comparisons (= != <> < <= > >=) of a field (WHERE) or a column (HAVING)
 // with a literal ('text', numbers, TRUE, FALSE) by AND, OR, NOT and
@@ -36,7 +38,7 @@ type Query struct {
 	Where   Cond
 	Window  stream.Window
 	Grace   time.Duration
-	GroupBy string
+	GroupBy []string // fields
 	Having  Cond
 	Emit    stream.EmitMode
 	Text    string
@@ -227,19 +229,25 @@ func Parse(src string) (*Query, error) {
 		if err := p.kw("BY"); err != nil {
 			return nil, err
 		}
-		f, _, err := p.field()
-		if err != nil {
-			return nil, err
-		}
-		q.GroupBy = f
-		if p.isSym(",") {
-			return nil, p.errAt(p.peek(), "GROUP BY takes one field in this version")
+		for {
+			f, tok, err := p.groupKey(q)
+			if err != nil {
+				return nil, err
+			}
+			if slices.Contains(q.GroupBy, f) {
+				return nil, p.errAt(tok, "GROUP BY names %q twice", f)
+			}
+			q.GroupBy = append(q.GroupBy, f)
+			if !p.isSym(",") {
+				break
+			}
+			p.next()
 		}
 	}
 	for _, k := range keyCols {
 		c := q.Columns[k.col]
-		if q.GroupBy == "" || keyField(c) != q.GroupBy {
-			return nil, p.errAt(k.tok, "column %q is neither an aggregate nor the GROUP BY field", keyField(c))
+		if !slices.Contains(q.GroupBy, keyField(c)) {
+			return nil, p.errAt(k.tok, "column %q is neither an aggregate nor a GROUP BY field", keyField(c))
 		}
 	}
 	if p.isKw("HAVING") {
@@ -273,6 +281,23 @@ func Parse(src string) (*Query, error) {
 		return nil, &Error{1, 1, "the query selects no aggregate (COUNT(*), SUM(...), ...)"}
 	}
 	return q, nil
+}
+
+// groupKey reads a GROUP BY key: the alias of a selected field, or a
+// field.
+func (p *parser) groupKey(q *Query) (string, token, error) {
+	t := p.peek()
+	// NB: an identifier is never the last token (tEOF is).
+	if t.kind == tIdent && !(p.toks[p.pos+1].kind == tSym && p.toks[p.pos+1].text == ".") {
+		for _, c := range q.Columns {
+			if c.Agg == nil && c.Name == t.text && c.field != t.text {
+				p.next()
+				return c.field, t, nil
+			}
+		}
+	}
+	f, tok, err := p.field()
+	return f, tok, err
 }
 
 // keyField is the field a key column selects (kept in Agg-less columns'

@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/internal/httpjson"
+	"github.com/heraldhq/herald/stream"
 )
 
 // pullQuiet is how long a pull waits for more of a table's records once
@@ -93,16 +95,84 @@ func (r Row) match(c Cond) bool {
 		}
 		switch v := v.(type) {
 		case float64:
-			return c.Lit.IsNum && compare(cmpFloat(v, c.Lit.Num), c.Op)
+			return c.Lit.IsNum && stream.OpHolds(c.Op, cmpFloat(v, c.Lit.Num))
 		case string:
-			return !c.Lit.IsNum && !c.Lit.IsBool && compare(strings.Compare(v, c.Lit.Str), c.Op)
+			return !c.Lit.IsNum && !c.Lit.IsBool && stream.OpHolds(c.Op, strings.Compare(v, c.Lit.Str))
 		}
 	}
 	return false
 }
 
+// table is a registered query's table in memory: the newest row per
+// group and window. Its job loads it from the table topic when it starts
+// (after fencing its predecessor) and applies the results of each
+// committed transaction, so it holds what the topic's committed records
+// hold.
+type table struct {
+	mu struct {
+		sync.RWMutex
+		ready bool
+		rows  map[string]Row // rowID -> row
+	}
+}
+
+// rowID identifies a row: window start and group key.
+func rowID(row Row, key []byte) string { return string(row["window_start"]) + "\x00" + string(key) }
+
+// load replaces the rows with those of the table topic.
+func (t *table) load(ctx context.Context, r *Registry, topic string) error {
+	rows, err := r.readTable(ctx, topic)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.mu.rows, t.mu.ready = rows, true
+	t.mu.Unlock()
+	return nil
+}
+
+// apply adds a committed transaction's records.
+func (t *table) apply(recs []*kgo.Record) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, rec := range recs {
+		var row Row
+		if json.Unmarshal(rec.Value, &row) == nil {
+			t.mu.rows[rowID(row, rec.Key)] = row
+		}
+	}
+}
+
+// query returns the rows matching where, in window then group order; ok
+// is false until the table is loaded.
+func (t *table) query(where Cond) (rows []Row, ok bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if !t.mu.ready {
+		return nil, false
+	}
+	return selectRows(t.mu.rows, where), true
+}
+
+func selectRows(rows map[string]Row, where Cond) []Row {
+	ids := make([]string, 0, len(rows))
+	for id := range rows {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := []Row{}
+	for _, id := range ids {
+		if row := rows[id]; row.match(where) {
+			out = append(out, row)
+		}
+	}
+	return out
+}
+
 // Pull answers a pull query from the table of a registered query: the
-// newest row per group and window, in window then group order.
+// newest row per group and window, in window then group order. It answers
+// from the table the query's job keeps in memory; only while the job has
+// not loaded it yet (it is starting) does it read the table topic.
 func (r *Registry) Pull(ctx context.Context, text string) ([]Row, error) {
 	q, err := ParsePull(text)
 	if err != nil {
@@ -112,14 +182,30 @@ func (r *Registry) Pull(ctx context.Context, text string) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted())}, r.cfg.KgoOptions...)...)
+	if t, ok := r.tables.Load(q.Table); ok {
+		if rows, ok := t.(*table).query(q.Where); ok {
+			return rows, nil
+		}
+	}
+	rows, err := r.readTable(ctx, info.Output)
+	if err != nil {
+		return nil, fmt.Errorf("sql: table %q: %w", q.Table, err)
+	}
+	return selectRows(rows, q.Where), nil
+}
+
+// readTable reads a table topic's committed records: the newest row per
+// group and window.
+func (r *Registry) readTable(ctx context.Context, topic string) (map[string]Row, error) {
+	r.topicReads.Add(1)
+	cl, err := r.NewClient(kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, info.Output)
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
 	if err != nil {
-		return nil, fmt.Errorf("sql: table %q: %w", q.Table, err)
+		return nil, err
 	}
 	parts := map[int32]kgo.Offset{}
 	want := map[int32]int64{}
@@ -130,54 +216,42 @@ func (r *Registry) Pull(ctx context.Context, text string) ([]Row, error) {
 		}
 	})
 	latest := map[string]Row{}
-	var order []string
-	if len(parts) > 0 {
-		cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{info.Output: parts})
-		for len(want) > 0 {
-			// NB: the committed end counts transaction markers, which are
-			// never delivered: a quiet poll means the table has been read.
-			pctx, cancel := context.WithTimeout(ctx, pullQuiet)
-			fs := cl.PollFetches(pctx)
-			cancel()
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			if fs.NumRecords() == 0 && pctx.Err() != nil {
-				break
-			}
-			var ferr error
-			fs.EachError(func(_ string, _ int32, err error) {
-				if !errors.Is(err, context.DeadlineExceeded) {
-					ferr = err
-				}
-			})
-			if ferr != nil {
-				return nil, fmt.Errorf("sql: read table %q: %w", q.Table, ferr)
-			}
-			fs.EachRecord(func(rec *kgo.Record) {
-				if rec.Offset+1 >= want[rec.Partition] {
-					delete(want, rec.Partition)
-				}
-				var row Row
-				if json.Unmarshal(rec.Value, &row) != nil {
-					return
-				}
-				id := string(row["window_start"]) + "\x00" + string(rec.Key)
-				if _, ok := latest[id]; !ok {
-					order = append(order, id)
-				}
-				latest[id] = row
-			})
-		}
+	if len(parts) == 0 {
+		return latest, nil
 	}
-	sort.Strings(order)
-	out := []Row{}
-	for _, id := range order {
-		if row := latest[id]; row.match(q.Where) {
-			out = append(out, row)
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts})
+	for len(want) > 0 {
+		// NB: the committed end counts transaction markers, which are
+		// never delivered: a quiet poll means the table has been read.
+		pctx, cancel := context.WithTimeout(ctx, pullQuiet)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
+		if fs.NumRecords() == 0 && pctx.Err() != nil {
+			break
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				ferr = err
+			}
+		})
+		if ferr != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, ferr)
+		}
+		fs.EachRecord(func(rec *kgo.Record) {
+			if rec.Offset+1 >= want[rec.Partition] {
+				delete(want, rec.Partition)
+			}
+			var row Row
+			if json.Unmarshal(rec.Value, &row) == nil {
+				latest[rowID(row, rec.Key)] = row
+			}
+		})
 	}
-	return out, nil
+	return latest, nil
 }
 
 func pullRoute(h interface{ Handle(string, http.Handler) }, r *Registry) {

@@ -27,11 +27,11 @@ func (r *Registry) Push(ctx context.Context, text string, fromStart bool, emit f
 	if q.Table != "" {
 		return &Error{1, 1, "a push query is a plain SELECT; CREATE TABLE registers a query (POST /v1/queries)"}
 	}
-	p, err := stream.New(stream.Config{Key: q.GroupBy, Window: q.Window, Aggs: q.aggs(), Grace: stream.Grace(q.Grace), Emit: q.Emit})
+	p, err := stream.New(q.processorConfig())
 	if err != nil {
 		return &Error{1, 1, err.Error()}
 	}
-	lc, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Brokers...)}, r.cfg.KgoOptions...)...)
+	lc, err := r.NewClient()
 	if err != nil {
 		return err
 	}
@@ -52,8 +52,8 @@ func (r *Registry) Push(ctx context.Context, text string, fromStart bool, emit f
 	for _, pd := range t.Partitions {
 		parts[pd.Partition] = start
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{q.From: parts})}, r.cfg.KgoOptions...)...)
+	cl, err := r.NewClient(kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{q.From: parts}))
 	if err != nil {
 		return err
 	}

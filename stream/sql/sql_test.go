@@ -44,7 +44,7 @@ func TestParseErrors(t *testing.T) {
 		{"SELECT COUNT(*) FROM orders WINDOW TUMBLING (SIZE 0 SECONDS, GRACE 1 MINUTE)", "line 1, column 36: window.size: 0s is not positive"},
 		{"SELECT COUNT(*) FROM orders", "line 1, column 28: expected WINDOW"},
 		{"SELECT SUM(total) FROM orders WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS)", `line 1, column 12: unknown field "total"`},
-		{"SELECT data.user, COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS)", `column "data.user" is neither an aggregate nor the GROUP BY field`},
+		{"SELECT data.user, COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS)", `column "data.user" is neither an aggregate nor a GROUP BY field`},
 		{"SELECT COUNT(*) AS n FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) HAVING m > 3", `line 1, column 83: HAVING refers to "m"`},
 		{"SELECT COUNT(*) FROM o WHERE type = 'x WINDOW", "line 1, column 37: string literal is not closed"},
 		{"SELECT MEDIAN(data.x) FROM o", "line 1, column 8: unknown function MEDIAN"},
@@ -99,7 +99,7 @@ func TestRunQueryInProcess(t *testing.T) {
 	}
 	cfg, _ := (&Query{Table: "x"}).JobConfig(nil)
 	_ = cfg
-	p, err := stream.New(stream.Config{Key: q.GroupBy, Window: q.Window, Aggs: q.aggs(), Grace: stream.Grace(q.Grace), Emit: q.Emit})
+	p, err := stream.New(q.processorConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,26 +122,13 @@ func TestRunQueryInProcess(t *testing.T) {
 // TestCreateTableJob runs the issue's query as a job on an in-process
 // server and reads its table topic.
 func TestCreateTableJob(t *testing.T) {
-	srv, err := server.Start(context.Background(), server.Config{
-		Broker: broker.Config{DataDir: t.TempDir()},
-		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(srv.KafkaAddr()), kgo.DefaultProduceTopic("orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	brokers, cl := startServer(t, kgo.DefaultProduceTopic("orders"))
 	ctx := context.Background()
 	q, err := Parse(hourly)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := q.JobConfig([]string{srv.KafkaAddr()})
+	cfg, err := q.JobConfig([]string{brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +165,7 @@ func TestCreateTableJob(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	rd, err := kgo.NewClient(kgo.SeedBrokers(srv.KafkaAddr()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeTopics("hourly_orders"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -197,15 +184,23 @@ func TestCreateTableJob(t *testing.T) {
 		`{"window_start":"2026-03-01T10:00:00Z","window_end":"2026-03-01T11:00:00Z","order_count":3,"total_revenue":35}`,
 		`{"window_start":"2026-03-01T11:00:00Z","window_end":"2026-03-01T12:00:00Z","order_count":1,"total_revenue":7}`,
 	}
-	mfs, _ := promReg.Gather()
-	metrics := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			metrics[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	// The metrics are set once the job has seen its commit succeed, which
+	// can be after a reader sees the committed records.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mfs, _ := promReg.Gather()
+		metrics := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				metrics[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
 		}
-	}
-	if metrics["herald_stream_results_total"] != 2 || metrics["herald_stream_events_total"] != 6 || metrics["herald_stream_open_windows"] != 1 {
-		t.Errorf("metrics %v", metrics)
+		if metrics["herald_stream_results_total"] == 2 && metrics["herald_stream_events_total"] == 6 && metrics["herald_stream_open_windows"] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("metrics %v", metrics)
+			break
+		}
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("table topic:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -215,6 +210,7 @@ func TestCreateTableJob(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add(hourly)
 	f.Add("SELECT TOP_K(data.x, 3) FROM o WINDOW SESSION (GAP 5 MINUTES, GRACE 1 SECOND) GROUP BY `ext.k` HAVING top_k_data_x = 1")
+	f.Add("SELECT data.a AS a, source, COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) GROUP BY a, source, data.b HAVING a = 1")
 	f.Add("SELECT COUNT(*) FROM o WHERE (a.b = 'x''y' OR NOT c >= -1.5e3) WINDOW HOPPING (SIZE 2 HOURS, ADVANCE BY 1 HOUR, GRACE 0 DAYS)")
 	f.Fuzz(func(t *testing.T, s string) {
 		q, err := Parse(s)
@@ -224,8 +220,83 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if _, err := stream.New(stream.Config{Key: q.GroupBy, Window: q.Window, Aggs: q.aggs(), Grace: stream.Grace(q.Grace), Emit: q.Emit}); err != nil {
+		if _, err := stream.New(q.processorConfig()); err != nil {
 			t.Fatalf("parsed %q but the processor refuses it: %v", s, err)
 		}
 	})
+}
+
+// TestGroupBySeveral groups by two data fields (one by its SELECT alias)
+// and an attribute: each key column gets its own value in the output
+// records, HAVING compares key columns, and bad GROUP BY lists are refused.
+func TestGroupBySeveral(t *testing.T) {
+	q, err := Parse(`CREATE TABLE t AS SELECT data.region AS region, data.user AS customer, COUNT(*) AS n, SUM(data.total) AS revenue, source
+		FROM orders WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS)
+		GROUP BY region, data.user, source HAVING region != 'mars' AND customer != 'eve' EMIT FINAL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(q.GroupBy, ",") != "data.region,data.user,source" {
+		t.Fatalf("group by %q", q.GroupBy)
+	}
+	p, err := stream.New(q.processorConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	s := &sink{q: q}
+	for i, o := range []struct {
+		region, user, source string
+		total                int
+	}{
+		{"eu", "ann", "/web", 10}, {"us", "ann", "/web", 20}, {"eu", "ann", "/web", 5}, {"eu", "bob", "/app", 7},
+		{"eu", "ann", "/app", 1}, {"mars", "ann", "/web", 3}, {"eu", "eve", "/web", 4},
+	} {
+		e := event.New(o.source, "OrderCreated")
+		e.Time = base.Add(time.Duration(i) * time.Minute)
+		e.Data = fmt.Appendf(nil, `{"region":%q,"user":%q,"total":%d}`, o.region, o.user, o.total)
+		p.Process(0, e, s)
+	}
+	p.Flush(s)
+	w := `{"window_start":"2026-03-01T10:00:00Z","window_end":"2026-03-01T11:00:00Z",`
+	want := []string{
+		w + `"region":"eu","customer":"ann","n":1,"revenue":1,"source":"/app"}`,
+		w + `"region":"eu","customer":"ann","n":2,"revenue":15,"source":"/web"}`,
+		w + `"region":"eu","customer":"bob","n":1,"revenue":7,"source":"/app"}`,
+		w + `"region":"us","customer":"ann","n":1,"revenue":20,"source":"/web"}`,
+	}
+	if strings.Join(s.out, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(s.out, "\n"), strings.Join(want, "\n"))
+	}
+	for _, c := range []struct{ q, want string }{
+		{"SELECT COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) GROUP BY data.a, data.a", `line 1, column 88: GROUP BY names "data.a" twice`},
+		{"SELECT data.a, data.b, COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) GROUP BY data.a", `line 1, column 16: column "data.b" is neither an aggregate nor a GROUP BY field`},
+		{"SELECT COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) GROUP BY data.a,", "expected a field"},
+		{"SELECT COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) GROUP BY nosuch", `unknown field "nosuch"`},
+	} {
+		if _, err := Parse(c.q); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Parse(%q) = %v, want %q", c.q, err, c.want)
+		}
+	}
+}
+
+// startServer starts an in-process server and a client of it with opts,
+// both closed when the test ends, and returns the server's address.
+func startServer(tb testing.TB, opts ...kgo.Opt) (string, *kgo.Client) {
+	tb.Helper()
+	srv, err := server.Start(context.Background(), server.Config{
+		Broker: broker.Config{DataDir: tb.TempDir()},
+		Groups: groups.Config{MinSessionTimeout: 100 * time.Millisecond},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close() })
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(srv.KafkaAddr())}, opts...)...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cl.Close)
+	return srv.KafkaAddr(), cl
 }

@@ -44,6 +44,8 @@ fuzz FuzzLoadIndex ./commitlog
 fuzz FuzzDecodeRecord ./broker/groups
 fuzz FuzzDecodeRecord ./broker/txn
 fuzz FuzzRequest ./kafka
+fuzz FuzzRestoreChanges ./stream
+fuzz FuzzRestoreChanges ./cep
 fuzz FuzzRecordTraces ./kafka
 fuzz FuzzDecodeMarkBatch ./client
 fuzz FuzzReadIndexFile ./lineage

@@ -128,7 +128,7 @@ func (c *conn) fetch(req *request, r *kmsg.FetchRequest) (kmsg.Response, error) 
 				span commitlog.FileSpan
 				ok   bool
 			)
-			if c.sendfile {
+			if c.sendfile && hwm-fp.offset >= tailRecords {
 				f, span, ok, err = c.s.b.FetchSpan(c.ctx, fp.topic, rp.Partition, fp.offset, max(budget, 1), readCommitted)
 			}
 			dst := scratch

@@ -483,33 +483,82 @@ func TestTruncatedSegment(t *testing.T) {
 	})
 }
 
+// A zero-filled tail is space no batch was written to (preallocated, or an
+// append none of whose bytes reached the disk): not a loss, and appends
+// overwrite it. A torn batch before zeros is still a torn tail.
 func TestZeroFilledTail(t *testing.T) {
 	for _, tail := range []int{0, 3} {
-		t.Run(fmt.Sprintf("tail=%d", tail), func(t *testing.T) {
-			f := buildFixture(t, 60, tail)
-			segs := f.segments(t)
-			active := segs[len(segs)-1]
-			size := fileSize(t, active)
-			fh, err := os.OpenFile(active, os.O_WRONLY|os.O_APPEND, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := fh.Write(make([]byte, 4096)); err != nil {
-				t.Fatal(err)
-			}
-			fh.Close()
-			st, l := f.open(t)
-			r := l.Recovery()
-			if !r.Lost() || r.Segment != active || r.Position != size || r.TruncatedBytes != 4096 || r.DroppedBatches != 1 {
-				t.Fatalf("recovery %+v; want 4096 bytes truncated at %d", r, size)
-			}
-			if got := fileSize(t, active); got != size {
-				t.Fatalf("segment is %d bytes, want %d", got, size)
-			}
-			sameRecs(t, "after recovery", readAll(t, l, 0), f.want)
-			checkAppendContinues(t, f, st, l, f.want)
-		})
+		for _, torn := range []bool{false, true} {
+			t.Run(fmt.Sprintf("tail=%d/torn=%v", tail, torn), func(t *testing.T) {
+				f := buildFixture(t, 60, tail)
+				segs := f.segments(t)
+				active := segs[len(segs)-1]
+				size := fileSize(t, active)
+				fh, err := os.OpenFile(active, os.O_WRONLY|os.O_APPEND, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				junk := make([]byte, 4096)
+				if torn {
+					// The first bytes of a batch header: a length and a base offset.
+					copy(junk, []byte{0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 80})
+				}
+				if _, err := fh.Write(junk); err != nil {
+					t.Fatal(err)
+				}
+				fh.Close()
+				st, l := f.open(t)
+				r := l.Recovery()
+				if torn {
+					if !r.Lost() || r.Segment != active || r.Position != size || r.TruncatedBytes != 4096 || r.DroppedBatches != 1 || r.UnwrittenBytes != 0 {
+						t.Fatalf("recovery %+v; want 4096 bytes truncated at %d", r, size)
+					}
+					if got := fileSize(t, active); got != size {
+						t.Fatalf("segment is %d bytes, want %d", got, size)
+					}
+				} else {
+					if r.Lost() || r.UnwrittenBytes != 4096 {
+						t.Fatalf("recovery %+v; want no loss and 4096 unwritten bytes", r)
+					}
+					if got := fileSize(t, active); got != size+4096 {
+						t.Fatalf("segment is %d bytes, want its zeros kept: %d", got, size+4096)
+					}
+				}
+				sameRecs(t, "after recovery", readAll(t, l, 0), f.want)
+				checkAppendContinues(t, f, st, l, f.want)
+			})
+		}
 	}
+}
+
+// A sealed segment with a zero-filled tail (one sealed by a version that
+// did not trim, or whose trim a crash undid) is trimmed at open.
+func TestZeroFilledSealedTail(t *testing.T) {
+	f := buildFixture(t, 60, 0)
+	segs := f.segments(t)
+	sealed := segs[len(segs)-2]
+	size := fileSize(t, sealed)
+	fh, err := os.OpenFile(sealed, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fh.Write(make([]byte, 10000)); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	// Without recovery points, so that the sealed segment is validated.
+	if err := os.Remove(filepath.Join(f.dir, checkpointFile)); err != nil {
+		t.Fatal(err)
+	}
+	st, l := f.open(t)
+	if r := l.Recovery(); r.Lost() || r.UnwrittenBytes != 10000 {
+		t.Fatalf("recovery %+v; want no loss and 10000 unwritten bytes", r)
+	}
+	if got := fileSize(t, sealed); got != size {
+		t.Fatalf("sealed segment is %d bytes, want it trimmed to %d", got, size)
+	}
+	sameRecs(t, "after recovery", readAll(t, l, 0), f.want)
+	checkAppendContinues(t, f, st, l, f.want)
 }
 
 // lookups records what a log answers, to compare before and after damage to

@@ -42,8 +42,15 @@ const (
 
 var crashLogNames = [2]string{"crash/a", "crash/b"}
 
-func crashLogOptions(d Durability) Options {
-	return Options{Durability: d, SegmentBytes: 64 << 10, IndexIntervalBytes: 1 << 10}
+// crashLogOptions are the options of crashLogNames[i]: the second log
+// preallocates, so that every round also kills a process writing into
+// zero-filled space and sealing (trimming) such segments.
+func crashLogOptions(d Durability, i int) Options {
+	o := Options{Durability: d, SegmentBytes: 64 << 10, IndexIntervalBytes: 1 << 10}
+	if i == 1 {
+		o.Preallocate = 24 << 10
+	}
+	return o
 }
 
 // crashRecords returns the records of the batch that writer appends as its
@@ -119,7 +126,7 @@ func TestCrashChild(t *testing.T) {
 	}
 	var logs [2]*Log
 	for i, name := range crashLogNames {
-		if logs[i], err = st.OpenLog(name, crashLogOptions(d)); err != nil {
+		if logs[i], err = st.OpenLog(name, crashLogOptions(d, i)); err != nil {
 			crashChildFail("open log: %v", err)
 		}
 	}
@@ -257,7 +264,7 @@ func TestCrashAcknowledgedWritesSurvive(t *testing.T) {
 			}
 			var all []crashAck
 			seen := [2]map[int64]crashBatch{{}, {}}
-			grew, torn := 0, 0
+			grew, torn, unwritten := 0, 0, 0
 			for round := range rounds {
 				delay := time.Duration(20+rng.IntN(281)) * time.Millisecond
 				acks := runCrashChild(t, dir, sync, round, delay)
@@ -268,10 +275,13 @@ func TestCrashAcknowledgedWritesSurvive(t *testing.T) {
 
 				st := openTestStore(t, dir)
 				for i, name := range crashLogNames {
-					l := openTestLog(t, st, name, crashLogOptions(d))
+					l := openTestLog(t, st, name, crashLogOptions(d, i))
 					if l.Recovery().Lost() {
 						torn++
 						t.Logf("round %d: %s: recovery: %+v", round, name, l.Recovery())
+					}
+					if l.Recovery().UnwrittenBytes > 0 {
+						unwritten++
 					}
 					verifyCrashLog(t, l, i, round, all, seen[i])
 				}
@@ -279,7 +289,10 @@ func TestCrashAcknowledgedWritesSurvive(t *testing.T) {
 					t.Fatalf("round %d: close: %v", round, err)
 				}
 			}
-			t.Logf("%d rounds, %d acknowledged appends, %d rounds acknowledged something, %d torn tails truncated", rounds, len(all), grew, torn)
+			t.Logf("%d rounds, %d acknowledged appends, %d rounds acknowledged something, %d torn tails truncated, %d preallocated tails found", rounds, len(all), grew, torn, unwritten)
+			if unwritten < rounds/2 {
+				t.Fatalf("only %d of %d rounds found the preallocating log's zero-filled tail; the test is not exercising preallocation", unwritten, rounds)
+			}
 			if grew < rounds/2 {
 				t.Fatalf("only %d of %d rounds acknowledged an append; the test is not exercising the log", grew, rounds)
 			}

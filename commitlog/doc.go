@@ -50,7 +50,9 @@
 //
 // The file id is random per segment file; an index names the id of the
 // segment it indexes, so an index left over from a replaced file is never
-// trusted. After the header a segment holds record batches back to back:
+// trusted. After the header a segment holds record batches back to back,
+// and the active segment of a log with Options.Preallocate may end in
+// zeros written ahead of its last batch (cut off when it is sealed):
 //
 //	+-------------+-------------+----------------+-------+-----+------------
 //	| base offset | batch length| leader epoch=0 | magic | crc | attributes...
@@ -95,6 +97,12 @@
 // they were sealed. Corruption before the recovery point, or found later in a
 // sealed segment by a read, is a *CorruptionError, never a panic or a silent
 // skip. Opening therefore costs time proportional to the unsynced tail.
+//
+// Zeros from the end of the last batch to the end of the file are unwritten
+// space (preallocated, or an append none of whose bytes reached the disk),
+// not data: they are reported as Recovery().UnwrittenBytes, not as a loss;
+// the active segment keeps them for its next appends and a sealed one is
+// trimmed. A batch torn before zeros is a torn tail like any other.
 //
 // # Cleaning
 //

@@ -1,6 +1,7 @@
 package commitlog
 
 import (
+	"bytes"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -58,8 +59,12 @@ func FuzzRecoverTail(f *testing.F) {
 		if len(got) < len(want) || !reflect.DeepEqual(got[:len(want)], want) {
 			t.Fatalf("records before the tail changed: got %d, want %d", len(got), len(want))
 		}
-		if len(got) == len(want) && int64(len(tail)) != l.Recovery().TruncatedBytes {
-			t.Fatalf("tail of %d bytes dropped, report says %d", len(tail), l.Recovery().TruncatedBytes)
+		r := l.Recovery()
+		if len(got) == len(want) && int64(len(tail)) != r.TruncatedBytes+r.UnwrittenBytes {
+			t.Fatalf("tail of %d bytes dropped, report says %d truncated and %d unwritten", len(tail), r.TruncatedBytes, r.UnwrittenBytes)
+		}
+		if allZero := bytes.Count(tail, []byte{0}) == len(tail); allZero != (r.UnwrittenBytes == int64(len(tail))) || (allZero && r.Lost()) {
+			t.Fatalf("tail of %d bytes, all zero %v: report %+v", len(tail), allZero, r)
 		}
 		if off := mustAppend(t, l, makeBatch(t, "after", 1, 10, 9)); off != int64(len(got)) {
 			t.Fatalf("append after recovery at offset %d, want %d", off, len(got))

@@ -91,6 +91,10 @@ type RecoveryReport struct {
 	Segment        string // file that was truncated, if any
 	Position       int64  // where it was truncated
 	Reason         string // why the first dropped byte was not accepted
+	// UnwrittenBytes is zero-filled space found after the last batch:
+	// preallocated (Options.Preallocate), or an append none of whose
+	// bytes reached the disk. It holds no data, so it is not a loss.
+	UnwrittenBytes int64
 }
 
 // Lost reports whether recovery dropped anything.
@@ -333,9 +337,17 @@ func (l *Log) writeLocked(s *segment, b []byte) error {
 		if terr := f.Truncate(pos); terr != nil {
 			l.failLocked(fmt.Errorf("%v; truncate after it: %w", err, terr))
 		}
+		s.alloc = pos
 		return err
 	}
-	s.size.Store(pos + int64(len(b)))
+	end := pos + int64(len(b))
+	s.size.Store(end)
+	if end > s.alloc {
+		s.alloc = end
+		if l.opts.Preallocate > 0 && !s.noPrealloc {
+			l.preallocateLocked(s, f, end)
+		}
+	}
 	s.imu.Lock()
 	for p := 0; p < len(b); {
 		h, _ := batch.ParseHeader(b[p:])
@@ -343,6 +355,56 @@ func (l *Log) writeLocked(s *segment, b []byte) error {
 		p += h.Size()
 	}
 	s.imu.Unlock()
+	return nil
+}
+
+// zeros is what preallocation writes.
+var zeros [256 << 10]byte
+
+// preallocateLocked writes zeros after end, the new end of s's last batch,
+// up to Options.Preallocate bytes ahead (not past the segment size, unless
+// a batch already is). The zeros reach the disk with the same fsync as the
+// batch; the fsyncs after it write into blocks the file already has. A
+// failure (a full disk) stops preallocating for this segment only: the
+// append itself succeeded, and a partial run of zeros is an unwritten
+// tail, which recovery expects.
+func (l *Log) preallocateLocked(s *segment, f vfs.File, end int64) {
+	to := max(min(end+l.opts.Preallocate, l.opts.SegmentBytes), end)
+	for p := end; p < to; {
+		n := int(min(to-p, int64(len(zeros))))
+		if _, err := f.WriteAt(zeros[:n], p); err != nil {
+			l.logger.Warn("cannot preallocate segment space; this segment goes on without it", "log", l.name, "segment", s.path, "err", err)
+			l.m.preallocFailures.Inc()
+			s.noPrealloc = true
+			return
+		}
+		p += int64(n)
+		s.alloc = p
+		l.m.preallocBytes.Add(float64(n))
+	}
+}
+
+// trimLocked cuts the zero-filled space off s before it is sealed, and
+// makes that durable before the next segment is created: a sealed segment
+// ends at its last batch, and recovery validates only the newest two.
+func (l *Log) trimLocked(s *segment) error {
+	size := s.size.Load()
+	if s.alloc <= size {
+		return nil
+	}
+	f, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer s.release()
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("trim preallocated space of %s: %w", s.path, err)
+	}
+	if err := f.Sync(); err != nil {
+		l.failLocked(fmt.Errorf("sync %s after trimming it: %w", s.path, err))
+		return fmt.Errorf("sync %s after trimming it: %w", s.path, err)
+	}
+	s.alloc = size
 	return nil
 }
 
@@ -363,10 +425,14 @@ func (l *Log) needsRollLocked(n int) bool {
 // this kicks off.
 func (l *Log) rollLocked() error {
 	old := l.mu.active
+	if err := l.trimLocked(old); err != nil {
+		return err
+	}
 	s := l.newSegment(l.mu.next, newFileID())
 	if err := createSegmentFile(l.fs, s.path, s.base, s.fileID); err != nil {
 		return err
 	}
+	s.alloc = segHeaderSize
 	s.size.Store(segHeaderSize)
 	s.readLimit.Store(segHeaderSize)
 	s.synced.Store(segHeaderSize)

@@ -9,16 +9,18 @@ import (
 // metrics are a Store's Prometheus metrics. Per-log gauges are collected at
 // scrape time from the open logs, so idle logs cost nothing between scrapes.
 type metrics struct {
-	st             *Store
-	appendRecords  prometheus.Counter
-	appendBytes    prometheus.Counter
-	fsyncSeconds   prometheus.Histogram
-	syncRounds     prometheus.Counter
-	truncatedBytes prometheus.Counter
-	corruptions    prometheus.Counter
-	failures       prometheus.Counter
-	compactions    prometheus.Counter
-	deletedSegs    prometheus.Counter
+	st               *Store
+	appendRecords    prometheus.Counter
+	appendBytes      prometheus.Counter
+	fsyncSeconds     prometheus.Histogram
+	syncRounds       prometheus.Counter
+	truncatedBytes   prometheus.Counter
+	corruptions      prometheus.Counter
+	failures         prometheus.Counter
+	compactions      prometheus.Counter
+	deletedSegs      prometheus.Counter
+	preallocBytes    prometheus.Counter
+	preallocFailures prometheus.Counter
 
 	logSize, logSegments, logStart, logEnd, logHWM, openFiles *prometheus.Desc
 }
@@ -34,24 +36,26 @@ func newMetrics(st *Store) *metrics {
 		appendBytes:   c("append_bytes_total", "Bytes of record batches appended."),
 		fsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "fsync_seconds",
 			Help: "Duration of flush rounds (fsyncs of segment files, shared by group commit).", Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16)}),
-		syncRounds:     c("sync_rounds_total", "Flush rounds; appends per round = appends / rounds."),
-		truncatedBytes: c("recovery_truncated_bytes_total", "Bytes dropped from torn or corrupt tails at open."),
-		corruptions:    c("corruption_errors_total", "Reads that found corrupt data."),
-		failures:       c("log_failures_total", "Logs that stopped accepting writes after an I/O error."),
-		compactions:    c("compactions_total", "Segments rewritten by compaction."),
-		deletedSegs:    c("retention_deleted_segments_total", "Segments removed by retention."),
-		logSize:        prometheus.NewDesc(ns+"_"+sub+"_log_size_bytes", "Bytes in a log's segment files.", []string{"log"}, nil),
-		logSegments:    prometheus.NewDesc(ns+"_"+sub+"_log_segments", "Segment files of a log.", []string{"log"}, nil),
-		logStart:       prometheus.NewDesc(ns+"_"+sub+"_log_start_offset", "First offset in a log.", []string{"log"}, nil),
-		logEnd:         prometheus.NewDesc(ns+"_"+sub+"_log_end_offset", "Offset the next record of a log gets.", []string{"log"}, nil),
-		logHWM:         prometheus.NewDesc(ns+"_"+sub+"_log_high_watermark", "Offsets below are visible to readers.", []string{"log"}, nil),
-		openFiles:      prometheus.NewDesc(ns+"_"+sub+"_open_files", "Segment files held open.", nil, nil),
+		syncRounds:       c("sync_rounds_total", "Flush rounds; appends per round = appends / rounds."),
+		truncatedBytes:   c("recovery_truncated_bytes_total", "Bytes dropped from torn or corrupt tails at open."),
+		corruptions:      c("corruption_errors_total", "Reads that found corrupt data."),
+		failures:         c("log_failures_total", "Logs that stopped accepting writes after an I/O error."),
+		compactions:      c("compactions_total", "Segments rewritten by compaction."),
+		deletedSegs:      c("retention_deleted_segments_total", "Segments removed by retention."),
+		preallocBytes:    c("preallocated_bytes_total", "Zero bytes written ahead of active segments (Options.Preallocate)."),
+		preallocFailures: c("preallocate_failures_total", "Preallocations that failed (appends go on without them)."),
+		logSize:          prometheus.NewDesc(ns+"_"+sub+"_log_size_bytes", "Bytes in a log's segment files.", []string{"log"}, nil),
+		logSegments:      prometheus.NewDesc(ns+"_"+sub+"_log_segments", "Segment files of a log.", []string{"log"}, nil),
+		logStart:         prometheus.NewDesc(ns+"_"+sub+"_log_start_offset", "First offset in a log.", []string{"log"}, nil),
+		logEnd:           prometheus.NewDesc(ns+"_"+sub+"_log_end_offset", "Offset the next record of a log gets.", []string{"log"}, nil),
+		logHWM:           prometheus.NewDesc(ns+"_"+sub+"_log_high_watermark", "Offsets below are visible to readers.", []string{"log"}, nil),
+		openFiles:        prometheus.NewDesc(ns+"_"+sub+"_open_files", "Segment files held open.", nil, nil),
 	}
 }
 
 func (m *metrics) counters() []prometheus.Collector {
 	return []prometheus.Collector{m.appendRecords, m.appendBytes, m.fsyncSeconds, m.syncRounds,
-		m.truncatedBytes, m.corruptions, m.failures, m.compactions, m.deletedSegs}
+		m.truncatedBytes, m.corruptions, m.failures, m.compactions, m.deletedSegs, m.preallocBytes, m.preallocFailures}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {

@@ -135,7 +135,23 @@ type Options struct {
 	// DeleteRetention is how long compaction keeps tombstones (records with
 	// a null value), counted from the tombstone's timestamp.
 	DeleteRetention time.Duration
+
+	// Preallocate keeps this many bytes of zero-filled space written ahead
+	// of the active segment's end. An append then overwrites blocks the
+	// file already has, so its fdatasync writes data only; without it,
+	// every fdatasync also commits the file's new size (on ext4 a journal
+	// commit: 0.21 ms against 0.15 ms per fsync on the machine
+	// docs/benchmarks.md describes). The cost is writing every byte twice
+	// and up to this much disk per log, so it suits a log with a single
+	// writer that waits for each fsync (the event store), not thousands
+	// of partitions. Zero means none; at most MaxPreallocate. The zeros
+	// are cut off when the segment is sealed; recovery reads a zero-filled
+	// tail as unwritten space, never as lost data.
+	Preallocate int64
 }
+
+// MaxPreallocate bounds Options.Preallocate.
+const MaxPreallocate = 64 << 20
 
 func (o *Options) setDefaults() {
 	if o.SegmentBytes == 0 {
@@ -175,6 +191,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Durability.Mode > SyncUnsafeNone {
 		errs = append(errs, fmt.Errorf("durability %v cannot back a log on disk", o.Durability))
+	}
+	if o.Preallocate < 0 || o.Preallocate > MaxPreallocate {
+		errs = append(errs, fmt.Errorf("preallocate %d bytes outside [0, %d]", o.Preallocate, MaxPreallocate))
 	}
 	if o.RetentionAge < 0 || o.RetentionBytes < 0 || o.DeleteRetention < 0 {
 		errs = append(errs, errors.New("retention settings must not be negative"))

@@ -1,6 +1,7 @@
 package commitlog
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/commitlog/batch"
+	"github.com/heraldhq/herald/internal/vfs"
 )
 
 // openLog opens (or creates) the log in dir and recovers it: everything
@@ -79,6 +81,7 @@ func (st *Store) openLog(name, dir string, opts Options, rp recoveryPoint, hasRP
 			return nil, fmt.Errorf("stat segment: %w", err)
 		}
 		s.size.Store(fi.Size())
+		s.alloc = fi.Size()
 		s.readLimit.Store(fi.Size())
 		s.synced.Store(fi.Size())
 		s.sealed.Store(i < len(bases)-1)
@@ -197,6 +200,7 @@ func (l *Log) recoverSegment(s *segment, rp recoveryPoint, last bool) (next int6
 				return 0, nil, err
 			}
 			s.size.Store(segHeaderSize)
+			s.alloc = segHeaderSize
 			s.readLimit.Store(segHeaderSize)
 			s.synced.Store(segHeaderSize)
 			s.idx, s.tidx = &offsetIndex{}, &timeIndex{}
@@ -245,6 +249,7 @@ func (l *Log) recoverSegment(s *segment, rp recoveryPoint, last bool) (next int6
 	}
 
 	sc := newScanner(f, scanFrom, size, true, MaxBatchBytesLimit, nil)
+	end := size // where the last batch ends
 	for {
 		pos, bh, _, err := sc.next()
 		if err == io.EOF {
@@ -266,13 +271,26 @@ func (l *Log) recoverSegment(s *segment, rp recoveryPoint, last bool) (next int6
 			if pos < rp.pos {
 				return 0, nil, &CorruptionError{Path: s.path, Pos: pos, Reason: se.reason + " (below the recovery point)", Err: se.err}
 			}
-			l.recovery.ScannedBytes += pos - max(rp.pos, scanFrom)
-			return next, se, l.truncateTail(f, s, pos, size, se)
+			zero, err := zeroFilled(f, pos, size)
+			if err != nil {
+				return 0, nil, fmt.Errorf("read %s: %w", s.path, err)
+			}
+			if !zero {
+				l.recovery.ScannedBytes += pos - max(rp.pos, scanFrom)
+				return next, se, l.truncateTail(f, s, pos, size, se)
+			}
+			// Space no batch was written to: preallocated, or an append
+			// none of whose bytes reached the disk. Nothing is lost.
+			if err := l.unwrittenTail(f, s, pos, size, last); err != nil {
+				return 0, nil, err
+			}
+			end = pos
+			break
 		}
 		s.indexBatchLocked(pos, bh, l.opts.IndexIntervalBytes)
 		next = bh.LastOffset() + 1
 	}
-	l.recovery.ScannedBytes += size - max(rp.pos, scanFrom)
+	l.recovery.ScannedBytes += end - max(rp.pos, scanFrom)
 	if !last {
 		s.finishTimeIndexLocked()
 		if err := s.persistIndexes(true); err != nil {
@@ -292,6 +310,43 @@ func batchAt(r io.ReaderAt, pos, want int64) bool {
 	return err == nil && h.BaseOffset == want
 }
 
+// zeroFilled reports whether every byte of r in [pos, end) is zero.
+func zeroFilled(r io.ReaderAt, pos, end int64) (bool, error) {
+	buf := make([]byte, min(end-pos, 64<<10))
+	for pos < end {
+		n := int(min(end-pos, int64(len(buf))))
+		if _, err := r.ReadAt(buf[:n], pos); err != nil {
+			return false, err
+		}
+		if !bytes.Equal(buf[:n], zeros[:n]) {
+			return false, nil
+		}
+		pos += int64(n)
+	}
+	return true, nil
+}
+
+// unwrittenTail ends s's batches at pos, before a zero-filled tail up to
+// size. The active segment keeps the zeros for its next appends; a sealed
+// one is trimmed (durably), as sealing would have done.
+func (l *Log) unwrittenTail(f vfs.File, s *segment, pos, size int64, last bool) error {
+	l.recovery.UnwrittenBytes += size - pos
+	s.size.Store(pos)
+	s.readLimit.Store(pos)
+	s.synced.Store(pos)
+	if last {
+		return nil
+	}
+	if err := f.Truncate(pos); err != nil {
+		return fmt.Errorf("trim unwritten tail of %s at %d: %w", s.path, pos, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", s.path, err)
+	}
+	s.alloc = pos
+	return nil
+}
+
 // truncateTail cuts s at pos and records the loss.
 func (l *Log) truncateTail(f interface{ Truncate(int64) error }, s *segment, pos, size int64, why *scanError) error {
 	l.recovery.Segment = s.path
@@ -303,6 +358,7 @@ func (l *Log) truncateTail(f interface{ Truncate(int64) error }, s *segment, pos
 		return fmt.Errorf("truncate %s at %d: %w", s.path, pos, err)
 	}
 	s.size.Store(pos)
+	s.alloc = pos
 	s.readLimit.Store(pos)
 	s.synced.Store(pos)
 	return nil

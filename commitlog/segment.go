@@ -28,13 +28,20 @@ type segment struct {
 	path   string
 	fileID uint64
 
-	size      atomic.Int64 // bytes in the file, header included
+	size      atomic.Int64 // bytes in the file, header included, up to the end of the last batch
 	readLimit atomic.Int64 // bytes readers may see (at a batch boundary)
 	synced    atomic.Int64 // bytes known to be on stable storage
 	sealed    atomic.Bool
 	// settled is set once a sealed segment is synced and its indexes are
 	// written; only settled segments may be deleted or rewritten.
 	settled atomic.Bool
+
+	// alloc is the file's length: size plus the zero-filled space written
+	// ahead of it (Options.Preallocate, or found by recovery); noPrealloc
+	// is set when preallocating failed. Guarded by Log.mu once the log is
+	// open.
+	alloc      int64
+	noPrealloc bool
 
 	fmu  sync.Mutex
 	file vfs.File

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/commitlog"
 	"github.com/heraldhq/herald/eventstore"
 	"github.com/heraldhq/herald/internal/vfs"
 )
@@ -250,5 +251,58 @@ func TestSyncFailureFailsStore(t *testing.T) {
 	}
 	if _, err := s2.Append(ctx, "after", eventstore.Any, eventstore.EventData{ID: eventstore.NewID(), Type: "T", Data: []byte("{}")}); err != nil {
 		t.Fatalf("append after reopening: %v", err)
+	}
+}
+
+// With durability always the log preallocates by default; its zeros are
+// never read as events, across a reopen; other durabilities do not.
+func TestPreallocation(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want bool
+	}{
+		{"default", Config{}, true},
+		{"off", Config{Preallocate: -1}, false},
+		{"interval", Config{Durability: commitlog.DurabilityInterval(time.Millisecond)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := tc.cfg
+			cfg.Dir = dir
+			s, err := Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 10 {
+				if _, err := s.Append(ctx, "s", eventstore.Any, eventstore.EventData{ID: eventstore.NewID(), Type: "T", Data: fmt.Appendf(nil, `{"i":%d}`, i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st := s.SyncStats()
+			if got := st.PreallocatedBytes > 0; got != tc.want {
+				t.Fatalf("preallocated %d bytes; want preallocation %v", st.PreallocatedBytes, tc.want)
+			}
+			if tc.want && st.PreallocatedBytes < DefaultPreallocate-4096 {
+				t.Fatalf("preallocated %d bytes; want about %d", st.PreallocatedBytes, DefaultPreallocate)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s, err = Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			evs, err := s.ReadStream(ctx, "s", eventstore.ReadStreamOptions{Max: 100})
+			if err != nil || len(evs) != 10 {
+				t.Fatalf("read %d events after reopen, want 10: %v", len(evs), err)
+			}
+			r, err := s.Append(ctx, "s", eventstore.Exact(9), eventstore.EventData{ID: eventstore.NewID(), Type: "T", Data: []byte("{}")})
+			if err != nil || r.Version != 10 {
+				t.Fatalf("append after reopen: version %d, %v; want 10", r.Version, err)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ type metrics struct {
 	appends, events, conflicts, reads prometheus.Counter
 	latency                           prometheus.Histogram
 	streams, head, rounds, fsync      *prometheus.Desc
+	prealloc, preallocFailures        *prometheus.Desc
 	s                                 *Store
 }
 
@@ -35,6 +36,10 @@ func newMetrics(s *Store) *metrics {
 		rounds: prometheus.NewDesc("herald_eventstore_sync_rounds_total",
 			"Group commit rounds of the log: one fsync each, shared by every append written before it started; appends per fsync = appends / rounds.", nil, nil),
 		fsync: prometheus.NewDesc("herald_eventstore_fsync_seconds_total", "Time spent in the log's fsyncs.", nil, nil),
+		prealloc: prometheus.NewDesc("herald_eventstore_preallocated_bytes_total",
+			"Zeros written ahead of the log's last event, so that appends' fsyncs write data only (Config.Preallocate).", nil, nil),
+		preallocFailures: prometheus.NewDesc("herald_eventstore_preallocate_failures_total",
+			"Preallocations that failed (a full disk); the segment goes on without.", nil, nil),
 	}
 }
 
@@ -46,6 +51,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.head
 	ch <- m.rounds
 	ch <- m.fsync
+	ch <- m.prealloc
+	ch <- m.preallocFailures
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -60,6 +67,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	st := m.s.SyncStats()
 	ch <- prometheus.MustNewConstMetric(m.rounds, prometheus.CounterValue, float64(st.Rounds))
 	ch <- prometheus.MustNewConstMetric(m.fsync, prometheus.CounterValue, st.FsyncSeconds)
+	ch <- prometheus.MustNewConstMetric(m.prealloc, prometheus.CounterValue, float64(st.PreallocatedBytes))
+	ch <- prometheus.MustNewConstMetric(m.preallocFailures, prometheus.CounterValue, float64(st.PreallocateFailures))
 }
 
 // SyncStats describes the group commit of a store's log since it opened.
@@ -69,10 +78,13 @@ type SyncStats struct {
 	Rounds int64
 	// FsyncSeconds is the time spent in those rounds' fsyncs.
 	FsyncSeconds float64
+	// PreallocatedBytes is the zeros written ahead of the last event
+	// (Config.Preallocate); PreallocateFailures counts those that failed.
+	PreallocatedBytes, PreallocateFailures int64
 }
 
-// SyncStats reports the log's flush rounds and fsync time, so a caller
-// can tell how many appends share an fsync (appends / Rounds).
+// SyncStats reports the log's flush rounds, fsync time and preallocation,
+// so a caller can tell how many appends share an fsync (appends / Rounds).
 func (s *Store) SyncStats() SyncStats {
 	var st SyncStats
 	mfs, err := s.logReg.Gather()
@@ -86,6 +98,10 @@ func (s *Store) SyncStats() SyncStats {
 				st.Rounds += int64(m.GetCounter().GetValue())
 			case "herald_commitlog_fsync_seconds":
 				st.FsyncSeconds += m.GetHistogram().GetSampleSum()
+			case "herald_commitlog_preallocated_bytes_total":
+				st.PreallocatedBytes += int64(m.GetCounter().GetValue())
+			case "herald_commitlog_preallocate_failures_total":
+				st.PreallocateFailures += int64(m.GetCounter().GetValue())
 			}
 		}
 	}

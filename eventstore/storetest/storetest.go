@@ -469,7 +469,9 @@ func testReadAllFilters(t *testing.T, h Harness, s eventstore.Store) {
 
 func testMetadata(t *testing.T, h Harness, s eventstore.Store) {
 	ctx := ctxT(t)
+	before := time.Now()
 	mustAppend(t, s, "md", eventstore.NoStream, evs(10, "E")...)
+	after := time.Now()
 	if err := s.SetMetadata(ctx, "md", eventstore.StreamMetadata{MaxCount: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -490,13 +492,16 @@ func testMetadata(t *testing.T, h Harness, s eventstore.Store) {
 	if err != nil || info.Metadata.TruncateBefore != 5 || info.Version != 9 {
 		t.Fatalf("info %+v %v", info, err)
 	}
-	if err := s.SetMetadata(ctx, "md", eventstore.StreamMetadata{MaxAge: 200 * time.Millisecond}); err != nil {
+	// A max age just over the events' age: on a slow machine they may be
+	// older than any fixed age by now.
+	maxAge := time.Since(before) + 300*time.Millisecond
+	if err := s.SetMetadata(ctx, "md", eventstore.StreamMetadata{MaxAge: maxAge}); err != nil {
 		t.Fatal(err)
 	}
 	if got := readAllStream(t, s, "md"); len(got) != 10 {
-		t.Fatalf("max age before expiry: %d events", len(got))
+		t.Fatalf("max age %v before expiry: %d events", maxAge, len(got))
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(maxAge - time.Since(after) + 50*time.Millisecond)
 	mustAppend(t, s, "md", eventstore.Exact(9), ev("Fresh", "{}"))
 	if got := versions(readAllStream(t, s, "md")); !eqInts(got, []int64{10}) {
 		t.Fatalf("max age after expiry: %v", got)

@@ -15,10 +15,10 @@ import (
 //	CREATE TABLE name AS
 //	SELECT column [, column ...] FROM topic
 //	[WHERE condition]
-//	WINDOW TUMBLING (SIZE n unit, GRACE n unit)
-//	     | HOPPING (SIZE n unit, ADVANCE BY n unit, GRACE n unit)
-//	     | SLIDING (SIZE n unit, GRACE n unit)
-//	     | SESSION (GAP n unit, GRACE n unit)
+//	WINDOW TUMBLING (SIZE n unit, GRACE n unit [, RETENTION n unit])
+//	     | HOPPING (SIZE n unit, ADVANCE BY n unit, GRACE n unit [, RETENTION n unit])
+//	     | SLIDING (SIZE n unit, GRACE n unit [, RETENTION n unit])
+//	     | SESSION (GAP n unit, GRACE n unit [, RETENTION n unit])
 //	[GROUP BY key [, key ...]]
 //	[HAVING condition]
 //	[EMIT FINAL | EMIT CHANGES] [;]
@@ -31,6 +31,8 @@ import (
 // comparisons (= != <> < <= > >=) of a field (WHERE) or a column (HAVING)
 // with a literal ('text', numbers, TRUE, FALSE) by AND, OR, NOT and
 // parentheses. WINDOW may also come before WHERE. GRACE is required.
+// RETENTION bounds how long a table keeps a window's row for pull queries
+// (see TableRetention).
 type Query struct {
 	Table   string
 	Columns []Column
@@ -38,10 +40,14 @@ type Query struct {
 	Where   Cond
 	Window  stream.Window
 	Grace   time.Duration
-	GroupBy []string // fields
-	Having  Cond
-	Emit    stream.EmitMode
-	Text    string
+	// Retention is how long a table keeps a window's row for pull
+	// queries, counted back from the newest window end it holds (stream
+	// time); 0 means DefaultRetention.
+	Retention time.Duration
+	GroupBy   []string // fields
+	Having    Cond
+	Emit      stream.EmitMode
+	Text      string
 }
 
 // Column is one selected column: an aggregate, or the group key (Agg nil).
@@ -418,6 +424,7 @@ func (p *parser) window(q *Query) error {
 		return err
 	}
 	grace := false
+	var rt token // RETENTION's value, if given
 	for {
 		t := p.peek()
 		var err error
@@ -441,8 +448,12 @@ func (p *parser) window(q *Query) error {
 			}
 			q.Grace, err = p.duration()
 			grace = true
+		case "RETENTION":
+			p.next()
+			rt = p.peek()
+			q.Retention, err = p.duration()
 		default:
-			return p.expected("SIZE, ADVANCE BY, GAP or GRACE")
+			return p.expected("SIZE, ADVANCE BY, GAP, GRACE or RETENTION")
 		}
 		if err != nil {
 			return err
@@ -461,5 +472,22 @@ func (p *parser) window(q *Query) error {
 	if err := q.Window.Validate(); err != nil {
 		return p.errAt(kt, "%v", err)
 	}
+	if min := q.Window.Size + q.Window.Gap + q.Grace; rt.text != "" && q.Retention < min {
+		return p.errAt(rt, "RETENTION %v is shorter than the window's size (or gap) plus GRACE, %v: a row would be dropped while its window can still change", q.Retention, min)
+	}
 	return nil
+}
+
+// DefaultRetention is a table's retention when its window names none.
+const DefaultRetention = 7 * 24 * time.Hour
+
+// TableRetention is how long the query's table keeps a window's row:
+// RETENTION, or DefaultRetention, and never less than the window's size
+// (or gap) plus GRACE.
+func (q *Query) TableRetention() time.Duration {
+	r := q.Retention
+	if r == 0 {
+		r = DefaultRetention
+	}
+	return max(r, q.Window.Size+q.Window.Gap+q.Grace)
 }

@@ -104,20 +104,52 @@ func (r Row) match(c Cond) bool {
 }
 
 // table is a registered query's table in memory: the newest row per
-// group and window. Its job loads it from the table topic when it starts
-// (after fencing its predecessor) and applies the results of each
-// committed transaction, so it holds what the topic's committed records
-// hold.
+// group and window, for windows that end within the retention of the
+// newest window end it holds. Its job loads it from the table topic when
+// it starts (after fencing its predecessor) and applies the results of
+// each committed transaction, so it holds what the topic's committed
+// records hold, less the windows past retention.
 type table struct {
-	mu struct {
+	retention time.Duration
+	mu        struct {
 		sync.RWMutex
-		ready bool
-		rows  map[string]Row // rowID -> row
+		ready  bool
+		rows   map[string]Row // rowID -> row
+		newest time.Time      // the newest window end among rows
+		swept  time.Time      // newest at the last sweep
 	}
 }
 
 // rowID identifies a row: window start and group key.
 func rowID(row Row, key []byte) string { return string(row["window_start"]) + "\x00" + string(key) }
+
+// windowEnd is a row's window_end.
+func windowEnd(row Row) (time.Time, bool) {
+	var s string
+	if json.Unmarshal(row["window_end"], &s) != nil {
+		return time.Time{}, false
+	}
+	end, err := time.Parse(time.RFC3339Nano, s)
+	return end, err == nil
+}
+
+// expire deletes the rows whose window ended more than retention before
+// the newest window end, which it returns.
+func expire(rows map[string]Row, retention time.Duration) time.Time {
+	var newest time.Time
+	for _, row := range rows {
+		if end, ok := windowEnd(row); ok && end.After(newest) {
+			newest = end
+		}
+	}
+	cutoff := newest.Add(-retention)
+	for id, row := range rows {
+		if end, ok := windowEnd(row); ok && end.Before(cutoff) {
+			delete(rows, id)
+		}
+	}
+	return newest
+}
 
 // load replaces the rows with those of the table topic.
 func (t *table) load(ctx context.Context, r *Registry, topic string) error {
@@ -125,21 +157,37 @@ func (t *table) load(ctx context.Context, r *Registry, topic string) error {
 	if err != nil {
 		return err
 	}
+	newest := expire(rows, t.retention)
 	t.mu.Lock()
 	t.mu.rows, t.mu.ready = rows, true
+	t.mu.newest, t.mu.swept = newest, newest
 	t.mu.Unlock()
 	return nil
 }
 
-// apply adds a committed transaction's records.
+// apply adds a committed transaction's records. A row whose window is
+// already past retention is not added; the others are swept each time
+// stream time has moved on by an eighth of the retention.
 func (t *table) apply(recs []*kgo.Record) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, rec := range recs {
 		var row Row
-		if json.Unmarshal(rec.Value, &row) == nil {
-			t.mu.rows[rowID(row, rec.Key)] = row
+		if json.Unmarshal(rec.Value, &row) != nil {
+			continue
 		}
+		end, ok := windowEnd(row)
+		if ok && !t.mu.newest.IsZero() && end.Before(t.mu.newest.Add(-t.retention)) {
+			continue
+		}
+		t.mu.rows[rowID(row, rec.Key)] = row
+		if ok && end.After(t.mu.newest) {
+			t.mu.newest = end
+		}
+	}
+	if t.mu.newest.Sub(t.mu.swept) >= t.retention/8 {
+		t.mu.newest = expire(t.mu.rows, t.retention)
+		t.mu.swept = t.mu.newest
 	}
 }
 
@@ -190,6 +238,9 @@ func (r *Registry) Pull(ctx context.Context, text string) ([]Row, error) {
 	rows, err := r.readTable(ctx, info.Output)
 	if err != nil {
 		return nil, fmt.Errorf("sql: table %q: %w", q.Table, err)
+	}
+	if def, err := Parse(info.SQL); err == nil {
+		expire(rows, def.TableRetention())
 	}
 	return selectRows(rows, q.Where), nil
 }

@@ -13,12 +13,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/event"
+	"github.com/heraldhq/herald/stream"
 )
 
 // TestPullFromMemory updates a two-key table many times (EMIT CHANGES)
 // and demands that pull queries answer from the job's table in memory
 // (no read of the table topic) with the rows the topic holds, before and
-// after a restart of the job.
+// after a restart of the job; a second table keeps only the windows
+// within its RETENTION.
 func TestPullFromMemory(t *testing.T) {
 	brokers, cl := startServer(t, kgo.DefaultProduceTopic("orders"))
 	ctx := context.Background()
@@ -55,6 +57,12 @@ func TestPullFromMemory(t *testing.T) {
 		FROM orders WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) GROUP BY customer, region EMIT CHANGES`); err != nil {
 		t.Fatal(err)
 	}
+	// The same with a retention of two hours: the 10:00 window is gone
+	// once the 13:00 one ends at 14:00.
+	if _, err := reg.Create(ctx, `CREATE TABLE recent AS SELECT data.user AS customer, data.region AS region, COUNT(*) AS n
+		FROM orders WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS, RETENTION 2 HOURS) GROUP BY customer, region EMIT CHANGES`); err != nil {
+		t.Fatal(err)
+	}
 	produce(600) // 200 minutes: 4 windows, 10 groups, 600 updates
 
 	// check waits until the table in memory counts every event, then
@@ -69,16 +77,21 @@ func TestPullFromMemory(t *testing.T) {
 			}
 			return n
 		}
-		var rows []Row
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			t0, ok := reg.tables.Load("per_user")
-			if ok {
-				if rows, ok = t0.(*table).query(nil); ok && sum(rows) == produced {
-					break
+		for _, tc := range []struct {
+			table string
+			want  int
+		}{{"per_user", produced}, {"recent", produced - 180}} { // 180 events before 11:00
+			var rows []Row
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				t0, ok := reg.tables.Load(tc.table)
+				if ok {
+					if rows, ok = t0.(*table).query(nil); ok && sum(rows) == tc.want {
+						break
+					}
 				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the table in memory counts %d of %d events", sum(rows), produced)
+				if time.Now().After(deadline) {
+					t.Fatalf("the table %s in memory counts %d events, want %d", tc.table, sum(rows), tc.want)
+				}
 			}
 		}
 		reads := reg.topicReads.Load()
@@ -103,6 +116,17 @@ func TestPullFromMemory(t *testing.T) {
 		if want := selectRows(topic, nil); !reflect.DeepEqual(all, want) {
 			t.Fatalf("pull from memory differs from the table topic:\n got  %v\n want %v", all, want)
 		}
+		recent, err := reg.Pull(ctx, "SELECT * FROM recent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := reg.Pull(ctx, "SELECT * FROM recent WHERE window_start < '2026-03-01T11:00:00Z'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recent) != 30 || len(old) != 0 {
+			t.Fatalf("retention 2 hours: %d rows (want 30: 3 windows of 10 groups), %d before 11:00 (want 0)", len(recent), len(old))
+		}
 	}
 	check(reg)
 	// A restart: the job loads its table from the topic, then goes on.
@@ -114,4 +138,46 @@ func TestPullFromMemory(t *testing.T) {
 	defer reg2.Close()
 	produce(120)
 	check(reg2)
+}
+
+// A table drops the rows of windows that ended more than its retention
+// before the newest window end, and does not take late rows for them.
+func TestTableRetention(t *testing.T) {
+	tb := &table{retention: 3 * time.Hour}
+	tb.mu.rows, tb.mu.ready = map[string]Row{}, true
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	rec := func(hour int, key string, n int) *kgo.Record {
+		r := &stream.Result{Key: key, Start: base.Add(time.Duration(hour) * time.Hour), End: base.Add(time.Duration(hour+1) * time.Hour),
+			Values: []stream.Value{{Name: "n", Number: float64(n)}}}
+		return &kgo.Record{Key: []byte(key), Value: stream.EncodeResult(r)}
+	}
+	hours := func() []int {
+		rows, _ := tb.query(nil)
+		var hs []int
+		for _, r := range rows {
+			end, _ := windowEnd(r)
+			hs = append(hs, int(end.Sub(base)/time.Hour)-1)
+		}
+		return hs
+	}
+	for h := 0; h < 48; h++ {
+		tb.apply([]*kgo.Record{rec(h, "a", 1), rec(h, "b", 1), rec(h, "c", 1)})
+		var want []int
+		for w := max(0, h-3); w <= h; w++ { // ends within 3 hours of h+1
+			want = append(want, w, w, w)
+		}
+		if got := hours(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("after hour %d: windows %v, want %v", h, got, want)
+		}
+	}
+	tb.apply([]*kgo.Record{rec(10, "a", 5), rec(45, "a", 7)}) // one long expired, one within retention
+	rows, _ := tb.query(nil)
+	if len(rows) != 12 {
+		t.Fatalf("%d rows after late records, want 12", len(rows))
+	}
+	for _, r := range rows {
+		if string(r["window_start"]) == `"2026-03-02T21:00:00Z"` && string(r["key"]) == `"a"` && string(r["n"]) != "7" {
+			t.Fatalf("late row within retention not applied: %s", r["n"])
+		}
+	}
 }

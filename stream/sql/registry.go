@@ -71,7 +71,7 @@ func (r *Registry) open(set jobreg.Settings, name string, def []byte) (jobreg.Jo
 	if err != nil {
 		return jobreg.Job{}, err
 	}
-	t := &table{}
+	t := &table{retention: q.TableRetention()}
 	cfg.Logger, cfg.KgoOptions = set.Logger, set.KgoOptions
 	cfg.OnStart = func(ctx context.Context) error { return t.load(ctx, r, cfg.Output) }
 	cfg.OnCommit = t.apply

@@ -37,6 +37,27 @@ func TestParseIssueExample(t *testing.T) {
 	}
 }
 
+func TestParseRetention(t *testing.T) {
+	for _, c := range []struct {
+		window    string
+		retention time.Duration
+	}{
+		{"TUMBLING (SIZE 1 HOUR, GRACE 5 MINUTES)", DefaultRetention},
+		{"TUMBLING (SIZE 1 HOUR, GRACE 5 MINUTES, RETENTION 2 DAYS)", 48 * time.Hour},
+		{"HOPPING (SIZE 2 HOURS, ADVANCE BY 1 HOUR, RETENTION 3 HOURS, GRACE 0 SECONDS)", 3 * time.Hour},
+		{"SESSION (GAP 30 MINUTES, GRACE 1 MINUTE, RETENTION 31 MINUTES)", 31 * time.Minute},
+		{"TUMBLING (SIZE 30 DAYS, GRACE 1 DAY)", 31 * 24 * time.Hour}, // never below size plus grace
+	} {
+		q, err := Parse("SELECT COUNT(*) FROM o WINDOW " + c.window)
+		if err != nil {
+			t.Fatalf("%s: %v", c.window, err)
+		}
+		if got := q.TableRetention(); got != c.retention {
+			t.Errorf("%s: retention %v, want %v", c.window, got, c.retention)
+		}
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	for _, c := range []struct{ q, want string }{
 		{"SELECT COUNT(*) FORM orders", `line 1, column 17: expected FROM, found "FORM"`},
@@ -51,6 +72,9 @@ func TestParseErrors(t *testing.T) {
 		{"SELECT COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 FORTNIGHT, GRACE 0 SECONDS)", "line 1, column 48: expected a unit"},
 		{"SELECT COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) EMIT SOMETIMES", "expected FINAL or CHANGES"},
 		{"SELECT COUNT(*) FROM o WHERE data.x > WINDOW", "expected a literal"},
+		{"SELECT COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 5 MINUTES, RETENTION 1 HOUR)", "line 1, column 81: RETENTION 1h0m0s is shorter than the window's size (or gap) plus GRACE, 1h5m0s"},
+		{"SELECT COUNT(*) FROM o WINDOW SESSION (GAP 10 MINUTES, GRACE 0 SECONDS, RETENTION 5 MINUTES)", "RETENTION 5m0s is shorter than the window's size (or gap) plus GRACE, 10m0s"},
+		{"SELECT COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS, RETAIN 1 DAY)", "expected SIZE, ADVANCE BY, GAP, GRACE or RETENTION"},
 	} {
 		_, err := Parse(c.q)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

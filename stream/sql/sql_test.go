@@ -236,6 +236,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("SELECT TOP_K(data.x, 3) FROM o WINDOW SESSION (GAP 5 MINUTES, GRACE 1 SECOND) GROUP BY `ext.k` HAVING top_k_data_x = 1")
 	f.Add("SELECT data.a AS a, source, COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) GROUP BY a, source, data.b HAVING a = 1")
 	f.Add("SELECT COUNT(*) FROM o WHERE (a.b = 'x''y' OR NOT c >= -1.5e3) WINDOW HOPPING (SIZE 2 HOURS, ADVANCE BY 1 HOUR, GRACE 0 DAYS)")
+	f.Add("SELECT COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 5 MINUTES, RETENTION 2 DAYS)")
 	f.Fuzz(func(t *testing.T, s string) {
 		q, err := Parse(s)
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"math"
 	"sort"
+
+	"github.com/heraldhq/herald/internal/binrec"
 )
 
 // Key state layout (incremental checkpoints; frozen at version 1): the
@@ -102,71 +104,30 @@ func encodeKeyState(fingerprint string, ws []winSnap, slides []slideSnap) []byte
 	return e.b
 }
 
-type keyDec struct {
-	b   []byte
-	err error
-}
+// keyDec is a key state reader; failures wrap ErrCorruptState.
+type keyDec struct{ *binrec.Reader }
 
-func (d *keyDec) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: key state: %s", ErrCorruptState, what)
-	}
-}
+// errKeyState prefixes every key state decoding failure.
+var errKeyState = fmt.Errorf("%w: key state", ErrCorruptState)
 
-func (d *keyDec) uv() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("truncated or overlong uvarint")
-		d.b = nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *keyDec) v() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("truncated or overlong varint")
-		d.b = nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-// count reads a count of items of at least min bytes each, bounded by
-// what remains.
-func (d *keyDec) count(min int) int {
-	n := d.uv()
-	if n > uint64(len(d.b)/min) {
-		d.fail(fmt.Sprintf("count %d exceeds the %d bytes left", n, len(d.b)))
-		d.b = nil
-		return 0
-	}
-	return int(n)
-}
-
-func (d *keyDec) bytes() []byte {
-	n := d.uv()
+// bytes reads what keyEnc.bytes wrote: nil, or a copy (empty, not nil, for
+// a zero length).
+func (d keyDec) bytes(what string) []byte {
+	n := d.Uvarint(what + " length")
 	if n == 0 {
 		return nil
 	}
-	if n-1 > uint64(len(d.b)) {
-		d.fail(fmt.Sprintf("length %d exceeds the %d bytes left", n-1, len(d.b)))
-		d.b = nil
+	if n-1 > uint64(d.Len()) {
+		d.Fail(fmt.Sprintf("%s length %d exceeds the %d bytes left", what, n-1, d.Len()))
 		return nil
 	}
-	x := append([]byte{}, d.b[:n-1]...)
-	d.b = d.b[n-1:]
-	return x
+	return append([]byte{}, d.Take(int(n-1), what)...)
 }
 
-func (d *keyDec) floats() []float64 {
-	fs := make([]float64, d.count(8))
+func (d keyDec) floats(what string) []float64 {
+	fs := make([]float64, d.UvarintCount(what+" count", 8))
 	for i := range fs {
-		fs[i] = math.Float64frombits(binary.BigEndian.Uint64(d.b))
-		d.b = d.b[8:]
+		fs[i] = math.Float64frombits(d.U64(what))
 	}
 	return fs
 }
@@ -186,53 +147,50 @@ func decodeKeyState(b []byte, key, fingerprint string) ([]winSnap, []slideSnap, 
 	if crc32.Checksum([]byte(fingerprint), crcTable) != binary.BigEndian.Uint32(b[9:]) {
 		return nil, nil, errors.New("stream: the key state was written under another definition")
 	}
-	d := keyDec{b: b[keyStateHeader:]}
-	ws := make([]winSnap, d.count(3))
+	d := keyDec{binrec.NewReader(b[keyStateHeader:], errKeyState, keyStateVersion)}
+	ws := make([]winSnap, d.UvarintCount("window count", 3))
 	for i := range ws {
 		w := &ws[i]
-		w.Key, w.Start, w.Last, w.Nums = key, d.v(), d.v(), d.floats()
-		w.HLL = make([][]byte, d.count(1))
+		w.Key, w.Start, w.Last, w.Nums = key, d.Varint("window start"), d.Varint("window last"), d.floats("window value")
+		w.HLL = make([][]byte, d.UvarintCount("sketch count", 1))
 		for j := range w.HLL {
-			w.HLL[j] = d.bytes()
+			w.HLL[j] = d.bytes("sketch")
 		}
-		w.Top = make([]map[string]int64, d.count(1))
+		w.Top = make([]map[string]int64, d.UvarintCount("top-k count", 1))
 		for j := range w.Top {
-			n := d.count(2)
+			n := d.UvarintCount("top-k entry count", 2)
 			w.Top[j] = make(map[string]int64, n)
 			for ; n > 0; n-- {
-				k := d.bytes()
-				w.Top[j][string(k)] = d.v()
+				k := d.bytes("top-k name")
+				w.Top[j][string(k)] = d.Varint("top-k count")
 			}
 		}
 	}
-	slides := make([]slideSnap, d.count(2))
+	slides := make([]slideSnap, d.UvarintCount("sliding count", 2))
 	for i := range slides {
 		s := &slides[i]
 		s.Key = key
-		s.Evs = make([]slideEvSnap, d.count(3))
+		s.Evs = make([]slideEvSnap, d.UvarintCount("sliding event count", 3))
 		for j := range s.Evs {
 			ev := &s.Evs[j]
-			ev.T, ev.Nums = d.v(), d.floats()
-			if n := d.count(1); n > 0 {
+			ev.T, ev.Nums = d.Varint("sliding event time"), d.floats("sliding event value")
+			if n := d.UvarintCount("sliding event string count", 1); n > 0 {
 				if n != len(ev.Nums) {
-					d.fail(fmt.Sprintf("a sliding event with %d values and %d strings", len(ev.Nums), n))
+					d.Fail(fmt.Sprintf("a sliding event with %d values and %d strings", len(ev.Nums), n))
 				}
 				ev.Strs = make([][]byte, n)
 				for k := range ev.Strs {
-					ev.Strs[k] = d.bytes()
+					ev.Strs[k] = d.bytes("sliding event string")
 				}
 			}
 		}
-		s.Ends = make([]int64, d.count(1))
+		s.Ends = make([]int64, d.UvarintCount("window end count", 1))
 		for j := range s.Ends {
-			s.Ends[j] = d.v()
+			s.Ends[j] = d.Varint("window end")
 		}
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail(fmt.Sprintf("%d bytes after the state", len(d.b)))
-	}
-	if d.err != nil {
-		return nil, nil, d.err
+	if err := d.End("state"); err != nil {
+		return nil, nil, err
 	}
 	return ws, slides, nil
 }

@@ -2,9 +2,13 @@ package stream
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -231,4 +235,50 @@ func FuzzRestoreChanges(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestKeyStateRoundTripAndErrors: a key state decodes to exactly what was
+// encoded (a nil sketch stays nil, an empty one empty), and a corrupt one
+// fails with ErrCorruptState naming the field.
+func TestKeyStateRoundTripAndErrors(t *testing.T) {
+	ws := []winSnap{{Key: "k", Start: -5, Last: 1 << 40, Nums: []float64{1.5, -2},
+		HLL: [][]byte{nil, {}, {1, 2}}, Top: []map[string]int64{{"": 1, "x": -2}, {}}}}
+	slides := []slideSnap{{Key: "k", Evs: []slideEvSnap{{T: 3, Nums: []float64{1}, Strs: [][]byte{{}}}, {T: 4, Nums: []float64{}}}, Ends: []int64{4, -1}}}
+	b := encodeKeyState("fp", ws, slides)
+	gw, gs, err := decodeKeyState(b, "k", "fp")
+	if err != nil || !reflect.DeepEqual(gw, ws) || !reflect.DeepEqual(gs, slides) {
+		t.Fatalf("%+v %+v %v", gw, gs, err)
+	}
+	if _, _, err := decodeKeyState(b, "k", "other"); err == nil || errors.Is(err, ErrCorruptState) {
+		t.Fatalf("another definition: %v", err)
+	}
+
+	// withPayload is a key state around payload, with good checksums.
+	withPayload := func(payload []byte) []byte {
+		b := append(make([]byte, keyStateHeader), payload...)
+		copy(b, keyStateMagic)
+		b[4] = keyStateVersion
+		binary.BigEndian.PutUint32(b[5:], crc32.Checksum(b[keyStateHeader:], crcTable))
+		binary.BigEndian.PutUint32(b[9:], crc32.Checksum([]byte("fp"), crcTable))
+		return b
+	}
+	payload := b[keyStateHeader:]
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		want    string
+	}{
+		{"truncated", payload[:len(payload)-1], "key state: window end count 2 exceeds what the 1 bytes left can hold"},
+		{"trailing", append(slices.Clone(payload), 0), "key state: 1 bytes after the state"},
+		{"window count", []byte{200, 1}, "key state: window count 200 exceeds what the 0 bytes left can hold"},
+		{"overlong varint", append([]byte{1}, bytes.Repeat([]byte{0x80}, 11)...), "key state: window start overflows 64 bits"},
+		{"float count", []byte{1, 0, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8, 9}, "key state: window value count 2 exceeds what the 9 bytes left can hold"},
+		{"sketch length", []byte{1, 0, 0, 0, 1, 9, 1}, "key state: sketch length 8 exceeds the 1 bytes left"},
+		{"strings and values", []byte{0, 1, 1, 0, 0, 1, 1, 0}, "key state: a sliding event with 0 values and 1 strings"},
+	} {
+		_, _, err := decodeKeyState(withPayload(tc.payload), "k", "fp")
+		if !errors.Is(err, ErrCorruptState) || !strings.HasSuffix(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
 }

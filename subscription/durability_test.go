@@ -3,6 +3,7 @@ package subscription
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"slices"
 	"testing"
@@ -268,5 +269,31 @@ func TestRetention(t *testing.T) {
 	e.do("GET", "/v1/subscriptions/r", nil, &sub)
 	if sub.Stats.Backlog != 1 || sub.MessageRetentionDuration != "600s" {
 		t.Fatalf("%+v %+v", sub, sub.Stats)
+	}
+}
+
+// TestJournalCorruptNamesField: a corrupt journal record fails with
+// errCorrupt, naming the kind and the field that was wrong.
+func TestJournalCorruptNamesField(t *testing.T) {
+	ack := encAck(0, []int64{1, 300})
+	pos := encPositions(positions{{Base: 1}}, 0)
+	bigInc := binary.AppendUvarint(pos[:len(pos)-1], 1<<32) // the incarnation is the last byte
+	for _, tc := range []struct {
+		name  string
+		value []byte
+		want  string
+	}{
+		{"truncated", ack[:len(ack)-1], "kind 3: subscription journal: corrupt record: offset delta runs past the end"},
+		{"trailing", append(slices.Clone(ack), 0), "kind 3: subscription journal: corrupt record: 1 bytes after the record"},
+		{"count", []byte{recVersion, kAck, 0, 5}, "kind 3: subscription journal: corrupt record: offset count 5 exceeds what the 0 bytes left can hold"},
+		{"overlong", append([]byte{recVersion, kRuns}, bytes.Repeat([]byte{0xff}, 11)...), "kind 7: subscription journal: corrupt record: partition overflows 64 bits"},
+		{"definition", []byte{recVersion, kDef, 9, '{'}, "kind 1: subscription journal: corrupt record: definition length 9 exceeds the 1 bytes left"},
+		{"incarnation", bigInc, "kind 5: subscription journal: corrupt record: incarnation out of range"},
+		{"ranges", []byte{recVersion, kPositions, 1, 4, 1, 1, 0, 0}, "kind 5: subscription journal: corrupt record: acked ranges out of order"},
+	} {
+		_, err := decodeRecord([]byte("s"), tc.value)
+		if !errors.Is(err, errCorrupt) || err.Error() != tc.want {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
 	}
 }

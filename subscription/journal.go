@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/eventlog"
+	"github.com/heraldhq/herald/internal/binrec"
 )
 
 // Journal record kinds. Frozen: see the package doc.
@@ -111,73 +113,31 @@ func (e *enc) pos(p positions) {
 
 func newEnc(kind byte) *enc { return &enc{b: []byte{recVersion, kind}} }
 
-type dec struct {
-	b   []byte
-	err error
-}
+// dec is a journal record reader; failures wrap errCorrupt.
+type dec struct{ *binrec.Reader }
 
-func (d *dec) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", errCorrupt, what)
-	}
-}
-func (d *dec) u() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad uvarint")
-		d.b = nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-func (d *dec) i() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		d.b = nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-// count reads a length that must fit in what is left (each element takes at
-// least min bytes), so a corrupt length cannot make us allocate much.
-func (d *dec) count(min int) int {
-	n := d.u()
-	if n > uint64(len(d.b)/min) {
-		d.fail(fmt.Sprintf("count %d larger than the record", n))
-		return 0
-	}
-	return int(n)
-}
-func (d *dec) by() []byte {
-	n := d.count(1)
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-func (d *dec) s() string { return string(d.by()) }
-func (d *dec) inc() uint32 {
-	v := d.u()
-	if v > 0xffffffff {
-		d.fail("incarnation out of range")
+func (d dec) inc() uint32 {
+	v := d.Uvarint("incarnation")
+	if v > math.MaxUint32 {
+		d.Fail("incarnation out of range")
 	}
 	return uint32(v)
 }
-func (d *dec) pos() positions {
-	n := d.count(2)
-	p := make(positions, n)
+
+// pos reads positions; every count is bounded by what is left (a partition
+// and an acked range take at least 2 bytes each), so a corrupt count cannot
+// make us allocate much.
+func (d dec) pos() positions {
+	p := make(positions, d.UvarintCount("partition count", 2))
 	for k := range p {
-		p[k].Base = d.i()
-		nr := d.count(2)
+		p[k].Base = d.Varint("base")
+		nr := d.UvarintCount("acked range count", 2)
 		prev := p[k].Base
 		for range nr {
-			first := prev + d.i()
-			last := first + int64(d.u())
+			first := prev + d.Varint("acked range start delta")
+			last := first + int64(d.Uvarint("acked range length"))
 			if first < prev || last < first || first < p[k].Base {
-				d.fail("acked ranges out of order")
+				d.Fail("acked ranges out of order")
 				return nil
 			}
 			p[k].Acked = append(p[k].Acked, [2]int64{first, last})
@@ -304,50 +264,50 @@ func decodeRecord(key, value []byte) (*jrec, error) {
 		return nil, fmt.Errorf("%w: version %d, want %d", errCorrupt, value[0], recVersion)
 	}
 	r := &jrec{kind: value[1], sub: string(key)}
-	d := &dec{b: value[2:]}
+	d := dec{binrec.NewReader(value[2:], errCorrupt, recVersion)}
 	switch r.kind {
 	case kDef:
-		r.def = d.by()
+		r.def = d.UvarintBytes("definition")
 		r.pos = d.pos()
 		r.inc = d.inc()
 	case kDelete, kBegin:
 	case kAck:
-		r.part = int32(d.i())
-		n := d.count(1)
+		r.part = int32(d.Varint("partition"))
+		n := d.UvarintCount("offset count", 1)
 		prev := int64(0)
 		for range n {
-			o := prev + d.i()
+			o := prev + d.Varint("offset delta")
 			if o < prev {
-				d.fail("offsets out of order")
+				d.Fail("offsets out of order")
 				break
 			}
 			r.offs = append(r.offs, o)
 			prev = o
 		}
 	case kState:
-		r.part = int32(d.i())
-		n := d.count(3)
+		r.part = int32(d.Varint("partition"))
+		n := d.UvarintCount("state count", 3)
 		prev := int64(0)
 		for range n {
-			o := prev + d.i()
-			a := d.u()
-			due := d.i()
+			o := prev + d.Varint("state offset delta")
+			a := d.Uvarint("state attempts")
+			due := d.Varint("state due time")
 			if o < prev || a>>1 > 0xffff {
-				d.fail("bad state entry")
+				d.Fail("bad state entry")
 				break
 			}
 			r.states = append(r.states, stateEnt{Off: o, Attempts: uint16(a >> 1), Out: a&1 == 1, Due: due})
 			prev = o
 		}
 	case kHold:
-		r.part = int32(d.i())
-		n := d.count(2)
+		r.part = int32(d.Varint("partition"))
+		n := d.UvarintCount("hold count", 2)
 		prev := int64(0)
 		for range n {
-			o := prev + d.i()
-			k := d.s()
+			o := prev + d.Varint("hold offset delta")
+			k := d.UvarintStr("ordering key")
 			if o < prev {
-				d.fail("offsets out of order")
+				d.Fail("offsets out of order")
 				break
 			}
 			r.holds = append(r.holds, holdEnt{Off: o, Key: k})
@@ -358,40 +318,37 @@ func decodeRecord(key, value []byte) (*jrec, error) {
 		r.inc = d.inc()
 	case kCkpt:
 		r.inc = d.inc()
-		r.def = d.by()
+		r.def = d.UvarintBytes("definition")
 		for k := range r.counters {
-			r.counters[k] = d.i()
+			r.counters[k] = d.Varint("counter")
 		}
-		n := d.count(1)
+		n := d.UvarintCount("base count", 1)
 		for range n {
-			r.pos = append(r.pos, partPos{Base: d.i()})
+			r.pos = append(r.pos, partPos{Base: d.Varint("base")})
 		}
 	case kRuns:
-		r.part = int32(d.i())
-		r.first = d.i()
-		n := d.count(3)
+		r.part = int32(d.Varint("partition"))
+		r.first = d.Varint("first offset")
+		n := d.UvarintCount("run count", 3)
 		for range n {
-			c, a, due := d.u(), d.u(), d.i()
+			c, a, due := d.Uvarint("run length"), d.Uvarint("run attempts"), d.Varint("run due time")
 			if c == 0 || c > 1<<40 || a>>2 > 0xffff {
-				d.fail("bad run")
+				d.Fail("bad run")
 				break
 			}
 			r.runs = append(r.runs, run{N: int64(c), Acked: a&1 == 1, Out: a&2 == 2, Attempts: uint16(a >> 2), Due: due})
 		}
 	case kSnap:
-		r.snapName, r.snapSub, r.snapTopic = d.s(), d.s(), d.s()
-		r.snapTime = d.i()
+		r.snapName, r.snapSub, r.snapTopic = d.UvarintStr("snapshot name"), d.UvarintStr("snapshot subscription"), d.UvarintStr("snapshot topic")
+		r.snapTime = d.Varint("snapshot time")
 		r.pos = d.pos()
 	case kSnapDelete:
-		r.snapName = d.s()
+		r.snapName = d.UvarintStr("snapshot name")
 	default:
 		return nil, fmt.Errorf("%w: unknown kind %d", errCorrupt, r.kind)
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail(fmt.Sprintf("%d bytes after the record", len(d.b)))
-	}
-	if d.err != nil {
-		return nil, fmt.Errorf("kind %d: %w", r.kind, d.err)
+	if err := d.End("record"); err != nil {
+		return nil, fmt.Errorf("kind %d: %w", r.kind, err)
 	}
 	if r.part < 0 {
 		return nil, fmt.Errorf("%w: partition %d", errCorrupt, r.part)

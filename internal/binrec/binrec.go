@@ -1,8 +1,10 @@
 // Package binrec encodes and decodes the small versioned binary records that
 // Herald's coordinators keep in internal topics: big-endian integers,
-// strings with a 16-bit length, byte strings with a 32-bit length. Decoding
-// checks every length against the bytes present; the first failure sticks,
-// so a decoder reads on and checks Err once.
+// strings with a 16-bit length, byte strings with a 32-bit length, and the
+// varints (encoding/binary's Uvarint and Varint) of the more compact
+// formats. Decoding checks every length and count against the bytes
+// present; the first failure sticks, so a decoder reads on and checks Err
+// once.
 package binrec
 
 import (
@@ -44,6 +46,9 @@ func (r *Reader) Fail(what string) {
 		r.err = fmt.Errorf("%w: %s", r.base, what)
 	}
 }
+
+// Len is the number of bytes not yet read.
+func (r *Reader) Len() int { return len(r.b) }
 
 // Take returns the next n bytes (aliasing b), or nil after a failure.
 func (r *Reader) Take(n int, what string) []byte {
@@ -101,6 +106,77 @@ func (r *Reader) Count(what string, minEach int) uint32 {
 		return 0
 	}
 	return n
+}
+
+// Uvarint reads an unsigned varint as binary.Uvarint does: it fails if the
+// bytes end inside it or it overflows 64 bits.
+func (r *Reader) Uvarint(what string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	return r.varint(v, n, what)
+}
+
+// Varint reads a zig-zag signed varint as binary.Varint does: it fails if
+// the bytes end inside it or it overflows 64 bits.
+func (r *Reader) Varint(what string) int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	return int64(r.varint(uint64(v), n, what))
+}
+
+// varint consumes the n bytes of a varint v decoded from r.b, or fails.
+func (r *Reader) varint(v uint64, n int, what string) uint64 {
+	switch {
+	case n == 0:
+		r.Fail(what + " runs past the end")
+		return 0
+	case n < 0:
+		r.Fail(what + " overflows 64 bits")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// UvarintCount reads a uvarint count of items of at least minEach bytes
+// each, and fails if the bytes left cannot hold that many: a bound for
+// allocations driven by the count.
+func (r *Reader) UvarintCount(what string, minEach int) int {
+	n := r.Uvarint(what)
+	if r.err == nil && n > uint64(len(r.b)/max(minEach, 1)) {
+		r.Fail(fmt.Sprintf("%s %d exceeds what the %d bytes left can hold", what, n, len(r.b)))
+		return 0
+	}
+	return int(n)
+}
+
+// uvarintLen reads a uvarint length and fails unless that many bytes are left.
+func (r *Reader) uvarintLen(what string) int {
+	n := r.Uvarint(what + " length")
+	if r.err == nil && n > uint64(len(r.b)) {
+		r.Fail(fmt.Sprintf("%s length %d exceeds the %d bytes left", what, n, len(r.b)))
+		return 0
+	}
+	return int(n)
+}
+
+// UvarintBytes reads a byte string with a uvarint length into a copy; like
+// Bytes32 it returns nil for a zero length.
+func (r *Reader) UvarintBytes(what string) []byte {
+	v := r.Take(r.uvarintLen(what), what)
+	if len(v) == 0 {
+		return nil
+	}
+	return append([]byte(nil), v...)
+}
+
+// UvarintStr reads a string with a uvarint length.
+func (r *Reader) UvarintStr(what string) string {
+	return string(r.Take(r.uvarintLen(what), what))
 }
 
 // Str16 reads a string with a 16-bit length.

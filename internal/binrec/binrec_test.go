@@ -1,8 +1,10 @@
 package binrec
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 )
@@ -54,5 +56,126 @@ func TestRoundTripAndBounds(t *testing.T) {
 		if err := r.Err(); !errors.Is(err, errTest) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+func TestVarintRoundTrip(t *testing.T) {
+	us := []uint64{0, 1, 127, 128, 300, 1<<32 - 1, 1 << 32, math.MaxInt64, math.MaxUint64}
+	is := []int64{0, -1, 1, -64, 64, math.MinInt32, math.MaxInt32, math.MinInt64, math.MaxInt64}
+	var b []byte
+	for _, u := range us {
+		b = binary.AppendUvarint(b, u)
+	}
+	for _, i := range is {
+		b = binary.AppendVarint(b, i)
+	}
+	b = binary.AppendUvarint(b, 3) // a count of three items of at least 2 bytes
+	for _, s := range []string{"ab", "", "é"} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.AppendUvarint(b, 0) // empty bytes
+	b = binary.AppendUvarint(b, 3)
+	b = append(b, 7, 8, 9)
+
+	r := NewReader(b, errTest, 1)
+	for _, u := range us {
+		if v := r.Uvarint("u"); v != u {
+			t.Fatalf("Uvarint = %d, want %d", v, u)
+		}
+	}
+	for _, i := range is {
+		if v := r.Varint("i"); v != i {
+			t.Fatalf("Varint = %d, want %d", v, i)
+		}
+	}
+	if n := r.UvarintCount("name count", 2); n != 3 {
+		t.Fatalf("UvarintCount = %d", n)
+	}
+	for _, want := range []string{"ab", "", "é"} {
+		if s := r.UvarintStr("name"); s != want {
+			t.Fatalf("UvarintStr = %q, want %q", s, want)
+		}
+	}
+	if v := r.UvarintBytes("empty"); v != nil {
+		t.Fatalf("empty UvarintBytes = %v, want nil", v)
+	}
+	v := r.UvarintBytes("data")
+	if string(v) != "\x07\x08\x09" {
+		t.Fatalf("UvarintBytes = %v", v)
+	}
+	v[0] = 0 // a copy, not an alias of b
+	if b[len(b)-3] != 7 {
+		t.Fatal("UvarintBytes aliases the input")
+	}
+	if r.Len() != 0 {
+		t.Fatalf("Len = %d after reading everything", r.Len())
+	}
+	if err := r.End("value"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Every proper prefix of the record fails cleanly.
+	for n := range len(b) {
+		r := NewReader(b[:n], errTest, 1)
+		for range us {
+			r.Uvarint("u")
+		}
+		for range is {
+			r.Varint("i")
+		}
+		for range r.UvarintCount("name count", 2) {
+			r.UvarintStr("name")
+		}
+		r.UvarintBytes("empty")
+		r.UvarintBytes("data")
+		if err := r.End("value"); !errors.Is(err, errTest) {
+			t.Fatalf("prefix of %d bytes: %v", n, err)
+		}
+	}
+}
+
+func TestVarintBounds(t *testing.T) {
+	maxU := binary.AppendUvarint(nil, math.MaxUint64)
+	overlong := []byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01} // 12 bytes
+	tenth := append(bytes.Repeat([]byte{0xff}, 9), 0x02)                                       // bit 64 set
+	count := func(n uint64, rest int) []byte {
+		return append(binary.AppendUvarint(nil, n), make([]byte, rest)...)
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		read func(r *Reader)
+		want string
+	}{
+		{"empty uvarint", nil, func(r *Reader) { r.Uvarint("offset") }, "offset runs past the end"},
+		{"truncated uvarint", maxU[:9], func(r *Reader) { r.Uvarint("offset") }, "offset runs past the end"},
+		{"truncated varint", []byte{0xff}, func(r *Reader) { r.Varint("delta") }, "delta runs past the end"},
+		{"overlong uvarint", overlong, func(r *Reader) { r.Uvarint("offset") }, "offset overflows 64 bits"},
+		{"overflowing uvarint", tenth, func(r *Reader) { r.Uvarint("offset") }, "offset overflows 64 bits"},
+		{"overlong varint", overlong, func(r *Reader) { r.Varint("delta") }, "delta overflows 64 bits"},
+		{"overflowing varint", tenth, func(r *Reader) { r.Varint("delta") }, "delta overflows 64 bits"},
+		{"count past the bytes", count(3, 23), func(r *Reader) { r.UvarintCount("float count", 8) }, "float count 3 exceeds what the 23 bytes left can hold"},
+		{"huge count", maxU, func(r *Reader) { r.UvarintCount("run count", 1) }, "run count 18446744073709551615 exceeds what the 0 bytes left can hold"},
+		{"bad count", overlong, func(r *Reader) { r.UvarintCount("run count", 1) }, "run count overflows 64 bits"},
+		{"length past the bytes", count(4, 3), func(r *Reader) { r.UvarintBytes("key") }, "key length 4 exceeds the 3 bytes left"},
+		{"huge length", maxU, func(r *Reader) { r.UvarintStr("name") }, "name length 18446744073709551615 exceeds the 0 bytes left"},
+		{"truncated length", []byte{0x80}, func(r *Reader) { r.UvarintStr("name") }, "name length runs past the end"},
+	} {
+		r := NewReader(tc.b, errTest, 1)
+		tc.read(r)
+		// Later reads return zero values and keep the first failure.
+		if r.Uvarint("u") != 0 || r.Varint("i") != 0 || r.UvarintCount("c", 1) != 0 || r.UvarintBytes("b") != nil || r.UvarintStr("s") != "" {
+			t.Errorf("%s: a read after the failure returned a value", tc.name)
+		}
+		if err := r.Err(); !errors.Is(err, errTest) || !strings.HasSuffix(err.Error(), ": "+tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+
+	// A count exactly at the bound is accepted.
+	r := NewReader(count(3, 24), errTest, 1)
+	if n := r.UvarintCount("float count", 8); n != 3 || r.Err() != nil || r.Len() != 24 {
+		t.Fatalf("count at the bound: %d %v", n, r.Err())
 	}
 }

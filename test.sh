@@ -26,7 +26,7 @@ step "fuzz (${FUZZTIME:=10s} per target)"
 # is not a finding. Any other failure, or a written input, fails the suite.
 fuzz() {
 	local out rc=0
-	out=$(go test -run '^$' -fuzz "^$1\$" -fuzztime "$FUZZTIME" "$2" 2>&1) || rc=$?
+	out=$(go test -run '^$' -fuzz "^$1\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 2s "$2" 2>&1) || rc=$?
 	printf '%s\n' "$out"
 	if [ "$rc" -ne 0 ]; then
 		if grep -q 'context deadline exceeded' <<<"$out" && ! grep -qE 'Failing input written|panic:|_test\.go:[0-9]+:' <<<"$out"; then

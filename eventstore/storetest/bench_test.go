@@ -25,33 +25,32 @@ import (
 //
 // Events are 512 bytes; every append is durable (fsync / commit).
 
-func backends(b *testing.B) []struct {
+type backend struct {
 	name string
 	open func(b *testing.B) eventstore.Store
-} {
-	return []struct {
-		name string
-		open func(b *testing.B) eventstore.Store
-	}{
-		{"embedded", func(b *testing.B) eventstore.Store {
-			s, err := embedded.Open(embedded.Config{Dir: b.TempDir(), Logger: quiet})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { s.Close() })
-			return s
-		}},
+}
+
+func openEmbedded(cfg embedded.Config) func(b *testing.B) eventstore.Store {
+	return func(b *testing.B) eventstore.Store {
+		cfg.Dir, cfg.Logger = b.TempDir(), quiet
+		s, err := embedded.Open(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	}
+}
+
+// backends are the stores the read benchmarks compare; the append ones
+// add embedded-no-prealloc.
+func backends(b *testing.B) []backend {
+	return []backend{
+		{"embedded", openEmbedded(embedded.Config{})},
 		{"postgres", func(b *testing.B) eventstore.Store { return pgtest.Open(b, "") }},
 		// Not durable: shows the CPU cost of the embedded path without
 		// the disk's fsync latency.
-		{"embedded-unsafe-nosync", func(b *testing.B) eventstore.Store {
-			s, err := embedded.Open(embedded.Config{Dir: b.TempDir(), Logger: quiet, Durability: commitlog.Durability{Mode: commitlog.SyncUnsafeNone}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { s.Close() })
-			return s
-		}},
+		{"embedded-unsafe-nosync", openEmbedded(embedded.Config{Durability: commitlog.Durability{Mode: commitlog.SyncUnsafeNone}})},
 	}
 }
 
@@ -66,7 +65,10 @@ var payload = []byte(fmt.Sprintf(`{"data":%q}`, make([]byte, 500))[:512])
 // and appends/s <= W / fsync latency (reported as appends/fsync and
 // fsync-ms for the embedded store).
 func BenchmarkAppend(b *testing.B) {
-	for _, be := range backends(b) {
+	// Durable, without preallocated segment space: every fsync also
+	// commits the file's size (the comparison for Config.Preallocate).
+	noPrealloc := backend{"embedded-no-prealloc", openEmbedded(embedded.Config{Preallocate: -1})}
+	for _, be := range append(backends(b), noPrealloc) {
 		for _, per := range []int{1, 100} {
 			for _, writers := range []int{8, 64, 256} {
 				if writers > 8 && (per > 1 || be.name != "embedded") {

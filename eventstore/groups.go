@@ -124,20 +124,34 @@ type GroupsConfig struct {
 	Registerer prometheus.Registerer
 	// CheckpointInterval of every group; 0 means PersistentConfig's default.
 	CheckpointInterval time.Duration
+	// LeaseTTL is the hosting lease's length (see GroupsLeaseStream): 0
+	// means DefaultGroupsLeaseTTL on a shared store and no lease on one a
+	// single process owns (the embedded store); negative means no lease
+	// (the caller makes sure one process hosts); positive forces one.
+	LeaseTTL time.Duration
+	// Owner names this process in the lease; default host name:pid.
+	Owner string
 }
 
 // Groups hosts persistent subscription groups and keeps their definitions
 // in the store (GroupsStream), so that OpenGroups after a restart runs
 // every group that was defined and not removed, each from its saved
-// checkpoint. One Groups should host a store's groups: two hosting the
-// same group compete for its checkpoint. Safe for concurrent use.
+// checkpoint. On a store that several processes share, one Groups hosts
+// the groups at a time and the others stand by (see GroupsLeaseStream).
+// Safe for concurrent use.
 type Groups struct {
-	s   Store
-	cfg GroupsConfig
+	s     Store
+	cfg   GroupsConfig
+	lease *lease // nil: no lease, always hosting
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	gauge prometheus.Collector // herald_persistent_groups_hosting, if registered
 
-	mu     sync.Mutex
-	m      map[string]*hostedGroup
-	closed bool
+	mu      sync.Mutex
+	m       map[string]*hostedGroup
+	hosting bool
+	holder  *NotHostError // who hosts, while standing by
+	closed  bool
 }
 
 type hostedGroup struct {
@@ -146,29 +160,187 @@ type hostedGroup struct {
 	err error
 }
 
-// OpenGroups reads the saved definitions and starts every group. A group
-// that fails to start is logged and reported by Get (defining it again
-// retries); an error reading the definitions fails OpenGroups.
+// OpenGroups reads the saved definitions and starts every group, or, if
+// another process holds the hosting lease, stands by to take over. A
+// group that fails to start is logged and reported by Get (defining it
+// again retries); an error reading the definitions or the lease fails
+// OpenGroups.
 func OpenGroups(ctx context.Context, s Store, cfg GroupsConfig) (*Groups, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	defs, err := loadGroups(ctx, s)
-	if err != nil {
-		return nil, fmt.Errorf("subscription groups: %w", err)
+	if cfg.Owner == "" {
+		cfg.Owner = defaultOwner()
 	}
-	g := &Groups{s: s, cfg: cfg, m: map[string]*hostedGroup{}}
+	ttl := cfg.LeaseTTL
+	if ex, ok := s.(interface{ Exclusive() bool }); ttl == 0 && ok && ex.Exclusive() {
+		ttl = -1
+	} else if ttl == 0 {
+		ttl = DefaultGroupsLeaseTTL
+	}
+	g := &Groups{s: s, cfg: cfg, m: map[string]*hostedGroup{}, stop: make(chan struct{})}
+	if ttl < 0 {
+		if err := g.host(ctx); err != nil {
+			return nil, fmt.Errorf("subscription groups: %w", err)
+		}
+		g.registerGauge()
+		return g, nil
+	}
+	g.lease = &lease{s: s, ttl: ttl, owner: cfg.Owner, token: NewID()}
+	held, holder, err := g.lease.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("subscription groups: lease: %w", err)
+	}
+	if held {
+		if err := g.host(ctx); err != nil {
+			_ = g.lease.release(ctx)
+			return nil, fmt.Errorf("subscription groups: %w", err)
+		}
+	} else {
+		g.holder = holder
+		cfg.Logger.Info("subscription groups are hosted elsewhere; standing by", "host", holder.Owner, "until", holder.Until)
+	}
+	g.registerGauge()
+	g.wg.Add(1)
+	go g.leaseLoop()
+	return g, nil
+}
+
+// registerGauge registers herald_persistent_groups_hosting.
+func (g *Groups) registerGauge() {
+	if g.cfg.Registerer == nil {
+		return
+	}
+	gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herald_persistent_groups_hosting",
+		Help: "1 while this process hosts the store's persistent subscription groups, 0 while it stands by."},
+		func() float64 {
+			if hosting, _ := g.Hosting(); hosting {
+				return 1
+			}
+			return 0
+		})
+	if err := g.cfg.Registerer.Register(gauge); err != nil {
+		g.cfg.Logger.Warn("subscription groups: hosting gauge not registered", "err", err)
+		return
+	}
+	g.gauge = gauge
+}
+
+// host loads the saved definitions and starts every group.
+func (g *Groups) host(ctx context.Context) error {
+	defs, err := loadGroups(ctx, g.s)
+	if err != nil {
+		return err
+	}
+	m := map[string]*hostedGroup{}
 	for _, d := range defs {
 		p, err := g.start(ctx, d)
 		if err != nil {
-			cfg.Logger.Error("subscription group did not start", "group", d.Group, "err", err)
+			g.cfg.Logger.Error("subscription group did not start", "group", d.Group, "err", err)
 		}
-		g.m[d.Group] = &hostedGroup{def: d, p: p, err: err}
+		m[d.Group] = &hostedGroup{def: d, p: p, err: err}
 	}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		for _, h := range m {
+			if h.p != nil {
+				h.p.close(false)
+			}
+		}
+		return ErrClosed
+	}
+	g.m, g.hosting, g.holder = m, true, nil
+	g.mu.Unlock()
 	if len(defs) > 0 {
-		cfg.Logger.Info("subscription groups restored", "groups", len(defs))
+		g.cfg.Logger.Info("subscription groups restored", "groups", len(defs))
 	}
-	return g, nil
+	return nil
+}
+
+// standBy stops every group without saving checkpoints: another process
+// hosts them now, or may soon.
+func (g *Groups) standBy(holder *NotHostError, why string) {
+	g.mu.Lock()
+	m := g.m
+	g.m, g.hosting, g.holder = map[string]*hostedGroup{}, false, holder
+	g.mu.Unlock()
+	g.cfg.Logger.Warn("subscription groups stopped; standing by", "reason", why, "groups", len(m))
+	for _, h := range m {
+		if h.p != nil {
+			h.p.close(false)
+		}
+	}
+}
+
+// leaseLoop renews the lease while hosting and tries to take it while
+// standing by, every third of its length.
+func (g *Groups) leaseLoop() {
+	defer g.wg.Done()
+	l := g.lease
+	t := time.NewTicker(l.ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
+		g.mu.Lock()
+		hosting := g.hosting
+		g.mu.Unlock()
+		if hosting {
+			err := l.renew(ctx)
+			switch {
+			case errors.Is(err, ErrWrongExpectedVersion):
+				g.standBy(&NotHostError{}, "another process took the lease")
+			case err != nil && time.Now().After(l.expires.Add(-l.ttl/3)):
+				// Stop before the lease can lapse and another process
+				// start the groups.
+				g.standBy(&NotHostError{}, fmt.Sprintf("cannot renew the lease: %v", err))
+			case err != nil:
+				g.cfg.Logger.Warn("subscription groups: lease renewal failed; retrying", "err", err, "lease until", l.expires)
+			}
+		} else {
+			held, holder, err := l.acquire(ctx)
+			switch {
+			case err != nil:
+				g.cfg.Logger.Warn("subscription groups: cannot read the lease", "err", err)
+			case held:
+				g.cfg.Logger.Info("subscription groups: took the lease; hosting", "owner", l.owner)
+				if err := g.host(ctx); err != nil && !errors.Is(err, ErrClosed) {
+					g.cfg.Logger.Error("subscription groups: cannot start after taking the lease; releasing it", "err", err)
+					_ = l.release(ctx)
+				}
+			default:
+				g.mu.Lock()
+				g.holder = holder
+				g.mu.Unlock()
+			}
+		}
+		cancel()
+	}
+}
+
+// Hosting reports whether this Groups runs the groups; if not, the error
+// names the host.
+func (g *Groups) Hosting() (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.hosting, g.notHostLocked()
+}
+
+// notHostLocked is the error for a request to a standing-by Groups, or nil.
+func (g *Groups) notHostLocked() error {
+	if g.hosting {
+		return nil
+	}
+	if g.holder == nil {
+		return &NotHostError{}
+	}
+	h := *g.holder
+	return &h
 }
 
 // loadGroups folds GroupsStream into the definitions by name.
@@ -235,6 +407,9 @@ func (g *Groups) Define(ctx context.Context, d GroupDefinition) (p *Persistent, 
 	if g.closed {
 		return nil, false, ErrClosed
 	}
+	if err := g.notHostLocked(); err != nil {
+		return nil, false, err
+	}
 	if h := g.m[d.Group]; h != nil {
 		if !h.def.Equal(d) {
 			return nil, false, fmt.Errorf("group %q: %w: remove it first", d.Group, ErrGroupExists)
@@ -269,6 +444,8 @@ func (g *Groups) Get(name string) (*Persistent, GroupDefinition, error) {
 	switch {
 	case g.closed:
 		return nil, GroupDefinition{}, ErrClosed
+	case !g.hosting:
+		return nil, GroupDefinition{}, g.notHostLocked()
 	case h == nil:
 		return nil, GroupDefinition{}, fmt.Errorf("group %q: %w", name, ErrGroupNotFound)
 	case h.p == nil:
@@ -277,7 +454,8 @@ func (g *Groups) Get(name string) (*Persistent, GroupDefinition, error) {
 	return h.p, h.def, nil
 }
 
-// List returns the definitions of the hosted groups, sorted by name.
+// List returns the definitions of the hosted groups, sorted by name
+// (none while standing by).
 func (g *Groups) List() []GroupDefinition {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -298,6 +476,9 @@ func (g *Groups) Remove(ctx context.Context, name string) error {
 	if g.closed {
 		return ErrClosed
 	}
+	if err := g.notHostLocked(); err != nil {
+		return err
+	}
 	h := g.m[name]
 	if h == nil {
 		return fmt.Errorf("group %q: %w", name, ErrGroupNotFound)
@@ -312,8 +493,9 @@ func (g *Groups) Remove(ctx context.Context, name string) error {
 	return nil
 }
 
-// Close stops every group, saving their checkpoints; their definitions
-// stay, for the next OpenGroups.
+// Close stops every group, saving their checkpoints, and releases the
+// lease, so that a standing-by process takes over at once; the
+// definitions stay, for the next OpenGroups.
 func (g *Groups) Close() error {
 	g.mu.Lock()
 	if g.closed {
@@ -321,13 +503,27 @@ func (g *Groups) Close() error {
 		return nil
 	}
 	g.closed = true
-	m := g.m
-	g.m = map[string]*hostedGroup{}
+	g.mu.Unlock()
+	close(g.stop)
+	g.wg.Wait()
+	if g.gauge != nil {
+		g.cfg.Registerer.Unregister(g.gauge)
+	}
+	g.mu.Lock()
+	m, hosting := g.m, g.hosting
+	g.m, g.hosting = map[string]*hostedGroup{}, false
 	g.mu.Unlock()
 	var errs []error
 	for _, h := range m {
 		if h.p != nil {
 			errs = append(errs, h.p.Close())
+		}
+	}
+	if g.lease != nil && hosting {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := g.lease.release(ctx); err != nil && !errors.Is(err, ErrWrongExpectedVersion) {
+			errs = append(errs, fmt.Errorf("release the groups lease: %w", err))
 		}
 	}
 	return errors.Join(errs...)

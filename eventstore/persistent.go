@@ -473,7 +473,13 @@ func (p *Persistent) saveReplayed(ctx context.Context) error {
 }
 
 // Close stops the group, saving its checkpoint.
-func (p *Persistent) Close() error {
+func (p *Persistent) Close() error { return p.close(true) }
+
+// close stops the group; with save it saves its checkpoint and replayed
+// positions. A host that lost its lease stops without: another process
+// runs the group now, and an old checkpoint saved after its newer one
+// would send events again after its next restart.
+func (p *Persistent) close(save bool) error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -489,6 +495,9 @@ func (p *Persistent) Close() error {
 	}
 	p.cancel()
 	p.wg.Wait()
+	if !save {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return errors.Join(p.saveCheckpoint(ctx), p.saveReplayed(ctx))

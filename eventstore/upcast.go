@@ -68,6 +68,12 @@ type upcastStore struct {
 	u Upcaster
 }
 
+// Exclusive passes on the wrapped store's (see GroupsConfig.LeaseTTL).
+func (s upcastStore) Exclusive() bool {
+	ex, ok := s.Store.(interface{ Exclusive() bool })
+	return ok && ex.Exclusive()
+}
+
 func (s upcastStore) ReadStream(ctx context.Context, stream string, opts ReadStreamOptions) ([]RecordedEvent, error) {
 	evs, err := s.Store.ReadStream(ctx, stream, opts)
 	if err != nil {

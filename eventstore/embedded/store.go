@@ -963,6 +963,10 @@ func (s *Store) Streams(ctx context.Context, after string, max int) ([]string, e
 	return names, nil
 }
 
+// Exclusive reports that one process owns the store (it holds its
+// directory's lock), so persistent groups over it need no hosting lease.
+func (s *Store) Exclusive() bool { return true }
+
 // Close closes the store; appends waiting for their fsync complete first.
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {

@@ -110,6 +110,8 @@ func groupError(name string, err error) error {
 		return httpjson.Errorf(httpjson.CodeNotFound, "group", "subscription group %q is not defined: create it with PUT /v1/persistent-subscriptions/%s", name, name)
 	case errors.Is(err, eventstore.ErrGroupExists):
 		return httpjson.Errorf(httpjson.CodeAlreadyExists, "group", "subscription group %q runs with another configuration: DELETE it first", name)
+	case errors.Is(err, eventstore.ErrNotHost):
+		return httpjson.Errorf(httpjson.CodeUnavailable, "group", "subscription group %q: %v", name, err)
 	}
 	return err
 }

@@ -45,6 +45,7 @@ func Run(t *testing.T, h Harness) {
 		{"Reopen", testReopen},
 		{"Persistent", testPersistent},
 		{"GroupsRestart", testGroupsRestart},
+		{"GroupsLease", testGroupsLease},
 		{"StreamsAndTimeTravel", testStreamsAndTimeTravel},
 	}
 	for _, c := range cases {

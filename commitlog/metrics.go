@@ -22,7 +22,7 @@ type metrics struct {
 	preallocBytes    prometheus.Counter
 	preallocFailures prometheus.Counter
 
-	logSize, logSegments, logStart, logEnd, logHWM, openFiles *prometheus.Desc
+	logSegments, logEnd, openFiles *prometheus.Desc
 }
 
 func newMetrics(st *Store) *metrics {
@@ -44,12 +44,12 @@ func newMetrics(st *Store) *metrics {
 		deletedSegs:      c("retention_deleted_segments_total", "Segments removed by retention."),
 		preallocBytes:    c("preallocated_bytes_total", "Zero bytes written ahead of active segments (Options.Preallocate)."),
 		preallocFailures: c("preallocate_failures_total", "Preallocations that failed (appends go on without them)."),
-		logSize:          prometheus.NewDesc(ns+"_"+sub+"_log_size_bytes", "Bytes in a log's segment files.", []string{"log"}, nil),
 		logSegments:      prometheus.NewDesc(ns+"_"+sub+"_log_segments", "Segment files of a log.", []string{"log"}, nil),
-		logStart:         prometheus.NewDesc(ns+"_"+sub+"_log_start_offset", "First offset in a log.", []string{"log"}, nil),
-		logEnd:           prometheus.NewDesc(ns+"_"+sub+"_log_end_offset", "Offset the next record of a log gets.", []string{"log"}, nil),
-		logHWM:           prometheus.NewDesc(ns+"_"+sub+"_log_high_watermark", "Offsets below are visible to readers.", []string{"log"}, nil),
-		openFiles:        prometheus.NewDesc(ns+"_"+sub+"_open_files", "Segment files held open.", nil, nil),
+		// NB: a log's size, start offset and high-water mark are the
+		// broker's per-partition gauges (herald_broker_partition_*); exporting
+		// them here too doubled those series for every partition.
+		logEnd:    prometheus.NewDesc(ns+"_"+sub+"_log_end_offset", "Offset the next record of a log gets (ahead of the high-water mark while an fsync is pending).", []string{"log"}, nil),
+		openFiles: prometheus.NewDesc(ns+"_"+sub+"_open_files", "Segment files held open.", nil, nil),
 	}
 }
 
@@ -74,7 +74,7 @@ func (m *metrics) unregister(r prometheus.Registerer) {
 
 // Describe implements prometheus.Collector for the per-log gauges.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.logSize, m.logSegments, m.logStart, m.logEnd, m.logHWM, m.openFiles} {
+	for _, d := range []*prometheus.Desc{m.logSegments, m.logEnd, m.openFiles} {
 		ch <- d
 	}
 }
@@ -85,11 +85,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		g := func(d *prometheus.Desc, v float64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l.name)
 		}
-		g(m.logSize, float64(l.Size()))
 		g(m.logSegments, float64(l.Segments()))
-		g(m.logStart, float64(l.StartOffset()))
 		g(m.logEnd, float64(l.EndOffset()))
-		g(m.logHWM, float64(l.HighWatermark()))
 	}
 	ch <- prometheus.MustNewConstMetric(m.openFiles, prometheus.GaugeValue, float64(m.st.cache.open()))
 }

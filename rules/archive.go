@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/event"
@@ -77,11 +79,152 @@ type archiveState struct {
 	worker *targetWorker
 }
 
+// Where a replay runs.
+//
+// A replay runs on the engine that owns partition 0 of its bus in the
+// bus's consumer group: the partition its events are sent to. So it runs
+// on one engine at a time, whichever engine started it; every engine
+// follows the replay definitions, so each shows every replay's state; and
+// when the partition moves (an engine stopped, crashed or joined), the
+// engine giving it up stores the replay's progress before the partition
+// can be assigned again (handOffReplays, from OnRevoked), and the next
+// owner resumes from it, having read the definitions up to their end
+// first. A crash stores nothing: the next owner resumes from the
+// progress stored last (at most replayStoreInterval old), and sends the
+// events since again (at least once).
 type replayState struct {
 	mu     sync.Mutex
-	r      Replay
+	r      Replay // this engine's view: its run's state, else the stored one
+	stored Replay // the newest stored definition the follower has read
 	rules  map[string]bool
 	cancel context.CancelFunc
+	// running: a run on this engine, which closes exited when it ends;
+	// handoff tells it to store its progress and stop without a final
+	// state (another engine goes on).
+	running bool
+	exited  chan struct{}
+	handoff atomic.Bool
+}
+
+func newReplayState(r Replay) *replayState {
+	rs := &replayState{r: r, stored: r, rules: map[string]bool{}, cancel: func() {}}
+	for _, n := range r.Rules {
+		rs.rules[n] = true
+	}
+	return rs
+}
+
+// runOwnedReplays starts the runs of bs's unfinished replays, if this
+// engine owns the bus's partition 0.
+func (e *Engine) runOwnedReplays(bs *busState) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.mu.closed {
+		return
+	}
+	for _, rs := range e.mu.replays {
+		e.runIfOwnerLocked(rs)
+	}
+}
+
+// runIfOwnerLocked starts a run of rs on this engine if it is unfinished,
+// not running here, and its bus's partition 0 is this engine's.
+func (e *Engine) runIfOwnerLocked(rs *replayState) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	as := e.mu.archives[rs.r.Archive]
+	if rs.running || rs.r.terminal() || as == nil || e.mu.closed || e.ctx.Err() != nil {
+		return
+	}
+	bs := e.mu.buses[as.a.Bus]
+	if bs == nil || !bs.ownsReplays() {
+		return
+	}
+	rctx, cancel := context.WithCancel(e.ctx)
+	rs.running, rs.cancel, rs.exited = true, cancel, make(chan struct{})
+	rs.handoff.Store(false)
+	bs.runs.Store(rs.r.Name, rs)
+	e.wg.Add(1)
+	go e.runReplay(rctx, bs, as.a, rs)
+}
+
+// handOffReplays stops the runs of bs's replays on this engine, each
+// storing its progress, and waits for them: another engine is to resume
+// them.
+func (e *Engine) handOffReplays(bs *busState) {
+	bs.runs.Range(func(_, v any) bool {
+		rs := v.(*replayState)
+		rs.mu.Lock()
+		running, exited := rs.running, rs.exited
+		if running {
+			rs.handoff.Store(true)
+			rs.cancel()
+		}
+		rs.mu.Unlock()
+		if running {
+			<-exited
+		}
+		return true
+	})
+}
+
+// applyReplayLocked takes a stored replay definition (another engine's, or
+// this one's own) into the engine's view, cancels this engine's run if
+// another engine asked, and starts a run if this engine is the owner.
+func (e *Engine) applyReplayLocked(key string, val []byte) {
+	if val == nil {
+		return
+	}
+	var rp Replay
+	if err := json.Unmarshal(val, &rp); err != nil {
+		e.log.Error("stored replay definition", "key", key, "err", err)
+		return
+	}
+	rs := e.mu.replays[rp.Name]
+	if rs == nil {
+		rs = newReplayState(rp)
+		e.mu.replays[rp.Name] = rs
+		e.replaySets.Store(rp.Name, rs.rules)
+	}
+	rs.mu.Lock()
+	rs.stored = rp
+	if rs.running {
+		// The run's state is the truth; only a cancel from another
+		// engine changes it.
+		if rp.State == ReplayCancelling && !rs.r.terminal() {
+			rs.r.State = ReplayCancelling
+			rs.cancel()
+		}
+		rs.mu.Unlock()
+		return
+	}
+	rs.r = rp
+	if !slices.Equal(rp.Rules, slices.Sorted(maps.Keys(rs.rules))) {
+		rs.rules = map[string]bool{}
+		for _, n := range rp.Rules {
+			rs.rules[n] = true
+		}
+		e.replaySets.Store(rp.Name, rs.rules)
+	}
+	rs.mu.Unlock()
+	e.runIfOwnerLocked(rs)
+}
+
+// awaitDefinitions waits until the follower has applied every definition
+// stored before the call.
+func (e *Engine) awaitDefinitions(ctx context.Context) error {
+	_, end, err := e.cfg.Log.Offsets(ctx, DefinitionsTopic, 0)
+	if err != nil {
+		return err
+	}
+	for e.followed.Load() < end {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 func archiveTopic(name string) string { return "__herald_archive." + name }
@@ -247,15 +390,12 @@ func (e *Engine) StartReplay(ctx context.Context, r Replay) (Replay, error) {
 	if err := e.putDefinition(ctx, "replay/"+r.Name, r); err != nil {
 		return Replay{}, err
 	}
-	rctx, cancel := context.WithCancel(e.ctx)
-	rs := &replayState{r: r, rules: map[string]bool{}, cancel: cancel}
-	for _, n := range r.Rules {
-		rs.rules[n] = true
-	}
+	rs := newReplayState(r)
 	e.mu.replays[r.Name] = rs
 	e.replaySets.Store(r.Name, rs.rules)
-	e.wg.Add(1)
-	go e.runReplay(rctx, bs, as.a, rs)
+	// Here if this engine owns the bus's partition 0; else its owner
+	// starts it on reading the definition.
+	e.runIfOwnerLocked(rs)
 	return r, nil
 }
 
@@ -277,13 +417,24 @@ func (e *Engine) CancelReplay(ctx context.Context, name string) (Replay, error) 
 		return Replay{}, err
 	}
 	rs.mu.Lock()
-	defer rs.mu.Unlock()
 	if rs.r.terminal() {
+		defer rs.mu.Unlock()
 		return rs.r, httpjson.Errorf(httpjson.CodeFailedPrecondition, "name", "replay %q is %s", name, rs.r.State)
 	}
 	rs.r.State = ReplayCancelling
-	rs.cancel()
-	return rs.r, nil
+	r := rs.r
+	if rs.running {
+		rs.cancel()
+		rs.mu.Unlock()
+		return r, nil
+	}
+	rs.mu.Unlock()
+	// It runs on another engine (or none yet): the engine that runs it
+	// cancels it on reading this.
+	if err := e.putDefinition(ctx, "replay/"+name, r); err != nil {
+		return Replay{}, err
+	}
+	return r, nil
 }
 
 // ReplayByName returns a replay's state and progress.
@@ -342,6 +493,13 @@ func eventTime(r *eventlog.Record) time.Time {
 
 func (e *Engine) runReplay(ctx context.Context, bs *busState, a Archive, rs *replayState) {
 	defer e.wg.Done()
+	defer func() {
+		rs.mu.Lock()
+		bs.runs.Delete(rs.r.Name)
+		rs.running = false
+		close(rs.exited)
+		rs.mu.Unlock()
+	}()
 	set := func(f func(r *Replay)) Replay {
 		rs.mu.Lock()
 		defer rs.mu.Unlock()
@@ -362,11 +520,41 @@ func (e *Engine) runReplay(ctx context.Context, bs *busState, a Archive, rs *rep
 	// replay stays running in its stored state, with its progress, and
 	// the next start resumes it.
 	stopped := func() bool {
-		if e.ctx.Err() == nil {
+		if e.ctx.Err() == nil && !rs.handoff.Load() {
 			return false
 		}
 		store(set(func(r *Replay) {}))
 		return true
+	}
+	// The progress a previous owner stored may still be on its way to
+	// this engine's follower: read the definitions to their end, then go
+	// on from the newest stored state. Stopped before that, store
+	// nothing (this engine's view may be older than what is stored).
+	if err := e.awaitDefinitions(ctx); err != nil {
+		if ctx.Err() != nil && e.ctx.Err() == nil && !rs.handoff.Load() {
+			finish(ReplayCancelled, "")
+		} else if ctx.Err() == nil {
+			finish(ReplayFailed, fmt.Sprintf("read definitions: %v", err))
+		}
+		return
+	}
+	r0 := set(func(r *Replay) {
+		cancelling := r.State == ReplayCancelling
+		*r = rs.stored
+		if cancelling {
+			r.State = ReplayCancelling
+		}
+		if r.State == ReplayRunning {
+			r.Resumed++
+			e.log.Info("resuming replay", "replay", r.Name, "replayed", r.Replayed, "last_replayed", r.LastReplayed)
+		}
+	})
+	switch {
+	case r0.terminal():
+		return // finished meanwhile, on the engine that ran it
+	case r0.State == ReplayCancelling:
+		finish(ReplayCancelled, "")
+		return
 	}
 	start, end, err := e.cfg.Log.Offsets(ctx, a.Topic, 0)
 	if err != nil {
@@ -376,7 +564,6 @@ func (e *Engine) runReplay(ctx context.Context, bs *busState, a Archive, rs *rep
 	// Index the archive's events in the window by event time: times and
 	// offsets only, so a large archive costs 16 bytes an event.
 	var idx []archived
-	r0 := set(func(r *Replay) {})
 	for off := start; off < end && ctx.Err() == nil; {
 		recs, err := e.cfg.Log.Read(ctx, a.Topic, 0, off, eventlog.ReadOptions{MaxBytes: 4 << 20})
 		if err != nil {
@@ -412,7 +599,8 @@ func (e *Engine) runReplay(ctx context.Context, bs *busState, a Archive, rs *rep
 		})
 	}
 	if ctx.Err() == nil {
-		set(func(r *Replay) { r.State, r.Total = ReplayRunning, r.Replayed+int64(len(idx)-skip) })
+		// Stored at once, so that every engine shows it running.
+		store(set(func(r *Replay) { r.State, r.Total = ReplayRunning, r.Replayed+int64(len(idx)-skip) }))
 	}
 	lastStore := time.Now()
 	for n, x := range idx[skip:] {

@@ -38,9 +38,9 @@
 //
 // Every engine reads the definitions at Start and then follows the topic
 // (follow.go), so a bus, rule or archive created, changed or deleted
-// through one engine is in force on all. A replay runs on the engine that
-// started it (after a restart of several engines, on each that loads it:
-// at-least-once holds, but its events may be sent once per engine).
+// through one engine is in force on all, and so is a replay's state. A
+// replay runs on the engine that owns partition 0 of its bus, and moves
+// with that partition (see replayState).
 //
 // # Isolation
 //

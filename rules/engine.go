@@ -110,6 +110,8 @@ type Engine struct {
 	// replaySets maps a replay's name to its rule set, read by the
 	// dispatchers without taking mu.
 	replaySets sync.Map
+	// followed is the definitions offset the follower has applied up to.
+	followed atomic.Int64
 
 	writersMu sync.Mutex
 	writers   map[string]*topicWriter
@@ -154,6 +156,19 @@ type busState struct {
 	mu       sync.RWMutex
 	rules    map[string]*ruleState
 	archives map[string]*archiveState
+
+	// runs are the replays of the bus running on this engine (name ->
+	// *replayState); see ownsReplays.
+	runs sync.Map
+}
+
+// ownsReplays reports whether this engine owns partition 0 of the bus,
+// where replayed events go, and so runs the bus's replays.
+func (bs *busState) ownsReplays() bool {
+	bs.parts.Lock()
+	defer bs.parts.Unlock()
+	_, ok := bs.parts.m[0]
+	return ok
 }
 
 type ruleState struct {
@@ -290,17 +305,16 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.installArchiveLocked(bs, a, p)
 	}
 	for _, rp := range replays {
-		rs := &replayState{r: rp, rules: map[string]bool{}, cancel: func() {}}
-		for _, n := range rp.Rules {
-			rs.rules[n] = true
-		}
+		rs := newReplayState(rp)
 		e.mu.replays[rp.Name] = rs
 		e.replaySets.Store(rp.Name, rs.rules)
 		if rp.terminal() {
 			continue
 		}
-		// A replay the last engine left running goes on from its stored
-		// progress; one being cancelled is cancelled.
+		// A replay left unfinished goes on from its stored progress on
+		// the engine that owns its bus's partition 0 (runOwnedReplays);
+		// one being cancelled is cancelled, and one whose archive is gone
+		// fails.
 		as := e.mu.archives[rp.Archive]
 		switch {
 		case rp.State == ReplayCancelling:
@@ -308,24 +322,18 @@ func (e *Engine) Start(ctx context.Context) error {
 		case as == nil || e.mu.buses[as.a.Bus] == nil:
 			rs.r.State, rs.r.Reason, rs.r.Ended = ReplayFailed, "its archive no longer exists", time.Now().UTC()
 		default:
-			rs.r.Resumed++
-			e.log.Info("resuming replay", "replay", rp.Name, "replayed", rp.Replayed, "last_replayed", rp.LastReplayed)
+			continue
 		}
+		rs.stored = rs.r
 		if err := e.putDefinition(ctx, "replay/"+rp.Name, rs.r); err != nil {
 			return err
 		}
-		if rs.r.terminal() {
-			continue
-		}
-		rctx, cancel := context.WithCancel(e.ctx)
-		rs.cancel = cancel
-		e.wg.Add(1)
-		go e.runReplay(rctx, e.mu.buses[as.a.Bus], as.a, rs)
 	}
 	for _, bs := range e.mu.buses {
 		bs.launchOnce()
 	}
 	// Other engines on the log may change definitions from now on.
+	e.followed.Store(end)
 	e.wg.Add(1)
 	go e.follow(end)
 	return nil
@@ -387,6 +395,7 @@ func (e *Engine) Close() error {
 		<-exited
 	}
 	for _, b := range buses {
+		e.handOffReplays(b) // their progress stored before another engine resumes them
 		if b.launched {
 			e.commit(b)
 		}
@@ -412,7 +421,8 @@ func (e *Engine) putDefinition(ctx context.Context, key string, v any) error {
 	// The follower skips this engine's own writes: applied again later
 	// they could undo a newer change (a rule deleted just after it was
 	// stored would come back for a moment).
-	// Replays are not followed (nor written under e.mu), so not noted.
+	// Replays are not written under e.mu, so not noted: the follower
+	// applies their own writes too (see applyReplay).
 	if !strings.HasPrefix(key, "replay/") {
 		e.ownMu.Lock()
 		e.own[off] = struct{}{}
@@ -820,6 +830,11 @@ func (e *Engine) consume(ctx context.Context, bs *busState) {
 		OnAssigned: func(_ context.Context, tps []eventlog.TopicPartition) {
 			for _, tp := range tps {
 				bs.partFor(ctx, e, tp.Partition)
+				if tp.Partition == 0 {
+					// NB: not on this goroutine: e.mu may be held by
+					// one waiting for this consumer.
+					go e.runOwnedReplays(bs)
+				}
 			}
 			e.log.Debug("bus partitions assigned", "bus", bs.bus.Name, "partitions", tps)
 		},
@@ -931,6 +946,12 @@ func (bs *busState) partFor(ctx context.Context, e *Engine, p int32) *partRun {
 // most) and commits them, so that the next owner starts where this
 // engine stopped rather than deliver again what it delivered.
 func (e *Engine) revoke(ctx context.Context, bs *busState, tps []eventlog.TopicPartition) {
+	for _, tp := range tps {
+		if tp.Partition == 0 {
+			// Before another engine can own it and resume them.
+			e.handOffReplays(bs)
+		}
+	}
 	var runs []*partRun
 	bs.parts.Lock()
 	gc := bs.parts.consumer

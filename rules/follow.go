@@ -11,10 +11,10 @@ import (
 )
 
 // follow applies the definitions other engines on the log store while
-// this one runs (buses, rules and archives; a replay runs on the engine
-// that started it), reading the definitions topic from offset from on.
-// Its own writes are skipped (by offset), and so is a definition already
-// in force (same Updated time, or already present or absent).
+// this one runs (buses, rules, archives and replays), reading the
+// definitions topic from offset from on. Its own writes are skipped (by
+// offset; replays excepted, see applyReplay), and so is a definition
+// already in force (same Updated time, or already present or absent).
 func (e *Engine) follow(from int64) {
 	defer e.wg.Done()
 	off := from
@@ -44,6 +44,7 @@ func (e *Engine) follow(from int64) {
 			off = recs[i].Offset + 1
 			e.applyDefinition(&recs[i])
 		}
+		e.followed.Store(off)
 	}
 }
 
@@ -62,6 +63,8 @@ func (e *Engine) applyDefinition(r *eventlog.Record) {
 		return
 	}
 	switch {
+	case strings.HasPrefix(k, "replay/"):
+		e.applyReplayLocked(k, r.Value)
 	case strings.HasPrefix(k, "bus/"):
 		name := strings.TrimPrefix(k, "bus/")
 		bs := e.mu.buses[name]

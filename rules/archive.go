@@ -198,6 +198,14 @@ func (e *Engine) applyReplayLocked(key string, val []byte) {
 		rs.mu.Unlock()
 		return
 	}
+	// The follower also reads this engine's own progress writes, some
+	// after its run has stored newer ones (or ended): within one start
+	// of the replay, the view never goes back (a cancel excepted, which
+	// may come from an engine whose view lags).
+	if rp.Started.Equal(rs.r.Started) && (rs.r.terminal() || (rp.State != ReplayCancelling && rp.Replayed < rs.r.Replayed)) {
+		rs.mu.Unlock()
+		return
+	}
 	rs.r = rp
 	if !slices.Equal(rp.Rules, slices.Sorted(maps.Keys(rs.rules))) {
 		rs.rules = map[string]bool{}

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -337,4 +338,95 @@ func startServer(tb testing.TB, opts ...kgo.Opt) (string, *kgo.Client) {
 	}
 	tb.Cleanup(cl.Close)
 	return srv.KafkaAddr(), cl
+}
+
+// TestJobUpgradesFromFullSnapshots: a job whose state topic holds full
+// snapshots (what versions before incremental checkpoints wrote) restores
+// from them, then checkpoints incrementally, and restores from those
+// after another restart; open windows keep their counts throughout.
+func TestJobUpgradesFromFullSnapshots(t *testing.T) {
+	brokers, cl := startServer(t)
+	ctx := context.Background()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	produce := func(user string, at time.Duration) {
+		e := event.New("/shop", "OrderCreated")
+		e.Time, e.Data = base.Add(at), fmt.Appendf(nil, `{"user":%q}`, user)
+		if err := cl.ProduceSync(ctx, toKgo(e)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := JobConfig{Name: "upgraded", Brokers: []string{brokers}, Input: "orders", Output: "counts",
+		Processor: Config{Key: "data.user", Window: TumblingWindow(time.Hour), Aggs: []Agg{{Kind: Count}},
+			Grace: Grace(0), Emit: EmitChanges},
+		KgoOptions: []kgo.Opt{kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100 * time.Millisecond),
+			kgo.RebalanceTimeout(2 * time.Second)},
+		Logger: slog.New(slog.DiscardHandler)}
+	run := func(full bool) (stop func()) {
+		j, err := NewJob(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if full {
+			j.Runner.cfg.RestoreKeyed = nil // the earlier version: full snapshots
+		}
+		jctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- j.Run(jctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	// counts waits for n committed results and returns the last count of
+	// each user.
+	counts := func(n int) map[string]float64 {
+		t.Helper()
+		var got []string
+		for deadline := time.Now().Add(30 * time.Second); len(got) < n && time.Now().Before(deadline); {
+			got = readCommitted(t, brokers, "counts", 300*time.Millisecond)
+		}
+		if len(got) != n {
+			t.Fatalf("%d results %q, want %d", len(got), got, n)
+		}
+		last := map[string]float64{}
+		for _, g := range got {
+			_, v, _ := strings.Cut(g, " ")
+			var r struct {
+				Key   string  `json:"key"`
+				Count float64 `json:"count"`
+			}
+			if err := json.Unmarshal([]byte(v), &r); err != nil {
+				t.Fatalf("result %q: %v", v, err)
+			}
+			last[r.Key] = r.Count
+		}
+		return last
+	}
+	produce("a", time.Minute)
+	produce("a", 2*time.Minute)
+	produce("b", 3*time.Minute)
+	stop := run(true)
+	if c := counts(3); c["a"] != 2 || c["b"] != 1 {
+		t.Fatalf("full-snapshot job: counts %v", c)
+	}
+	stop()
+
+	stop = run(false) // restores the full snapshot, then checkpoints by key
+	produce("a", 4*time.Minute)
+	if c := counts(4); c["a"] != 3 {
+		t.Fatalf("after the upgrade: a counts %v, want 3 (the window restored from the full snapshot)", c["a"])
+	}
+	stop()
+
+	stop = run(false) // restores the incremental checkpoints
+	defer stop()
+	produce("b", 5*time.Minute)
+	if c := counts(5); c["b"] != 2 || c["a"] != 3 {
+		t.Fatalf("after a restart from incremental checkpoints: counts %v, want a 3 and b 2", c)
+	}
 }

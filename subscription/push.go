@@ -311,7 +311,25 @@ func (s *sub) push() {
 			}
 		}
 	}()
-	defer func() { <-feederDone }() // it stops with s.ctx
+	defer func() {
+		<-feederDone // it stops with s.ctx
+		// What was pulled ahead and never posted goes back, its attempt
+		// not counted: else a restart would hold it until its ack
+		// deadline and count an attempt never made.
+		var ids []string
+		for len(ready) > 0 {
+			ids = append(ids, (<-ready).AckID)
+		}
+		if len(ids) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.release(ctx, ids); err != nil {
+			s.m.logger.Warn("push: could not give back messages pulled ahead; they come again after their ack deadline",
+				"subscription", s.name, "messages", len(ids), "err", err)
+		}
+	}()
 	for s.ctx.Err() == nil {
 		var next <-chan Received
 		if inflight < ctl.limit() {

@@ -343,3 +343,81 @@ func TestPushTimeout(t *testing.T) {
 		t.Fatalf("pushed again after %v, before the 10 s deadline", d)
 	}
 }
+
+// TestPushGivesBackPulledAhead: a push subscription that stops (here the
+// server closes) with messages pulled ahead and never posted gives them
+// back: after the restart they come at once, not after their ack
+// deadline, as attempt 1; only the requests that were in flight count a
+// second attempt.
+func TestPushGivesBackPulledAhead(t *testing.T) {
+	const n, first, conc = 300, 60, 4
+	e := newEnv(t)
+	e.topic("t", 1)
+	var (
+		mu       sync.Mutex
+		attempts = map[string][]string{} // message id -> Herald-Delivery-Attempt of each request
+		done     = map[string]bool{}
+		answered atomic.Int64
+		hang     atomic.Bool
+		released = make(chan struct{})
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(HeaderMessageID)
+		mu.Lock()
+		attempts[id] = append(attempts[id], r.Header.Get(HeaderDeliveryAttempt))
+		mu.Unlock()
+		if hang.Load() || answered.Add(1) > first {
+			hang.Store(true)
+			select {
+			case <-r.Context().Done(): // the subscription stopped
+			case <-released:
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		mu.Lock()
+		done[id] = true
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	e.create("p", map[string]any{"topic": "t", "ackDeadlineSeconds": 120,
+		"pushConfig": map[string]any{"pushEndpoint": srv.URL, "maxOutstandingMessages": conc}})
+	e.publish("t", "E", "s", make([]string, n)...)
+	var sub Subscription
+	waitFor(t, "the endpoint hanging with messages pulled ahead", 20*time.Second, func() bool {
+		e.do("GET", "/v1/subscriptions/p", nil, &sub)
+		return hang.Load() && sub.Stats.Outstanding > conc
+	})
+	t.Logf("%d messages out when the server closes (%d requests in flight)", sub.Stats.Outstanding, conc)
+	e.closeManager(false)
+	close(released)
+
+	mu.Lock()
+	posted := len(attempts)
+	mu.Unlock()
+	hang.Store(false)
+	answered.Store(-1 << 40) // answer everything from now on
+	e.openManager()
+	waitFor(t, "every message delivered, well within the ack deadline", 20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(done) == n
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	again := 0
+	for id, as := range attempts {
+		if as[0] != "1" {
+			t.Fatalf("message %s: first request was attempt %s", id, as[0])
+		}
+		if len(as) > 1 {
+			again++
+			if as[1] != "2" {
+				t.Fatalf("message %s: attempts %v", id, as)
+			}
+		}
+	}
+	if again > posted-first || again > conc {
+		t.Fatalf("%d messages were posted twice; only the %d in flight may be", again, conc)
+	}
+}

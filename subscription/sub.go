@@ -1121,6 +1121,50 @@ func (s *sub) modifyAckDeadline(ctx context.Context, ids []string, secs int) ([]
 	return invalid, nil
 }
 
+// release gives back messages that were pulled but never delivered (a
+// push subscription stopped with messages pulled ahead): they are
+// deliverable at once, and the attempt their pull counted is taken back,
+// so a restart neither waits for their ack deadline nor counts an attempt
+// that was never made.
+func (s *sub) release(ctx context.Context, ids []string) error {
+	now := time.Now().UnixMilli()
+	states := map[int][]stateEnt{}
+	s.mu.Lock()
+	if s.mu.deleted {
+		s.mu.Unlock()
+		return nil
+	}
+	for _, id := range ids {
+		inc, p, off, attempt, _ := parseAckID(id)
+		e := s.entLocked(p, off)
+		if inc != s.mu.inc || e == nil || e.state != stOut || e.attempts != attempt {
+			continue
+		}
+		e.state, e.due = stWaiting, now
+		if e.attempts > 0 {
+			e.attempts--
+		}
+		heap.Push(&s.mu.heap, hitem{due: e.due, pk: mkpk(p, off)})
+		states[p] = append(states[p], stateEnt{Off: off, Attempts: e.attempts, Due: e.due})
+	}
+	var w *jwait
+	if len(states) > 0 {
+		vals := make([][]byte, 0, len(states))
+		for p, ss := range states {
+			slices.SortFunc(ss, func(a, b stateEnt) int { return int(a.Off - b.Off) })
+			vals = append(vals, encState(int32(p), ss))
+		}
+		w = s.m.journal.add(s.name, vals...)
+		s.mu.dirty = true
+		s.signalLocked()
+	}
+	s.mu.Unlock()
+	if w != nil {
+		return w.wait(ctx)
+	}
+	return nil
+}
+
 // seekTo resets the subscription to pos (a seek to a time or snapshot).
 func (s *sub) seekTo(ctx context.Context, pos positions) error {
 	s.mu.Lock()

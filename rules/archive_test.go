@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -213,16 +212,7 @@ func TestSystemBusEvents(t *testing.T) {
 // reaches the replay's rule, in event-time order, none skipped.
 func TestReplayResumesAfterRestart(t *testing.T) {
 	const n, stopAt = 300, 120
-	var first atomic.Bool
-	first.Store(true)
-	reached := make(chan struct{})
-	testReplayStep = func(ctx context.Context, i int) {
-		if i == stopAt && first.CompareAndSwap(true, false) {
-			close(reached)
-			<-ctx.Done() // the engine crashes here
-		}
-	}
-	t.Cleanup(func() { testReplayStep = nil })
+	reached := pauseReplayAt(t, stopAt) // the engine crashes there
 
 	l := newLog(t, t.TempDir())
 	e := newEngine(t, l, nil)
@@ -258,11 +248,7 @@ func TestReplayResumesAfterRestart(t *testing.T) {
 		Rules: []string{"rep"}}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-reached:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the replay never reached its stop point")
-	}
+	waitReached(t, reached)
 	crash(e)
 
 	e2 := newEngine(t, l, nil)

@@ -173,6 +173,32 @@ func TestEnginesFollowDefinitions(t *testing.T) {
 	})
 }
 
+// pauseReplayAt makes the first replay run to reach its stopAt'th event
+// stop there until its context ends (a crash, a hand-off, a cancel); the
+// channel closes when it gets there.
+func pauseReplayAt(t *testing.T, stopAt int) <-chan struct{} {
+	var first atomic.Bool
+	first.Store(true)
+	reached := make(chan struct{})
+	testReplayStep = func(ctx context.Context, i int) {
+		if i == stopAt && first.CompareAndSwap(true, false) {
+			close(reached)
+			<-ctx.Done()
+		}
+	}
+	t.Cleanup(func() { testReplayStep = nil })
+	return reached
+}
+
+func waitReached(t *testing.T, reached <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-reached:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the replay never reached its stop point")
+	}
+}
+
 // replayFixture: two engines on one log with the bus split between them,
 // a rule "rep" into topic replayed, an archive of every event, and n
 // events (event times a second apart) delivered live. owner owns bus
@@ -224,27 +250,14 @@ func replayFixture(t *testing.T, n int) (l eventlog.Log, owner, other *Engine, b
 // flight.
 func TestReplayMovesWithPartitionZero(t *testing.T) {
 	const n, stopAt = 200, 80
-	var first atomic.Bool
-	first.Store(true)
-	reached := make(chan struct{})
-	testReplayStep = func(ctx context.Context, i int) {
-		if i == stopAt && first.CompareAndSwap(true, false) {
-			close(reached)
-			<-ctx.Done() // until the owner hands the replay off
-		}
-	}
-	t.Cleanup(func() { testReplayStep = nil })
+	reached := pauseReplayAt(t, stopAt) // until the owner hands the replay off
 	l, owner, other, base := replayFixture(t, n)
 	ctx := context.Background()
 	if _, err := other.StartReplay(ctx, Replay{Name: "rp", Archive: "all", Start: base, End: base.Add(n * time.Second),
 		Rules: []string{"rep"}}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-reached:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the replay never reached its stop point")
-	}
+	waitReached(t, reached)
 	owner.mu.Lock()
 	running := owner.mu.replays["rp"] != nil && owner.mu.replays["rp"].running
 	owner.mu.Unlock()
@@ -285,27 +298,14 @@ func TestReplayMovesWithPartitionZero(t *testing.T) {
 // does not run the replay stops it on the engine that does.
 func TestCancelReplayFromAnotherEngine(t *testing.T) {
 	const n, stopAt = 100, 10
-	var first atomic.Bool
-	first.Store(true)
-	reached := make(chan struct{})
-	testReplayStep = func(ctx context.Context, i int) {
-		if i == stopAt && first.CompareAndSwap(true, false) {
-			close(reached)
-			<-ctx.Done()
-		}
-	}
-	t.Cleanup(func() { testReplayStep = nil })
+	reached := pauseReplayAt(t, stopAt)
 	_, owner, other, base := replayFixture(t, n)
 	ctx := context.Background()
 	if _, err := owner.StartReplay(ctx, Replay{Name: "rp", Archive: "all", Start: base, End: base.Add(n * time.Second),
 		Rules: []string{"rep"}}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-reached:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the replay never reached its stop point")
-	}
+	waitReached(t, reached)
 	waitFor(t, 20*time.Second, "the other engine to know the replay", func() bool {
 		_, err := other.ReplayByName("rp")
 		return err == nil

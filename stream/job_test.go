@@ -261,34 +261,14 @@ func TestJobRestartAfterIdleCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	produce := func(user string, at time.Duration) {
-		e := event.New("/shop", "OrderCreated")
-		e.Time, e.Data = base.Add(at), fmt.Appendf(nil, `{"user":%q}`, user)
-		if err := cl.ProduceSync(ctx, toKgo(e)).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	produce := orderProducer(t, cl, base)
 	cfg := JobConfig{Name: "idlejob", Brokers: []string{brokers}, Input: "orders", Output: "counts",
 		Processor: Config{Key: "data.user", Window: TumblingWindow(time.Second), Aggs: []Agg{{Kind: Count}},
 			IdleTimeout: 200 * time.Millisecond, Grace: Grace(0), Emit: EmitFinal},
 		KgoOptions: []kgo.Opt{kgo.SessionTimeout(time.Second), kgo.HeartbeatInterval(100 * time.Millisecond),
 			kgo.RebalanceTimeout(2 * time.Second)},
 		Logger: slog.New(slog.DiscardHandler)}
-	run := func(cfg JobConfig) (stop func()) {
-		j, err := NewJob(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		jctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- j.Run(jctx) }()
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-		}
-	}
+	run := func(cfg JobConfig) (stop func()) { return startJob(t, cfg, nil) }
 	waitFor := func(n int) []string {
 		t.Helper()
 		var got []string
@@ -316,6 +296,39 @@ func TestJobRestartAfterIdleCommits(t *testing.T) {
 	}
 	if len(got) != 3 {
 		t.Fatalf("after the restart: %d results %q, want 3: windows emitted twice", len(got), got)
+	}
+}
+
+// orderProducer returns a function producing an OrderCreated event of
+// user at base+at to topic orders.
+func orderProducer(t *testing.T, cl *kgo.Client, base time.Time) func(user string, at time.Duration) {
+	return func(user string, at time.Duration) {
+		e := event.New("/shop", "OrderCreated")
+		e.Time, e.Data = base.Add(at), fmt.Appendf(nil, `{"user":%q}`, user)
+		if err := cl.ProduceSync(context.Background(), toKgo(e)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// startJob runs the job cfg describes (changed by mod, if not nil) until
+// the stop it returns, which fails the test if Run returned an error.
+func startJob(t *testing.T, cfg JobConfig, mod func(*Job)) (stop func()) {
+	j, err := NewJob(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mod != nil {
+		mod(j)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- j.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }
 
@@ -351,13 +364,7 @@ func TestJobUpgradesFromFullSnapshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	produce := func(user string, at time.Duration) {
-		e := event.New("/shop", "OrderCreated")
-		e.Time, e.Data = base.Add(at), fmt.Appendf(nil, `{"user":%q}`, user)
-		if err := cl.ProduceSync(ctx, toKgo(e)).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	produce := orderProducer(t, cl, base)
 	cfg := JobConfig{Name: "upgraded", Brokers: []string{brokers}, Input: "orders", Output: "counts",
 		Processor: Config{Key: "data.user", Window: TumblingWindow(time.Hour), Aggs: []Agg{{Kind: Count}},
 			Grace: Grace(0), Emit: EmitChanges},
@@ -365,22 +372,11 @@ func TestJobUpgradesFromFullSnapshots(t *testing.T) {
 			kgo.RebalanceTimeout(2 * time.Second)},
 		Logger: slog.New(slog.DiscardHandler)}
 	run := func(full bool) (stop func()) {
-		j, err := NewJob(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if full {
-			j.Runner.cfg.RestoreKeyed = nil // the earlier version: full snapshots
-		}
-		jctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- j.Run(jctx) }()
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
+		return startJob(t, cfg, func(j *Job) {
+			if full {
+				j.Runner.cfg.RestoreKeyed = nil // the earlier version: full snapshots
 			}
-		}
+		})
 	}
 	// counts waits for n committed results and returns the last count of
 	// each user.

@@ -1101,17 +1101,7 @@ func (s *sub) modifyAckDeadline(ctx context.Context, ids []string, secs int) ([]
 		heap.Push(&s.mu.heap, hitem{due: e.due, pk: mkpk(p, off)})
 		states[p] = append(states[p], stateEnt{Off: off, Attempts: e.attempts, Due: e.due, Out: e.state == stOut})
 	}
-	var w *jwait
-	if len(states) > 0 {
-		vals := make([][]byte, 0, len(states))
-		for p, ss := range states {
-			slices.SortFunc(ss, func(a, b stateEnt) int { return int(a.Off - b.Off) })
-			vals = append(vals, encState(int32(p), ss))
-		}
-		w = s.m.journal.add(s.name, vals...)
-		s.mu.dirty = true
-		s.signalLocked()
-	}
+	w := s.journalStatesLocked(states)
 	s.mu.Unlock()
 	if w != nil {
 		if err := w.wait(ctx); err != nil {
@@ -1119,6 +1109,23 @@ func (s *sub) modifyAckDeadline(ctx context.Context, ids []string, secs int) ([]
 		}
 	}
 	return invalid, nil
+}
+
+// journalStatesLocked journals the new states of messages, by partition,
+// and wakes the pullers; nil if there are none.
+func (s *sub) journalStatesLocked(states map[int][]stateEnt) *jwait {
+	if len(states) == 0 {
+		return nil
+	}
+	vals := make([][]byte, 0, len(states))
+	for p, ss := range states {
+		slices.SortFunc(ss, func(a, b stateEnt) int { return int(a.Off - b.Off) })
+		vals = append(vals, encState(int32(p), ss))
+	}
+	w := s.m.journal.add(s.name, vals...)
+	s.mu.dirty = true
+	s.signalLocked()
+	return w
 }
 
 // release gives back messages that were pulled but never delivered (a
@@ -1147,17 +1154,7 @@ func (s *sub) release(ctx context.Context, ids []string) error {
 		heap.Push(&s.mu.heap, hitem{due: e.due, pk: mkpk(p, off)})
 		states[p] = append(states[p], stateEnt{Off: off, Attempts: e.attempts, Due: e.due})
 	}
-	var w *jwait
-	if len(states) > 0 {
-		vals := make([][]byte, 0, len(states))
-		for p, ss := range states {
-			slices.SortFunc(ss, func(a, b stateEnt) int { return int(a.Off - b.Off) })
-			vals = append(vals, encState(int32(p), ss))
-		}
-		w = s.m.journal.add(s.name, vals...)
-		s.mu.dirty = true
-		s.signalLocked()
-	}
+	w := s.journalStatesLocked(states)
 	s.mu.Unlock()
 	if w != nil {
 		return w.wait(ctx)

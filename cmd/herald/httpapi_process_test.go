@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,21 +29,8 @@ func TestServeHTTPAPI(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	var httpAddr string
 	start := func() *exec.Cmd {
-		httpAddr = freeAddr(t)
-		var log bytes.Buffer
-		cmd := exec.Command(bin, "serve", "--data", data, "--kafka-addr", freeAddr(t), "--http-addr", httpAddr)
-		cmd.Stdout, cmd.Stderr = &log, &log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "herald serve to be ready", 30*time.Second, func() bool {
-			resp, err := http.Get("http://" + httpAddr + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
+		cmd, addr, _ := serveOn(t, bin, data)
+		httpAddr = addr
 		return cmd
 	}
 	call := func(method, path, ct, body string) (int, string) {

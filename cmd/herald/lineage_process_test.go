@@ -28,21 +28,8 @@ func TestLineageSurvivesSIGKILL(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	var httpAddr string
 	start := func() (*exec.Cmd, *syncBuffer) {
-		httpAddr = freeAddr(t)
-		log := &syncBuffer{}
-		cmd := exec.Command(bin, "serve", "--data", data, "--kafka-addr", freeAddr(t), "--http-addr", httpAddr, "--registry-addr", "")
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "herald serve to be ready", 30*time.Second, func() bool {
-			resp, err := http.Get("http://" + httpAddr + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
+		cmd, addr, log := serveOn(t, bin, data, "--registry-addr", "")
+		httpAddr = addr
 		return cmd, log
 	}
 	post := func(path, ct, body string) (int, error) {

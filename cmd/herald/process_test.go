@@ -145,3 +145,26 @@ func TestProcesses(t *testing.T) {
 		t.Errorf("bad --from: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// serveOn starts bin serve on the data directory data, with fresh Kafka
+// and HTTP listen addresses and the extra arguments, and waits until it is
+// ready. The caller stops it; log collects its output.
+func serveOn(t *testing.T, bin, data string, args ...string) (cmd *exec.Cmd, httpAddr string, log *syncBuffer) {
+	t.Helper()
+	httpAddr = freeAddr(t)
+	log = &syncBuffer{}
+	cmd = exec.Command(bin, append([]string{"serve", "--data", data, "--kafka-addr", freeAddr(t), "--http-addr", httpAddr}, args...)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "herald serve to be ready", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return cmd, httpAddr, log
+}

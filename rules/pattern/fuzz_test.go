@@ -92,7 +92,7 @@ func FuzzFlatten(f *testing.F) {
 		mm.pathID([]string{"a"})
 		mm.pathID([]string{"a", "b"})
 		for _, r := range ref {
-			mm.pathID(strings.Split(r.path, "\x00"))
+			mm.pathID(r.segs)
 		}
 		var fl flattener
 		ferr := fl.flattenDoc(doc, mm.root)

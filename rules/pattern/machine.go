@@ -343,8 +343,25 @@ func (m *Machine) rebuildLocked(i int32) {
 	m.copies[i].Store(nm)
 }
 
+// pathKey is path's key in pathIDs: every segment length-prefixed, so
+// that two paths never share one (a segment may hold any byte, NUL too:
+// joined by NUL, {"\u0000": ...} and {"": {"": ...}} would collide).
+func pathKey(path []string) string {
+	n := 0
+	for _, seg := range path {
+		n += len(seg) + 4
+	}
+	b := make([]byte, 0, n)
+	for _, seg := range path {
+		b = strconv.AppendInt(b, int64(len(seg)), 10)
+		b = append(b, ':')
+		b = append(b, seg...)
+	}
+	return string(b)
+}
+
 func (mm *machine) pathID(path []string) int32 {
-	key := strings.Join(path, "\x00")
+	key := pathKey(path)
 	if id, ok := mm.pathIDs[key]; ok {
 		return id
 	}

@@ -189,3 +189,28 @@ func TestExplain(t *testing.T) {
 		t.Fatal("invalid event accepted")
 	}
 }
+
+// Field names may hold any character, NUL too: a pattern on the field
+// "\u0000" and one on the nested path "" -> "" are different fields.
+func TestFieldNamesWithNUL(t *testing.T) {
+	m := NewMachine()
+	m.Add("nested", MustCompile(`{"detail":{"":{"":["x"]}}}`))
+	m.Add("nul", MustCompile(`{"detail":{"\u0000":["x"]}}`))
+	for _, c := range []struct {
+		doc  string
+		want []string
+	}{
+		{`{"detail":{"\u0000":"x"}}`, []string{"nul"}},
+		{`{"detail":{"":{"":"x"}}}`, []string{"nested"}},
+		{`{"detail":{"\u0000":"y","":{"":"y"}}}`, nil},
+	} {
+		got, err := m.MatchJSON([]byte(c.doc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s matched %v, want %v", c.doc, got, c.want)
+		}
+	}
+}

@@ -38,7 +38,8 @@ func consistent(a, b []tpos) bool {
 }
 
 type rfield struct {
-	path  string // segments joined by "\x00"
+	path  string // pathKey(segs)
+	segs  []string
 	k     vkind
 	s     []byte
 	num   float64
@@ -57,15 +58,15 @@ func rflatten(doc []byte) ([]rfield, error) {
 	}
 	var out []rfield
 	var arrays int32
-	var walk func(v *jval, path string, top bool, trail []tpos)
-	walk = func(v *jval, path string, top bool, trail []tpos) {
+	var walk func(v *jval, path []string, top bool, trail []tpos)
+	walk = func(v *jval, path []string, top bool, trail []tpos) {
 		switch v.kind {
 		case jObject:
 			for _, kv := range v.obj {
 				key := kv.key
-				p := path + "\x00" + key
+				p := append(path[:len(path):len(path)], key)
 				if top {
-					p = topAlias(key)
+					p = []string{topAlias(key)}
 				}
 				walk(kv.val, p, false, trail)
 			}
@@ -80,7 +81,7 @@ func rflatten(doc []byte) ([]rfield, error) {
 				walk(e, path, false, t)
 			}
 		case jString:
-			out = append(out, rfield{path: path, k: vString, s: []byte(v.str), trail: trail})
+			out = append(out, rfield{path: pathKey(path), segs: path, k: vString, s: []byte(v.str), trail: trail})
 		case jNumber:
 			f, err := strconv.ParseFloat(v.num, 64)
 			if err != nil && !math.IsInf(f, 0) {
@@ -89,18 +90,18 @@ func rflatten(doc []byte) ([]rfield, error) {
 			if f == 0 {
 				f = 0
 			}
-			out = append(out, rfield{path: path, k: vNumber, num: f, trail: trail})
+			out = append(out, rfield{path: pathKey(path), segs: path, k: vNumber, num: f, trail: trail})
 		case jBool:
 			k := vFalse
 			if v.b {
 				k = vTrue
 			}
-			out = append(out, rfield{path: path, k: k, trail: trail})
+			out = append(out, rfield{path: pathKey(path), segs: path, k: k, trail: trail})
 		case jNull:
-			out = append(out, rfield{path: path, k: vNull, trail: trail})
+			out = append(out, rfield{path: pathKey(path), segs: path, k: vNull, trail: trail})
 		}
 	}
-	walk(v, "", true, nil)
+	walk(v, nil, true, nil)
 	return out, nil
 }
 
@@ -136,7 +137,7 @@ func matchConj(c []Cond, fs []rfield, chosen [][]tpos) bool {
 		return true
 	}
 	cond := &c[0]
-	path := strings.Join(cond.Path, "\x00")
+	path := pathKey(cond.Path)
 	present := false
 	for i := range fs {
 		f := &fs[i]
@@ -199,7 +200,7 @@ func (p *Pattern) Explain(doc []byte) (bool, []string, error) {
 		reason := ""
 		for i := range c {
 			if !matchConj(c[i:i+1], fs, nil) {
-				path := strings.Join(c[i].Path, "\x00")
+				path := pathKey(c[i].Path)
 				var vals []string
 				for j := range fs {
 					if fs[j].path == path {

@@ -118,3 +118,40 @@ func TestOpenWindowMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(p)
 }
+
+// BenchmarkMarshalChanges: the incremental checkpoint of a transaction
+// that changed 100 keys, with 200,000 windows open (one per key, tumbling
+// hour windows), as a job with a large state writes after every batch.
+func BenchmarkMarshalChanges(b *testing.B) {
+	const keys, changed = 200000, 100
+	cfg := Config{Key: "data.user", Window: TumblingWindow(time.Hour), Aggs: []Agg{{Kind: Count}},
+		Grace: Grace(time.Minute), Emit: EmitFinal}
+	p := newP(b, cfg)
+	p.TrackChanges()
+	var out discard
+	evs := make([]*event.Event, keys)
+	for i := range evs {
+		e := event.New("bench", "OrderCreated")
+		e.Time = t0.Add(time.Duration(i) * time.Microsecond)
+		e.Data = fmt.Appendf(nil, `{"user":"user-%d"}`, i)
+		evs[i] = e
+		p.Process(0, e, &out)
+	}
+	if _, _, err := p.MarshalChanges(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := 0; j < changed; j++ {
+			p.Process(0, evs[(i*changed+j*1999)%keys], &out)
+		}
+		_, ks, err := p.MarshalChanges()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(ks) != changed {
+			b.Fatalf("%d keys in the checkpoint, want %d", len(ks), changed)
+		}
+	}
+}

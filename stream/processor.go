@@ -133,8 +133,12 @@ type Processor struct {
 
 	// Aligned windows (tumbling, hopping).
 	aligned map[winKey]uint32
-	ends    map[int64][]uint32
-	endHeap int64Heap
+	// maxStart is the latest start of an aligned window ever opened
+	// (noTime: none): with the watermark it bounds the starts of a key's
+	// open windows (MarshalChanges).
+	maxStart int64
+	ends     map[int64][]uint32
+	endHeap  int64Heap
 
 	// Session and sliding windows: per key state and a close queue.
 	sessions map[uint32][]session
@@ -229,6 +233,7 @@ func New(cfg Config) (*Processor, error) {
 	case Tumbling, Hopping:
 		p.aligned = map[winKey]uint32{}
 		p.ends = map[int64][]uint32{}
+		p.maxStart = noTime
 	case Session:
 		p.sessions = map[uint32][]session{}
 	case Sliding:
@@ -428,6 +433,7 @@ func (p *Processor) addAligned(kb []byte, ts int64, out Output) bool {
 		if !ok {
 			s = p.newSlot(wk)
 			p.aligned[wk] = s
+			p.maxStart = max(p.maxStart, start)
 			if _, ok := p.ends[end]; !ok {
 				heap.Push(&p.endHeap, end)
 			}

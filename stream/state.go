@@ -257,6 +257,7 @@ func (p *Processor) restore(s *snapshotV1) error {
 			}
 			slot := p.newSlot(wk)
 			p.aligned[wk] = slot
+			p.maxStart = max(p.maxStart, w.Start)
 			end := w.Start + p.size
 			if _, ok := p.ends[end]; !ok {
 				heap.Push(&p.endHeap, end)
@@ -311,6 +312,20 @@ func (p *Processor) mark(kid uint32) {
 	}
 }
 
+// openStarts bounds the starts of the open aligned windows: from lo to
+// maxStart, n of them; ok is false before the first watermark.
+func (p *Processor) openStarts() (lo, n int64, ok bool) {
+	if p.wm == noTime || p.maxStart == noTime {
+		return 0, 0, false
+	}
+	// Open: end + grace > wm, so start > wm - grace - size.
+	lo = floorDiv(p.wm-p.grace-p.size, p.advance) * p.advance
+	if lo > p.maxStart {
+		return lo, 0, true
+	}
+	return lo, (p.maxStart-lo)/p.advance + 1, true
+}
+
 // MarshalChanges returns the state outside any key (watermarks, counters:
 // a snapshot without windows) and the windows of each key whose windows
 // changed since the previous call (nil: the key has none left; the layout
@@ -344,7 +359,18 @@ func (p *Processor) MarshalChanges() (global []byte, keys map[string][]byte, err
 	}
 	switch p.win.Kind {
 	case Tumbling, Hopping:
-		if len(want) > 0 {
+		// A key's open windows start after wm - grace - size and at most
+		// at maxStart: when few keys changed, looking those starts up
+		// for each of them beats a pass over every open window.
+		if lo, n, ok := p.openStarts(); ok && n*int64(len(want)) < int64(len(p.aligned)) {
+			for kid, s := range want {
+				for start := lo; start <= p.maxStart; start += p.advance {
+					if slot, ok := p.aligned[winKey{kid, start}]; ok {
+						s.ws = append(s.ws, p.snapWindow(slot, p.keys[kid], start, 0))
+					}
+				}
+			}
+		} else if len(want) > 0 {
 			for wk, slot := range p.aligned {
 				if s := want[wk.key]; s != nil {
 					s.ws = append(s.ws, p.snapWindow(slot, p.keys[wk.key], wk.start, 0))

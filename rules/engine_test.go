@@ -179,13 +179,14 @@ func TestDeliverToTopicsWithTransformer(t *testing.T) {
 			t.Fatalf("summary %s", r.Value)
 		}
 	}
-	m, err := e.Metrics(DefaultBus, "big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Matched != 9 || m.Targets["raw"].Delivered != 9 || m.Targets["summary"].Delivered != 9 {
-		t.Fatalf("metrics %+v", m)
-	}
+	// The counters move just after the writes a reader sees.
+	waitFor(t, 10*time.Second, "the metrics to count every delivery", func() bool {
+		m, err := e.Metrics(DefaultBus, "big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Matched == 9 && m.Targets["raw"].Delivered == 9 && m.Targets["summary"].Delivered == 9
+	})
 }
 
 func TestWebhookRetryDeadLetterAndIsolation(t *testing.T) {
@@ -265,10 +266,12 @@ func TestWebhookRetryDeadLetterAndIsolation(t *testing.T) {
 	if byTarget["bad"] != n || byTarget["reject"] != n {
 		t.Fatalf("dlq by target %v", byTarget)
 	}
-	m, _ := e.Metrics(DefaultBus, "hooks")
-	if m.Targets["bad"].DeadLettered != n || m.Targets["bad"].Failed != 4*n || m.Targets["ok"].Delivered != n {
-		t.Fatalf("metrics %+v", m)
-	}
+	// The counters move just after the writes a reader sees.
+	var m RuleMetrics
+	waitFor(t, 10*time.Second, "the metrics to count every outcome", func() bool {
+		m, _ = e.Metrics(DefaultBus, "hooks")
+		return m.Targets["bad"].DeadLettered == n && m.Targets["bad"].Failed == 4*n && m.Targets["ok"].Delivered == n
+	})
 }
 
 func contains(s, sub string) bool {

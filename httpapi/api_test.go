@@ -146,6 +146,7 @@ func TestBadInput(t *testing.T) {
 		{"binary missing source", "POST", "/v1/topics/t/events", http.Header{"Ce-Specversion": {"1.0"}, "Ce-Type": {"t"}}, "x", 400, "source", "required"},
 		{"binary bad percent", "POST", "/v1/topics/t/events", http.Header{"Ce-Specversion": {"1.0"}, "Ce-Source": {"s"}, "Ce-Type": {"a%zz"}}, "x", 400, "type", "percent"},
 		{"binary repeated header", "POST", "/v1/topics/t/events", http.Header{"Ce-Specversion": {"1.0"}, "Ce-Source": {"s", "t"}, "Ce-Type": {"t"}}, "x", 400, "source", "repeated"},
+		{"binary partition key not UTF-8", "POST", "/v1/topics/t/events", http.Header{"Ce-Specversion": {"1.0"}, "Ce-Source": {"s"}, "Ce-Type": {"t"}, "Ce-Partitionkey": {"%F4"}}, "x", 400, "partitionkey", "UTF-8"},
 		{"records value and base64", "POST", "/v1/topics/t/events", js, `{"records":[{"value":1,"valueBase64":"AA=="}]}`, 400, "records[0].valueBase64", "both"},
 		{"records truncated", "POST", "/v1/topics/t/events", js, `{"records":[`, 400, "", "truncated"},
 		{"records unknown field", "POST", "/v1/topics/t/events", js, `{"records":[{"val":1}]}`, 400, "val", "unknown field"},

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/event"
 	"github.com/heraldhq/herald/internal/httpjson"
@@ -180,6 +181,11 @@ func finishEvent(e *event.Event, prefix string) (*event.Event, error) {
 	}
 	if err := e.Validate(); err != nil {
 		return nil, fieldErrors(err, prefix)
+	}
+	// NB: Validate accepts any bytes as a partition key (a Kafka record's
+	// key may be binary); over HTTP it is a CloudEvents string, so Unicode.
+	if !utf8.ValidString(e.PartitionKey) {
+		return nil, invalid(prefix+"partitionkey", "is not valid UTF-8")
 	}
 	return e, nil
 }

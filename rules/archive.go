@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -207,13 +206,8 @@ func (e *Engine) applyReplayLocked(key string, val []byte) {
 		return
 	}
 	rs.r = rp
-	if !slices.Equal(rp.Rules, slices.Sorted(maps.Keys(rs.rules))) {
-		rs.rules = map[string]bool{}
-		for _, n := range rp.Rules {
-			rs.rules[n] = true
-		}
-		e.replaySets.Store(rp.Name, rs.rules)
-	}
+	rs.rules = newReplayState(rp).rules // a new start may name other rules
+	e.replaySets.Store(rp.Name, rs.rules)
 	rs.mu.Unlock()
 	e.runIfOwnerLocked(rs)
 }

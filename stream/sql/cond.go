@@ -97,7 +97,7 @@ func (p *parser) unary(having bool) (Cond, error) {
 	c := &Cmp{tok: p.peek()}
 	if having {
 		// A column name, or an aggregate call written as in SELECT.
-		if p.toks[p.pos+1].kind == tSym && p.toks[p.pos+1].text == "(" {
+		if p.peekSym("(") {
 			col, _, err := p.column()
 			if err != nil {
 				return nil, err

@@ -66,6 +66,16 @@ type parser struct {
 }
 
 func (p *parser) peek() token { return p.toks[p.pos] }
+
+// peekSym reports whether the token after the next one is the symbol
+// sym (false at the end of the input).
+func (p *parser) peekSym(sym string) bool {
+	if p.pos+1 >= len(p.toks) {
+		return false
+	}
+	t := p.toks[p.pos+1]
+	return t.kind == tSym && t.text == sym
+}
 func (p *parser) next() token {
 	t := p.toks[p.pos]
 	if t.kind != tEOF {
@@ -293,8 +303,7 @@ func Parse(src string) (*Query, error) {
 // field.
 func (p *parser) groupKey(q *Query) (string, token, error) {
 	t := p.peek()
-	// NB: an identifier is never the last token (tEOF is).
-	if t.kind == tIdent && !(p.toks[p.pos+1].kind == tSym && p.toks[p.pos+1].text == ".") {
+	if t.kind == tIdent && !p.peekSym(".") {
 		for _, c := range q.Columns {
 			if c.Agg == nil && c.Name == t.text && c.field != t.text {
 				p.next()
@@ -315,7 +324,7 @@ var aggFuncs = map[string]stream.AggKind{"COUNT": stream.Count, "SUM": stream.Su
 
 func (p *parser) column() (Column, token, error) {
 	t := p.peek()
-	if t.kind == tIdent && p.toks[p.pos+1].kind == tSym && p.toks[p.pos+1].text == "(" {
+	if t.kind == tIdent && p.peekSym("(") {
 		kind, ok := aggFuncs[strings.ToUpper(t.text)]
 		if !ok {
 			return Column{}, t, p.errAt(t, "unknown function %s (want COUNT, SUM, AVG, MIN, MAX, COUNT_DISTINCT or TOP_K)", t.text)

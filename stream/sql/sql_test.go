@@ -68,6 +68,8 @@ func TestParseErrors(t *testing.T) {
 		{"SELECT data.user, COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS)", `column "data.user" is neither an aggregate nor a GROUP BY field`},
 		{"SELECT COUNT(*) AS n FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) HAVING m > 3", `line 1, column 83: HAVING refers to "m"`},
 		{"SELECT COUNT(*) FROM o WHERE type = 'x WINDOW", "line 1, column 37: string literal is not closed"},
+		{"SELECT COUNT(*) AS n FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) HAVING", "line 1, column 82: expected a column name, found end of input"},
+		{"SELECT COUNT(*) AS n FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) HAVING NOT", "line 1, column 86: expected a column name, found end of input"},
 		{"SELECT MEDIAN(data.x) FROM o", "line 1, column 8: unknown function MEDIAN"},
 		{"SELECT COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 FORTNIGHT, GRACE 0 SECONDS)", "line 1, column 48: expected a unit"},
 		{"SELECT COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) EMIT SOMETIMES", "expected FINAL or CHANGES"},
@@ -237,6 +239,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("SELECT data.a AS a, source, COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) GROUP BY a, source, data.b HAVING a = 1")
 	f.Add("SELECT COUNT(*) FROM o WHERE (a.b = 'x''y' OR NOT c >= -1.5e3) WINDOW HOPPING (SIZE 2 HOURS, ADVANCE BY 1 HOUR, GRACE 0 DAYS)")
 	f.Add("SELECT COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 5 MINUTES, RETENTION 2 DAYS)")
+	f.Add("SELECT COUNT(*) FROM o WINDOW TUMBLING (SIZE 1 HOUR, GRACE 0 SECONDS) HAVING NOT")
 	f.Fuzz(func(t *testing.T, s string) {
 		q, err := Parse(s)
 		if err != nil {

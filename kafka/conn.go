@@ -45,6 +45,9 @@ type conn struct {
 	// sendfile: fetch responses may send records from segment files
 	// (sendfile.go).
 	sendfile bool
+	// sasl is the authentication state (sasl.go), used by the serving
+	// goroutine only.
+	sasl saslState
 }
 
 // reply is one response slot in the write queue.
@@ -90,6 +93,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	}
 	c.host = "/" + host
 	c.sendfile = !s.cfg.CopyFetches && sendfileSupported(nc)
+	c.sasl.authed = s.cfg.Auth == nil
 	return c
 }
 
@@ -114,9 +118,17 @@ func (c *conn) serve() {
 			return
 		}
 		r := &reply{done: make(chan struct{}), held: held}
-		if !c.handleFrame(body, r) {
+		var ok bool
+		if c.sasl.raw {
+			ok = c.rawSASL(body, r)
+		} else {
+			ok = c.handleFrame(body, r)
+		}
+		if !ok {
 			c.release(r)
-			c.s.m.errors.WithLabelValues("malformed").Inc()
+			if !c.sasl.closing { // else counted as an authentication error
+				c.s.m.errors.WithLabelValues("malformed").Inc()
+			}
 			// Stop the writer too: responses still queued are dropped
 			// with the connection.
 			c.cancel()
@@ -130,6 +142,9 @@ func (c *conn) serve() {
 				c.cancel()
 				return
 			}
+			if c.sasl.closing {
+				return
+			}
 			continue
 		}
 		c.queued.Add(1)
@@ -138,6 +153,11 @@ func (c *conn) serve() {
 		case <-c.ctx.Done():
 			c.drop(r)
 			c.queued.Add(-1)
+			return
+		}
+		if c.sasl.closing {
+			// The writer sends what is queued, this reply last, before
+			// the connection closes (see the deferred close above).
 			return
 		}
 	}
@@ -327,7 +347,13 @@ func (c *conn) handleFrame(body []byte, r *reply) (ok bool) {
 		c.logger.Info("kafka: malformed request; closing connection", "err", err)
 		return false
 	}
-	if req.msg == nil {
+	if !c.sasl.authed && !allowedUnauthenticated(req.key) {
+		c.sasl.closing = true
+		c.s.m.errors.WithLabelValues("unauthenticated").Inc()
+		c.logger.Info("kafka: request before SASL authentication; closing connection", "api", kmsg.NameForKey(req.key), "client", req.clientID)
+		return false
+	}
+	if req.msg == nil || (saslKey(req.key) && c.s.cfg.Auth == nil) {
 		// Unknown key or a version kmsg cannot encode: an error in the
 		// shape every response starts with.
 		r.buf = unsupportedResponse(req)
@@ -420,7 +446,7 @@ func (c *conn) finishSpans(req *request, resp kmsg.Response, r *reply) {
 func (c *conn) dispatch(req *request) (kmsg.Response, error) {
 	a := apis[req.key]
 	if req.key == kmsg.ApiVersions.Int16() && (req.version < a.min || req.version > a.max) {
-		return apiVersionsUnsupported(req), nil
+		return c.apiVersionsUnsupported(req), nil
 	}
 	if a.handle == nil || req.version < a.min || req.version > a.max {
 		resp := req.msg.ResponseKind()

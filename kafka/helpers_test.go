@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/groups"
 	"github.com/heraldhq/herald/commitlog/batch"
@@ -24,6 +26,9 @@ import (
 type testOpts struct {
 	autoCreate bool
 	groups     bool
+	auth       *auth.Store // SASL required
+	mechs      []string    // SASL mechanisms (default all)
+	tls        *tls.Config // the listener is TLS
 }
 
 type testEnv struct {
@@ -47,7 +52,7 @@ func newEnv(t testing.TB, o testOpts) *testEnv {
 		t.Fatal(err)
 	}
 	env := &testEnv{b: b}
-	cfg := Config{Broker: b, Logger: testLogger(t)}
+	cfg := Config{Broker: b, Logger: testLogger(t), Auth: o.auth, SASLMechanisms: o.mechs}
 	if o.groups {
 		g, err := groups.New(context.Background(), groups.Config{
 			Store:  &memStore{},
@@ -69,6 +74,9 @@ func newEnv(t testing.TB, o testOpts) *testEnv {
 		t.Fatal(err)
 	}
 	env.addr = ln.Addr().String()
+	if o.tls != nil {
+		ln = tls.NewListener(ln, o.tls)
+	}
 	done := make(chan error, 1)
 	go func() { done <- env.s.Serve(ln) }()
 	t.Cleanup(func() {

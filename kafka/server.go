@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/heraldhq/herald/auth"
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/groups"
 	"github.com/heraldhq/herald/broker/txn"
@@ -64,6 +65,13 @@ type Config struct {
 	// TracerProvider, when set, gets a server span for each partition of
 	// each Produce request (tracing.go); nil makes none and costs nothing.
 	TracerProvider trace.TracerProvider
+	// Auth, when set, makes every connection authenticate with SASL
+	// before anything but ApiVersions (sasl.go); nil: no authentication,
+	// and SaslHandshake is not advertised.
+	Auth *auth.Store
+	// SASLMechanisms are the mechanisms offered when Auth is set (default
+	// all of auth.Mechanisms).
+	SASLMechanisms []string
 }
 
 func (c *Config) setDefaults() {
@@ -81,6 +89,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 10 * time.Minute
+	}
+	if c.Auth != nil && len(c.SASLMechanisms) == 0 {
+		c.SASLMechanisms = auth.Mechanisms
 	}
 }
 

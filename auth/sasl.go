@@ -1,0 +1,132 @@
+package auth
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/xdg-go/scram"
+)
+
+// Session is one SASL authentication exchange on one connection.
+type Session interface {
+	// Step takes the client's next message and returns the server's
+	// answer. done is true once the exchange is over: err is nil if the
+	// client authenticated, and says why not otherwise. An answer may come
+	// with an error (a SCRAM "e=" message for the client to read).
+	Step(in []byte) (out []byte, done bool, err error)
+	// User is the authenticated user, once done without error.
+	User() string
+}
+
+// ErrAuthFailed is the error every failed authentication wraps. Its text
+// never says whether the user or the password was wrong.
+var ErrAuthFailed = errors.New("authentication failed")
+
+// MaxSASLBytes bounds one SASL message from a client.
+const MaxSASLBytes = 4096
+
+// Start begins a session for mech, one of Mechanisms and enabled.
+func (s *Store) Start(mech string) (Session, error) {
+	switch mech {
+	case Plain:
+		return &plainSession{s: s}, nil
+	case ScramSHA256, ScramSHA512:
+		srv, err := scramMechs[mech].NewServer(func(name string) (scram.StoredCredentials, error) {
+			return s.Credential(mech, name)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &scramSession{s: s, mech: mech, conv: srv.NewConversation()}, nil
+	}
+	return nil, fmt.Errorf("unsupported SASL mechanism %q (want one of %s)", mech, strings.Join(Mechanisms, ", "))
+}
+
+// ParseMechanisms checks a comma-separated list of mechanisms.
+func ParseMechanisms(list string) ([]string, error) {
+	var out []string
+	for _, m := range strings.Split(list, ",") {
+		m = strings.ToUpper(strings.TrimSpace(m))
+		if m == "" {
+			continue
+		}
+		if !slices.Contains(Mechanisms, m) {
+			return nil, fmt.Errorf("SASL mechanism %q: want %s", m, strings.Join(Mechanisms, ", "))
+		}
+		if !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no SASL mechanism in %q: want some of %s", list, strings.Join(Mechanisms, ", "))
+	}
+	return out, nil
+}
+
+// plainSession is RFC 4616: one message, "authzid NUL authcid NUL passwd".
+type plainSession struct {
+	s    *Store
+	user string
+}
+
+func (p *plainSession) Step(in []byte) ([]byte, bool, error) {
+	if len(in) > MaxSASLBytes {
+		return nil, true, fmt.Errorf("%w: PLAIN message of %d bytes: want at most %d", ErrAuthFailed, len(in), MaxSASLBytes)
+	}
+	parts := bytes.Split(in, []byte{0})
+	if len(parts) != 3 {
+		return nil, true, fmt.Errorf("%w: malformed PLAIN message (want authzid NUL user NUL password)", ErrAuthFailed)
+	}
+	authz, name, pass := string(parts[0]), string(parts[1]), string(parts[2])
+	if authz != "" && authz != name {
+		return nil, true, fmt.Errorf("%w: user %q may not act as %q", ErrAuthFailed, name, authz)
+	}
+	if !p.s.VerifyPassword(name, pass) {
+		p.s.m.failures.WithLabelValues(Plain).Inc()
+		return nil, true, fmt.Errorf("%w: wrong user name or password (user %q)", ErrAuthFailed, name)
+	}
+	p.user = name
+	p.s.m.successes.WithLabelValues(Plain).Inc()
+	return nil, true, nil
+}
+
+func (p *plainSession) User() string { return p.user }
+
+// scramSession is RFC 5802 over github.com/xdg-go/scram: client-first,
+// server-first, client-final, server-final.
+type scramSession struct {
+	s    *Store
+	mech string
+	conv *scram.ServerConversation
+	user string
+}
+
+func (c *scramSession) Step(in []byte) ([]byte, bool, error) {
+	if len(in) > MaxSASLBytes {
+		return nil, true, fmt.Errorf("%w: %s message of %d bytes: want at most %d", ErrAuthFailed, c.mech, len(in), MaxSASLBytes)
+	}
+	out, err := c.conv.Step(string(in))
+	if err != nil {
+		c.s.m.failures.WithLabelValues(c.mech).Inc()
+		who := c.conv.Username()
+		if who == "" {
+			return []byte(out), true, fmt.Errorf("%w: %s: %v", ErrAuthFailed, c.mech, err)
+		}
+		return []byte(out), true, fmt.Errorf("%w: %s for user %q: wrong user name or password", ErrAuthFailed, c.mech, who)
+	}
+	if !c.conv.Done() {
+		return []byte(out), false, nil
+	}
+	if !c.conv.Valid() {
+		c.s.m.failures.WithLabelValues(c.mech).Inc()
+		return []byte(out), true, fmt.Errorf("%w: %s for user %q", ErrAuthFailed, c.mech, c.conv.Username())
+	}
+	c.user = c.conv.Username()
+	c.s.m.successes.WithLabelValues(c.mech).Inc()
+	return []byte(out), true, nil
+}
+
+func (c *scramSession) User() string { return c.user }

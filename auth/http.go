@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"sync"
+
+	"github.com/heraldhq/herald/internal/httpjson"
 )
 
 // BasicMechanism labels HTTP Basic authentications in the metrics.
@@ -96,13 +98,11 @@ func (a *HTTPAuth) Wrap(next http.Handler, public func(*http.Request) bool) http
 		u, ok := a.Check(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+a.realm+`", charset="UTF-8"`)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			msg := `{"error":"authentication required: send HTTP Basic credentials of a user in the server's users file"}`
+			msg := "authentication required: send HTTP Basic credentials of a user in the server's users file"
 			if _, _, sent := r.BasicAuth(); sent {
-				msg = `{"error":"authentication failed: wrong user name or password"}`
+				msg = "authentication failed: wrong user name or password"
 			}
-			w.Write([]byte(msg + "\n"))
+			httpjson.WriteError(w, httpjson.Errorf(httpjson.CodeUnauthenticated, "", "%s", msg))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))

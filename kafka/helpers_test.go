@@ -52,7 +52,7 @@ func newEnv(t testing.TB, o testOpts) *testEnv {
 		t.Fatal(err)
 	}
 	env := &testEnv{b: b}
-	cfg := Config{Broker: b, Logger: testLogger(t), Auth: o.auth, SASLMechanisms: o.mechs}
+	cfg := Config{Broker: b, Logger: testLogger(t), Auth: o.auth, SASLMechanisms: o.mechs, TLS: o.tls}
 	if o.groups {
 		g, err := groups.New(context.Background(), groups.Config{
 			Store:  &memStore{},
@@ -74,9 +74,6 @@ func newEnv(t testing.TB, o testOpts) *testEnv {
 		t.Fatal(err)
 	}
 	env.addr = ln.Addr().String()
-	if o.tls != nil {
-		ln = tls.NewListener(ln, o.tls)
-	}
 	done := make(chan error, 1)
 	go func() { done <- env.s.Serve(ln) }()
 	t.Cleanup(func() {

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,6 +73,9 @@ type Config struct {
 	// SASLMechanisms are the mechanisms offered when Auth is set (default
 	// all of auth.Mechanisms).
 	SASLMechanisms []string
+	// TLS, when set, makes every listener speak TLS (see auth.ServerTLS).
+	// Fetches then copy records through TLS instead of using sendfile.
+	TLS *tls.Config
 }
 
 func (c *Config) setDefaults() {
@@ -159,6 +163,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		ln.Close()
 		return ErrServerClosed
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.mu.listeners[ln] = struct{}{}
 	s.wg.Add(1)

@@ -29,6 +29,7 @@ const (
 	CodeDeadlineExceeded   = "DEADLINE_EXCEEDED"
 	CodeInternal           = "INTERNAL"
 	CodeMethodNotAllowed   = "METHOD_NOT_ALLOWED"
+	CodeUnauthenticated    = "UNAUTHENTICATED"
 )
 
 // Status is the HTTP status a code is sent with.
@@ -56,6 +57,8 @@ func Status(code string) int {
 		return http.StatusGatewayTimeout
 	case CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
+	case CodeUnauthenticated:
+		return http.StatusUnauthorized
 	}
 	return http.StatusInternalServerError
 }

@@ -20,6 +20,10 @@ type ServerConfig struct {
 	// IdleTimeout closes a keep-alive connection idle this long (0: never,
 	// as net/http does with no IdleTimeout and no ReadTimeout).
 	IdleTimeout time.Duration
+	// Wrap, when set, wraps the registry's handler (authentication, for
+	// one). Every connection then goes to net/http from its first byte:
+	// the fast path would answer without the wrapper.
+	Wrap func(http.Handler) http.Handler
 }
 
 // Server serves the registry's API on listeners of its own, answering
@@ -62,8 +66,12 @@ func (r *Registry) NewServer(cfg ServerConfig) *Server {
 	}
 	s := &Server{reg: r, cfg: cfg, hsDone: make(chan struct{})}
 	s.ho = &handoffListener{ch: make(chan net.Conn), done: make(chan struct{})}
+	h := r.Handler()
+	if cfg.Wrap != nil {
+		h = cfg.Wrap(h)
+	}
 	s.hs = &http.Server{
-		Handler: r.Handler(), ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout,
+		Handler: h, ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout,
 		ErrorLog: slog.NewLogLogger(r.logger.Handler(), slog.LevelWarn),
 	}
 	s.mu.lns = map[net.Listener]struct{}{}
@@ -226,6 +234,10 @@ func (s *Server) serveConn(c net.Conn) {
 			c.Close()
 		}
 	}()
+	if s.cfg.Wrap != nil {
+		handed = s.handoff(c, nil)
+		return
+	}
 	buf := make([]byte, readBuf)
 	out := make([]byte, 0, 8<<10)
 	var r, w int // buf[r:w] is read and not yet answered

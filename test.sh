@@ -44,6 +44,7 @@ fuzz FuzzLoadIndex ./commitlog
 fuzz FuzzDecodeRecord ./broker/groups
 fuzz FuzzDecodeRecord ./broker/txn
 fuzz FuzzRequest ./kafka
+fuzz FuzzSASLFrames ./kafka
 fuzz FuzzRestoreChanges ./stream
 fuzz FuzzRestoreChanges ./cep
 fuzz FuzzRecordTraces ./kafka

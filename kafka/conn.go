@@ -83,7 +83,7 @@ type request struct {
 
 var errMalformed = errors.New("malformed request")
 
-func (s *Server) newConn(nc net.Conn) *conn {
+func (s *Server) newConn(nc net.Conn, trusted bool) *conn {
 	c := &conn{s: s, nc: nc, out: make(chan *reply, 64)}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.logger = s.logger.With("remote", nc.RemoteAddr().String())
@@ -93,7 +93,10 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	}
 	c.host = "/" + host
 	c.sendfile = !s.cfg.CopyFetches && sendfileSupported(nc)
-	c.sasl.authed = s.cfg.Auth == nil
+	c.sasl.authed = s.cfg.Auth == nil || trusted
+	if trusted && s.cfg.Auth != nil {
+		c.sasl.user = TrustedUser
+	}
 	return c
 }
 

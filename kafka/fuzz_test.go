@@ -1,6 +1,9 @@
 package kafka
 
 import (
+	"bytes"
+	"encoding/binary"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -72,11 +75,96 @@ func FuzzRequest(f *testing.F) {
 		a, b := net.Pipe()
 		defer a.Close()
 		defer b.Close()
-		c := s.newConn(a)
+		c := s.newConn(a, false)
 		r := &reply{done: make(chan struct{})}
 		c.handleFrame(body, r)
 		c.wg.Wait()
 		c.cancel()
+		var m dto.Metric
+		s.m.errors.WithLabelValues("panic").Write(&m)
+		if m.GetCounter().GetValue() > 0 {
+			t.Fatalf("a handler panicked")
+		}
+	})
+}
+
+// FuzzSASLFrames feeds a connection of a listener that requires SASL a
+// sequence of frames (each a 2-byte length and its bytes): requests, or
+// bare tokens after a SaslHandshake v0. It must never panic, and a
+// connection may only end up authenticated when a frame carried alice's
+// password: SCRAM proofs are beyond the fuzzer, PLAIN is not.
+func FuzzSASLFrames(f *testing.F) {
+	frames := func(bodies ...[]byte) []byte {
+		var out []byte
+		for _, b := range bodies {
+			out = binary.BigEndian.AppendUint16(out, uint16(len(b)))
+			out = append(out, b...)
+		}
+		return out
+	}
+	req := func(r kmsg.Request, corr int32) []byte {
+		return kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz")).AppendRequest(nil, r, corr)[4:]
+	}
+	hs := func(v int16, mech string) []byte {
+		r := kmsg.NewPtrSASLHandshakeRequest()
+		r.Version, r.Mechanism = v, mech
+		return req(r, 1)
+	}
+	authn := func(v int16, b string) []byte {
+		r := kmsg.NewPtrSASLAuthenticateRequest()
+		r.Version, r.SASLAuthBytes = v, []byte(b)
+		return req(r, 2)
+	}
+	md := req(kmsg.NewPtrMetadataRequest(), 3)
+	f.Add(frames(hs(1, "PLAIN"), authn(2, "\x00alice\x00s3cret"), md))
+	f.Add(frames(hs(1, "PLAIN"), authn(0, "\x00alice\x00wrong"), md))
+	f.Add(frames(hs(0, "PLAIN"), []byte("\x00alice\x00s3cret"), md))
+	f.Add(frames(hs(0, "SCRAM-SHA-256"), []byte("n,,n=alice,r=abcdefgh"), []byte("c=biws,r=abcdefgh,p=AAAA")))
+	f.Add(frames(hs(1, "SCRAM-SHA-512"), authn(1, "n,,n=alice,r=x"), authn(1, "c=biws,r=x,p=")))
+	f.Add(frames(md))
+	f.Add(frames(authn(1, "x"), hs(1, "PLAIN")))
+
+	bk, err := broker.Open(broker.Config{DataDir: f.TempDir(), Logger: testLogger(f)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { bk.Close() })
+	_, store := usersFile(f, "alice", "s3cret")
+	s := New(Config{Broker: bk, Logger: testLogger(f), Auth: store})
+	f.Cleanup(func() { s.Close() })
+
+	f.Fuzz(func(t *testing.T, in []byte) {
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		go io.Copy(io.Discard, b)
+		c := s.newConn(a, false)
+		sawPassword := false
+		for len(in) >= 2 && !c.sasl.closing {
+			n := int(binary.BigEndian.Uint16(in))
+			in = in[2:]
+			if n > len(in) {
+				n = len(in)
+			}
+			body := in[:n]
+			in = in[n:]
+			sawPassword = sawPassword || bytes.Contains(body, []byte("s3cret"))
+			r := &reply{done: make(chan struct{})}
+			var ok bool
+			if c.sasl.raw {
+				ok = c.rawSASL(body, r)
+			} else {
+				ok = c.handleFrame(body, r)
+			}
+			if !ok {
+				break
+			}
+		}
+		c.wg.Wait()
+		c.cancel()
+		if c.sasl.authed && (c.sasl.user != "alice" || !sawPassword) {
+			t.Fatalf("authenticated as %q without the password", c.sasl.user)
+		}
 		var m dto.Metric
 		s.m.errors.WithLabelValues("panic").Write(&m)
 		if m.GetCounter().GetValue() > 0 {

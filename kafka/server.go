@@ -157,14 +157,23 @@ func New(cfg Config) *Server {
 // Serve accepts connections on ln until Close, which makes it return
 // ErrServerClosed. Serve may be called for several listeners. It closes
 // ln when it returns.
-func (s *Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error { return s.serve(ln, false) }
+
+// ServeTrusted is Serve for a listener only this process can reach
+// (internal/inproc): its connections need neither TLS nor authentication.
+func (s *Server) ServeTrusted(ln net.Listener) error { return s.serve(ln, true) }
+
+// TrustedUser is the user of connections on a trusted listener.
+const TrustedUser = "herald-internal"
+
+func (s *Server) serve(ln net.Listener, trusted bool) error {
 	s.mu.Lock()
 	if s.mu.closed {
 		s.mu.Unlock()
 		ln.Close()
 		return ErrServerClosed
 	}
-	if s.cfg.TLS != nil {
+	if s.cfg.TLS != nil && !trusted {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.mu.listeners[ln] = struct{}{}
@@ -198,7 +207,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("kafka: accept: %w", err)
 		}
 		delay = 0
-		c := s.newConn(nc)
+		c := s.newConn(nc, trusted)
 		s.mu.Lock()
 		if s.mu.closed {
 			s.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/groups"
 	"github.com/heraldhq/herald/broker/txn"
+	"github.com/heraldhq/herald/internal/inproc"
 	"github.com/heraldhq/herald/kafka"
 )
 
@@ -46,6 +47,7 @@ type Server struct {
 	Kafka  *kafka.Server
 
 	ln       net.Listener
+	internal *inproc.Listener // trusted in-process connections (DialInternal)
 	addr     string
 	done     chan struct{} // closed when the listener stops
 	serveErr error         // why it stopped; set before done closes
@@ -100,11 +102,21 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	kc := cfg.Kafka
 	kc.Broker, kc.Groups, kc.Txns, kc.Logger, kc.Registerer = s.Broker, s.Groups, s.Txns, cfg.Logger, cfg.Registerer
 	s.Kafka = kafka.New(kc)
+	s.internal = inproc.Listen()
+	go s.Kafka.ServeTrusted(s.internal) // returns with Close, as Serve does
 	go func() {
 		s.serveErr = s.Kafka.Serve(s.ln)
 		close(s.done)
 	}()
 	return s, nil
+}
+
+// DialInternal connects to the Kafka listener from inside this process,
+// needing neither TLS nor authentication, whatever the network listener
+// demands; as a Kafka client's dialer (kgo.Dialer) it ignores the
+// address. The server's own services (sagas, queries, patterns) use it.
+func (s *Server) DialInternal(ctx context.Context, network, addr string) (net.Conn, error) {
+	return s.internal.Dial(ctx, network, addr)
 }
 
 // KafkaAddr is the address the Kafka listener is bound to.

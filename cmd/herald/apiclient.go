@@ -77,7 +77,11 @@ func (a httpAPI) send(ctx context.Context, method, path string, header http.Head
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc, err := cliSecurity.authorize(req)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		var ne *net.OpError
 		switch {

@@ -214,12 +214,17 @@ func (f *clientFlags) newClient(extra ...kgo.Opt) (*kgo.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	sec, err := cliSecurity.kgoOpts()
+	if err != nil {
+		return nil, err
+	}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(seeds...),
 		kgo.ClientID("herald-cli"),
 		kgo.DialTimeout(min(f.timeout, 10*time.Second)),
 		kgo.RetryTimeout(f.timeout),
-	}, extra...)
+	}, sec...)
+	opts = append(opts, extra...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)

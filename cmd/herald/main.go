@@ -31,7 +31,9 @@ protocol, an HTTP API, and the services built on them.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newBenchCmd())
+	cliSecurity = &clientSecurity{}
+	addClientSecurityFlags(root.PersistentFlags(), cliSecurity)
+	root.AddCommand(newServeCmd(), newBenchCmd(), newUserCmd())
 	root.AddCommand(newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newDLQCmd(), newEventCmd(), newSchemaCmd(), newExitCodesHelp())
 	root.AddCommand(newStoreCmd())
 	root.AddCommand(newRuleCmd(), newArchiveCmd(), newReplayCmd())

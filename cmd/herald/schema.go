@@ -811,7 +811,11 @@ schema after the fact (then turn on herald.schema.validation).
 // sampleTopic reads up to max records of topic from the start of every
 // partition, handing each to fn, with progress on w.
 func sampleTopic(ctx context.Context, w io.Writer, seeds []string, topic string, max int, fn func(*kgo.Record)) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	sec, err := cliSecurity.kgoOpts()
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append(sec, kgo.SeedBrokers(seeds...))...)
 	if err != nil {
 		return cliError(exitFailure, "%v", err)
 	}
@@ -913,7 +917,11 @@ channel. Topics whose names start with "_" are internal and left out.`,
 			if err != nil {
 				return commandError(cmd, err)
 			}
-			cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+			sec, err := cliSecurity.kgoOpts()
+			if err != nil {
+				return commandError(cmd, err)
+			}
+			cl, err := kgo.NewClient(append(sec, kgo.SeedBrokers(seeds...))...)
 			if err != nil {
 				return commandError(cmd, cliError(exitFailure, "%v", err))
 			}

@@ -47,6 +47,7 @@ type serveOptions struct {
 	configFile       string
 	shutdownDeadline time.Duration
 	httpMaxPublish   int64
+	security         securityOptions
 }
 
 func newServeCmd() *cobra.Command {
@@ -91,6 +92,7 @@ finish, every log is flushed. Acknowledged writes also survive SIGKILL.`,
 	f.StringVar(&o.configFile, "config", "", "config file of \"flag = value\" lines")
 	f.DurationVar(&o.shutdownDeadline, "shutdown-timeout", 30*time.Second, "how long a clean shutdown may take")
 	f.Int64Var(&o.httpMaxPublish, "http-max-publish-bytes", 8<<20, "largest publish request body the HTTP API accepts (0: 8 MiB)")
+	addSecurityFlags(f, &o.security)
 	return cmd
 }
 
@@ -194,8 +196,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	sec, err := o.security.setup(logger, reg)
+	if err != nil {
+		return err
+	}
+
 	start := time.Now()
 	var kc kafka.Config
+	kc.Auth, kc.SASLMechanisms, kc.TLS = sec.store, sec.mechs, sec.tls
 	hook := &registry.Hook{}
 	kc.AdvertisedHost, kc.AdvertisedPort = advHost, advPort
 	kc.TracerProvider = tracerProvider // nil unless exporting: produce spans cost nothing then
@@ -228,7 +236,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	hln, err := net.Listen("tcp", o.httpAddr)
+	hln, err := sec.listen(o.httpAddr)
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
@@ -260,15 +268,19 @@ func runServe(ctx context.Context, o serveOptions) error {
 	subs, sagas := sapi.Subs, sapi.Sagas
 	mux.Handle("/", console.Handler()) // the web console; every API path above is more specific
 	mux.Handle("GET /console/live", console.Live(ctx, reg, 2*time.Second))
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: sec.wrap(mux), ReadHeaderTimeout: 10 * time.Second}
 	hs.RegisterOnShutdown(subs.CloseStreams)
 
 	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(hln) }()
 	// Its own loop for the lookups clients make most; net/http for the rest.
-	rs := sreg.NewServer(registry.ServerConfig{ReadHeaderTimeout: 10 * time.Second})
+	rcfg := registry.ServerConfig{ReadHeaderTimeout: 10 * time.Second}
+	if sec.basic != nil {
+		rcfg.Wrap = sec.wrap
+	}
+	rs := sreg.NewServer(rcfg)
 	if o.registryAddr != "" {
-		rln, err := net.Listen("tcp", o.registryAddr)
+		rln, err := sec.listen(o.registryAddr)
 		switch {
 		case err != nil && o.registryAddrSet:
 			hs.Close()
@@ -284,7 +296,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 	}
 	ready.Store(true)
-	logger.Info("herald serving", "kafka", srv.KafkaAddr(), "http", hln.Addr().String(), "data", o.data,
+	logger.Info("herald serving", "kafka", srv.KafkaAddr(), "http", sec.scheme()+"://"+hln.Addr().String(), "data", o.data,
+		"tls", sec.tls != nil, "authentication", sec.store != nil,
 		"durability", dur.String(), "topics", len(srv.Broker.Topics()), "startup", time.Since(start).Round(time.Millisecond))
 
 	var serveErr error

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/heraldhq/herald/cep"
 	"github.com/heraldhq/herald/commitlog"
@@ -102,10 +103,14 @@ func buildAPI(ctx context.Context, srv *server.Server, elog eventlog.Log, sreg *
 	}
 	s.closers = append(s.closers, rulesEngine.Close, c.SystemEvents.Start(rulesEngine))
 	rulesEngine.Routes(api)
-	// The saga engine is a Kafka client of this server (exactly-once
-	// transactions over the listener), as it would be of any cluster.
+	// The saga engine, queries and patterns are Kafka clients of this
+	// server, as they would be of any cluster, over its in-process
+	// listener: no TLS or SASL for them whatever --users and --tls-cert
+	// demand of the network.
+	internal := []kgo.Opt{kgo.Dialer(srv.DialInternal)}
+	// The saga engine runs exactly-once transactions over the listener.
 	sagas, err := saga.Start(ctx, saga.Config{
-		Brokers: []string{srv.KafkaAddr()}, TransactionalID: "herald-serve-saga-engine",
+		Brokers: []string{srv.KafkaAddr()}, TransactionalID: "herald-serve-saga-engine", KgoOptions: internal,
 		Logger: logger.With("component", "saga"), Registerer: reg, OnEvent: c.SystemEvents.Hook(),
 	})
 	if err != nil {
@@ -114,7 +119,7 @@ func buildAPI(ctx context.Context, srv *server.Server, elog eventlog.Log, sreg *
 	s.Sagas = sagas
 	s.closers = append(s.closers, sagas.Close)
 	sagas.Routes(api)
-	cepReg, err := cep.NewRegistry(ctx, cep.RegistryConfig{Brokers: []string{srv.KafkaAddr()}, Logger: logger, Registerer: reg})
+	cepReg, err := cep.NewRegistry(ctx, cep.RegistryConfig{Brokers: []string{srv.KafkaAddr()}, KgoOptions: internal, Logger: logger, Registerer: reg})
 	if err != nil {
 		return nil, fmt.Errorf("cep patterns: %w", err)
 	}
@@ -144,7 +149,7 @@ func buildAPI(ctx context.Context, srv *server.Server, elog eventlog.Log, sreg *
 	// Continuous queries (/v1/queries): a Kafka client of srv's listener;
 	// the registered queries run again from _herald_queries.
 	queries, err := streamsql.NewRegistry(ctx, streamsql.RegistryConfig{
-		Brokers: []string{srv.KafkaAddr()}, Logger: logger, Registerer: reg,
+		Brokers: []string{srv.KafkaAddr()}, KgoOptions: internal, Logger: logger, Registerer: reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("continuous queries: %w", err)

@@ -102,4 +102,3 @@ type conn struct{ net.Conn }
 
 func (conn) LocalAddr() net.Addr  { return Addr{} }
 func (conn) RemoteAddr() net.Addr { return Addr{} }
-

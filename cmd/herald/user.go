@@ -91,29 +91,19 @@ echo; otherwise it is the first line of standard input.`,
 			if err := needPath(); err != nil {
 				return commandError(cmd, err)
 			}
-			var first error
+			var errs []error
 			for _, name := range args {
 				ok, err := auth.RemoveUser(path, name)
 				switch {
 				case err != nil:
-					err = cliError(exitFailure, "%s: %v", path, err)
+					errs = append(errs, cliError(exitFailure, "%s: %v", path, err))
 				case !ok:
-					err = cliError(exitNotFound, "user %q not found in %s", name, path)
+					errs = append(errs, cliError(exitNotFound, "user %q not found in %s", name, path))
 				default:
 					fmt.Fprintf(cmd.OutOrStdout(), "user %q removed from %s\n", name, path)
 				}
-				if err != nil {
-					fmt.Fprintln(cmd.ErrOrStderr(), "herald:", commandError(cmd, err))
-					if first == nil {
-						first = err
-					}
-				}
 			}
-			if first != nil {
-				// Reported above; the exit code is the first failure's.
-				return &exitError{code: exitCode(first), err: commandError(cmd, first)}
-			}
-			return nil
+			return commandError(cmd, someFailed(cmd, errs, len(args), "users"))
 		},
 	}
 

@@ -58,6 +58,19 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// writeAtomic replaces path with b through a rename, so a reloader never
+// sees a half-written file (which would count an extra failure).
+func writeAtomic(t testing.TB, path string, b []byte) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func wantErr(t testing.TB, err error, subs ...string) {
 	t.Helper()
 	if err == nil {
@@ -392,9 +405,7 @@ func TestStoreReload(t *testing.T) {
 
 	// An invalid file keeps the users read before, and is counted once
 	// (not on every lookup) until it changes again.
-	if err := os.WriteFile(path, []byte(`{"users": {"carol": `), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeAtomic(t, path, []byte(`{"users": {"carol": `))
 	waitFor(t, "the reload failure to be counted", func() bool {
 		s.HasUser("alice")
 		return testutil.ToFloat64(m.reloadFailures) >= 1
@@ -415,9 +426,7 @@ func TestStoreReload(t *testing.T) {
 	f := validFile(t)
 	f.Users["alice"][ScramSHA256] = Credential{Salt: []byte("12345678"), Iterations: 1, StoredKey: make([]byte, 32), ServerKey: make([]byte, 32)}
 	b, _ := json.Marshal(f)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeAtomic(t, path, b)
 	waitFor(t, "the second reload failure", func() bool {
 		s.HasUser("alice")
 		return testutil.ToFloat64(m.reloadFailures) >= 2
@@ -438,13 +447,17 @@ func TestStoreReload(t *testing.T) {
 		t.Fatal("a deleted users file dropped the users")
 	}
 
-	// Fixed again: the store follows.
-	if err := os.WriteFile(path, good, 0o600); err != nil {
+	// Fixed again, without carol: the store follows.
+	fixed := filepath.Join(t.TempDir(), "users.json")
+	writeAtomic(t, fixed, good)
+	if _, err := RemoveUser(fixed, "carol"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := RemoveUser(path, "carol"); err != nil {
+	b, err = os.ReadFile(fixed)
+	if err != nil {
 		t.Fatal(err)
 	}
+	writeAtomic(t, path, b)
 	waitFor(t, "carol to be removed", func() bool { return !s.HasUser("carol") })
 	if !s.VerifyPassword("alice", "s3cret") || s.VerifyPassword("carol", "c4rol") {
 		t.Fatal("after carol's removal")
@@ -938,9 +951,7 @@ func copyFile(t *testing.T, from, to string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(to, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeAtomic(t, to, b)
 }
 
 func TestServerTLSReload(t *testing.T) {
@@ -979,11 +990,14 @@ func TestServerTLSReload(t *testing.T) {
 	if got := testutil.ToFloat64(m.tlsReloads); got != 1 {
 		t.Errorf("herald_tls_certificate_reloads_total = %v, want 1", got)
 	}
+	// Only this test's handshakes check the files, so no half-copied
+	// state was seen: nothing failed.
+	if got := testutil.ToFloat64(m.tlsFailures); got != 0 {
+		t.Errorf("herald_tls_certificate_reload_failures_total = %v, want 0", got)
+	}
 
 	// Garbage keeps the renewed certificate in service.
-	if err := os.WriteFile(files.Cert, []byte("not a certificate\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeAtomic(t, files.Cert, []byte("not a certificate\n"))
 	waitFor(t, "the failed reload to be counted", func() bool {
 		if got := servedSerial(t, addr, client); got.Cmp(second) != 0 {
 			t.Fatalf("served serial %v after a bad certificate, want %v", got, second)
@@ -991,14 +1005,15 @@ func TestServerTLSReload(t *testing.T) {
 		return testutil.ToFloat64(m.tlsFailures) >= 1
 	})
 	// A key that does not match the certificate is refused too.
-	copyFile(t, newCert, files.Cert)
 	_, otherKey := files.Issue(t, t.TempDir(), "other", x509.ExtKeyUsageServerAuth)
 	copyFile(t, otherKey, files.Key)
+	copyFile(t, newCert, files.Cert)
+	base := testutil.ToFloat64(m.tlsFailures)
 	waitFor(t, "the mismatched pair to be counted", func() bool {
 		if got := servedSerial(t, addr, client); got.Cmp(second) != 0 {
 			t.Fatalf("served serial %v after a mismatched pair, want %v", got, second)
 		}
-		return testutil.ToFloat64(m.tlsFailures) >= 2
+		return testutil.ToFloat64(m.tlsFailures) >= base+1
 	})
 	if got := testutil.ToFloat64(m.tlsReloads); got != 1 {
 		t.Errorf("herald_tls_certificate_reloads_total = %v, want 1", got)
@@ -1086,6 +1101,95 @@ func TestServerTLSErrors(t *testing.T) {
 				t.Error("a configuration came with the error")
 			}
 			wantErr(t, err, c.want...)
+		})
+	}
+}
+
+// scramAnswers runs a SCRAM conversation and returns the server's answers
+// and its final error.
+func scramAnswers(t *testing.T, s *Store, mech, user, pass string) ([]string, error) {
+	t.Helper()
+	h := scram.SHA256
+	if mech == ScramSHA512 {
+		h = scram.SHA512
+	}
+	cl, err := h.NewClient(user, pass, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := cl.NewConversation()
+	sess, err := s.Start(mech)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answers []string
+	in := ""
+	for range 3 {
+		msg, err := conv.Step(in)
+		if err != nil {
+			t.Fatalf("client: %v", err)
+		}
+		out, done, serr := sess.Step([]byte(msg))
+		answers = append(answers, string(out))
+		if done {
+			return answers, serr
+		}
+		in = string(out)
+	}
+	t.Fatal("SCRAM conversation did not end")
+	return nil, nil
+}
+
+// serverFirst splits a server-first message into its salt and iterations.
+func serverFirst(t *testing.T, msg string) (salt, iters string) {
+	t.Helper()
+	f := strings.Split(msg, ",")
+	if len(f) != 3 || !strings.HasPrefix(f[0], "r=") || !strings.HasPrefix(f[1], "s=") || !strings.HasPrefix(f[2], "i=") {
+		t.Fatalf("server-first message %q", msg)
+	}
+	return f[1], f[2]
+}
+
+// TestSCRAMUnknownUser: to a client, an unknown user looks like a known
+// one with a wrong password (RFC 5802 section 9 advises it): the same
+// number of steps, a salt stable per name, the iterations real users
+// have, and the same final answer, so SCRAM cannot list the users.
+func TestSCRAMUnknownUser(t *testing.T) {
+	_, s, m := newStore(t, "alice", "s3cret")
+	for _, mech := range []string{ScramSHA256, ScramSHA512} {
+		t.Run(mech, func(t *testing.T) {
+			wrong, err := scramAnswers(t, s, mech, "alice", "wrong")
+			if !errors.Is(err, ErrAuthFailed) || len(wrong) != 2 {
+				t.Fatalf("wrong password: answers %q, err %v", wrong, err)
+			}
+			before := counter(m.failures, mech)
+			unknown, err := scramAnswers(t, s, mech, "mallory", "s3cret")
+			if !errors.Is(err, ErrAuthFailed) {
+				t.Fatalf("unknown user: err %v", err)
+			}
+			wantErr(t, err, `user "mallory": wrong user name or password`)
+			if got := counter(m.failures, mech); got != before+1 {
+				t.Errorf("failures went from %v to %v", before, got)
+			}
+			if len(unknown) != len(wrong) {
+				t.Fatalf("unknown user: answers %q; a wrong password gets %q", unknown, wrong)
+			}
+			if unknown[1] != wrong[1] {
+				t.Errorf("final answer %q for an unknown user, %q for a wrong password", unknown[1], wrong[1])
+			}
+			realSalt, realIters := serverFirst(t, wrong[0])
+			salt, iters := serverFirst(t, unknown[0])
+			if iters != realIters || len(salt) != len(realSalt) || salt == realSalt {
+				t.Errorf("unknown user's %s %s, alice's %s %s", salt, iters, realSalt, realIters)
+			}
+			again, _ := scramAnswers(t, s, mech, "mallory", "other")
+			if salt2, _ := serverFirst(t, again[0]); salt2 != salt {
+				t.Errorf("unknown user's salt changed from %s to %s", salt, salt2)
+			}
+			other, _ := scramAnswers(t, s, mech, "mallory2", "s3cret")
+			if salt3, _ := serverFirst(t, other[0]); salt3 == salt {
+				t.Error("two unknown users share a salt")
+			}
 		})
 	}
 }

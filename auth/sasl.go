@@ -2,6 +2,9 @@ package auth
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -35,7 +38,14 @@ func (s *Store) Start(mech string) (Session, error) {
 		return &plainSession{s: s}, nil
 	case ScramSHA256, ScramSHA512:
 		srv, err := scramMechs[mech].NewServer(func(name string) (scram.StoredCredentials, error) {
-			return s.Credential(mech, scramName(name))
+			sc, err := s.Credential(mech, scramName(name))
+			if errors.Is(err, ErrUnknownUser) {
+				// NB: answer an unknown user as a known one (RFC 5802
+				// section 9): the exchange then fails at the proof, as a
+				// wrong password does, and SCRAM cannot list the users.
+				return s.decoy(mech, name), nil
+			}
+			return sc, err
 		})
 		if err != nil {
 			return nil, err
@@ -43,6 +53,28 @@ func (s *Store) Start(mech string) (Session, error) {
 		return &scramSession{s: s, mech: mech, conv: srv.NewConversation()}, nil
 	}
 	return nil, fmt.Errorf("unsupported SASL mechanism %q (want one of %s)", mech, strings.Join(Mechanisms, ", "))
+}
+
+// decoy returns credentials for a user the file does not have: a salt
+// stable per name (a random one per attempt would show), the iterations
+// of the file's first user, and keys no password matches.
+func (s *Store) decoy(mech, name string) scram.StoredCredentials {
+	mac := hmac.New(sha256.New, s.decoyKey[:])
+	mac.Write([]byte(mech))
+	mac.Write([]byte{0})
+	mac.Write([]byte(name))
+	sum := mac.Sum(nil)
+	iters := DefaultIterations
+	if f, _ := s.current(); len(f.Users) > 0 {
+		if c, ok := f.Users[f.Names()[0]][mech]; ok {
+			iters = c.Iterations
+		}
+	}
+	size := scramMechs[mech]().Size()
+	stored, server := make([]byte, size), make([]byte, size)
+	rand.Read(stored)
+	rand.Read(server)
+	return scram.StoredCredentials{KeyFactors: scram.KeyFactors{Salt: string(sum[:16]), Iters: iters}, StoredKey: stored, ServerKey: server}
 }
 
 // ParseMechanisms checks a comma-separated list of mechanisms.

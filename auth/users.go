@@ -260,6 +260,8 @@ type Store struct {
 	stamp   fileStamp
 	checked time.Time
 	gen     uint64 // bumped on every reload (caches key on it)
+
+	decoyKey [32]byte // derives unknown users' decoy SCRAM credentials
 }
 
 type fileStamp struct {
@@ -282,6 +284,9 @@ func OpenStore(path string, logger *slog.Logger, m *Metrics) (*Store, error) {
 		m = NewMetrics()
 	}
 	s := &Store{path: path, logger: logger, m: m}
+	if _, err := rand.Read(s.decoyKey[:]); err != nil {
+		return nil, err
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("users file: %w", err)

@@ -387,6 +387,7 @@ func TestStoreVerifyPassword(t *testing.T) {
 // TestStoreReload: users added, a file made invalid, removed and fixed
 // again, as an operator editing it while the server runs would.
 func TestStoreReload(t *testing.T) {
+	t.Parallel() // waits for once-a-second rechecks
 	path, s, m := newStore(t, "alice", "s3cret")
 	if _, err := AddUser(path, "carol", "c4rol", MinIterations); err != nil {
 		t.Fatal(err)
@@ -814,6 +815,7 @@ func basicRequest(user, pass string) *http.Request {
 // TestHTTPCache: a verified password is remembered until the users file
 // changes; the successes counter shows derivations, not requests.
 func TestHTTPCache(t *testing.T) {
+	t.Parallel() // waits for once-a-second rechecks
 	path, s, m := newStore(t, "alice", "s3cret")
 	a := NewHTTPAuth(s, "herald")
 	check := func(user, pass string) bool {
@@ -955,6 +957,7 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 func TestServerTLSReload(t *testing.T) {
+	t.Parallel() // waits for once-a-second rechecks
 	dir := t.TempDir()
 	files := tlstest.New(t, dir)
 	m := NewMetrics()

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -157,7 +158,11 @@ func NewCredentials(name, password string, iterations int) (map[string]Credentia
 		}
 		cl, err := h.NewClient(name, password, "")
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", mech, err)
+			if _, nerr := h.NewClient(name, "p", ""); nerr != nil {
+				return nil, fmt.Errorf("user name %q: %w", name, nerr)
+			}
+			// NB: the library's error quotes the password; never show it.
+			return nil, errors.New("password refused by SASLprep (RFC 4013): no control characters, and no characters unassigned in Unicode 3.2 (such as emoji)")
 		}
 		sc, err := cl.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(salt), Iters: iterations})
 		if err != nil {
@@ -186,6 +191,11 @@ func parseFile(path string, b []byte) (*File, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("users file %s: %w", path, err)
+	}
+	// NB: Decode stops after one value; anything but space after it
+	// (a second object from a bad merge, a torn write) is refused.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("users file %s: data after the users object at byte %d", path, dec.InputOffset())
 	}
 	if f.Users == nil {
 		f.Users = map[string]map[string]Credential{}
@@ -250,6 +260,8 @@ type Store struct {
 	stamp   fileStamp
 	checked time.Time
 	gen     uint64 // bumped on every reload (caches key on it)
+
+	decoyKey [32]byte // derives unknown users' decoy SCRAM credentials
 }
 
 type fileStamp struct {
@@ -272,6 +284,9 @@ func OpenStore(path string, logger *slog.Logger, m *Metrics) (*Store, error) {
 		m = NewMetrics()
 	}
 	s := &Store{path: path, logger: logger, m: m}
+	if _, err := rand.Read(s.decoyKey[:]); err != nil {
+		return nil, err
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("users file: %w", err)

@@ -45,6 +45,8 @@ fuzz FuzzDecodeRecord ./broker/groups
 fuzz FuzzDecodeRecord ./broker/txn
 fuzz FuzzRequest ./kafka
 fuzz FuzzSASLFrames ./kafka
+fuzz FuzzParseFile ./auth
+fuzz FuzzSASL ./auth
 fuzz FuzzRestoreChanges ./stream
 fuzz FuzzRestoreChanges ./cep
 fuzz FuzzRecordTraces ./kafka

@@ -1,11 +1,17 @@
 package auth
 
 import (
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"hash"
 	"io"
 	"log"
 	"log/slog"
@@ -14,6 +20,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1194,5 +1201,102 @@ func TestSCRAMUnknownUser(t *testing.T) {
 				t.Error("two unknown users share a salt")
 			}
 		})
+	}
+}
+
+// scramByHand runs a SCRAM exchange computing the client's side here, so
+// the final message can repeat the client nonce before the combined one
+// as librdkafka up to 2.x does; it returns the server's final answer.
+func scramByHand(t *testing.T, s *Store, mech string, h func() hash.Hash, user, pass string, doubled bool) (string, error) {
+	t.Helper()
+	sess, err := s.Start(mech)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const cnonce = "fyko+d2lbbFgONRv9qkxdawL"
+	bare := "n=" + user + ",r=" + cnonce
+	first, done, err := sess.Step([]byte("n,," + bare))
+	if err != nil || done {
+		t.Fatalf("client-first: %v (done %v)", err, done)
+	}
+	var nonce, salt string
+	var iters int
+	for _, a := range strings.Split(string(first), ",") {
+		switch {
+		case strings.HasPrefix(a, "r="):
+			nonce = a[2:]
+		case strings.HasPrefix(a, "s="):
+			b, _ := base64.StdEncoding.DecodeString(a[2:])
+			salt = string(b)
+		case strings.HasPrefix(a, "i="):
+			iters, _ = strconv.Atoi(a[2:])
+		}
+	}
+	if !strings.HasPrefix(nonce, cnonce) || len(nonce) <= len(cnonce) {
+		t.Fatalf("server nonce %q does not extend the client's", nonce)
+	}
+	salted, err := pbkdf2.Key(h, pass, []byte(salt), iters, h().Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := func(key []byte, msg string) []byte {
+		m := hmac.New(h, key)
+		m.Write([]byte(msg))
+		return m.Sum(nil)
+	}
+	clientKey := mac(salted, "Client Key")
+	hh := h()
+	hh.Write(clientKey)
+	storedKey := hh.Sum(nil)
+	r := nonce
+	if doubled {
+		r = cnonce + nonce
+	}
+	withoutProof := "c=biws,r=" + r
+	authMsg := bare + "," + string(first) + "," + withoutProof
+	sig := mac(storedKey, authMsg)
+	proof := make([]byte, len(clientKey))
+	for i := range proof {
+		proof[i] = clientKey[i] ^ sig[i]
+	}
+	final, done, err := sess.Step([]byte(withoutProof + ",p=" + base64.StdEncoding.EncodeToString(proof)))
+	if !done {
+		t.Fatal("not done after client-final")
+	}
+	if err == nil {
+		want := "v=" + base64.StdEncoding.EncodeToString(mac(mac(salted, "Server Key"), authMsg))
+		if string(final) != want {
+			t.Fatalf("server signature %q, want %q", final, want)
+		}
+		if sess.User() != user {
+			t.Fatalf("user %q", sess.User())
+		}
+	}
+	return string(final), err
+}
+
+// TestSCRAMLibrdkafkaNonce: the final message may carry the client nonce
+// again before the combined one (librdkafka up to 2.x does; Kafka brokers
+// accept it), and the proof is checked over the message as sent. Any
+// other nonce is refused.
+func TestSCRAMLibrdkafkaNonce(t *testing.T) {
+	_, s, _ := newStore(t, "alice", "pw")
+	for _, tc := range []struct {
+		mech string
+		h    func() hash.Hash
+	}{{ScramSHA256, sha256.New}, {ScramSHA512, sha512.New}} {
+		for _, doubled := range []bool{false, true} {
+			if _, err := scramByHand(t, s, tc.mech, tc.h, "alice", "pw", doubled); err != nil {
+				t.Errorf("%s, doubled %v: %v", tc.mech, doubled, err)
+			}
+			if out, err := scramByHand(t, s, tc.mech, tc.h, "alice", "nope", doubled); err == nil || out != "e=invalid-proof" {
+				t.Errorf("%s, doubled %v, wrong password: %q %v", tc.mech, doubled, out, err)
+			}
+		}
+		sess, _ := s.Start(tc.mech)
+		sess.Step([]byte("n,,n=alice,r=abc"))
+		if _, _, err := sess.Step([]byte("c=biws,r=abcXYZ,p=AAAA")); err == nil || !strings.Contains(err.Error(), "nonce is not the one agreed") {
+			t.Errorf("%s: a foreign nonce: %v", tc.mech, err)
+		}
 	}
 }

@@ -5,10 +5,15 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/xdg-go/scram"
 )
@@ -37,20 +42,7 @@ func (s *Store) Start(mech string) (Session, error) {
 	case Plain:
 		return &plainSession{s: s}, nil
 	case ScramSHA256, ScramSHA512:
-		srv, err := scramMechs[mech].NewServer(func(name string) (scram.StoredCredentials, error) {
-			sc, err := s.Credential(mech, scramName(name))
-			if errors.Is(err, ErrUnknownUser) {
-				// NB: answer an unknown user as a known one (RFC 5802
-				// section 9): the exchange then fails at the proof, as a
-				// wrong password does, and SCRAM cannot list the users.
-				return s.decoy(mech, name), nil
-			}
-			return sc, err
-		})
-		if err != nil {
-			return nil, err
-		}
-		return &scramSession{s: s, mech: mech, conv: srv.NewConversation()}, nil
+		return &scramSession{s: s, mech: mech, h: scramMechs[mech]}, nil
 	}
 	return nil, fmt.Errorf("unsupported SASL mechanism %q (want one of %s)", mech, strings.Join(Mechanisms, ", "))
 }
@@ -132,54 +124,217 @@ func (p *plainSession) fail(format string, args ...any) error {
 
 func (p *plainSession) User() string { return p.user }
 
-// scramSession is RFC 5802 over github.com/xdg-go/scram: client-first,
-// server-first, client-final, server-final.
+// scramSession is the server side of RFC 5802: client-first,
+// server-first, client-final, server-final. It is written here rather than
+// taken from github.com/xdg-go/scram (which derives the credentials)
+// because Kafka's clients need Kafka's leniency: librdkafka up to 2.x
+// sends its own nonce again before the combined one in its final message
+// ("r=" cnonce cnonce snonce), which Kafka brokers accept and a strict
+// server refuses.
 type scramSession struct {
 	s    *Store
 	mech string
-	conv *scram.ServerConversation
-	user string
+	h    func() hash.Hash
+	step int // 0: wants client-first; 1: wants client-final; 2: over
+
+	gs2         string // the GS2 header as sent ("n,," or "y,,")
+	cnonce      string
+	nonce       string // cnonce + snonce
+	bare        string // client-first-message-bare
+	serverFirst string
+	name        string
+	cred        scram.StoredCredentials
+	user        string
 }
 
 func (c *scramSession) Step(in []byte) ([]byte, bool, error) {
 	if len(in) > MaxSASLBytes {
-		c.s.m.failures.WithLabelValues(c.mech).Inc()
-		return nil, true, fmt.Errorf("%w: %s message of %d bytes: want at most %d", ErrAuthFailed, c.mech, len(in), MaxSASLBytes)
+		return nil, true, c.fail("", "%s message of %d bytes: want at most %d", c.mech, len(in), MaxSASLBytes)
 	}
-	out, err := c.conv.Step(string(in))
-	if err != nil {
-		c.s.m.failures.WithLabelValues(c.mech).Inc()
-		who := scramName(c.conv.Username())
-		if who == "" {
-			return []byte(out), true, fmt.Errorf("%w: %s: %v", ErrAuthFailed, c.mech, err)
+	switch c.step {
+	case 0:
+		c.step = 1
+		out, err := c.clientFirst(string(in))
+		if err != nil {
+			c.step = 2
+			return nil, true, err
 		}
-		return []byte(out), true, fmt.Errorf("%w: %s for user %q: wrong user name or password", ErrAuthFailed, c.mech, who)
-	}
-	if !c.conv.Done() {
 		return []byte(out), false, nil
+	case 1:
+		c.step = 2
+		out, err := c.clientFinal(string(in))
+		return []byte(out), true, err
 	}
-	name := scramName(c.conv.Username())
-	if !c.conv.Valid() {
-		c.s.m.failures.WithLabelValues(c.mech).Inc()
-		return []byte(out), true, fmt.Errorf("%w: %s for user %q", ErrAuthFailed, c.mech, name)
+	return nil, true, c.fail("", "%s: the exchange is over", c.mech)
+}
+
+// fail counts a failure and returns its error; with a user, the error
+// says only that the user name or password was wrong.
+func (c *scramSession) fail(user, format string, args ...any) error {
+	c.s.m.failures.WithLabelValues(c.mech).Inc()
+	if user != "" {
+		return fmt.Errorf("%w: %s for user %q: wrong user name or password", ErrAuthFailed, c.mech, user)
 	}
-	if authz := scramName(c.conv.AuthzID()); authz != "" && authz != name {
+	return fmt.Errorf("%w: "+format, append([]any{ErrAuthFailed}, args...)...)
+}
+
+// clientFirst reads "gs2-header client-first-message-bare" and answers
+// server-first-message.
+func (c *scramSession) clientFirst(msg string) (string, error) {
+	bad := func(what string) (string, error) {
+		return "", c.fail("", "%s: malformed client-first message: %s", c.mech, what)
+	}
+	// gs2-header: cbind-flag "," [ "a=" authzid ] ","
+	flag, rest, ok := strings.Cut(msg, ",")
+	if !ok {
+		return bad("no GS2 header")
+	}
+	switch {
+	case flag == "n" || flag == "y":
+	case strings.HasPrefix(flag, "p="):
+		return "", c.fail("", "%s: channel binding is not supported (use SCRAM without -PLUS)", c.mech)
+	default:
+		return bad("channel binding flag " + strconvQuote(flag))
+	}
+	authzAttr, bare, ok := strings.Cut(rest, ",")
+	if !ok {
+		return bad("no GS2 header")
+	}
+	var authz string
+	if authzAttr != "" {
+		v, ok := strings.CutPrefix(authzAttr, "a=")
+		if !ok {
+			return bad("authorization identity " + strconvQuote(authzAttr))
+		}
+		if authz, ok = decodeSASLName(v); !ok {
+			return bad("authorization identity " + strconvQuote(v))
+		}
+	}
+	c.gs2 = msg[:len(msg)-len(bare)]
+	attrs := strings.Split(bare, ",")
+	if len(attrs) < 2 || !strings.HasPrefix(attrs[0], "n=") || !strings.HasPrefix(attrs[1], "r=") {
+		return bad("want n=USER,r=NONCE")
+	}
+	name, ok := decodeSASLName(attrs[0][2:])
+	if !ok || name == "" {
+		return bad("user name " + strconvQuote(attrs[0][2:]))
+	}
+	c.cnonce = attrs[1][2:]
+	if !validNonce(c.cnonce) {
+		return bad("nonce")
+	}
+	for _, ext := range attrs[2:] {
+		if ext == "tokenauth=true" {
+			return "", c.fail("", "%s: delegation tokens are not supported", c.mech)
+		}
+	}
+	if authz != "" && authz != name {
 		// As Kafka does: a client may not ask to act as another user.
-		c.s.m.failures.WithLabelValues(c.mech).Inc()
-		return nil, true, fmt.Errorf("%w: %s: user %q may not act as %q", ErrAuthFailed, c.mech, name, authz)
+		return "", c.fail("", "%s: user %q may not act as %q", c.mech, name, authz)
 	}
-	c.user = name
+	c.name, c.bare = name, bare
+	cred, err := c.s.Credential(c.mech, name)
+	if err != nil {
+		// NB: answer an unknown user as a known one (RFC 5802 section
+		// 9): the exchange then fails at the proof, as a wrong password
+		// does, and SCRAM cannot list the users.
+		cred = c.s.decoy(c.mech, name)
+	}
+	c.cred = cred
+	var sn [24]byte
+	rand.Read(sn[:])
+	c.nonce = c.cnonce + base64.StdEncoding.EncodeToString(sn[:])
+	c.serverFirst = "r=" + c.nonce + ",s=" + base64.StdEncoding.EncodeToString([]byte(cred.Salt)) + ",i=" + strconv.Itoa(cred.Iters)
+	return c.serverFirst, nil
+}
+
+// clientFinal checks "c=...,r=...,p=PROOF" and answers "v=SIGNATURE".
+func (c *scramSession) clientFinal(msg string) (string, error) {
+	i := strings.LastIndex(msg, ",p=")
+	if i < 0 {
+		return "e=invalid-encoding", c.fail("", "%s: malformed client-final message: no proof", c.mech)
+	}
+	withoutProof, proofB64 := msg[:i], msg[i+3:]
+	attrs := strings.Split(withoutProof, ",")
+	if len(attrs) < 2 || !strings.HasPrefix(attrs[0], "c=") || !strings.HasPrefix(attrs[1], "r=") {
+		return "e=invalid-encoding", c.fail("", "%s: malformed client-final message: want c=...,r=...,p=...", c.mech)
+	}
+	if cb, err := base64.StdEncoding.DecodeString(attrs[0][2:]); err != nil || string(cb) != c.gs2 {
+		return "e=channel-bindings-dont-match", c.fail("", "%s: channel binding data does not match the GS2 header", c.mech)
+	}
+	if r := attrs[1][2:]; r != c.nonce && r != c.cnonce+c.nonce {
+		return "e=other-error", c.fail("", "%s: the final message's nonce is not the one agreed", c.mech)
+	}
+	proof, err := base64.StdEncoding.DecodeString(proofB64)
+	size := c.h().Size()
+	if err != nil || len(proof) != size {
+		return "e=invalid-encoding", c.fail("", "%s: malformed proof", c.mech)
+	}
+	authMsg := []byte(c.bare + "," + c.serverFirst + "," + withoutProof)
+	sig := hmacSum(c.h, c.cred.StoredKey, authMsg)
+	clientKey := make([]byte, size)
+	for i := range clientKey {
+		clientKey[i] = proof[i] ^ sig[i]
+	}
+	h := c.h()
+	h.Write(clientKey)
+	if subtle.ConstantTimeCompare(h.Sum(nil), c.cred.StoredKey) != 1 {
+		return "e=invalid-proof", c.fail(c.name, "")
+	}
+	c.user = c.name
 	c.s.m.successes.WithLabelValues(c.mech).Inc()
-	return []byte(out), true, nil
+	return "v=" + base64.StdEncoding.EncodeToString(hmacSum(c.h, c.cred.ServerKey, authMsg)), nil
 }
 
 func (c *scramSession) User() string { return c.user }
 
-// scramName decodes a SCRAM saslname (RFC 5802 section 5.1: ',' is sent
-// as "=2C" and '=' as "=3D"), which the library hands over as sent.
-func scramName(s string) string {
-	if !strings.Contains(s, "=") {
-		return s
+func hmacSum(h func() hash.Hash, key, msg []byte) []byte {
+	m := hmac.New(h, key)
+	m.Write(msg)
+	return m.Sum(nil)
+}
+
+// validNonce: printable ASCII but ',' (RFC 5802 section 7), not empty.
+func validNonce(n string) bool {
+	if n == "" {
+		return false
 	}
-	return strings.NewReplacer("=2C", ",", "=3D", "=").Replace(s)
+	for i := 0; i < len(n); i++ {
+		if n[i] < 0x21 || n[i] > 0x7e || n[i] == ',' {
+			return false
+		}
+	}
+	return true
+}
+
+func strconvQuote(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// decodeSASLName decodes a SCRAM saslname (RFC 5802 section 5.1: ',' is
+// sent as "=2C" and '=' as "=3D"; any other '=' is invalid).
+func decodeSASLName(s string) (string, bool) {
+	if !strings.Contains(s, "=") {
+		return s, utf8.ValidString(s)
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '=' {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch {
+		case strings.HasPrefix(s[i:], "=2C"):
+			b.WriteByte(',')
+		case strings.HasPrefix(s[i:], "=3D"):
+			b.WriteByte('=')
+		default:
+			return "", false
+		}
+		i += 2
+	}
+	return b.String(), utf8.ValidString(b.String())
 }

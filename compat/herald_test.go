@@ -3,6 +3,7 @@ package compat
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -63,6 +64,10 @@ type server struct {
 	httpAddr  string
 	args      []string
 	logPath   string
+	// With a secure server (startSecureServer): TLS for /readyz, and the
+	// options that let s.client in.
+	httpTLS *tls.Config
+	kgoOpts []kgo.Opt
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -76,8 +81,14 @@ type server struct {
 // log is printed if the test failed.
 func startServer(t *testing.T, extra ...string) *server {
 	t.Helper()
+	return startServerWith(t, &server{args: extra})
+}
+
+// startServerWith is startServer for s's args, TLS and client options.
+func startServerWith(t *testing.T, s *server) *server {
+	t.Helper()
 	dir := t.TempDir()
-	s := &server{t: t, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "herald.log"), args: extra}
+	s.t, s.dataDir, s.logPath = t, filepath.Join(dir, "data"), filepath.Join(dir, "herald.log")
 	var err error
 	// NB: a spare port found by binding :0 can be taken by someone else
 	// before herald binds it; a start that fails that way is retried on
@@ -144,7 +155,10 @@ func (s *server) start() error {
 		close(done)
 	}()
 
-	url := "http://" + s.httpAddr + "/readyz"
+	url, hc := "http://"+s.httpAddr+"/readyz", http.DefaultClient
+	if s.httpTLS != nil {
+		url, hc = "https://"+s.httpAddr+"/readyz", &http.Client{Transport: &http.Transport{TLSClientConfig: s.httpTLS}}
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -156,7 +170,7 @@ func (s *server) start() error {
 			return fmt.Errorf("herald exited before it was ready: %v", err)
 		default:
 		}
-		resp, err := http.Get(url)
+		resp, err := hc.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -250,7 +264,7 @@ func (s *server) dumpLog() {
 // client returns a franz-go client for the server, closed when the test ends.
 func (s *server) client(t *testing.T, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.kafkaAddr)}, opts...)...)
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(s.kafkaAddr)}, s.kgoOpts...), opts...)...)
 	if err != nil {
 		t.Fatalf("kgo.NewClient: %v", err)
 	}

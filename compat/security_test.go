@@ -161,4 +161,3 @@ func (c *saramaSCRAM) Begin(user, pass, authz string) error {
 
 func (c *saramaSCRAM) Step(challenge string) (string, error) { return c.conv.Step(challenge) }
 func (c *saramaSCRAM) Done() bool                            { return c.conv.Done() }
-

@@ -23,5 +23,6 @@
 //	sarama_test.go   IBM/sarama: idempotent SyncProducer, ConsumerGroup resume
 //	kafkago_test.go  segmentio/kafka-go: Writer, Reader with GroupID
 //	kcat_test.go     kcat: -P/-C, -G, -Q, -L, read_committed
-//	kafkajs_test.go  kafkajs: runs js/roundtrip.js
+//	kafkajs_test.go  kafkajs: runs js/roundtrip.js, plainly and over SASL_SSL
+//	security_test.go kcat, sarama: SASL (SCRAM-SHA-512/256, PLAIN) over TLS
 package compat

@@ -16,15 +16,38 @@ import (
 // and commits.
 func TestKafkajsRoundtrip(t *testing.T) {
 	t.Parallel()
+	node := requireKafkajs(t)
+	s := startServer(t)
+	kafkajsRoundtrip(t, node, s, "kafkajs", "kafkajs-group", 300)
+}
+
+// TestKafkajsSASLSSL: the same over TLS with each SASL mechanism.
+func TestKafkajsSASLSSL(t *testing.T) {
+	t.Parallel()
+	node := requireKafkajs(t)
+	s, files := startSecureServer(t)
+	for _, mech := range []string{"scram-sha-512", "scram-sha-256", "plain"} {
+		t.Run(mech, func(t *testing.T) {
+			kafkajsRoundtrip(t, node, s, "kafkajs-"+mech, "kafkajs-group-"+mech, 50, mech, saslUser, saslPassword, files.CA)
+		})
+	}
+}
+
+func requireKafkajs(t *testing.T) string {
+	t.Helper()
 	node := requireTool(t, "node", "install Node.js 20 or later")
 	if _, err := os.Stat(filepath.Join("js", "node_modules", "kafkajs", "package.json")); err != nil {
 		t.Fatalf("kafkajs is not installed in compat/js (%v); run: (cd compat/js && npm ci) (test.sh does)", err)
 	}
-	s := startServer(t)
-	const topic, group, n = "kafkajs", "kafkajs-group", 300
-	s.createTopic(t, topic, 3)
+	return node
+}
 
-	out := runCmd(t, 90*time.Second, "", node, filepath.Join("js", "roundtrip.js"), s.kafkaAddr, topic, group, itoa(n))
+// kafkajsRoundtrip runs js/roundtrip.js for n records of a new topic and
+// checks what it produced and consumed.
+func kafkajsRoundtrip(t *testing.T, node string, s *server, topic, group string, n int, security ...string) {
+	t.Helper()
+	s.createTopic(t, topic, 3)
+	out := runCmd(t, 90*time.Second, "", node, append([]string{filepath.Join("js", "roundtrip.js"), s.kafkaAddr, topic, group, itoa(n)}, security...)...)
 	var sum struct {
 		Produced int `json:"produced"`
 		Consumed []struct {

@@ -3,7 +3,10 @@
 // on stdout. compat/kafkajs_test.go runs it against a real herald serve and
 // checks the summary.
 //
-//   node compat/js/roundtrip.js BROKER TOPIC GROUP N
+//   node compat/js/roundtrip.js BROKER TOPIC GROUP N [MECHANISM USER PASSWORD CA_FILE]
+//
+// With the last four, it connects over TLS trusting CA_FILE and
+// authenticates with SASL (plain, scram-sha-256 or scram-sha-512).
 //
 // The records mirror makeRecords("kafkajs", N) in compat/records_test.go:
 // key kafkajs-kNNNNN, value kafkajs-vNNNNN-x…x (i%37 x's), headers
@@ -13,7 +16,7 @@
 
 const { Kafka, logLevel, Partitioners } = require('kafkajs');
 
-const [broker, topic, group, nArg] = process.argv.slice(2);
+const [broker, topic, group, nArg, mechanism, username, password, caFile] = process.argv.slice(2);
 const n = Number(nArg);
 if (!broker || !topic || !group || !Number.isInteger(n) || n <= 0) {
   console.error('usage: node roundtrip.js BROKER TOPIC GROUP N');
@@ -35,6 +38,10 @@ const kafka = new Kafka({
     console.error(`kafkajs ${namespace} level=${level}: ${log.message}`, JSON.stringify(log));
   },
   retry: { initialRetryTime: 100, retries: 8 },
+  ...(mechanism ? {
+    ssl: { ca: [require('fs').readFileSync(caFile, 'utf8')] },
+    sasl: { mechanism, username, password },
+  } : {}),
 });
 
 const summary = { produced: 0, producedOffsets: {}, consumed: [], duplicates: 0, error: null };

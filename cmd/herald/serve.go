@@ -67,6 +67,12 @@ example HERALD_KAFKA_ADDR=:9093) or by a line "flag = value" in the file named
 by --config. A flag on the command line wins over the environment, which wins
 over the file.
 
+With --users FILE (written by herald user add) every client authenticates:
+SASL (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN) on the Kafka listener, HTTP Basic
+on HTTP and the registry (all but /healthz and /readyz). --tls-cert and
+--tls-key make every listener speak TLS; --tls-client-ca asks clients for
+certificates. Both files are reread when they change. See docs/security.md.
+
 SIGTERM or SIGINT stop the server cleanly: listeners close, in-flight requests
 finish, every log is flushed. Acknowledged writes also survive SIGKILL.`,
 		Args: cobra.NoArgs,

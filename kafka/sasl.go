@@ -115,8 +115,8 @@ func (c *conn) rawSASL(body []byte, r *reply) bool {
 func (c *conn) authenticated() {
 	c.sasl.authed, c.sasl.raw, c.sasl.user = true, false, c.sasl.session.User()
 	c.sasl.session = nil
-	c.logger = c.logger.With("user", c.sasl.user)
-	c.logger.Debug("kafka: authenticated", "mechanism", c.sasl.mech)
+	// NB: c.logger stays as it is: the writer goroutine reads it.
+	c.logger.Debug("kafka: authenticated", "user", c.sasl.user, "mechanism", c.sasl.mech)
 }
 
 func (c *conn) authFailed(err error) {

@@ -394,3 +394,34 @@ func TestServerEdges(t *testing.T) {
 		t.Fatal("an idle connection survived Shutdown")
 	}
 }
+
+// TestServerWrap: with a wrapper (authentication, in herald serve), a
+// lookup the fast path would answer goes through the wrapper: refused
+// without the header it wants, answered with it.
+func TestServerWrap(t *testing.T) {
+	wrap := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Let-In") != "yes" {
+				http.Error(w, "no", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	e := openFast(t, registry.ServerConfig{Wrap: wrap})
+	populate(t, e.reg)
+	if resp := rawGet(t, e.fast, "/subjects/orders-value/versions/latest"); !strings.HasPrefix(resp, "HTTP/1.1 401") {
+		t.Fatalf("fast-path lookup without the header:\n%s", resp)
+	}
+	req, _ := http.NewRequest("GET", "http://"+e.fast+"/subjects/orders-value/versions/latest", nil)
+	req.Header.Set("X-Let-In", "yes")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"version":2`) {
+		t.Fatalf("with the header: %d %s", resp.StatusCode, body)
+	}
+}

@@ -1300,3 +1300,26 @@ func TestSCRAMLibrdkafkaNonce(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPFailureDelay: wrong credentials are answered after
+// FailureDelay; missing ones (a browser's first request) at once.
+func TestHTTPFailureDelay(t *testing.T) {
+	_, s, _ := newStore(t, "alice", "pw")
+	a := NewHTTPAuth(s, "test")
+	a.FailureDelay = 300 * time.Millisecond
+	srv := httpServer(t, a)
+	start := time.Now()
+	if resp, _ := get(t, srv.URL+"/x", basic("alice", "nope")); resp.StatusCode != 401 {
+		t.Fatalf("wrong password: %d", resp.StatusCode)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Errorf("wrong password answered after %v, want at least 300ms", took)
+	}
+	start = time.Now()
+	if resp, _ := get(t, srv.URL+"/x", nil); resp.StatusCode != 401 {
+		t.Fatalf("no credentials: %d", resp.StatusCode)
+	}
+	if took := time.Since(start); took >= 300*time.Millisecond {
+		t.Errorf("a request without credentials waited %v", took)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/heraldhq/herald/internal/httpjson"
 )
@@ -25,6 +26,10 @@ type HTTPAuth struct {
 	s     *Store
 	realm string
 	key   [32]byte
+	// FailureDelay holds back the answer to wrong credentials, slowing
+	// password guessing (as the Kafka listener does; default 100ms, <=0:
+	// none). Set it before serving.
+	FailureDelay time.Duration
 
 	mu     sync.Mutex
 	gen    uint64
@@ -34,7 +39,7 @@ type HTTPAuth struct {
 // NewHTTPAuth returns Basic authentication against s; realm is shown by
 // browsers.
 func NewHTTPAuth(s *Store, realm string) *HTTPAuth {
-	a := &HTTPAuth{s: s, realm: realm, cached: map[[32]byte]string{}}
+	a := &HTTPAuth{s: s, realm: realm, cached: map[[32]byte]string{}, FailureDelay: 100 * time.Millisecond}
 	rand.Read(a.key[:])
 	return a
 }
@@ -101,6 +106,14 @@ func (a *HTTPAuth) Wrap(next http.Handler, public func(*http.Request) bool) http
 			msg := "authentication required: send HTTP Basic credentials of a user in the server's users file"
 			if _, _, sent := r.BasicAuth(); sent {
 				msg = "authentication failed: wrong user name or password"
+				if a.FailureDelay > 0 {
+					t := time.NewTimer(a.FailureDelay)
+					select {
+					case <-t.C:
+					case <-r.Context().Done():
+					}
+					t.Stop()
+				}
 			}
 			httpjson.WriteError(w, httpjson.Errorf(httpjson.CodeUnauthenticated, "", "%s", msg))
 			return

@@ -130,7 +130,7 @@ func FuzzSASLFrames(f *testing.F) {
 	}
 	f.Cleanup(func() { bk.Close() })
 	_, store := usersFile(f, "alice", "s3cret")
-	s := New(Config{Broker: bk, Logger: testLogger(f), Auth: store})
+	s := New(Config{Broker: bk, Logger: testLogger(f), Auth: store, FailedAuthDelay: -1})
 	f.Cleanup(func() { s.Close() })
 
 	f.Fuzz(func(t *testing.T, in []byte) {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -82,6 +83,14 @@ func (c *conn) saslAuthenticate(req *request, r *kmsg.SASLAuthenticateRequest) (
 		msg := err.Error()
 		resp.ErrorMessage = &msg
 		c.authFailed(err)
+		if d := c.s.cfg.FailedAuthDelay; d > 0 {
+			// The connection's last answer, sent after the delay.
+			req.later = func() kmsg.Response {
+				c.failDelay(d)
+				return resp
+			}
+			return nil, nil
+		}
 		return resp, nil
 	}
 	if done {
@@ -98,7 +107,8 @@ func (c *conn) rawSASL(body []byte, r *reply) bool {
 	if err != nil {
 		c.authFailed(err)
 		// NB: v0 has no way to say why: Kafka closes the connection,
-		// and so do we, without an answer.
+		// and so do we, without an answer, after the delay.
+		c.failDelay(c.s.cfg.FailedAuthDelay)
 		return false
 	}
 	buf := make([]byte, 4+len(out))
@@ -117,6 +127,19 @@ func (c *conn) authenticated() {
 	c.sasl.session = nil
 	// NB: c.logger stays as it is: the writer goroutine reads it.
 	c.logger.Debug("kafka: authenticated", "user", c.sasl.user, "mechanism", c.sasl.mech)
+}
+
+// failDelay waits out FailedAuthDelay, or until the server closes.
+func (c *conn) failDelay(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.ctx.Done():
+	}
 }
 
 func (c *conn) authFailed(err error) {

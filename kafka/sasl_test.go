@@ -166,10 +166,14 @@ func TestSASLRaw(t *testing.T) {
 		handshake(t, r, 1, auth.Plain)
 		req := kmsg.NewPtrSASLAuthenticateRequest()
 		req.Version, req.SASLAuthBytes = 2, []byte("\x00alice\x00nope")
+		start := time.Now()
 		resp := r.do(req).(*kmsg.SASLAuthenticateResponse)
 		if resp.ErrorCode != kerr.SaslAuthenticationFailed.Code || resp.ErrorMessage == nil ||
 			!strings.Contains(*resp.ErrorMessage, "wrong user name or password") {
 			t.Fatalf("error %d %v", resp.ErrorCode, resp.ErrorMessage)
+		}
+		if took := time.Since(start); took < 100*time.Millisecond {
+			t.Errorf("the failure was answered after %v: want the 100ms FailedAuthDelay", took)
 		}
 		r.expectClosed()
 	})
@@ -185,8 +189,12 @@ func TestSASLRaw(t *testing.T) {
 	t.Run("v0 PLAIN wrong password", func(t *testing.T) {
 		r := dialRaw(t, e.addr)
 		handshake(t, r, 0, auth.Plain)
+		start := time.Now()
 		r.writeFrame([]byte("\x00alice\x00nope"))
 		r.expectClosed()
+		if took := time.Since(start); took < 100*time.Millisecond {
+			t.Errorf("closed after %v: want the 100ms FailedAuthDelay", took)
+		}
 	})
 	t.Run("v0 SCRAM-SHA-256", func(t *testing.T) {
 		r := dialRaw(t, e.addr)

@@ -73,6 +73,10 @@ type Config struct {
 	// SASLMechanisms are the mechanisms offered when Auth is set (default
 	// all of auth.Mechanisms).
 	SASLMechanisms []string
+	// FailedAuthDelay holds back the answer to a failed authentication,
+	// and the close after it, slowing password guessing (Kafka's
+	// connection.failed.authentication.delay.ms; default 100ms, <0: none).
+	FailedAuthDelay time.Duration
 	// TLS, when set, makes every listener speak TLS (see auth.ServerTLS).
 	// Fetches then copy records through TLS instead of using sendfile.
 	TLS *tls.Config
@@ -93,6 +97,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 10 * time.Minute
+	}
+	if c.FailedAuthDelay == 0 {
+		c.FailedAuthDelay = 100 * time.Millisecond
 	}
 	if c.Auth != nil && len(c.SASLMechanisms) == 0 {
 		c.SASLMechanisms = auth.Mechanisms

@@ -454,6 +454,11 @@ func TestStoreReload(t *testing.T) {
 	if !s.VerifyPassword("alice", "s3cret") {
 		t.Fatal("a deleted users file dropped the users")
 	}
+	time.Sleep(1100 * time.Millisecond) // past the next check
+	s.HasUser("alice")
+	if got := testutil.ToFloat64(m.reloadFailures); got != 3 {
+		t.Errorf("a file still missing was counted again: %v failures, want 3", got)
+	}
 
 	// Fixed again, without carol: the store follows.
 	fixed := filepath.Join(t.TempDir(), "users.json")

@@ -324,7 +324,11 @@ func (s *Store) current() (*File, uint64) {
 	s.checked = now
 	st, err := os.Stat(s.path)
 	if err != nil {
-		s.reloadFailed(err)
+		// Counted and logged once, not at every check until it is back.
+		if s.stamp != (fileStamp{}) {
+			s.reloadFailed(err)
+			s.stamp = fileStamp{}
+		}
 		return s.file, s.gen
 	}
 	if stampOf(st) == s.stamp {

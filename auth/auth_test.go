@@ -1033,11 +1033,17 @@ func TestServerTLSReload(t *testing.T) {
 	if got := testutil.ToFloat64(m.tlsReloads); got != 1 {
 		t.Errorf("herald_tls_certificate_reloads_total = %v, want 1", got)
 	}
-	// Deleting the files keeps the certificate as well.
+	// Deleting the files keeps the certificate as well, counted once.
+	base = testutil.ToFloat64(m.tlsFailures)
 	os.Remove(files.Cert)
 	time.Sleep(1100 * time.Millisecond)
 	if got := servedSerial(t, addr, client); got.Cmp(second) != 0 {
 		t.Fatalf("served serial %v with the files gone, want %v", got, second)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	servedSerial(t, addr, client)
+	if got := testutil.ToFloat64(m.tlsFailures); got != base+1 {
+		t.Errorf("herald_tls_certificate_reload_failures_total went from %v to %v with the file gone: want one more", base, got)
 	}
 }
 

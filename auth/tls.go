@@ -98,7 +98,16 @@ func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	}
 	c.checked = time.Now()
 	stamps, err := c.stat()
-	if err != nil || stamps == c.stamps {
+	if err != nil {
+		// Counted and logged once, not at every handshake until back.
+		if c.stamps != ([2]fileStamp{}) {
+			c.stamps = [2]fileStamp{}
+			c.m.tlsFailures.Inc()
+			c.logger.Error("tls: certificate or key unreadable; serving the one loaded before", "err", err)
+		}
+		return c.cert, nil
+	}
+	if stamps == c.stamps {
 		return c.cert, nil
 	}
 	old := c.cert

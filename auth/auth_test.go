@@ -578,19 +578,7 @@ func scramLogin(t *testing.T, s *Store, mech, user, pass string) (string, error)
 
 func scramLoginAs(t *testing.T, s *Store, mech, user, pass, authz string) (string, error) {
 	t.Helper()
-	h := scram.SHA256
-	if mech == ScramSHA512 {
-		h = scram.SHA512
-	}
-	cl, err := h.NewClient(user, pass, authz)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv := cl.NewConversation()
-	sess, err := s.Start(mech)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conv, sess := scramPair(t, s, mech, user, pass, authz)
 	var in string
 	for i := 0; i < 5; i++ {
 		msg, err := conv.Step(in)
@@ -1130,19 +1118,7 @@ func TestServerTLSErrors(t *testing.T) {
 // and its final error.
 func scramAnswers(t *testing.T, s *Store, mech, user, pass string) ([]string, error) {
 	t.Helper()
-	h := scram.SHA256
-	if mech == ScramSHA512 {
-		h = scram.SHA512
-	}
-	cl, err := h.NewClient(user, pass, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv := cl.NewConversation()
-	sess, err := s.Start(mech)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conv, sess := scramPair(t, s, mech, user, pass, "")
 	var answers []string
 	in := ""
 	for range 3 {
@@ -1333,4 +1309,23 @@ func TestHTTPFailureDelay(t *testing.T) {
 	if took := time.Since(start); took >= 300*time.Millisecond {
 		t.Errorf("a request without credentials waited %v", took)
 	}
+}
+
+// scramPair starts a server session of s and an xdg-go/scram client
+// conversation for mech.
+func scramPair(t *testing.T, s *Store, mech, user, pass, authz string) (*scram.ClientConversation, Session) {
+	t.Helper()
+	h := scram.SHA256
+	if mech == ScramSHA512 {
+		h = scram.SHA512
+	}
+	cl, err := h.NewClient(user, pass, authz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := s.Start(mech)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl.NewConversation(), sess
 }

@@ -102,20 +102,7 @@ func TestProcesses(t *testing.T) {
 
 	run := func(stdin string, args ...string) (stdout, stderr string, code int) {
 		t.Helper()
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "HERALD_BROKERS="+kafkaAddr)
-		cmd.Stdin = strings.NewReader(stdin)
-		var o, e bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &o, &e
-		err := cmd.Run()
-		var ee *exec.ExitError
-		switch {
-		case errors.As(err, &ee):
-			code = ee.ExitCode()
-		case err != nil:
-			t.Fatalf("herald %v: %v", args, err)
-		}
-		return o.String(), e.String(), code
+		return runBinary(t, bin, []string{"HERALD_BROKERS=" + kafkaAddr}, stdin, args...)
 	}
 
 	if out, errOut, code := run("", "topic", "create", "events", "--partitions", "2"); code != 0 || out != "created topic events (2 partitions)\n" {
@@ -144,6 +131,26 @@ func TestProcesses(t *testing.T) {
 	if _, errOut, code := run("", "consume", "events", "--from", "soon"); code != exitUsage || !strings.Contains(errOut, `--from "soon"`) {
 		t.Errorf("bad --from: exit %d, stderr %q", code, errOut)
 	}
+}
+
+// runBinary runs bin with args, the environment plus env, and stdin; it
+// returns what the process wrote and its exit code.
+func runBinary(t *testing.T, bin string, env []string, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("herald %v: %v", args, err)
+	}
+	return o.String(), e.String(), code
 }
 
 // serveOn starts bin serve on the data directory data, with fresh Kafka

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -29,20 +27,7 @@ func TestSecureServe(t *testing.T) {
 
 	run := func(env []string, stdin string, args ...string) (stdout, stderr string, code int) {
 		t.Helper()
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), env...)
-		cmd.Stdin = strings.NewReader(stdin)
-		var o, e bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &o, &e
-		err := cmd.Run()
-		var ee *exec.ExitError
-		switch {
-		case errors.As(err, &ee):
-			code = ee.ExitCode()
-		case err != nil:
-			t.Fatalf("herald %v: %v", args, err)
-		}
-		return o.String(), e.String(), code
+		return runBinary(t, bin, env, stdin, args...)
 	}
 	if out, errOut, code := run(nil, "s3cret\n", "user", "add", "alice", "--users", users, "--iterations", "4096"); code != 0 || out != `user "alice" added in `+users+"\n" {
 		t.Fatalf("user add: exit %d, %q %q", code, out, errOut)

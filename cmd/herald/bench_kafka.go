@@ -108,6 +108,16 @@ type benchKafkaPlan struct {
 	copyFetches bool // in-process server: fetches copied, not sent from files
 	consumeFill bool // consume: produce --records before reading
 	gogc        int  // debug.SetGCPercent for the run; < 0: leave it
+	security    []kgo.Opt // TLS and SASL for --brokers (--tls-ca, --user, ...)
+}
+
+// bkSecurity is the running benchmark's TLS and SASL options, added to
+// every client it makes.
+var bkSecurity []kgo.Opt
+
+// bkNewClient is kgo.NewClient with the benchmark's security options.
+func bkNewClient(opts ...kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(append(append([]kgo.Opt(nil), bkSecurity...), opts...)...)
 }
 
 func newBenchKafkaCmd(mode, short, long, example string) *cobra.Command {
@@ -187,6 +197,13 @@ func (f *benchKafkaFlags) parse(mode string, recordsSet, durationSet bool) (*ben
 		if f.durability != "always" {
 			bad("durability", f.durability, "no --durability with --brokers: the server's own setting applies")
 		}
+		sec, err := cliSecurity.kgoOpts()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		p.security = sec
+	} else if cliSecurity.user != "" || cliSecurity.tls || cliSecurity.tlsCA != "" {
+		errs = append(errs, errors.New("--user and --tls* need --brokers: the in-process server has neither"))
 	}
 	if p.topic == "" {
 		p.topic = fmt.Sprintf("herald-bench-%s-%d", mode, time.Now().UnixNano())
@@ -336,6 +353,8 @@ func bkStartServer(ctx context.Context, dir string, dur commitlog.Durability, co
 
 func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ *benchKafkaReport, err error) {
 	progress := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
+	bkSecurity = p.security
+	defer func() { bkSecurity = nil }()
 	rep := &benchKafkaReport{Mode: p.mode, Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
 		Topic: p.topic, Partitions: p.partitions, RecordSize: p.recordSize, Producers: p.producers, Acks: p.acksName,
 		Linger: p.linger.String(), BatchBytes: p.batchBytes, Compression: p.compName, Rate: p.rate}
@@ -375,7 +394,7 @@ func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ 
 		rep.Server = strings.Join(seeds, ",")
 	}
 
-	adm, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	adm, err := bkNewClient(kgo.SeedBrokers(seeds...))
 	if err != nil {
 		return nil, err
 	}
@@ -591,7 +610,7 @@ func bkRunProducers(ctx context.Context, seeds []string, p *benchKafkaPlan, stam
 		if p.acksName != "all" {
 			opts = append(opts, kgo.DisableIdempotentWrite())
 		}
-		cl, err := kgo.NewClient(opts...)
+		cl, err := bkNewClient(opts...)
 		if err != nil {
 			for _, q := range ps[:i] {
 				q.cl.Close()
@@ -701,7 +720,7 @@ func bkConsumerOpts(seeds []string, topic string, offsets map[int32]int64) []kgo
 // bkRunConsumer reads every partition from starts to ends with one kgo
 // client and returns the records read and the seconds it took.
 func bkRunConsumer(ctx context.Context, seeds []string, topic string, starts, ends map[int32]int64, total int64, hist *hdrhistogram.Histogram, progress func(string, ...any)) (int64, float64, error) {
-	cl, err := kgo.NewClient(bkConsumerOpts(seeds, topic, starts)...)
+	cl, err := bkNewClient(bkConsumerOpts(seeds, topic, starts)...)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -750,7 +769,7 @@ func bkRunConsumer(ctx context.Context, seeds []string, topic string, starts, en
 // (-1 while unknown), recording each record's latency from the nanosecond
 // stamp in its first 8 bytes. It closes ready after its first fetch is sent.
 func bkRunConsumerUntil(ctx context.Context, seeds []string, topic string, offsets map[int32]int64, want *atomic.Int64, hist *hdrhistogram.Histogram, ready chan<- struct{}) (int64, float64, error) {
-	cl, err := kgo.NewClient(bkConsumerOpts(seeds, topic, offsets)...)
+	cl, err := bkNewClient(bkConsumerOpts(seeds, topic, offsets)...)
 	if err != nil {
 		close(ready)
 		return 0, 0, err

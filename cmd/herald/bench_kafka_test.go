@@ -98,6 +98,8 @@ func TestBenchKafkaFlags(t *testing.T) {
 		{"e2e", "--record-size", "4B"},
 		{"e2e", "--acks", "0"},
 		{"consume", "--compression", "gzip"},
+		{"produce", "--user", "alice"},
+		{"produce", "--tls-ca", "ca.pem"},
 	} {
 		cmd := newRootCmd()
 		cmd.SetArgs(append([]string{"bench"}, args...))

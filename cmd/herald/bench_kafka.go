@@ -105,9 +105,9 @@ type benchKafkaPlan struct {
 	dir         string
 	rssPID      int
 	cpuProfile  string
-	copyFetches bool // in-process server: fetches copied, not sent from files
-	consumeFill bool // consume: produce --records before reading
-	gogc        int  // debug.SetGCPercent for the run; < 0: leave it
+	copyFetches bool      // in-process server: fetches copied, not sent from files
+	consumeFill bool      // consume: produce --records before reading
+	gogc        int       // debug.SetGCPercent for the run; < 0: leave it
 	security    []kgo.Opt // TLS and SASL for --brokers (--tls-ca, --user, ...)
 }
 

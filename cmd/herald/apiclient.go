@@ -19,15 +19,16 @@ import (
 // httpAPI is a server's HTTP API as the CLI commands reach it: the URL a
 // flag gave, that flag's name and what to check when nothing answers.
 type httpAPI struct {
-	base    string        // the flag's value, e.g. http://127.0.0.1:8080
-	flag    string        // "--http": named in messages about the URL
-	hint    string        // what to check when the server cannot be reached
-	timeout time.Duration // bound on one request and its answer; 0: none
+	base    string          // the flag's value, e.g. http://127.0.0.1:8080
+	flag    string          // "--http": named in messages about the URL
+	hint    string          // what to check when the server cannot be reached
+	timeout time.Duration   // bound on one request and its answer; 0: none
+	sec     *clientSecurity // credentials and TLS; nil: none
 }
 
-// heraldAPI is herald serve's HTTP API at --http.
-func heraldAPI(base string, timeout time.Duration) httpAPI {
-	return httpAPI{base: base, flag: "--http", hint: "is herald serve's HTTP there? --http, env HERALD_HTTP", timeout: timeout}
+// heraldAPI is herald serve's HTTP API at --http, reached with sec.
+func heraldAPI(sec *clientSecurity, base string, timeout time.Duration) httpAPI {
+	return httpAPI{base: base, flag: "--http", hint: "is herald serve's HTTP there? --http, env HERALD_HTTP", timeout: timeout, sec: sec}
 }
 
 // maxAPIAnswer bounds the answer the CLI reads.
@@ -77,9 +78,11 @@ func (a httpAPI) send(ctx context.Context, method, path string, header http.Head
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	hc, err := cliSecurity.authorize(req)
-	if err != nil {
-		return nil, err
+	hc := http.DefaultClient
+	if a.sec != nil {
+		if hc, err = a.sec.authorize(req); err != nil {
+			return nil, err
+		}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

@@ -32,7 +32,7 @@ func TestHTTPAPISend(t *testing.T) {
 	}))
 	defer hs.Close()
 	ctx := context.Background()
-	api := heraldAPI(hs.URL+"/", 5*time.Second)
+	api := heraldAPI(nil, hs.URL+"/", 5*time.Second)
 
 	ans, err := api.send(ctx, "POST", "/ok", http.Header{"Content-Type": {"application/cloudevents-batch+json"}, "X-Test": {"1"}}, []byte("[]"))
 	if err != nil || !ans.ok() || !strings.Contains(string(ans.body), `"POST"`) {
@@ -51,7 +51,7 @@ func TestHTTPAPISend(t *testing.T) {
 	}
 
 	for _, bad := range []string{"ftp://x", "http://", "127.0.0.1:8080"} {
-		_, err := heraldAPI(bad, time.Second).send(ctx, "GET", "/", nil, nil)
+		_, err := heraldAPI(nil, bad, time.Second).send(ctx, "GET", "/", nil, nil)
 		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--http") {
 			t.Fatalf("%q: %v (exit %d), want a usage error naming --http", bad, err, exitCode(err))
 		}
@@ -63,7 +63,7 @@ func TestHTTPAPISend(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	_, err = heraldAPI("http://"+addr, 5*time.Second).send(ctx, "GET", "/", nil, nil)
+	_, err = heraldAPI(nil, "http://"+addr, 5*time.Second).send(ctx, "GET", "/", nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "cannot reach http://"+addr) || !strings.Contains(err.Error(), "HERALD_HTTP") {
 		t.Fatalf("unreachable: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,13 +112,10 @@ type benchKafkaPlan struct {
 	security    []kgo.Opt // TLS and SASL for --brokers (--tls-ca, --user, ...)
 }
 
-// bkSecurity is the running benchmark's TLS and SASL options, added to
-// every client it makes.
-var bkSecurity []kgo.Opt
-
-// bkNewClient is kgo.NewClient with the benchmark's security options.
-func bkNewClient(opts ...kgo.Opt) (*kgo.Client, error) {
-	return kgo.NewClient(append(append([]kgo.Opt(nil), bkSecurity...), opts...)...)
+// bkNewClient makes a client of dial (the seeds, TLS and SASL options that
+// reach the server) and opts.
+func bkNewClient(dial []kgo.Opt, opts ...kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(append(slices.Clone(dial), opts...)...)
 }
 
 func newBenchKafkaCmd(mode, short, long, example string) *cobra.Command {
@@ -135,7 +133,7 @@ bytes).`,
 		Example: example,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := f.parse(mode, cmd.Flags().Changed("records"), cmd.Flags().Changed("duration"))
+			p, err := f.parse(mode, cmd.Flags().Changed("records"), cmd.Flags().Changed("duration"), securityOf(cmd))
 			if err != nil {
 				return err
 			}
@@ -180,7 +178,7 @@ bytes).`,
 	return cmd
 }
 
-func (f *benchKafkaFlags) parse(mode string, recordsSet, durationSet bool) (*benchKafkaPlan, error) {
+func (f *benchKafkaFlags) parse(mode string, recordsSet, durationSet bool, security *clientSecurity) (*benchKafkaPlan, error) {
 	p := &benchKafkaPlan{mode: mode, topic: f.topic, topicGiven: f.topic != "", partitions: f.partitions,
 		records: f.records, duration: f.duration, producers: f.producers, linger: f.linger, rate: f.rate,
 		dir: f.dir, rssPID: f.rssPID, cpuProfile: f.cpuProfile, copyFetches: f.copyFetches, gogc: f.gogc}
@@ -197,12 +195,12 @@ func (f *benchKafkaFlags) parse(mode string, recordsSet, durationSet bool) (*ben
 		if f.durability != "always" {
 			bad("durability", f.durability, "no --durability with --brokers: the server's own setting applies")
 		}
-		sec, err := cliSecurity.kgoOpts()
+		sec, err := security.kgoOpts()
 		if err != nil {
 			errs = append(errs, err)
 		}
 		p.security = sec
-	} else if cliSecurity.user != "" || cliSecurity.tls || cliSecurity.tlsCA != "" {
+	} else if security.user != "" || security.tls || security.tlsCA != "" {
 		errs = append(errs, errors.New("--user and --tls* need --brokers: the in-process server has neither"))
 	}
 	if p.topic == "" {
@@ -353,8 +351,6 @@ func bkStartServer(ctx context.Context, dir string, dur commitlog.Durability, co
 
 func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ *benchKafkaReport, err error) {
 	progress := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
-	bkSecurity = p.security
-	defer func() { bkSecurity = nil }()
 	rep := &benchKafkaReport{Mode: p.mode, Date: time.Now().UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
 		Topic: p.topic, Partitions: p.partitions, RecordSize: p.recordSize, Producers: p.producers, Acks: p.acksName,
 		Linger: p.linger.String(), BatchBytes: p.batchBytes, Compression: p.compName, Rate: p.rate}
@@ -394,7 +390,8 @@ func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ 
 		rep.Server = strings.Join(seeds, ",")
 	}
 
-	adm, err := bkNewClient(kgo.SeedBrokers(seeds...))
+	dial := append(slices.Clone(p.security), kgo.SeedBrokers(seeds...))
+	adm, err := bkNewClient(dial)
 	if err != nil {
 		return nil, err
 	}
@@ -441,7 +438,7 @@ func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ 
 		if err := startProfile(); err != nil {
 			return nil, err
 		}
-		st, err := bkRunProducers(ctx, seeds, p, false, progress)
+		st, err := bkRunProducers(ctx, dial, p, false, progress)
 		if err != nil {
 			return nil, err
 		}
@@ -456,7 +453,7 @@ func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ 
 		}
 		if total == 0 || !p.topicGiven {
 			progress("consume: filling %s with %s records of %s ...", p.topic, fmtInt(float64(p.records)), bkSize(p.recordSize))
-			st, err := bkRunProducers(ctx, seeds, p, false, progress)
+			st, err := bkRunProducers(ctx, dial, p, false, progress)
 			if err != nil {
 				return nil, err
 			}
@@ -469,7 +466,7 @@ func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ 
 		if err := startProfile(); err != nil {
 			return nil, err
 		}
-		n, secs, err := bkRunConsumer(ctx, seeds, p.topic, starts, ends, total, nil, progress)
+		n, secs, err := bkRunConsumer(ctx, dial, p.topic, starts, ends, total, nil, progress)
 		if err != nil {
 			return nil, err
 		}
@@ -494,7 +491,7 @@ func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ 
 		cch := make(chan consumed, 1)
 		ready := make(chan struct{})
 		go func() {
-			n, secs, err := bkRunConsumerUntil(cctx, seeds, p.topic, ends, &produced, hist, ready)
+			n, secs, err := bkRunConsumerUntil(cctx, dial, p.topic, ends, &produced, hist, ready)
 			cch <- consumed{n, secs, err}
 		}()
 		select { // let the consumer connect and issue its first fetch
@@ -504,7 +501,7 @@ func runBenchKafka(ctx context.Context, p *benchKafkaPlan, stderr io.Writer) (_ 
 		if err := startProfile(); err != nil {
 			return nil, err
 		}
-		st, err := bkRunProducers(ctx, seeds, p, true, progress)
+		st, err := bkRunProducers(ctx, dial, p, true, progress)
 		if err != nil {
 			return nil, err
 		}
@@ -589,7 +586,7 @@ type bkProduceStats struct {
 // record is acknowledged. stamp writes the produce time in nanoseconds into
 // each record's first 8 bytes (a fresh value per record); otherwise all
 // records share one value.
-func bkRunProducers(ctx context.Context, seeds []string, p *benchKafkaPlan, stamp bool, progress func(string, ...any)) (bkProduceStats, error) {
+func bkRunProducers(ctx context.Context, dial []kgo.Opt, p *benchKafkaPlan, stamp bool, progress func(string, ...any)) (bkProduceStats, error) {
 	// Random bytes: the values must not compress to nothing if
 	// --compression is set.
 	value := make([]byte, p.recordSize)
@@ -604,13 +601,13 @@ func bkRunProducers(ctx context.Context, seeds []string, p *benchKafkaPlan, stam
 	var firstErr atomic.Value
 	ps := make([]*bkProducer, p.producers)
 	for i := range ps {
-		opts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(p.topic), kgo.RequiredAcks(p.acks),
+		opts := []kgo.Opt{kgo.DefaultProduceTopic(p.topic), kgo.RequiredAcks(p.acks),
 			kgo.ProducerLinger(p.linger), kgo.ProducerBatchMaxBytes(p.batchBytes),
 			kgo.ProducerBatchCompression(p.compression), kgo.RecordRetries(3), kgo.ProduceRequestTimeout(30 * time.Second)}
 		if p.acksName != "all" {
 			opts = append(opts, kgo.DisableIdempotentWrite())
 		}
-		cl, err := bkNewClient(opts...)
+		cl, err := bkNewClient(dial, opts...)
 		if err != nil {
 			for _, q := range ps[:i] {
 				q.cl.Close()
@@ -708,19 +705,19 @@ func bkRunProducers(ctx context.Context, seeds []string, p *benchKafkaPlan, stam
 	return st, nil
 }
 
-func bkConsumerOpts(seeds []string, topic string, offsets map[int32]int64) []kgo.Opt {
+func bkConsumerOpts(topic string, offsets map[int32]int64) []kgo.Opt {
 	m := map[int32]kgo.Offset{}
 	for part, o := range offsets {
 		m[part] = kgo.NewOffset().At(o)
 	}
-	return []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: m}),
+	return []kgo.Opt{kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: m}),
 		kgo.FetchMaxBytes(64 << 20), kgo.FetchMaxPartitionBytes(8 << 20), kgo.FetchMaxWait(500 * time.Millisecond)}
 }
 
 // bkRunConsumer reads every partition from starts to ends with one kgo
 // client and returns the records read and the seconds it took.
-func bkRunConsumer(ctx context.Context, seeds []string, topic string, starts, ends map[int32]int64, total int64, hist *hdrhistogram.Histogram, progress func(string, ...any)) (int64, float64, error) {
-	cl, err := bkNewClient(bkConsumerOpts(seeds, topic, starts)...)
+func bkRunConsumer(ctx context.Context, dial []kgo.Opt, topic string, starts, ends map[int32]int64, total int64, hist *hdrhistogram.Histogram, progress func(string, ...any)) (int64, float64, error) {
+	cl, err := bkNewClient(dial, bkConsumerOpts(topic, starts)...)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -768,8 +765,8 @@ func bkRunConsumer(ctx context.Context, seeds []string, topic string, starts, en
 // bkRunConsumerUntil reads from offsets until it has read *want records
 // (-1 while unknown), recording each record's latency from the nanosecond
 // stamp in its first 8 bytes. It closes ready after its first fetch is sent.
-func bkRunConsumerUntil(ctx context.Context, seeds []string, topic string, offsets map[int32]int64, want *atomic.Int64, hist *hdrhistogram.Histogram, ready chan<- struct{}) (int64, float64, error) {
-	cl, err := bkNewClient(bkConsumerOpts(seeds, topic, offsets)...)
+func bkRunConsumerUntil(ctx context.Context, dial []kgo.Opt, topic string, offsets map[int32]int64, want *atomic.Int64, hist *hdrhistogram.Histogram, ready chan<- struct{}) (int64, float64, error) {
+	cl, err := bkNewClient(dial, bkConsumerOpts(topic, offsets)...)
 	if err != nil {
 		close(ready)
 		return 0, 0, err

@@ -143,7 +143,11 @@ type clientFlags struct {
 	httpURL string
 	output  string
 	timeout time.Duration
+	cmd     *cobra.Command // the command the flags are on (for security)
 }
+
+// security returns the root command's security flags.
+func (f *clientFlags) security() *clientSecurity { return securityOf(f.cmd) }
 
 func envOr(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok && v != "" {
@@ -155,6 +159,7 @@ func envOr(name, def string) string {
 // addClientFlags registers the client flags as persistent flags of cmd,
 // and makes flag errors of cmd and its subcommands usage errors.
 func addClientFlags(cmd *cobra.Command, f *clientFlags) {
+	f.cmd = cmd
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.brokers, "brokers", envOr("HERALD_BROKERS", "127.0.0.1:9092"), "Kafka `HOST:PORT`s of the server, comma-separated (env HERALD_BROKERS)")
 	pf.StringVar(&f.httpURL, "http", envOr("HERALD_HTTP", "http://127.0.0.1:8080"), "`URL` of the server's HTTP API, for commands that use it (env HERALD_HTTP)")
@@ -214,7 +219,7 @@ func (f *clientFlags) newClient(extra ...kgo.Opt) (*kgo.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	sec, err := cliSecurity.kgoOpts()
+	sec, err := f.security().kgoOpts()
 	if err != nil {
 		return nil, err
 	}

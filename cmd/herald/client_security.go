@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -29,9 +30,24 @@ type clientSecurity struct {
 	tlsKey       string
 }
 
-// cliSecurity is the running command's; newRootCmd binds the flags to a
-// fresh one.
-var cliSecurity = &clientSecurity{}
+// securityOf returns the security flags of cmd's root command (each root
+// has its own: tests run several at once).
+func securityOf(cmd *cobra.Command) *clientSecurity {
+	if cmd == nil {
+		return &clientSecurity{}
+	}
+	pf := cmd.Root().PersistentFlags()
+	get := func(name string) string {
+		if f := pf.Lookup(name); f != nil {
+			return f.Value.String()
+		}
+		return ""
+	}
+	return &clientSecurity{
+		user: get("user"), passwordFile: get("password-file"), mechanism: get("sasl-mechanism"),
+		tls: get("tls") == "true", tlsCA: get("tls-ca"), tlsCert: get("tls-client-cert"), tlsKey: get("tls-client-key"),
+	}
+}
 
 const clientSecurityHelp = `the password is read from --password-file, else from $HERALD_PASSWORD`
 
@@ -125,6 +141,39 @@ func (s *clientSecurity) kgoOpts() ([]kgo.Opt, error) {
 		opts = append(opts, kgo.SASL(m))
 	}
 	return opts, nil
+}
+
+// httpClient is an HTTP client for base (an http:// or https:// URL) that
+// sends --user's Basic credentials with every request and trusts --tls-ca.
+func (s *clientSecurity) httpClient(base string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if strings.HasPrefix(base, "https://") {
+		cfg, err := s.tlsConfig(true)
+		if err != nil {
+			return nil, err
+		}
+		tr.TLSClientConfig = cfg
+	}
+	if s.user == "" {
+		return &http.Client{Transport: tr}, nil
+	}
+	pw, err := s.password()
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: basicAuth{tr, s.user, pw}}, nil
+}
+
+// basicAuth adds Basic credentials to every request.
+type basicAuth struct {
+	next       http.RoundTripper
+	user, pass string
+}
+
+func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.SetBasicAuth(b.user, b.pass)
+	return b.next.RoundTrip(r)
 }
 
 // authorize prepares an HTTP request to url: the client to send it with,

@@ -52,7 +52,7 @@ func (e *eventAPIError) Error() string { return e.api.Error() }
 // eventCall sends one request to the HTTP API and decodes a 2xx answer
 // into out. An error answer becomes an exit code (apiExitCode).
 func eventCall(ctx context.Context, cf *clientFlags, method, path string, header http.Header, body []byte, out any) (http.Header, error) {
-	ans, err := heraldAPI(cf.httpURL, cf.timeout).send(ctx, method, path, header, body)
+	ans, err := heraldAPI(cf.security(), cf.httpURL, cf.timeout).send(ctx, method, path, header, body)
 	if err != nil {
 		return nil, err
 	}

@@ -31,8 +31,7 @@ protocol, an HTTP API, and the services built on them.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	cliSecurity = &clientSecurity{}
-	addClientSecurityFlags(root.PersistentFlags(), cliSecurity)
+	addClientSecurityFlags(root.PersistentFlags(), &clientSecurity{})
 	root.AddCommand(newServeCmd(), newBenchCmd(), newUserCmd())
 	root.AddCommand(newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newDLQCmd(), newEventCmd(), newSchemaCmd(), newExitCodesHelp())
 	root.AddCommand(newStoreCmd())

@@ -142,7 +142,7 @@ func (f *ruleAPIFlags) call(cmd *cobra.Command, method, path string, query url.V
 	if err != nil {
 		return err
 	}
-	ans, err := heraldAPI(f.api, f.timeout).send(cmd.Context(), method, path, nil, raw)
+	ans, err := heraldAPI(securityOf(cmd), f.api, f.timeout).send(cmd.Context(), method, path, nil, raw)
 	if err != nil {
 		return err
 	}

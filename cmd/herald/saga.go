@@ -177,7 +177,7 @@ func sagaCall(ctx context.Context, cf *clientFlags, method, path string, body []
 	if err := cf.check(); err != nil {
 		return nil, err
 	}
-	ans, err := heraldAPI(cf.httpURL, cf.timeout).send(ctx, method, path, nil, body)
+	ans, err := heraldAPI(cf.security(), cf.httpURL, cf.timeout).send(ctx, method, path, nil, body)
 	if err != nil {
 		return nil, err
 	}

@@ -125,7 +125,7 @@ func (f *schemaFlags) client(cmd *cobra.Command) (*regClient, context.Context, c
 	if f.timeout <= 0 {
 		return nil, nil, nil, commandError(cmd, usageErrorf("--timeout %s: want a positive duration", f.timeout))
 	}
-	api := httpAPI{base: f.registry, flag: "--registry", hint: "is a schema registry there? --registry, env HERALD_REGISTRY", timeout: f.timeout}
+	api := httpAPI{base: f.registry, flag: "--registry", hint: "is a schema registry there? --registry, env HERALD_REGISTRY", timeout: f.timeout, sec: securityOf(cmd)}
 	if err := api.check(); err != nil {
 		return nil, nil, nil, commandError(cmd, err)
 	}
@@ -767,8 +767,12 @@ schema after the fact (then turn on herald.schema.validation).
 			if err != nil {
 				return commandError(cmd, err)
 			}
+			sec, err := securityOf(cmd).kgoOpts()
+			if err != nil {
+				return commandError(cmd, err)
+			}
 			var in schema.Inferrer
-			if err := sampleTopic(ctx, cmd.ErrOrStderr(), seeds, topic, maxRecs, func(r *kgo.Record) { in.Add(r.Value) }); err != nil {
+			if err := sampleTopic(ctx, cmd.ErrOrStderr(), sec, seeds, topic, maxRecs, func(r *kgo.Record) { in.Add(r.Value) }); err != nil {
 				return commandError(cmd, err)
 			}
 			if in.Samples == 0 {
@@ -810,11 +814,7 @@ schema after the fact (then turn on herald.schema.validation).
 
 // sampleTopic reads up to max records of topic from the start of every
 // partition, handing each to fn, with progress on w.
-func sampleTopic(ctx context.Context, w io.Writer, seeds []string, topic string, max int, fn func(*kgo.Record)) error {
-	sec, err := cliSecurity.kgoOpts()
-	if err != nil {
-		return err
-	}
+func sampleTopic(ctx context.Context, w io.Writer, sec []kgo.Opt, seeds []string, topic string, max int, fn func(*kgo.Record)) error {
 	cl, err := kgo.NewClient(append(sec, kgo.SeedBrokers(seeds...))...)
 	if err != nil {
 		return cliError(exitFailure, "%v", err)
@@ -917,7 +917,7 @@ channel. Topics whose names start with "_" are internal and left out.`,
 			if err != nil {
 				return commandError(cmd, err)
 			}
-			sec, err := cliSecurity.kgoOpts()
+			sec, err := securityOf(cmd).kgoOpts()
 			if err != nil {
 				return commandError(cmd, err)
 			}
@@ -948,7 +948,7 @@ channel. Topics whose names start with "_" are internal and left out.`,
 				}
 				seen := eventTypes{}
 				if sample > 0 {
-					err := sampleTopic(ctx, io.Discard, seeds, td.Topic, sample*max(1, t.Partitions), func(r *kgo.Record) {
+					err := sampleTopic(ctx, io.Discard, sec, seeds, td.Topic, sample*max(1, t.Partitions), func(r *kgo.Record) {
 						for _, h := range r.Headers {
 							seen.add(h.Key, h.Value)
 						}

@@ -122,6 +122,15 @@ func TestSecureServe(t *testing.T) {
 	if out, errOut, code := run(env, "", "rule", "list"); code != 0 {
 		t.Errorf("rule list over HTTPS: exit %d, %q %q", code, out, errOut)
 	}
+	if out, errOut, code := run(env, `{"n":1}`, "store", "append", "acct-1", "--type", "Opened"); code != 0 || out != "0\n" {
+		t.Errorf("store append over HTTPS: exit %d, %q %q", code, out, errOut)
+	}
+	if out, errOut, code := run(env, "", "store", "read", "acct-1"); code != 0 || !strings.Contains(out, "Opened") {
+		t.Errorf("store read over HTTPS: exit %d, %q %q", code, out, errOut)
+	}
+	if out, errOut, code := run(env, "", "schema", "list", "--registry", reg); code != 0 {
+		t.Errorf("schema list over HTTPS: exit %d, %q %q", code, out, errOut)
+	}
 	if _, errOut, code := run(append(env, "HERALD_PASSWORD=nope"), "", "topic", "list", "--timeout", "3s"); code != exitFailure || !strings.Contains(errOut, "SASL_AUTHENTICATION_FAILED") {
 		t.Errorf("topic list with a wrong password: exit %d, %q", code, errOut)
 	}

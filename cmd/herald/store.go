@@ -46,14 +46,19 @@ func storeClient(cmd *cobra.Command, f *clientFlags, bounded bool) (*httpstore.C
 	if f.timeout <= 0 {
 		return nil, nil, nil, usageErrorf("--timeout %s: want a positive duration", f.timeout)
 	}
-	if err := heraldAPI(f.httpURL, f.timeout).check(); err != nil {
+	if err := heraldAPI(nil, f.httpURL, f.timeout).check(); err != nil {
 		return nil, nil, nil, err
 	}
 	ctx, cancel := cmd.Context(), context.CancelFunc(func() {})
 	if bounded {
 		ctx, cancel = context.WithTimeout(ctx, f.timeout)
 	}
-	return httpstore.New(f.httpURL, nil), ctx, cancel, nil
+	hc, err := f.security().httpClient(f.httpURL)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return httpstore.New(f.httpURL, hc), ctx, cancel, nil
 }
 
 // storeError gives an event store error its exit code.

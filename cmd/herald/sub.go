@@ -50,7 +50,7 @@ func apiCall(ctx context.Context, cf *clientFlags, method, path string, body, ou
 	if err != nil {
 		return err
 	}
-	ans, err := heraldAPI(cf.httpURL, cf.timeout).send(ctx, method, path, nil, raw)
+	ans, err := heraldAPI(cf.security(), cf.httpURL, cf.timeout).send(ctx, method, path, nil, raw)
 	if err != nil {
 		return err
 	}

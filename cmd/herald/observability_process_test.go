@@ -125,22 +125,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs a browser")
 	}
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		var err error
-		if chromium, err = exec.LookPath("chromium"); err != nil {
-			t.Fatal("Chromium is missing: apt-get install -y chromium (or set CHROMIUM to its path)")
-		}
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is missing: apt-get install -y nodejs npm")
-	}
+	chromium, node, e2e := browserTools(t)
 	root := repoRoot(t)
-	e2e := filepath.Join(root, "console", "e2e")
-	if _, err := os.Stat(filepath.Join(e2e, "node_modules", "playwright-core")); err != nil {
-		t.Fatal("playwright-core is missing: run (cd console/e2e && npm ci) as test.sh does")
-	}
 	p := startHeraldProcess(t)
 
 	// What the pages will show: a group with committed offsets, a subject
@@ -206,6 +192,28 @@ func TestConsoleInBrowser(t *testing.T) {
 		b, err := os.ReadFile(idx)
 		return err == nil && bytes.Contains(b, []byte("console-flow-3"))
 	})
+}
+
+// browserTools finds Chromium, node and console/e2e with playwright-core,
+// failing the test (never skipping it) when one is missing.
+func browserTools(t *testing.T) (chromium, node, e2e string) {
+	t.Helper()
+	chromium = os.Getenv("CHROMIUM")
+	if chromium == "" {
+		var err error
+		if chromium, err = exec.LookPath("chromium"); err != nil {
+			t.Fatal("Chromium is missing: apt-get install -y chromium (or set CHROMIUM to its path)")
+		}
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is missing: apt-get install -y nodejs npm")
+	}
+	e2e = filepath.Join(repoRoot(t), "console", "e2e")
+	if _, err := os.Stat(filepath.Join(e2e, "node_modules", "playwright-core")); err != nil {
+		t.Fatal("playwright-core is missing: run (cd console/e2e && npm ci) as test.sh does")
+	}
+	return chromium, node, e2e
 }
 
 // TestPrometheusScrapesHerald runs Debian's Prometheus against a real herald

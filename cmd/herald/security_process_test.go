@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -18,7 +20,9 @@ import (
 // TestSecureServe runs herald serve with --users and TLS as a real process
 // and uses it as a client would: the CLI over SASL and TLS, HTTPS with
 // Basic credentials on the API, metrics and registry, health probes
-// without, and users added and removed while it runs.
+// without, users added and removed while it runs, and the web console in
+// headless Chromium behind the browser's login (console/e2e/auth.mjs).
+// It fails, never skips, when Chromium, node or playwright-core is missing.
 func TestSecureServe(t *testing.T) {
 	dir := t.TempDir()
 	bin := heraldBinary(t)
@@ -158,6 +162,21 @@ func TestSecureServe(t *testing.T) {
 	}
 	if code, _, _ := get(base+"/v1/topics", "alice", "s3cret"); code != 401 {
 		t.Errorf("alice's cached HTTP credentials still work after her removal: %d", code)
+	}
+
+	// The console behind the login, in a browser.
+	if !testing.Short() {
+		chromium, node, e2e := browserTools(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		artifacts := filepath.Join(repoRoot(t), "test-artifacts", "console")
+		cmd := exec.CommandContext(ctx, node, "auth.mjs", base, "bob", "b0b", artifacts)
+		cmd.Dir = e2e
+		cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("\nPASS")) {
+			t.Errorf("auth.mjs (%v):\n%s", err, out)
+		}
 	}
 
 	// The metrics count both ways of authenticating.

@@ -8,22 +8,10 @@
 //   node auth.mjs https://127.0.0.1:8443 USER PASSWORD ARTIFACTS_DIR
 //
 // Exits non-zero, naming the step, when a check fails.
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { start } from "./browser.mjs";
 
-const [base, user, password, artifacts] = process.argv.slice(2);
-if (!base || !user || !password || !artifacts) {
-  console.error("usage: node auth.mjs BASE_URL USER PASSWORD ARTIFACTS_DIR");
-  process.exit(2);
-}
-mkdirSync(artifacts, { recursive: true });
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
+const { args: [base, user, password, artifacts], browser } = await start("auth.mjs", ["BASE_URL", "USER", "PASSWORD", "ARTIFACTS_DIR"]);
 
 async function step(page, name, fn) {
   try {

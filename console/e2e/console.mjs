@@ -6,22 +6,10 @@
 //
 // Exits non-zero, naming the step, when any check fails; screenshots of
 // every page go to ARTIFACTS_DIR.
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { start } from "./browser.mjs";
 
-const [base, artifacts] = process.argv.slice(2);
-if (!base || !artifacts) {
-  console.error("usage: node console.mjs BASE_URL ARTIFACTS_DIR");
-  process.exit(2);
-}
-mkdirSync(artifacts, { recursive: true });
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
+const { args: [base, artifacts], browser } = await start("console.mjs", ["BASE_URL", "ARTIFACTS_DIR"]);
 const page = await browser.newPage({ viewport: { width: 1366, height: 800 } });
 page.setDefaultTimeout(15000);
 

@@ -1,6 +1,6 @@
 // Drives Herald's web console in headless Chromium (Debian's, at
 // $CHROMIUM or /usr/bin/chromium) with playwright-core. Run by
-// cmd/herald/console_process_test.go against a real `herald serve`:
+// cmd/herald/observability_process_test.go against a real `herald serve`:
 //
 //   node console.mjs http://127.0.0.1:8080 ARTIFACTS_DIR
 //

@@ -3,13 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/heraldhq/herald/examples/orders"
 )
@@ -59,14 +57,7 @@ func TestDemoOrdersProcess(t *testing.T) {
 		serve.Process.Signal(syscall.SIGTERM)
 		serve.Wait()
 	}()
-	waitFor(t, "herald serve to be ready", 30*time.Second, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitReady(t, httpAddr)
 	cmd := exec.Command(bin, "demo", "orders", "--brokers", kafkaAddr, "--orders", "2000", "--crash-every", "150ms")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

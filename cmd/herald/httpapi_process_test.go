@@ -131,14 +131,7 @@ func TestServeHTTPPublishCrashRetry(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "herald serve to be ready", 30*time.Second, func() bool {
-			resp, err := http.Get("http://" + httpAddr + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
+		waitReady(t, httpAddr)
 		return cmd
 	}
 	type pos struct{ Partition, Offset int64 }

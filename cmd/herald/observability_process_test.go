@@ -55,14 +55,7 @@ func startHeraldProcess(t *testing.T) *heraldProcess {
 			t.Errorf("herald serve did not stop on SIGTERM")
 		}
 	})
-	waitFor(t, "herald serve to be ready", 30*time.Second, func() bool {
-		resp, err := http.Get("http://" + p.httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitReady(t, p.httpAddr)
 	return p
 }
 

@@ -91,14 +91,7 @@ func TestProcesses(t *testing.T) {
 			t.Errorf("herald serve did not stop on SIGTERM")
 		}
 	})
-	waitFor(t, "herald serve to be ready", 30*time.Second, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitReady(t, httpAddr)
 
 	run := func(stdin string, args ...string) (stdout, stderr string, code int) {
 		t.Helper()
@@ -133,6 +126,20 @@ func TestProcesses(t *testing.T) {
 	}
 }
 
+// waitReady waits up to 30 s for herald serve's /readyz at httpAddr to
+// answer 200.
+func waitReady(t *testing.T, httpAddr string) {
+	t.Helper()
+	waitFor(t, "herald serve to be ready", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
 // runBinary runs bin with args, the environment plus env, and stdin; it
 // returns what the process wrote and its exit code.
 func runBinary(t *testing.T, bin string, env []string, stdin string, args ...string) (stdout, stderr string, code int) {
@@ -165,13 +172,6 @@ func serveOn(t *testing.T, bin, data string, args ...string) (cmd *exec.Cmd, htt
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "herald serve to be ready", 30*time.Second, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitReady(t, httpAddr)
 	return cmd, httpAddr, log
 }

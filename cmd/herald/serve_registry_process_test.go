@@ -44,14 +44,7 @@ func TestServeRegistryAddr(t *testing.T) {
 			<-served
 		}
 	})
-	waitFor(t, "herald serve to be ready", 30*time.Second, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitReady(t, httpAddr)
 
 	c, err := net.Dial("tcp", regAddr)
 	if err != nil {

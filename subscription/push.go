@@ -155,8 +155,9 @@ func (a *aimd) limit() int { return max(1, int(a.cwnd)) }
 const maxPushAhead = 1024
 
 type pushResult struct {
-	ackID string
-	ok    bool
+	ackID  string
+	ok     bool
+	unsent bool // the subscription stopped before the request went out
 }
 
 // push delivers the subscription's messages to its endpoint until the
@@ -219,13 +220,19 @@ func (s *sub) push() {
 			h := make(http.Header, 16)
 			sg := newSigner(pc.SigningSecret)
 			for r := range work {
+				if s.ctx.Err() != nil {
+					// Stopped between the hand-over and the post: the
+					// message goes back with the ones pulled ahead.
+					results <- pushResult{ackID: r.AckID, unsent: true}
+					continue
+				}
 				clear(h)
-				results <- pushResult{r.AckID, s.post(pc, st.ackDeadline, r, h, sg, conn)}
+				results <- pushResult{ackID: r.AckID, ok: s.post(pc, st.ackDeadline, r, h, sg, conn)}
 			}
 		}()
 	}
 	inflight := 0
-	var ok, bad []string
+	var ok, bad, unsent []string
 	var held, answered, limit atomic.Int64 // pulled and not yet answered; answers; ctl.limit()
 	limit.Store(int64(ctl.limit()))
 	taken := make(chan struct{}, 1)
@@ -236,6 +243,10 @@ func (s *sub) push() {
 		select {
 		case taken <- struct{}{}:
 		default:
+		}
+		if r.unsent {
+			unsent = append(unsent, r.ackID)
+			return
 		}
 		if r.ok {
 			ctl.success()
@@ -255,16 +266,6 @@ func (s *sub) push() {
 		s.mu.pushConc = ctl.limit()
 		s.mu.Unlock()
 	}
-	defer func() {
-		for inflight > 0 {
-			handle(<-results)
-		}
-		close(work)
-		workerWG.Wait()
-		flush()
-		close(acks)
-		<-ackerDone
-	}()
 	// The feeder pulls ahead into ready, so that the journal write that
 	// makes each pull's delivery attempts durable overlaps the requests in
 	// flight instead of stalling them. It holds (pulled, not yet answered)
@@ -312,11 +313,19 @@ func (s *sub) push() {
 		}
 	}()
 	defer func() {
+		for inflight > 0 {
+			handle(<-results)
+		}
+		close(work)
+		workerWG.Wait()
+		flush()
+		close(acks)
+		<-ackerDone
 		<-feederDone // it stops with s.ctx
 		// What was pulled ahead and never posted goes back, its attempt
 		// not counted: else a restart would hold it until its ack
 		// deadline and count an attempt never made.
-		var ids []string
+		ids := unsent
 		for len(ready) > 0 {
 			ids = append(ids, (<-ready).AckID)
 		}

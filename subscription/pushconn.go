@@ -91,6 +91,12 @@ func (pc *pushConn) post(deadline time.Time, h http.Header, body []byte) (int, e
 			pc.stop = context.AfterFunc(pc.ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 		}
 		pc.c.SetDeadline(deadline)
+		if err := pc.ctx.Err(); err != nil {
+			// The stop's AfterFunc may have run before the line above
+			// undid its deadline.
+			pc.close()
+			return 0, err
+		}
 		status, keep, got, err := pc.roundTrip()
 		if err != nil {
 			reused := pc.reused

@@ -169,6 +169,25 @@ func TestPushConn(t *testing.T) {
 		t.Fatalf("hanging endpoint after cancel: %v after %v", err, time.Since(start))
 	}
 	hc.close()
+	// A post on a kept-alive connection after the subscription stopped
+	// fails at once and sends nothing: the stop's deadline must not be
+	// undone by the request's own (once, a push that raced the stop hung
+	// until its ack deadline).
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	pc2 := newPushConn(ctx2, srv.URL+"/hook?x=1")
+	defer pc2.close()
+	if st, err := pc2.post(time.Now().Add(5*time.Second), http.Header{"Ce-Id": {"kept"}}, nil); err != nil || st != 204 {
+		t.Fatalf("first post: %d %v", st, err)
+	}
+	cancel2()
+	time.Sleep(10 * time.Millisecond) // the stop's AfterFunc has run
+	start = time.Now()
+	if _, err := pc2.post(time.Now().Add(time.Minute), http.Header{"Ce-Id": {"after-stop"}}, nil); err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("post after the stop: %v after %v", err, time.Since(start))
+	}
+	if got.Load() == "POST /hook?x=1 after-stop " {
+		t.Fatal("a request went out after the subscription stopped")
+	}
 }
 
 // TestPushHTTPS: an https endpoint gets its pushes through Go's HTTP

@@ -852,6 +852,19 @@ func (s *sub) pullOnce(ctx context.Context, maxN int) (out []Received, nextDue i
 	s.mu.Unlock()
 	if w != nil {
 		if err := w.wait(ctx); err != nil {
+			// Claimed and never handed out (the caller went away, or the
+			// journal failed): they go back, the attempt not counted,
+			// instead of waiting out their ack deadline.
+			ids := make([]string, len(out))
+			for i, r := range out {
+				ids[i] = r.AckID
+			}
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if rerr := s.release(rctx, ids); rerr != nil {
+				s.m.logger.Warn("subscription: could not give back messages pulled by a caller that went away; they come again after their ack deadline",
+					"subscription", s.name, "messages", len(ids), "err", rerr)
+			}
+			cancel()
 			return nil, 0, nil, err
 		}
 	}

@@ -1,6 +1,7 @@
 package subscription
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -43,6 +44,55 @@ func TestPullAck(t *testing.T) {
 	if sub.Stats.Backlog != 0 || sub.Stats.Acked != 6 || sub.Stats.Delivered != 6 {
 		t.Fatalf("stats after ack: %+v", sub.Stats)
 	}
+}
+
+// TestPullCallerGone: a pull whose caller goes away before the delivery
+// attempts are durable hands nothing out, and what it claimed is
+// deliverable again at once with the attempt not counted (not held until
+// the ack deadline: a stopping push subscription once lost messages so).
+func TestPullCallerGone(t *testing.T) {
+	e := newEnv(t)
+	e.topic("t", 1)
+	e.create("s", map[string]any{"topic": "t", "ackDeadlineSeconds": 600})
+	const n = 50
+	e.publish("t", "E", "s", make([]string, n)...)
+	s, err := e.m.get("s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	handed, failed := 0, 0
+	var ids []string
+	for deadline := time.Now().Add(10 * time.Second); handed+failed < 20 && time.Now().Before(deadline); {
+		// Already cancelled: the wait for the journal usually fails (when
+		// the write is quicker, the messages are handed out as normal).
+		out, _, _, err := s.pullOnce(gone, 2)
+		switch {
+		case err != nil:
+			failed++
+		case len(out) > 0:
+			handed++
+			ids = append(ids, ackIDs(out)...)
+		default:
+			time.Sleep(10 * time.Millisecond) // not fetched yet
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no pull with a cancelled context failed; the test proves nothing")
+	}
+	if len(ids) > 0 {
+		if inv := e.ack("s", ids...); len(inv) != 0 {
+			t.Fatalf("invalid acks: %v", inv)
+		}
+	}
+	rest := e.pullN("s", n-len(ids))
+	for _, r := range rest {
+		if r.DeliveryAttempt != 1 {
+			t.Fatalf("after %d failed pulls: message %s comes with attempt %d", failed, r.Message.MessageID, r.DeliveryAttempt)
+		}
+	}
+	t.Logf("%d pulls failed, %d handed out %d messages; the other %d came back", failed, handed, len(ids), len(rest))
 }
 
 func TestBadInput(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
 	"log"
@@ -20,6 +21,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,6 +94,48 @@ func wantErr(t testing.TB, err error, subs ...string) {
 
 func counter(c *prometheus.CounterVec, mech string) float64 {
 	return testutil.ToFloat64(c.WithLabelValues(mech))
+}
+
+// TestConcurrentEdits: edits at once (two "herald user" commands) each
+// see the other's change; none is lost to the other's rename.
+func TestConcurrentEdits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users.json")
+	const n = 16
+	if _, err := AddUser(path, "keep", "pw", MinIterations); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := AddUser(path, fmt.Sprintf("user%02d", i), "pw", MinIterations); err != nil {
+				errs <- err
+			}
+			if i%2 == 0 {
+				if _, err := RemoveUser(path, fmt.Sprintf("user%02d", i)); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	f, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"keep"}
+	for i := 1; i < n; i += 2 {
+		want = append(want, fmt.Sprintf("user%02d", i))
+	}
+	if got := f.Names(); !slices.Equal(got, want) {
+		t.Fatalf("after %d concurrent edits: users %q, want %q", n, got, want)
+	}
 }
 
 func TestAddUserRemoveUser(t *testing.T) {

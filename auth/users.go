@@ -29,6 +29,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -415,6 +416,11 @@ func AddUser(path, name, password string, iterations int) (created bool, err err
 	if err != nil {
 		return false, err
 	}
+	unlock, err := lockDir(path)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	f, err := ReadFile(path)
 	if err != nil {
 		return false, err
@@ -427,6 +433,11 @@ func AddUser(path, name, password string, iterations int) (created bool, err err
 // RemoveUser removes name from the users file at path; it reports
 // whether the user was there.
 func RemoveUser(path, name string) (bool, error) {
+	unlock, err := lockDir(path)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	f, err := ReadFile(path)
 	if err != nil {
 		return false, err
@@ -436,4 +447,27 @@ func RemoveUser(path, name string) (bool, error) {
 	}
 	delete(f.Users, name)
 	return true, WriteFile(path, f)
+}
+
+// lockDir holds an exclusive lock on the directory of the users file at
+// path until the returned function is called, so that two edits (two
+// "herald user" commands at once) do not both read the old file and the
+// second rename lose the first one's change. It waits for the lock.
+func lockDir(path string) (func(), error) {
+	dir := filepath.Dir(path)
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(d.Fd()), syscall.LOCK_EX)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("lock %s for the users file: %w", dir, err)
+	}
+	return func() { d.Close() }, nil // closing releases the lock
 }

@@ -80,7 +80,7 @@ func (a httpAPI) send(ctx context.Context, method, path string, header http.Head
 	}
 	hc := http.DefaultClient
 	if a.sec != nil {
-		if hc, err = a.sec.authorize(req); err != nil {
+		if hc, err = a.sec.httpClient(a.base); err != nil {
 			return nil, err
 		}
 	}

@@ -145,16 +145,25 @@ func (s *clientSecurity) kgoOpts() ([]kgo.Opt, error) {
 
 // httpClient is an HTTP client for base (an http:// or https:// URL) that
 // sends --user's Basic credentials with every request and trusts --tls-ca.
+// Without either it is http.DefaultClient, whose connections the CLI's
+// requests share.
 func (s *clientSecurity) httpClient(base string) (*http.Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+	var tr http.RoundTripper = http.DefaultTransport
 	if strings.HasPrefix(base, "https://") {
 		cfg, err := s.tlsConfig(true)
 		if err != nil {
 			return nil, err
 		}
-		tr.TLSClientConfig = cfg
+		if cfg.RootCAs != nil || cfg.Certificates != nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.TLSClientConfig = cfg
+			tr = t
+		}
 	}
 	if s.user == "" {
+		if tr == http.DefaultTransport {
+			return http.DefaultClient, nil
+		}
 		return &http.Client{Transport: tr}, nil
 	}
 	pw, err := s.password()
@@ -174,29 +183,4 @@ func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.SetBasicAuth(b.user, b.pass)
 	return b.next.RoundTrip(r)
-}
-
-// authorize prepares an HTTP request to url: the client to send it with,
-// and Basic credentials on req for --user.
-func (s *clientSecurity) authorize(req *http.Request) (*http.Client, error) {
-	if s.user != "" {
-		pw, err := s.password()
-		if err != nil {
-			return nil, err
-		}
-		req.SetBasicAuth(s.user, pw)
-	}
-	if req.URL.Scheme != "https" {
-		return http.DefaultClient, nil
-	}
-	cfg, err := s.tlsConfig(true)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.RootCAs == nil && cfg.Certificates == nil {
-		return http.DefaultClient, nil
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = cfg
-	return &http.Client{Transport: tr}, nil
 }

@@ -18,19 +18,21 @@ import (
 // log. Open uses it only if the position it covers is the log's high-water
 // mark and recovery dropped nothing; otherwise it scans. Layout (big-endian):
 //
-//	"HERALDSI" | version u16 = 1 | reserved u16 | position i64 | count u32 |
+//	"HERALDSI" | version u16 = 2 | reserved u16 | position i64 | count u32 |
 //	count x ( name u16-length | flags u8 (1 deleted, 2 tombstoned) |
 //	          first i64 | truncateBefore i64 | maxCount i64 | maxAge ns i64 |
 //	          meta truncateBefore i64 | versions u32 |
 //	          versions x ( position i64 | id hash u64 ) ) |
 //	CRC-32C u32 of everything before
 //
-// Frozen: the magic and the version 1 layout.
+// The id hash is idHash's (FNV-1a). Version 1 files held hashes seeded
+// per process, useless to the next one: they are refused (the log is
+// scanned instead). Frozen: the magic and the version 2 layout.
 
 const (
 	indexFile    = "stream-index"
 	indexMagic   = "HERALDSI"
-	indexVersion = 1
+	indexVersion = 2
 )
 
 var (

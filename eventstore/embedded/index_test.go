@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -106,6 +107,67 @@ func TestIndexFile(t *testing.T) {
 		t.Fatalf("d has %d versions after a rebuild, want 76", len(got.pos))
 	}
 }
+
+// TestRetryAfterRestart: a retry of an append that another process made
+// before it stopped (the client never saw the answer) is recognised,
+// whether the index comes from that process's index file or from a scan
+// of the log: nothing is appended twice. Once, the index file held
+// event-ID hashes seeded per process, and such a retry appended
+// duplicates.
+func TestRetryAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	evs := []eventstore.EventData{{ID: "id-1", Type: "E"}, {ID: "id-2", Type: "E"}}
+	cfg := Config{SegmentBytes: 256 << 10, MaxAppendBytes: 128 << 10}
+	if dir := os.Getenv(retryDirEnv); dir != "" { // the child: append, close
+		cfg.Dir = dir
+		s, err := Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Append(ctx, "s", eventstore.NoStream, evs...); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	cfg.Dir = t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRetryAfterRestart$", "-test.count=1")
+	cmd.Env = append(os.Environ(), retryDirEnv+"="+cfg.Dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	for _, fromFile := range []bool{true, false} {
+		if !fromFile {
+			if err := os.Remove(filepath.Join(cfg.Dir, indexFile)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s, err := Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.indexLoaded != fromFile {
+			t.Fatalf("index loaded from the file: %v, want %v", s.indexLoaded, fromFile)
+		}
+		for _, exp := range []eventstore.ExpectedVersion{eventstore.NoStream, eventstore.Any} {
+			r, err := s.Append(ctx, "s", exp, evs...)
+			if err != nil || r.Version != 1 || r.Position != 1 {
+				t.Fatalf("index from the file %v: retry with expected version %v: %+v, %v; want version 1 at position 1", fromFile, exp, r, err)
+			}
+		}
+		got, err := s.ReadStream(ctx, "s", eventstore.ReadStreamOptions{Max: 10})
+		if err != nil || len(got) != 2 {
+			t.Fatalf("index from the file %v: %d events after the retries (%v), want 2", fromFile, len(got), err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+const retryDirEnv = "HERALD_TEST_RETRY_DIR"
 
 // FuzzDecodeIndex feeds arbitrary bytes to the index file decoder: it must
 // never panic, and what it accepts must re-encode to the same bytes' meaning.

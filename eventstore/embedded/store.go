@@ -65,7 +65,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -152,9 +151,18 @@ type stream struct {
 	tombstoned     bool
 }
 
-var idSeed = maphash.MakeSeed()
-
-func idHash(id string) uint64 { return maphash.String(idSeed, id) }
+// idHash is the 64-bit FNV-1a hash of an event ID. It is saved in the
+// index file, so it must not change between processes (a seeded hash,
+// such as hash/maphash's, made retries after a restart look new).
+func idHash(id string) uint64 {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= prime
+	}
+	return h
+}
 
 // Open opens (or creates) the store in cfg.Dir, rebuilding the stream index
 // from the log.

@@ -106,6 +106,7 @@ func TestCrashChild(t *testing.T) {
 func TestCrashKill(t *testing.T) {
 	dir := t.TempDir()
 	acked := map[int]int64{} // writer -> highest acknowledged n
+	loadedRounds := 0
 	kills := 5
 	if os.Getenv("HERALD_LONG") != "" {
 		kills = 30
@@ -164,6 +165,13 @@ func TestCrashKill(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
 		}
+		if d := sameIndex(s.streams, scannedIndex(t, s)); d != "" {
+			t.Fatalf("round %d: the index opened (from the index file: %v, then %d records scanned) differs from a scan of the whole log: %s",
+				round, s.indexLoaded, s.indexScanned, d)
+		}
+		if s.indexLoaded {
+			loadedRounds++
+		}
 		ctx := context.Background()
 		for w := 0; w < 4; w++ {
 			l, errL := s.ReadStream(ctx, fmt.Sprintf("left-%d", w), eventstore.ReadStreamOptions{Max: 1 << 30})
@@ -215,7 +223,10 @@ func TestCrashKill(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("round %d: acknowledged %v, all present", round, acked)
+		t.Logf("round %d: acknowledged %v, all present; index from the file %v, %d records scanned after it", round, acked, s.indexLoaded, s.indexScanned)
+	}
+	if loadedRounds == 0 {
+		t.Fatal("no reopen used a saved index: the saves were not exercised")
 	}
 	if len(acked) == 0 {
 		t.Fatal("no append was ever acknowledged")
@@ -223,7 +234,9 @@ func TestCrashKill(t *testing.T) {
 }
 
 // crashConfig makes small segments so that compaction has sealed segments
-// to rewrite while the writers run.
+// to rewrite while the writers run, and saves the index often, so kills
+// land before, during and after saves.
 func crashConfig(dir string) Config {
-	return Config{Dir: dir, SegmentBytes: 256 << 10, MaxAppendBytes: 128 << 10}
+	return Config{Dir: dir, SegmentBytes: 256 << 10, MaxAppendBytes: 128 << 10,
+		IndexCheckpointRecords: 300, indexCheckEvery: 10 * time.Millisecond}
 }

@@ -10,13 +10,17 @@ import (
 	"github.com/heraldhq/herald/internal/binrec"
 )
 
-// The stream index file, DIR/stream-index, saves the in-memory index at a
-// clean Close so the next Open need not scan the log. It is written whole
-// by the atomic helper after the log is closed, and removed by Open once
-// loaded, before anything is appended: so it exists only while the store
-// is closed cleanly, and a crash never leaves one that disagrees with the
-// log. Open uses it only if the position it covers is the log's high-water
-// mark and recovery dropped nothing; otherwise it scans. Layout (big-endian):
+// The stream index file, DIR/stream-index, saves the in-memory index as
+// it was at a position P: every record before P applied, none after. It is
+// written whole by the atomic helper, and only once the records before P
+// are durable: as the log grows (Config.IndexCheckpointRecords), before
+// compaction (which drops scavenge markers, so a scan from an older P could
+// not learn what they hid), and at a clean Close (P is then the end). Open
+// loads it and scans the log from P to its end, the same scan as from
+// position 0 over an empty index; so a crash costs the scan of the records
+// since the last save, not of the whole log. A file that covers more than
+// the log holds, or that the log after P does not follow, is removed before
+// anything is appended, and the whole log scanned. Layout (big-endian):
 //
 //	"HERALDSI" | version u16 = 2 | reserved u16 | position i64 | count u32 |
 //	count x ( name u16-length | flags u8 (1 deleted, 2 tombstoned) |

@@ -9,6 +9,7 @@ type metrics struct {
 	latency                           prometheus.Histogram
 	streams, head, rounds, fsync      *prometheus.Desc
 	prealloc, preallocFailures        *prometheus.Desc
+	indexSaves, indexSaved            *prometheus.Desc
 	s                                 *Store
 }
 
@@ -40,6 +41,10 @@ func newMetrics(s *Store) *metrics {
 			"Zeros written ahead of the log's last event, so that appends' fsyncs write data only (Config.Preallocate).", nil, nil),
 		preallocFailures: prometheus.NewDesc("herald_eventstore_preallocate_failures_total",
 			"Preallocations that failed (a full disk); the segment goes on without.", nil, nil),
+		indexSaves: prometheus.NewDesc("herald_eventstore_index_saves_total",
+			"Saves of the stream index to the index file while open (as the log grows, and before compaction).", nil, nil),
+		indexSaved: prometheus.NewDesc("herald_eventstore_index_saved_position",
+			"Position the index file covers (-1: none); an open after a crash scans the log from there to the head.", nil, nil),
 	}
 }
 
@@ -53,6 +58,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.fsync
 	ch <- m.prealloc
 	ch <- m.preallocFailures
+	ch <- m.indexSaves
+	ch <- m.indexSaved
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -69,6 +76,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.fsync, prometheus.CounterValue, st.FsyncSeconds)
 	ch <- prometheus.MustNewConstMetric(m.prealloc, prometheus.CounterValue, float64(st.PreallocatedBytes))
 	ch <- prometheus.MustNewConstMetric(m.preallocFailures, prometheus.CounterValue, float64(st.PreallocateFailures))
+	ch <- prometheus.MustNewConstMetric(m.indexSaves, prometheus.CounterValue, float64(m.s.ckCount.Load()))
+	ch <- prometheus.MustNewConstMetric(m.indexSaved, prometheus.GaugeValue, float64(m.s.ckPos.Load()))
 }
 
 // SyncStats describes the group commit of a store's log since it opened.

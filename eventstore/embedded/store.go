@@ -37,10 +37,11 @@
 // # Stream index
 //
 // The per-stream index (version -> position, a 64-bit hash of each event
-// ID for idempotent retries, metadata and delete state) lives in memory. A
-// clean Close saves it in the index file, which the next Open loads and
-// removes (index.go); otherwise Open rebuilds it by scanning the log, which
-// is the only source of truth.
+// ID for idempotent retries, metadata and delete state) lives in memory.
+// It is saved to the index file now and then (as the log grows, before
+// compaction, at a clean Close); Open loads that and scans the log after
+// the position it covers (index.go). The log is the only source of truth:
+// without a usable file, Open scans all of it.
 //
 // # Concurrency and durability
 //
@@ -51,14 +52,14 @@
 // that covers them, then acknowledges them all; the next group gathers
 // during that fsync (group commit; commit.go says how the flusher waits
 // for writers so that they do not split into alternating halves). The
-// index is never written to disk on the append path: it is rebuilt from
-// the log on recovery. Readers never see an event before it is durable:
+// index is never written to disk on the append path: a save copies it
+// aside under wmu (a shallow copy per stream) and writes it off the path. Readers never see an event before it is durable:
 // they stop at the log's high-water mark, which covers only synced bytes.
 // A write or fsync error fails the store until reopened (the index would
 // otherwise claim events the disk may not hold).
 //
-// Lock order: scavMu, wmu, mu; the commit queue's lock is a leaf. The
-// flusher takes none of the first three.
+// Lock order: scavMu, ckMu, wmu, mu; the commit queue's lock is a leaf.
+// The flusher takes none of the first four.
 package embedded
 
 import (
@@ -101,9 +102,23 @@ type Config struct {
 	Logger      *slog.Logger
 	// Registerer receives the store's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
+	// IndexCheckpointRecords: the stream index is saved to the index file
+	// whenever the log has grown, since the last save, by this many
+	// records and by a quarter of what that save covered, so that an open
+	// after a crash loads it and scans only the rest of the log. 0 means
+	// DefaultIndexCheckpointRecords; negative means only a clean Close
+	// saves the index (an open after a crash scans the whole log).
+	IndexCheckpointRecords int64
 
-	fs vfs.FS // the log's filesystem (tests inject faults); nil: the OS's
+	fs              vfs.FS        // the log's filesystem (tests inject faults); nil: the OS's
+	indexCheckEvery time.Duration // how often the log's growth is checked; 0: 5 s
 }
+
+// DefaultIndexCheckpointRecords is Config.IndexCheckpointRecords' default.
+// The scan after a crash reads about a million records a second here, so
+// the tail it scans takes at most about a second plus a quarter of a full
+// scan; each save writes 16 bytes per event of the whole index.
+const DefaultIndexCheckpointRecords = 1 << 20
 
 const logName = "all"
 
@@ -137,7 +152,17 @@ type Store struct {
 
 	failed atomic.Pointer[error] // set once: the store must be reopened
 
-	indexLoaded bool // the index came from the index file, not a scan
+	indexLoaded  bool  // the index came from the index file, not a whole scan
+	indexScanned int64 // records scanned at open after the index file's position
+
+	// The index file (index.go). ckMu orders its writers (checkpoints,
+	// Scavenge's, Close's); Lock order: scavMu, ckMu, wmu, mu.
+	ckMu    sync.Mutex
+	ckPos   atomic.Int64 // position the index file covers; -1: no file
+	ckStop  chan struct{}
+	ckDone  chan struct{}
+	ckCount atomic.Int64 // checkpoints written
+	ckHeld  atomic.Int64 // ns the last save held the writers (its copy)
 }
 
 // stream is one stream's index entry.
@@ -220,13 +245,18 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("embedded event store: %w", err)
 	}
 	s := &Store{cfg: cfg, logger: cfg.Logger, cl: cl, log: l, logReg: logReg, streams: map[string]*stream{}}
+	s.ckPos.Store(-1)
 	start := time.Now()
-	if !s.loadIndex() {
-		if err := s.rebuild(); err != nil {
-			l.Close()
-			cl.Close()
-			return nil, fmt.Errorf("embedded event store: rebuild stream index: %w", err)
+	loaded, err := s.loadIndex()
+	if err == nil && !loaded {
+		if err = s.scanIndex(s.streams, s.log.StartOffset(), s.log.HighWatermark()); err != nil {
+			err = fmt.Errorf("rebuild stream index: %w", err)
 		}
+	}
+	if err != nil {
+		l.Close()
+		cl.Close()
+		return nil, fmt.Errorf("embedded event store: %w", err)
 	}
 	s.nextPos = l.EndOffset()
 	s.q.wake = make(chan struct{}, 1)
@@ -241,19 +271,26 @@ func Open(cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("embedded event store: register metrics: %w", err)
 		}
 	}
+	if cfg.IndexCheckpointRecords >= 0 {
+		s.ckStop, s.ckDone = make(chan struct{}), make(chan struct{})
+		go s.checkpointer()
+	}
 	s.logger.Info("event store opened", "dir", cfg.Dir, "streams", len(s.streams),
-		"head", l.HighWatermark(), "index_file", s.indexLoaded, "took", time.Since(start).Round(time.Millisecond))
+		"head", l.HighWatermark(), "index_file", s.indexLoaded, "scanned_records", s.indexScanned,
+		"took", time.Since(start).Round(time.Millisecond))
 	return s, nil
 }
 
-// rebuild scans the whole log into the index.
-func (s *Store) rebuild() error {
+// scanIndex applies the records at positions [from, to) to streams: the
+// whole log into an empty index, or the log after the index file's
+// position into the index it held.
+func (s *Store) scanIndex(streams map[string]*stream, from, to int64) error {
 	var bad error
-	err := s.scan(context.Background(), s.log.StartOffset(), s.log.HighWatermark(), 1<<62, func(off int64, key []byte, r record) bool {
-		st := s.streams[string(key)]
+	err := s.scan(context.Background(), from, to, 1<<62, func(off int64, key []byte, r record) bool {
+		st := streams[string(key)]
 		if st == nil {
 			st = &stream{}
-			s.streams[string(key)] = st
+			streams[string(key)] = st
 		}
 		switch r.kind {
 		case kindEvent:
@@ -980,8 +1017,14 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	if s.ckStop != nil {
+		close(s.ckStop)
+		<-s.ckDone
+	}
 	s.scavMu.Lock()
 	defer s.scavMu.Unlock()
+	s.ckMu.Lock()
+	defer s.ckMu.Unlock()
 	// Writers holding wmu finish queuing; later ones see closed. Then the
 	// flusher commits the queue and exits (it takes no wmu).
 	s.wmu.Lock()
@@ -1001,40 +1044,143 @@ func (s *Store) Close() error {
 		data := encodeIndex(hwm, s.streams)
 		s.mu.RUnlock()
 		if werr := vfs.WriteFileAtomic(vfs.Default, filepath.Join(s.cfg.Dir, indexFile), data); werr != nil {
-			s.logger.Warn("saving the stream index failed; the next open scans the log", "err", werr)
+			s.logger.Warn("saving the stream index failed; the next open scans the log after the last checkpoint", "err", werr)
 		}
 	}
 	return errors.Join(err, s.cl.Close())
 }
 
-// loadIndex loads and removes the index file saved by a clean Close, if it
-// covers exactly the log as it is; see index.go.
-func (s *Store) loadIndex() bool {
+// loadIndex loads the index file, if there is one, and scans the log
+// after the position it covers; see index.go. It reports whether the
+// index came from the file. A file that cannot be used is removed before
+// anything is appended (else the log could grow past its position with
+// other records, and a later open trust it); failing that, Open fails.
+func (s *Store) loadIndex() (bool, error) {
 	path := filepath.Join(s.cfg.Dir, indexFile)
 	data, err := vfs.ReadFile(vfs.Default, path)
 	if err != nil {
-		return false // none: the last close was not clean, or a first open
+		return false, nil // none: a first open, or no save yet
 	}
-	// Consumed whatever happens: from here on the log may change.
-	if err := vfs.Default.Remove(path); err != nil {
-		s.logger.Warn("cannot remove the stream index file; scanning the log", "err", err)
-		return false
-	}
-	if err := vfs.Default.SyncDir(s.cfg.Dir); err != nil {
-		s.logger.Warn("cannot sync the data directory; scanning the log", "err", err)
-		return false
-	}
+	hwm := s.log.HighWatermark()
 	pos, streams, err := decodeIndex(data)
 	switch {
 	case err != nil:
 		s.logger.Warn("stream index file unusable; scanning the log", "err", err)
-		return false
-	case pos != s.log.HighWatermark() || s.log.Recovery().Lost():
-		s.logger.Warn("stream index file does not match the log; scanning it", "index_position", pos, "log_position", s.log.HighWatermark())
-		return false
+	case pos > hwm || pos < s.log.StartOffset():
+		// Saved only once durable, so only a log that lost records (or
+		// was replaced) ends before it.
+		err = fmt.Errorf("covers position %d, the log holds [%d, %d)", pos, s.log.StartOffset(), hwm)
+		s.logger.Warn("stream index file does not match the log; scanning it", "index_position", pos, "log_position", hwm)
+	default:
+		if err = s.scanIndex(streams, pos, hwm); err != nil {
+			s.logger.Warn("the log after the stream index file does not follow it; scanning the whole log", "index_position", pos, "err", err)
+		}
 	}
-	s.streams, s.indexLoaded = streams, true
-	return true
+	if err != nil {
+		if err := vfs.Default.Remove(path); err != nil {
+			return false, fmt.Errorf("remove the unusable stream index file: %w", err)
+		}
+		if err := vfs.Default.SyncDir(s.cfg.Dir); err != nil {
+			return false, fmt.Errorf("remove the unusable stream index file: %w", err)
+		}
+		return false, nil
+	}
+	s.streams, s.indexLoaded, s.indexScanned = streams, true, hwm-pos
+	s.ckPos.Store(pos)
+	return true, nil
+}
+
+// checkpointIndex saves the index to the index file: a copy taken under
+// wmu (so it holds exactly the records before nextPos), written once those
+// records are durable. Writers wait only for the copy of the streams'
+// entries, not for the encoding or the write.
+func (s *Store) checkpointIndex(ctx context.Context) error {
+	s.ckMu.Lock()
+	defer s.ckMu.Unlock()
+	s.wmu.Lock()
+	held := time.Now()
+	if err := s.writableLocked(); err != nil {
+		s.wmu.Unlock()
+		return err
+	}
+	pos := s.nextPos
+	if pos == s.ckPos.Load() {
+		s.wmu.Unlock()
+		return nil
+	}
+	// Entries only grow at their ends (appends write past a copy's
+	// length), so a shallow copy of each is a snapshot.
+	s.mu.RLock()
+	snap := make(map[string]*stream, len(s.streams))
+	for name, st := range s.streams {
+		c := *st
+		snap[name] = &c
+	}
+	s.mu.RUnlock()
+	s.wmu.Unlock()
+	s.ckHeld.Store(int64(time.Since(held)))
+	if pos > 0 {
+		if err := s.log.Wait(ctx, pos-1); err != nil {
+			return err
+		}
+	}
+	if err := s.log.Sync(ctx); err != nil { // whatever the durability mode
+		return err
+	}
+	if err := s.failure(); err != nil {
+		return err
+	}
+	if err := vfs.WriteFileAtomic(vfs.Default, filepath.Join(s.cfg.Dir, indexFile), encodeIndex(pos, snap)); err != nil {
+		return err
+	}
+	s.ckPos.Store(pos)
+	s.ckCount.Add(1)
+	return nil
+}
+
+// checkpointer saves the index whenever the log has grown enough since the
+// last save (Config.IndexCheckpointRecords).
+func (s *Store) checkpointer() {
+	defer close(s.ckDone)
+	every := s.cfg.indexCheckEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	minRecs := s.cfg.IndexCheckpointRecords
+	if minRecs == 0 {
+		minRecs = DefaultIndexCheckpointRecords
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.ckStop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ckStop:
+			return
+		case <-t.C:
+		}
+		covered := max(s.ckPos.Load(), 0)
+		if grown := s.log.HighWatermark() - covered; grown < max(minRecs, covered/4) {
+			continue
+		}
+		start := time.Now()
+		if err := s.checkpointIndex(ctx); err != nil {
+			if ctx.Err() == nil && s.failure() == nil {
+				s.logger.Warn("saving the stream index failed; an open after a crash scans the log after the previous save", "err", err)
+			}
+			continue
+		}
+		s.logger.Debug("stream index saved", "position", s.ckPos.Load(), "took", time.Since(start).Round(time.Millisecond),
+			"writers_held", time.Duration(s.ckHeld.Load()))
+	}
 }
 
 var (
@@ -1192,6 +1338,16 @@ func (s *Store) Scavenge(ctx context.Context) (eventstore.ScavengeReport, error)
 	if last != nil {
 		if err := last.wait(ctx); err != nil {
 			return rep, s.readErr(err)
+		}
+	}
+	// Compaction drops the markers with their events, so a scan that
+	// starts at the index file's position after a crash could no longer
+	// learn what they hid: the file must cover them first. (Each save
+	// covers every marker written before it, so with no new markers the
+	// file already does; with no file, an open scans the whole log.)
+	if rep.Events > 0 && s.ckPos.Load() >= 0 {
+		if err := s.checkpointIndex(ctx); err != nil {
+			return rep, s.readErr(fmt.Errorf("save the stream index before compaction: %w", err))
 		}
 	}
 	cr, err := s.log.Clean(time.Now())

@@ -152,6 +152,8 @@ type Store struct {
 
 	failed atomic.Pointer[error] // set once: the store must be reopened
 
+	testHookQueued func(end int64) // called under wmu once an append is queued
+
 	indexLoaded  bool  // the index came from the index file, not a whole scan
 	indexScanned int64 // records scanned at open after the index file's position
 
@@ -555,19 +557,25 @@ func (s *Store) AppendMulti(ctx context.Context, appends []eventstore.StreamAppe
 		s.wmu.Unlock()
 		return nil, err
 	}
-	req, err := s.enqueueLocked(out, len(recs))
-	if err != nil {
-		s.wmu.Unlock()
-		return nil, err
+	// The index first, then the queue: once queued, the batch may be
+	// committed and the high-water mark pass it at any moment, and every
+	// event below the high-water mark must be in the index (else a reader
+	// that sees the new mark finds no event, and waits past it).
+	type prior struct {
+		st               *stream
+		n                int
+		deleted, created bool
 	}
-	pos := req.base
+	priors := make([]prior, len(appends))
+	pos := s.nextPos
 	s.mu.Lock()
 	for i, a := range appends {
-		st := s.streams[a.Stream]
+		st, created := s.streams[a.Stream], false
 		if st == nil {
-			st = &stream{}
+			st, created = &stream{}, true
 			s.streams[a.Stream] = st
 		}
+		priors[i] = prior{st, len(st.pos), st.deleted, created}
 		for _, e := range a.Events {
 			st.pos = append(st.pos, pos)
 			st.idh = append(st.idh, idHash(e.ID))
@@ -577,6 +585,23 @@ func (s *Store) AppendMulti(ctx context.Context, appends []eventstore.StreamAppe
 		results[i] = eventstore.AppendResult{Stream: a.Stream, Version: int64(len(st.pos)) - 1, Position: pos - 1}
 	}
 	s.mu.Unlock()
+	req, err := s.enqueueLocked(out, len(recs))
+	if err != nil { // closed or failed: take the entries back
+		s.mu.Lock()
+		for i := len(appends) - 1; i >= 0; i-- {
+			p := priors[i]
+			p.st.pos, p.st.idh, p.st.deleted = p.st.pos[:p.n], p.st.idh[:p.n], p.deleted
+			if p.created {
+				delete(s.streams, appends[i].Stream)
+			}
+		}
+		s.mu.Unlock()
+		s.wmu.Unlock()
+		return nil, err
+	}
+	if s.testHookQueued != nil {
+		s.testHookQueued(req.base + req.n)
+	}
 	s.wmu.Unlock()
 
 	if err := req.wait(ctx); err != nil {

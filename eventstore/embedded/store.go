@@ -53,8 +53,9 @@
 // during that fsync (group commit; commit.go says how the flusher waits
 // for writers so that they do not split into alternating halves). The
 // index is never written to disk on the append path: a save copies it
-// aside under wmu (a shallow copy per stream) and writes it off the path. Readers never see an event before it is durable:
-// they stop at the log's high-water mark, which covers only synced bytes.
+// aside under wmu (a shallow copy per stream) and writes it off the path.
+// Readers never see an event before it is durable: they stop at the log's
+// high-water mark, which covers only synced bytes.
 // A write or fsync error fails the store until reopened (the index would
 // otherwise claim events the disk may not hold).
 //
@@ -115,9 +116,10 @@ type Config struct {
 }
 
 // DefaultIndexCheckpointRecords is Config.IndexCheckpointRecords' default.
-// The scan after a crash reads about a million records a second here, so
-// the tail it scans takes at most about a second plus a quarter of a full
-// scan; each save writes 16 bytes per event of the whole index.
+// The scan at open reads one to four million records a second here, so
+// after a crash the tail it scans takes about a second at most plus a
+// quarter of a full scan; each save writes the whole index (16 bytes per
+// event).
 const DefaultIndexCheckpointRecords = 1 << 20
 
 const logName = "all"

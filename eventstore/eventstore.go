@@ -199,6 +199,17 @@ type Filter struct {
 	TypeRegex string
 	// Types: the event type is one of these (an event-type view).
 	Types []string
+	// ExcludeSystem leaves out the store's own records (IsSystem):
+	// persistent groups' checkpoints, parked events, definitions and
+	// hosting lease.
+	ExcludeSystem bool
+}
+
+// IsSystem reports whether an event of stream and type is one the store
+// keeps for itself: its type starts with '$' ($checkpoint, $parked), or it
+// is in the persistent groups' definition or lease stream.
+func IsSystem(stream, typ string) bool {
+	return strings.HasPrefix(typ, "$") || stream == GroupsStream || stream == GroupsLeaseStream
 }
 
 // Category is the filter of a category view: streams named "cat-...".
@@ -233,6 +244,9 @@ func (f Filter) Compile() (*Matcher, error) {
 func (m *Matcher) Match(stream, typ string) bool {
 	if m == nil {
 		return true
+	}
+	if m.f.ExcludeSystem && IsSystem(stream, typ) {
+		return false
 	}
 	if !strings.HasPrefix(stream, m.f.StreamPrefix) || !strings.HasPrefix(typ, m.f.TypePrefix) {
 		return false

@@ -55,7 +55,8 @@ func (d GroupDefinition) Equal(o GroupDefinition) bool {
 	return d.Group == o.Group && d.Stream == o.Stream && d.From == o.From && d.MaxRetries == o.MaxRetries &&
 		d.AckTimeout == o.AckTimeout && d.MaxInFlight == o.MaxInFlight &&
 		d.Filter.StreamPrefix == o.Filter.StreamPrefix && d.Filter.TypePrefix == o.Filter.TypePrefix &&
-		d.Filter.TypeRegex == o.Filter.TypeRegex && slices.Equal(d.Filter.Types, o.Filter.Types)
+		d.Filter.TypeRegex == o.Filter.TypeRegex && slices.Equal(d.Filter.Types, o.Filter.Types) &&
+		d.Filter.ExcludeSystem == o.Filter.ExcludeSystem
 }
 
 // Validate checks a definition, naming the field at fault.
@@ -98,22 +99,23 @@ type groupBody struct {
 }
 
 type filterBody struct {
-	StreamPrefix string   `json:"streamPrefix,omitempty"`
-	TypePrefix   string   `json:"typePrefix,omitempty"`
-	TypeRegex    string   `json:"typeRegex,omitempty"`
-	Types        []string `json:"types,omitempty"`
+	StreamPrefix  string   `json:"streamPrefix,omitempty"`
+	TypePrefix    string   `json:"typePrefix,omitempty"`
+	TypeRegex     string   `json:"typeRegex,omitempty"`
+	Types         []string `json:"types,omitempty"`
+	ExcludeSystem bool     `json:"excludeSystem,omitempty"`
 }
 
 func (d GroupDefinition) body() groupBody {
 	return groupBody{V: 1, Group: d.Group, Stream: d.Stream, From: d.From, MaxRetries: d.MaxRetries,
 		AckTimeoutMs: d.AckTimeout.Milliseconds(), MaxInFlight: d.MaxInFlight,
-		Filter: filterBody{d.Filter.StreamPrefix, d.Filter.TypePrefix, d.Filter.TypeRegex, d.Filter.Types}}
+		Filter: filterBody{d.Filter.StreamPrefix, d.Filter.TypePrefix, d.Filter.TypeRegex, d.Filter.Types, d.Filter.ExcludeSystem}}
 }
 
 func (b groupBody) definition() GroupDefinition {
 	return GroupDefinition{Group: b.Group, Stream: b.Stream, From: b.From, MaxRetries: b.MaxRetries,
 		AckTimeout: time.Duration(b.AckTimeoutMs) * time.Millisecond, MaxInFlight: b.MaxInFlight,
-		Filter: Filter{b.Filter.StreamPrefix, b.Filter.TypePrefix, b.Filter.TypeRegex, b.Filter.Types}}
+		Filter: Filter{b.Filter.StreamPrefix, b.Filter.TypePrefix, b.Filter.TypeRegex, b.Filter.Types, b.Filter.ExcludeSystem}}
 }
 
 // GroupsConfig configures a Groups.

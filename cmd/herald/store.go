@@ -262,6 +262,7 @@ func newStoreSubscribeCmd(f *clientFlags) *cobra.Command {
 		from                  int64
 		category, typePrefix  string
 		typeRegex, streamPref string
+		excludeSystem         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "subscribe [STREAM]",
@@ -283,7 +284,8 @@ appended, one JSON object per line, until interrupted. Filters apply to $all.`,
 				filter = eventstore.Category(category)
 				filter.TypePrefix, filter.TypeRegex = typePrefix, typeRegex
 			}
-			if stream != "" && (filter.StreamPrefix != "" || filter.TypePrefix != "" || filter.TypeRegex != "") {
+			filter.ExcludeSystem = excludeSystem
+			if stream != "" && (filter.StreamPrefix != "" || filter.TypePrefix != "" || filter.TypeRegex != "" || excludeSystem) {
 				return commandError(cmd, usageErrorf("filters apply to $all: drop STREAM or the filter flags"))
 			}
 			return commandError(cmd, runStoreSubscribe(cmd, f, stream, from, filter))
@@ -295,6 +297,7 @@ appended, one JSON object per line, until interrupted. Filters apply to $all.`,
 	fl.StringVar(&streamPref, "stream-prefix", "", "only streams whose name starts with `PREFIX`")
 	fl.StringVar(&typePrefix, "type-prefix", "", "only event types starting with `PREFIX`")
 	fl.StringVar(&typeRegex, "type-regex", "", "only event types matching `REGEX` (RE2)")
+	fl.BoolVar(&excludeSystem, "exclude-system", false, "leave out the store's own records (persistent groups' checkpoints, parked events, definitions, lease)")
 	return cmd
 }
 

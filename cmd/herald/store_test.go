@@ -110,6 +110,26 @@ func TestStoreCLI(t *testing.T) {
 	if r := <-done; r.code != 0 {
 		t.Fatalf("subscribe ended with %d: %s", r.code, r.stderr)
 	}
+
+	// --exclude-system leaves out the store's own records ($ types).
+	s.ok(t, `{"own":1}`, args("store", "append", "sys-1", "-t", "$checkpoint")...)
+	s.ok(t, `{"n":2}`, args("store", "append", "live-2", "-t", "Tick")...)
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	pr = &lockedBuffer{}
+	go func() {
+		done <- s.runContext(t, ctx, strings.NewReader(""), pr, args("store", "subscribe", "--exclude-system")...)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(pr.String(), `"n":2`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("subscribe --exclude-system printed %q", pr.String())
+		}
+	}
+	cancel()
+	if r := <-done; r.code != 0 || strings.Contains(pr.String(), "$checkpoint") || !strings.Contains(pr.String(), `"n":1`) {
+		t.Fatalf("subscribe --exclude-system ended with %d (%s), printed %q", r.code, r.stderr, pr.String())
+	}
+	s.fails(t, exitUsage, "filters apply to $all", "", args("store", "subscribe", "live-1", "--exclude-system")...)
 }
 
 // lockedBuffer is a bytes.Buffer safe for a writer and a reader.

@@ -8,7 +8,7 @@
 //	DELETE /v1/streams/{stream}         ?expectedVersion=&hard=true
 //	GET    /v1/streams/{stream}/info    version, delete state, metadata
 //	PUT    /v1/streams/{stream}/metadata {"maxCount","maxAgeMs","truncateBefore"}
-//	GET    /v1/all                      ?from=&backwards=&max=&streamPrefix=&typePrefix=&typeRegex=&type=
+//	GET    /v1/all                      ?from=&backwards=&max=&streamPrefix=&typePrefix=&typeRegex=&type=&excludeSystem=
 //	GET    /v1/all/head                 ?after=&waitMs= long poll until the head passes after
 //	POST   /v1/admin/scavenge           reclaim hidden events' space (stores that can)
 //	/v1/persistent-subscriptions/{group}...        persistent subscriptions hosted by the server (persistent.go)
@@ -407,8 +407,12 @@ func (a *api) readAll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	exclude, err := queryBool(r, "excludeSystem")
+	if err != nil {
+		return err
+	}
 	q := r.URL.Query()
-	f := eventstore.Filter{StreamPrefix: q.Get("streamPrefix"), TypePrefix: q.Get("typePrefix"), TypeRegex: q.Get("typeRegex"), Types: q["type"]}
+	f := eventstore.Filter{StreamPrefix: q.Get("streamPrefix"), TypePrefix: q.Get("typePrefix"), TypeRegex: q.Get("typeRegex"), Types: q["type"], ExcludeSystem: exclude}
 	page, err := a.s.ReadAll(r.Context(), eventstore.ReadAllOptions{From: from, Backwards: back, Max: max, Filter: f})
 	if err != nil {
 		return err

@@ -38,10 +38,11 @@ type GroupConfig struct {
 
 // WireFilter is an eventstore.Filter on the wire.
 type WireFilter struct {
-	StreamPrefix string   `json:"streamPrefix,omitempty"`
-	TypePrefix   string   `json:"typePrefix,omitempty"`
-	TypeRegex    string   `json:"typeRegex,omitempty"`
-	Types        []string `json:"types,omitempty"`
+	StreamPrefix  string   `json:"streamPrefix,omitempty"`
+	TypePrefix    string   `json:"typePrefix,omitempty"`
+	TypeRegex     string   `json:"typeRegex,omitempty"`
+	Types         []string `json:"types,omitempty"`
+	ExcludeSystem bool     `json:"excludeSystem,omitempty"`
 }
 
 // WireDelivery is GET .../next.
@@ -161,7 +162,8 @@ func (g *groups) put(w http.ResponseWriter, r *http.Request) error {
 	def := eventstore.GroupDefinition{
 		Group: name, Stream: cfg.Stream, From: cfg.From, MaxRetries: cfg.MaxRetries,
 		AckTimeout: time.Duration(cfg.AckTimeoutMs) * time.Millisecond, MaxInFlight: cfg.MaxInFlight,
-		Filter: eventstore.Filter{StreamPrefix: cfg.Filter.StreamPrefix, TypePrefix: cfg.Filter.TypePrefix, TypeRegex: cfg.Filter.TypeRegex, Types: cfg.Filter.Types},
+		Filter: eventstore.Filter{StreamPrefix: cfg.Filter.StreamPrefix, TypePrefix: cfg.Filter.TypePrefix, TypeRegex: cfg.Filter.TypeRegex, Types: cfg.Filter.Types,
+			ExcludeSystem: cfg.Filter.ExcludeSystem},
 	}
 	p, created, err := gs.Define(r.Context(), def)
 	if err != nil {

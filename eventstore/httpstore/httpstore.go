@@ -309,6 +309,9 @@ func (c *Client) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (e
 		}
 	}
 	q["type"] = f.Types
+	if f.ExcludeSystem {
+		q.Set("excludeSystem", "true")
+	}
 	var page httpapi.AllPage
 	if err := c.do(ctx, http.MethodGet, "/v1/all", q, nil, &page, "", 0); err != nil {
 		return eventstore.AllPage{}, err

@@ -351,3 +351,55 @@ func testGroupsLease(t *testing.T, h Harness, s eventstore.Store) {
 		}
 	}
 }
+
+// testPersistentAllExcludesSystem: a group over $all receives the store's
+// own records, its own checkpoints among them, unless its filter excludes
+// them (Filter.ExcludeSystem), when it receives only the events appended.
+func testPersistentAllExcludesSystem(t *testing.T, h Harness, s eventstore.Store) {
+	ctx := ctxT(t)
+	// run takes what the group gets until done says so or, once done,
+	// for linger more (time for checkpoints that would leak through).
+	run := func(group string, exclude bool, done func([]string) bool, linger time.Duration) []string {
+		t.Helper()
+		p, err := eventstore.NewPersistent(ctx, s, eventstore.PersistentConfig{Group: group,
+			Filter: eventstore.Filter{ExcludeSystem: exclude}, CheckpointInterval: 10 * time.Millisecond,
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		var got []string
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if l := time.Now().Add(linger); done(got) && l.Before(deadline) {
+				deadline = l
+			}
+			rctx, cancel := context.WithDeadline(ctx, deadline)
+			d, err := p.Receive(rctx)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatal(err)
+				}
+				return got
+			}
+			got = append(got, d.Event.Stream+"/"+d.Event.Type)
+			if err := d.Ack(); err != nil {
+				t.Fatal(err)
+			}
+			if linger == 0 && done(got) {
+				return got
+			}
+		}
+	}
+	mustAppend(t, s, "job-1", eventstore.Any, ev("Job", "1"), ev("Job", "2"))
+	got := run("everything", false, func(got []string) bool { return strings.Contains(strings.Join(got, " "), "$checkpoint") }, 0)
+	if len(got) < 3 || got[0] != "job-1/Job" || got[1] != "job-1/Job" || !strings.Contains(strings.Join(got[2:], " "), "$checkpoint") {
+		t.Fatalf("a group over $all got %q; want the two events, then its own checkpoints", got)
+	}
+	mustAppend(t, s, "job-2", eventstore.Any, ev("Job", "3"))
+	got = run("users", true, func(got []string) bool { return len(got) >= 3 }, 500*time.Millisecond)
+	if strings.Join(got, " ") != "job-1/Job job-1/Job job-2/Job" {
+		t.Fatalf("a group over $all that excludes the store's records got %q; want the three events only", got)
+	}
+}

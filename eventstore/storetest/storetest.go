@@ -44,6 +44,7 @@ func Run(t *testing.T, h Harness) {
 		{"SubscribeStream", testSubscribeStream},
 		{"Reopen", testReopen},
 		{"Persistent", testPersistent},
+		{"PersistentAllExcludesSystem", testPersistentAllExcludesSystem},
 		{"GroupsRestart", testGroupsRestart},
 		{"GroupsLease", testGroupsLease},
 		{"StreamsAndTimeTravel", testStreamsAndTimeTravel},
@@ -409,6 +410,9 @@ func testReadAllFilters(t *testing.T, h Harness, s eventstore.Store) {
 	mustAppend(t, s, "order-1", eventstore.Any, ev("OrderPlaced", "{}"))
 	mustAppend(t, s, "user-2", eventstore.Any, ev("UserRegistered", "{}"), ev("UserPasswordChanged", "{}"))
 	mustAppend(t, s, "order-2", eventstore.Any, ev("OrderShipped.v2", "{}"))
+	// The store's own kinds of record, as persistent groups write them.
+	mustAppend(t, s, "sys-1", eventstore.Any, ev("$checkpoint", "{}"))
+	mustAppend(t, s, eventstore.GroupsLeaseStream, eventstore.Any, ev(eventstore.GroupsLeaseType, "{}"))
 	for _, c := range []struct {
 		f    eventstore.Filter
 		want string
@@ -421,6 +425,10 @@ func testReadAllFilters(t *testing.T, h Harness, s eventstore.Store) {
 		{eventstore.EventType("UserRegistered"), "user-1/UserRegistered user-2/UserRegistered"},
 		{eventstore.Filter{StreamPrefix: "user-2", TypePrefix: "UserReg"}, "user-2/UserRegistered"},
 		{eventstore.Filter{StreamPrefix: "nope"}, ""},
+		{eventstore.Filter{StreamPrefix: "sys-"}, "sys-1/$checkpoint"},
+		{eventstore.Filter{StreamPrefix: "sys-", ExcludeSystem: true}, ""},
+		{eventstore.Filter{StreamPrefix: "persistent-"}, "persistent-groups-lease/GroupsLease"},
+		{eventstore.Filter{ExcludeSystem: true}, "user-1/UserRegistered user-1/UserEmailChanged order-1/OrderPlaced user-2/UserRegistered user-2/UserPasswordChanged order-2/OrderShipped.v2"},
 	} {
 		for _, back := range []bool{false, true} {
 			from := int64(0)

@@ -599,8 +599,8 @@ func (s *Store) ReadStream(ctx context.Context, name string, opts eventstore.Rea
 }
 
 // ReadAll implements eventstore.Store. Stream prefix, type prefix and type
-// list are filtered in SQL; a type regex (RE2, as in every backend) in Go
-// over SQL pages.
+// list are filtered in SQL; a type regex (RE2, as in every backend) and
+// ExcludeSystem in Go over SQL pages.
 func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (eventstore.AllPage, error) {
 	if err := s.usable(); err != nil {
 		return eventstore.AllPage{}, err
@@ -630,7 +630,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 		from := opts.From
 		for {
 			limit := want - len(page.Events)
-			if f.TypeRegex != "" {
+			if f.TypeRegex != "" || f.ExcludeSystem {
 				limit = max(limit, 500)
 			}
 			rows, err := s.pool.Query(ctx, s.q(`SELECT `+eventCols+` FROM {s}.events
@@ -671,7 +671,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	}
 	for {
 		limit := want - len(page.Events)
-		if f.TypeRegex != "" {
+		if f.TypeRegex != "" || f.ExcludeSystem {
 			limit = max(limit, 500)
 		}
 		rows, err := s.pool.Query(ctx, s.q(`SELECT `+eventCols+` FROM {s}.events

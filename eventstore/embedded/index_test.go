@@ -217,7 +217,7 @@ func TestIndexCheckpoint(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// From here on, saves are the scavenges' only.
-	close(s.ckStop)
+	s.ckStop()
 	<-s.ckDone
 	s.ckStop = nil
 	must(s.SetMetadata(ctx, "s-1", eventstore.StreamMetadata{MaxCount: 3}))

@@ -162,11 +162,11 @@ type Store struct {
 	// The index file (index.go). ckMu orders its writers (checkpoints,
 	// Scavenge's, Close's); Lock order: scavMu, ckMu, wmu, mu.
 	ckMu    sync.Mutex
-	ckPos   atomic.Int64 // position the index file covers; -1: no file
-	ckStop  chan struct{}
-	ckDone  chan struct{}
-	ckCount atomic.Int64 // checkpoints written
-	ckHeld  atomic.Int64 // ns the last save held the writers (its copy)
+	ckPos   atomic.Int64       // position the index file covers; -1: no file
+	ckStop  context.CancelFunc // ends the checkpointer (nil: none)
+	ckDone  chan struct{}      // closed when it has
+	ckCount atomic.Int64       // checkpoints written
+	ckHeld  atomic.Int64       // ns the last save held the writers (its copy)
 }
 
 // stream is one stream's index entry.
@@ -276,8 +276,9 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 	if cfg.IndexCheckpointRecords >= 0 {
-		s.ckStop, s.ckDone = make(chan struct{}), make(chan struct{})
-		go s.checkpointer()
+		ctx, stop := context.WithCancel(context.Background())
+		s.ckStop, s.ckDone = stop, make(chan struct{})
+		go s.checkpointer(ctx)
 	}
 	s.logger.Info("event store opened", "dir", cfg.Dir, "streams", len(s.streams),
 		"head", l.HighWatermark(), "index_file", s.indexLoaded, "scanned_records", s.indexScanned,
@@ -1045,7 +1046,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	if s.ckStop != nil {
-		close(s.ckStop)
+		s.ckStop()
 		<-s.ckDone
 	}
 	s.scavMu.Lock()
@@ -1166,8 +1167,8 @@ func (s *Store) checkpointIndex(ctx context.Context) error {
 }
 
 // checkpointer saves the index whenever the log has grown enough since the
-// last save (Config.IndexCheckpointRecords).
-func (s *Store) checkpointer() {
+// last save (Config.IndexCheckpointRecords), until ctx ends.
+func (s *Store) checkpointer(ctx context.Context) {
 	defer close(s.ckDone)
 	every := s.cfg.indexCheckEvery
 	if every <= 0 {
@@ -1177,20 +1178,11 @@ func (s *Store) checkpointer() {
 	if minRecs == 0 {
 		minRecs = DefaultIndexCheckpointRecords
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-s.ckStop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.ckStop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}

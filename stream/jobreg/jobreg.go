@@ -220,6 +220,7 @@ func (r *Registry[I]) start(name string, def []byte, j Job, openErr error) Entry
 			run.entry.Error = err.Error()
 		}
 	}
+	started := run.entry // the goroutine's setStatus writes it under r.mu
 	go func() {
 		defer close(run.done)
 		if j.Stop != nil {
@@ -240,7 +241,7 @@ func (r *Registry[I]) start(name string, def []byte, j Job, openErr error) Entry
 			setStatus("running", nil)
 		}
 	}()
-	return run.entry
+	return started
 }
 
 // Create saves def under name and starts its job. Errors: Config.Open's,

@@ -3,6 +3,7 @@ package jobreg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -115,5 +116,34 @@ func TestRegistry(t *testing.T) {
 	defer reg3.Close()
 	if l := reg3.List(); len(l) != 0 {
 		t.Fatalf("deleted jobs came back: %+v", l)
+	}
+}
+
+// TestStartWhileRunFails: a job whose run fails at once marks itself failed
+// while Create is still returning its entry; under -race this once
+// reported a data race (the entry was read after the job's goroutine
+// started).
+func TestStartWhileRunFails(t *testing.T) {
+	srv, err := server.Start(context.Background(), server.Config{Broker: broker.Config{DataDir: t.TempDir()},
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx := context.Background()
+	open := func(Settings, string, []byte) (Job, error) {
+		return Job{Run: func(context.Context) error { return errors.New("fails at once") }}, nil
+	}
+	cfg := Config[Entry]{Settings: Settings{Brokers: []string{srv.KafkaAddr()}, Topic: "_jobs", RetryBackoff: time.Hour,
+		Logger: slog.New(slog.DiscardHandler)}, Kind: "job", Open: open, Describe: func(e Entry) Entry { return e }}
+	reg, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	for i := range 50 {
+		if _, err := reg.Create(ctx, fmt.Sprintf("j%d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
